@@ -1,0 +1,7 @@
+//! The ports: what use cases need from the world, as traits the edge crates implement.
+
+pub mod clock;
+pub mod provider;
+
+pub use clock::{Clock, SystemClock};
+pub use provider::*;

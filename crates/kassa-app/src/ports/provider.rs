@@ -1,0 +1,132 @@
+//! The payment provider port: the dozen things Kassa asks of Stripe, and how each can end.
+//!
+//! Every mutating call carries an idempotency key the *caller* derives from Kassa's own ids
+//! (never random, never time-based), so any retry of it is safe. Every outcome is one of three:
+//! the call succeeded, it definitely failed (nothing happened at the provider), or the outcome is
+//! unknown (timeout, 5xx after retries, lost response). An unknown outcome is never a failure:
+//! callers must not compensate on it, only retry with the same key or re-fetch.
+
+use async_trait::async_trait;
+use kassa_domain::Currency;
+use kassa_domain::payment::PaymentStatus;
+use kassa_domain::refund::RefundStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureMethod {
+    Automatic,
+    Manual,
+}
+
+/// Create a PaymentIntent for an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatePaymentIntent {
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub capture_method: CaptureMethod,
+    /// Sent as Stripe `metadata[...]`; Kassa puts its order and payment ids here.
+    pub metadata: Vec<(String, String)>,
+    pub idempotency_key: String,
+}
+
+/// The provider's view of a PaymentIntent, reduced to what Kassa uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderPaymentIntent {
+    pub id: String,
+    pub status: PaymentStatus,
+    pub amount_minor: i64,
+    pub amount_capturable_minor: i64,
+    pub amount_received_minor: i64,
+    /// Lowercase ISO code as the provider reports it (checked against the order, risk W6).
+    pub currency: String,
+    pub client_secret: Option<String>,
+    pub latest_charge: Option<String>,
+    /// Decline code or message of the last failed attempt, if any.
+    pub last_error: Option<String>,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Refund (part of) a PaymentIntent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRefund {
+    pub payment_intent_id: String,
+    pub amount_minor: i64,
+    pub reason: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRefund {
+    pub id: String,
+    pub payment_intent_id: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: RefundStatus,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// One event from the provider's event list (used by reconciliation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEventSummary {
+    pub id: String,
+    pub event_type: String,
+    pub created_secs: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<ProviderEventSummary>,
+    pub has_more: bool,
+}
+
+/// How a provider call ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider answered and nothing happened: card declined, invalid request, idempotency
+    /// conflict. Safe to compensate.
+    #[error("provider refused ({code}): {message}")]
+    Definite { code: String, message: String },
+    /// We do not know whether it happened: timeout, connection lost, 5xx or 429 after bounded
+    /// retries. Never compensate on this; retry with the same key or re-fetch.
+    #[error("provider outcome unknown: {reason}")]
+    Unknown { reason: String },
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// What Kassa needs from a payment provider. Implemented over HTTP by `kassa-stripe`.
+#[async_trait]
+pub trait PaymentProvider: Send + Sync {
+    async fn create_payment_intent(
+        &self,
+        request: CreatePaymentIntent,
+    ) -> ProviderResult<ProviderPaymentIntent>;
+
+    async fn retrieve_payment_intent(&self, id: &str) -> ProviderResult<ProviderPaymentIntent>;
+
+    async fn cancel_payment_intent(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> ProviderResult<ProviderPaymentIntent>;
+
+    /// Captures `amount_to_capture_minor`, or everything capturable when `None`.
+    async fn capture_payment_intent(
+        &self,
+        id: &str,
+        amount_to_capture_minor: Option<i64>,
+        idempotency_key: &str,
+    ) -> ProviderResult<ProviderPaymentIntent>;
+
+    async fn create_refund(&self, request: CreateRefund) -> ProviderResult<ProviderRefund>;
+
+    async fn retrieve_refund(&self, id: &str) -> ProviderResult<ProviderRefund>;
+
+    /// Events created at or after `created_gte_secs`, newest first, one page of at most `limit`.
+    async fn list_events(
+        &self,
+        created_gte_secs: i64,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> ProviderResult<EventPage>;
+}

@@ -1,0 +1,55 @@
+//! The reservation state machine: stock held for one order line at one location.
+//!
+//! Held stock is counted in `reserved`; commit moves it to `committed` when the payment
+//! succeeds; release returns it to `available` when the order is canceled or abandoned. Both are
+//! final, so stock can never be committed and released for the same reservation.
+
+use crate::states::{IllegalTransition, named_states};
+
+named_states! {
+    pub enum ReservationStatus {
+        Held => "held",
+        Committed => "committed",
+        Released => "released",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationEvent {
+    Commit,
+    Release,
+}
+
+impl ReservationStatus {
+    pub fn apply(self, event: ReservationEvent) -> Result<ReservationStatus, IllegalTransition> {
+        match (self, event) {
+            (ReservationStatus::Held, ReservationEvent::Commit) => Ok(ReservationStatus::Committed),
+            (ReservationStatus::Held, ReservationEvent::Release) => Ok(ReservationStatus::Released),
+            (from, event) => Err(IllegalTransition {
+                from: from.as_str(),
+                event: format!("{event:?}"),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ReservationEvent as E;
+    use ReservationStatus as S;
+
+    #[test]
+    fn transition_table_is_exactly_this() {
+        for &from in S::ALL {
+            for event in [E::Commit, E::Release] {
+                let expected = match (from, event) {
+                    (S::Held, E::Commit) => Some(S::Committed),
+                    (S::Held, E::Release) => Some(S::Released),
+                    _ => None,
+                };
+                assert_eq!(from.apply(event).ok(), expected, "{from} + {event:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Kassa HTTP (being written).

@@ -1,0 +1,1 @@
+//! Kassa storage (being written).

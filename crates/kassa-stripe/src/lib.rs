@@ -1,0 +1,1 @@
+//! Kassa's Stripe adapter (being written).

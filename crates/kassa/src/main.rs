@@ -1,0 +1,2 @@
+//! The kassa binary (being written).
+fn main() {}
