@@ -130,3 +130,70 @@ pub trait PaymentProvider: Send + Sync {
         limit: u32,
     ) -> ProviderResult<EventPage>;
 }
+
+/// A Charge as carried by `charge.*` events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCharge {
+    pub id: String,
+    pub payment_intent_id: Option<String>,
+    pub amount_minor: i64,
+    pub amount_captured_minor: i64,
+    pub amount_refunded_minor: i64,
+    pub currency: String,
+    /// The refunds embedded in the charge (`refunds.data`), when the event carries them.
+    pub refunds: Vec<ProviderRefund>,
+}
+
+/// A Dispute as carried by `charge.dispute.*` events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderDispute {
+    pub id: String,
+    pub charge_id: String,
+    pub payment_intent_id: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// Stripe's dispute status (`needs_response`, `won`, `lost`, …).
+    pub status: String,
+}
+
+/// The object an event is about (`data.object`), parsed into the port's types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderEventObject {
+    PaymentIntent(ProviderPaymentIntent),
+    Refund(ProviderRefund),
+    Charge(ProviderCharge),
+    Dispute(ProviderDispute),
+    /// An object Kassa does not act on; recorded and acknowledged.
+    Other { object_type: String },
+}
+
+/// A verified webhook event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEvent {
+    pub id: String,
+    pub event_type: String,
+    pub created_secs: i64,
+    pub object: ProviderEventObject,
+}
+
+/// Why a webhook delivery was refused. The HTTP answer must not say which (risk S8): both map to
+/// the same 400 body; the variant is for logs and metrics only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRejected {
+    /// Missing or malformed header, no matching signature, or timestamp outside tolerance.
+    #[error("webhook signature not accepted")]
+    Signature,
+    /// Correctly signed, but the body is not an event Kassa can read.
+    #[error("webhook body is not a readable event")]
+    Malformed,
+}
+
+/// Verifies a webhook delivery against every configured secret, then parses it.
+pub trait WebhookVerifier: Send + Sync {
+    fn verify_and_parse(
+        &self,
+        payload: &[u8],
+        signature_header: &str,
+        now_secs: i64,
+    ) -> Result<ProviderEvent, WebhookRejected>;
+}
