@@ -2,6 +2,8 @@
 
 pub mod clock;
 pub mod provider;
+pub mod store;
 
 pub use clock::{Clock, SystemClock};
 pub use provider::*;
+pub use store::*;

@@ -164,7 +164,9 @@ pub enum ProviderEventObject {
     Charge(ProviderCharge),
     Dispute(ProviderDispute),
     /// An object Kassa does not act on; recorded and acknowledged.
-    Other { object_type: String },
+    Other {
+        object_type: String,
+    },
 }
 
 /// A verified webhook event.

@@ -1,0 +1,39 @@
+//! The outcomes a use case can refuse with. The HTTP edge maps each to one status and code of
+//! API.md; nothing here knows about status codes.
+
+use crate::ports::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppError {
+    /// Input out of range or malformed; `param` names the field.
+    #[error("{message}")]
+    InvalidRequest {
+        param: Option<String>,
+        message: String,
+    },
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("not enough stock")]
+    InsufficientStock { skus: Vec<String> },
+    /// The client's `expected_total` differs from the server's price.
+    #[error("the price changed")]
+    PriceChanged { total: i64 },
+    #[error("this cart has already been checked out")]
+    CartAlreadyCheckedOut { order_id: String },
+    /// The order or payment is not in a state that allows this.
+    #[error("{message}")]
+    InvalidState { message: String },
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    pub fn invalid(param: &str, message: impl Into<String>) -> AppError {
+        AppError::InvalidRequest {
+            param: Some(param.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

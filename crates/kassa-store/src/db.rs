@@ -1,0 +1,142 @@
+//! Opening the database: URL parsing, per-backend connection settings, migrations.
+
+use std::time::Duration;
+
+use kassa_app::ports::StoreError;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a caller waits for a pooled connection before getting a 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// PostgreSQL connections per Kassa instance.
+const POSTGRES_CONNECTIONS_MAX: u32 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    #[error("KASSA_DATABASE_URL must start with sqlite:// or postgres:// (got {0:?})")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database: {0}")]
+    Connect(String),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(String),
+}
+
+/// The SQL implementation of every storage port.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, StoreOpenError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreOpenError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file if needed) without migrating.
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreOpenError> {
+        install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool = match backend {
+            // One connection: SQLite has one writer anyway, and a single connection means a
+            // read-then-write transaction can never fail to upgrade its lock (SQLITE_BUSY).
+            // Full durability: WAL with synchronous=FULL fsyncs every commit.
+            Backend::Sqlite => {
+                options
+                    .max_connections(1)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&sqlite_url_creating_file(url))
+                    .await
+            }
+            Backend::Postgres => {
+                options
+                    .max_connections(POSTGRES_CONNECTIONS_MAX)
+                    .connect(url)
+                    .await
+            }
+        }
+        .map_err(|error| StoreOpenError::Connect(error.to_string()))?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Connects and applies every pending migration.
+    pub async fn open(url: &str) -> Result<SqlStore, StoreOpenError> {
+        let store = SqlStore::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreOpenError> {
+        self.migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|error| StoreOpenError::Migrate(error.to_string()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+/// `sqlite://path` → `sqlite://path?mode=rwc`, so a first start creates the file.
+fn sqlite_url_creating_file(url: &str) -> String {
+    if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Any database failure, reduced to the port's error. The text goes to logs, never to clients.
+pub(crate) fn unavailable(error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+pub(crate) fn flag(value: i64) -> bool {
+    value != 0
+}
+
+pub(crate) fn flag_value(value: bool) -> i64 {
+    i64::from(value)
+}

@@ -1,0 +1,163 @@
+//! Test fixtures shared by the storage, application and HTTP tests.
+//!
+//! [`TestDb`] gives each test its own empty, migrated database: a fresh SQLite file, or a fresh
+//! PostgreSQL database that is dropped again when the fixture is dropped. PostgreSQL being
+//! unreachable is a test failure with the command that starts it, never a silent skip.
+//! Not for production code: nothing outside `[dev-dependencies]` may depend on this crate.
+
+use kassa_store::{Backend, SqlStore};
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+
+/// Server the PostgreSQL tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("KASSA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub const POSTGRES_START_HINT: &str =
+    "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+
+/// A migrated, empty database that disappears with the fixture.
+pub struct TestDb {
+    pub store: SqlStore,
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteFile(std::path::PathBuf),
+    PostgresDatabase(String),
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb::sqlite().await,
+            Backend::Postgres => TestDb::postgres().await,
+        }
+    }
+
+    pub async fn sqlite() -> TestDb {
+        let path =
+            std::env::temp_dir().join(format!("kassa-test-{}.db", uuid::Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}", path.display());
+        let store = SqlStore::open(&url)
+            .await
+            .expect("a fresh SQLite file opens and migrates");
+        TestDb {
+            store,
+            url,
+            cleanup: Cleanup::SqliteFile(path),
+        }
+    }
+
+    pub async fn postgres() -> TestDb {
+        sqlx::any::install_default_drivers();
+        let admin_url = postgres_admin_url();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&admin_url)
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "PostgreSQL is not reachable at {admin_url} ({error}); {POSTGRES_START_HINT}"
+                )
+            });
+        let name = format!("kassa_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))) // name is ours: hex only
+            .await
+            .expect("the test role may create databases");
+        admin.close().await;
+        let url = replace_database(&admin_url, &name);
+        let store = SqlStore::open(&url)
+            .await
+            .expect("a fresh PostgreSQL database migrates");
+        TestDb {
+            store,
+            url,
+            cleanup: Cleanup::PostgresDatabase(name),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::PostgresDatabase(name) => drop_postgres_database(name.clone()),
+        }
+    }
+}
+
+/// Drops the database from a thread of its own: `Drop` cannot await, and the test's runtime may
+/// be shutting down. `WITH (FORCE)` ends the pool's connections that may still be open.
+fn drop_postgres_database(name: String) {
+    let dropper = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            if let Ok(admin) = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&postgres_admin_url())
+                .await
+            {
+                let _ = admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .await;
+                admin.close().await;
+            }
+        });
+    });
+    let _ = dropper.join();
+}
+
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+/// Runs an async test body once per backend, as two tests named `…::sqlite` and `…::postgres`.
+///
+/// ```ignore
+/// both_backends!(risk_u1_line_change_is_isolated, |db: TestDb| async move { … });
+/// ```
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::TestDb::new(::kassa_store::Backend::Sqlite).await;
+                ($body)(db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = $crate::TestDb::new(::kassa_store::Backend::Postgres).await;
+                ($body)(db).await;
+            }
+        }
+    };
+}
