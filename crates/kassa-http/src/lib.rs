@@ -1,1 +1,58 @@
-//! Kassa HTTP (being written).
+//! Kassa's HTTP edge: the axum router of API.md, auth extractors, rate limits, strict JSON and
+//! the one error type.
+//!
+//! Handlers extract, call one `App` method and map the result; there is no SQL and no Stripe
+//! client here. This crate never touches sqlx or the Stripe adapter.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use kassa_app::App;
+use kassa_domain::limits::REQUEST_BODY_MAX_BYTES;
+
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod rate_limit;
+pub mod routes;
+pub mod wire;
+
+pub use auth::ApiKeys;
+pub use rate_limit::PublicRateLimit;
+pub use wire::SandboxBody;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: App,
+    pub keys: ApiKeys,
+    /// `None` when rate limiting is off (`KASSA_RATE_LIMIT=0`).
+    pub rate_limit: Option<Arc<PublicRateLimit>>,
+    /// Set only in sandbox mode.
+    pub sandbox: Option<Arc<SandboxBody>>,
+}
+
+/// The whole API. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
+/// rate limiter sees client addresses.
+pub fn router(state: HttpState) -> Router {
+    let public = routes::carts::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        rate_limit::limit_public,
+    ));
+    Router::new()
+        .merge(routes::catalog::router())
+        .merge(public)
+        .merge(routes::health::router())
+        .merge(routes::sandbox::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    let error = error::ApiError::NotFound("no such endpoint".into());
+    (StatusCode::NOT_FOUND, error).into_response()
+}

@@ -1,2 +1,100 @@
-//! The kassa binary (being written).
-fn main() {}
+//! The `kassa` binary: parses the command line, loads and validates configuration, wires the
+//! crates together and runs. No business logic lives here.
+
+mod config;
+mod demo;
+mod serve;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "kassa",
+    version,
+    about = "Self-hosted checkout and payments server"
+)]
+struct Cli {
+    /// A KEY=VALUE file with the same names as the environment (the environment wins).
+    #[arg(long, global = true, env = "KASSA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API, the Stripe webhook endpoint and the workers. Without STRIPE_SECRET_KEY:
+    /// sandbox mode (SQLite under ./kassa-data, demo catalog, printed test keys).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and exit (0 when valid).
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("kassa: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kassa: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::run(config).await,
+            Command::Migrate => serve::migrate(&config).await,
+            Command::CheckConfig => {
+                println!("configuration is valid");
+                Ok(())
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kassa: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
+    let file = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                format!(
+                    "configuration error: KASSA_CONFIG: cannot read {}: {error}",
+                    path.display()
+                )
+            })?;
+            config::parse_file(&text).map_err(|error| error.to_string())?
+        }
+        None => BTreeMap::new(),
+    };
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    Config::from_sources(&env, &file).map_err(|error| error.to_string())
+}

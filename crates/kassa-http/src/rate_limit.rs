@@ -1,0 +1,89 @@
+//! Rate limits on the public endpoints (carts, checkout, order lookup): per client IP, and per
+//! presented credential so one leaked publishable key or order token cannot be hammered from
+//! many addresses (risk S7). Token buckets from `governor`; state is bounded by
+//! `TRACKED_CLIENTS_MAX` and pruned in the background.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::HttpState;
+use crate::error::ApiError;
+
+/// A credential is shared by all of a shop's customers, so its bucket is this many IPs wide.
+const CREDENTIAL_QUOTA_FACTOR: u32 = 50;
+/// Above this many tracked keys, stale buckets are pruned on the next request.
+const TRACKED_CLIENTS_MAX: usize = 100_000;
+
+pub struct PublicRateLimit {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_credential: DefaultKeyedRateLimiter<String>,
+}
+
+impl PublicRateLimit {
+    /// `per_second` sustained requests per IP, bursts of twice that; `None` when 0 (off).
+    pub fn new(per_second: u32) -> Option<Arc<PublicRateLimit>> {
+        let rate = NonZeroU32::new(per_second)?;
+        let two = NonZeroU32::new(2).expect("2 is not zero");
+        let credential_rate =
+            rate.saturating_mul(NonZeroU32::new(CREDENTIAL_QUOTA_FACTOR).expect("not zero"));
+        Some(Arc::new(PublicRateLimit {
+            per_ip: RateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(rate.saturating_mul(two)),
+            ),
+            per_credential: RateLimiter::keyed(
+                Quota::per_second(credential_rate).allow_burst(credential_rate.saturating_mul(two)),
+            ),
+        }))
+    }
+
+    fn check(&self, ip: IpAddr, credential: Option<String>) -> Result<(), ApiError> {
+        if self.per_ip.len() > TRACKED_CLIENTS_MAX {
+            self.per_ip.retain_recent();
+        }
+        if self.per_credential.len() > TRACKED_CLIENTS_MAX {
+            self.per_credential.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        let limited = |not_until: governor::NotUntil<_>| ApiError::RateLimited {
+            retry_after_secs: not_until.wait_time_from(now).as_secs().max(1),
+        };
+        self.per_ip.check_key(&ip).map_err(limited)?;
+        if let Some(credential) = credential {
+            self.per_credential
+                .check_key(&credential)
+                .map_err(limited)?;
+        }
+        Ok(())
+    }
+}
+
+/// Middleware for the public routes.
+pub async fn limit_public(
+    State(state): State<HttpState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(limit) = &state.rate_limit {
+        let ip = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+        let credential = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        if let Err(error) = limit.check(ip, credential) {
+            return error.into_response();
+        }
+    }
+    next.run(request).await
+}

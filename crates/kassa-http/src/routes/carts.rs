@@ -1,0 +1,75 @@
+//! Carts (publishable key). Rate limited per IP and per key.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+
+use crate::HttpState;
+use crate::auth::StorefrontKey;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::wire::{AddLineRequest, CartBody, CreateCartRequest, SetLineQuantityRequest};
+
+pub fn router() -> Router<HttpState> {
+    Router::new()
+        .route("/v1/carts", post(create_cart))
+        .route("/v1/carts/{id}", get(cart))
+        .route("/v1/carts/{id}/lines", post(add_line))
+        .route(
+            "/v1/carts/{id}/lines/{line_id}",
+            patch(set_line_quantity).delete(remove_line),
+        )
+}
+
+async fn create_cart(
+    _: StorefrontKey,
+    State(state): State<HttpState>,
+    ApiJson(body): ApiJson<CreateCartRequest>,
+) -> Result<(StatusCode, Json<CartBody>), ApiError> {
+    let cart = state.app.create_cart(&body.currency).await?;
+    Ok((StatusCode::CREATED, Json(CartBody::from(&cart))))
+}
+
+async fn cart(
+    _: StorefrontKey,
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<Json<CartBody>, ApiError> {
+    Ok(Json(CartBody::from(&state.app.cart_view(&id).await?)))
+}
+
+async fn add_line(
+    _: StorefrontKey,
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddLineRequest>,
+) -> Result<Json<CartBody>, ApiError> {
+    let cart = state
+        .app
+        .add_cart_line(&id, &body.sku, body.quantity)
+        .await?;
+    Ok(Json(CartBody::from(&cart)))
+}
+
+async fn set_line_quantity(
+    _: StorefrontKey,
+    State(state): State<HttpState>,
+    Path((id, line_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetLineQuantityRequest>,
+) -> Result<Json<CartBody>, ApiError> {
+    let cart = state
+        .app
+        .set_cart_line_quantity(&id, &line_id, body.quantity)
+        .await?;
+    Ok(Json(CartBody::from(&cart)))
+}
+
+async fn remove_line(
+    _: StorefrontKey,
+    State(state): State<HttpState>,
+    Path((id, line_id)): Path<(String, String)>,
+) -> Result<Json<CartBody>, ApiError> {
+    let cart = state.app.remove_cart_line(&id, &line_id).await?;
+    Ok(Json(CartBody::from(&cart)))
+}

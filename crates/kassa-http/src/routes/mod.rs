@@ -1,0 +1,6 @@
+//! One module per resource; each exports a `router()`.
+
+pub mod carts;
+pub mod catalog;
+pub mod health;
+pub mod sandbox;

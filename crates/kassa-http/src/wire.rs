@@ -1,0 +1,183 @@
+//! The JSON shapes of API.md: request types (all `deny_unknown_fields`) and response types.
+//! These are compatibility promises to storefronts; change them only with API.md.
+
+use std::collections::BTreeMap;
+
+use kassa_app::cart::CartView;
+use kassa_app::ports::{InventoryLevel, Product, Variant};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProductRequest {
+    pub name: String,
+    pub variants: Vec<CreateVariantRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVariantRequest {
+    pub sku: String,
+    pub unit_amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVariantRequest {
+    pub unit_amount: Option<i64>,
+    pub active: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetInventoryRequest {
+    pub location: Option<String>,
+    pub on_hand: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCartRequest {
+    pub currency: String,
+}
+
+/// A cart line names a SKU and a quantity, never a price: `unit_amount`, `price` or `amount`
+/// in the body is an unknown field and refused (risk S1).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddLineRequest {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetLineQuantityRequest {
+    pub quantity: i64,
+}
+
+#[derive(Serialize)]
+pub struct VariantBody {
+    pub sku: String,
+    pub product_id: String,
+    pub unit_amount: i64,
+    pub currency: String,
+    pub attributes: BTreeMap<String, String>,
+    pub active: bool,
+}
+
+impl From<&Variant> for VariantBody {
+    fn from(variant: &Variant) -> VariantBody {
+        VariantBody {
+            sku: variant.sku.clone(),
+            product_id: variant.product_id.clone(),
+            unit_amount: variant.unit_price.amount_minor(),
+            currency: variant.unit_price.currency().code().to_owned(),
+            attributes: variant.attributes.clone(),
+            active: variant.active,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ProductBody {
+    pub id: String,
+    pub name: String,
+    pub variants: Vec<VariantBody>,
+}
+
+impl From<&Product> for ProductBody {
+    fn from(product: &Product) -> ProductBody {
+        ProductBody {
+            id: product.id.clone(),
+            name: product.name.clone(),
+            variants: product.variants.iter().map(VariantBody::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct InventoryBody {
+    pub sku: String,
+    pub locations: Vec<LocationBody>,
+}
+
+#[derive(Serialize)]
+pub struct LocationBody {
+    pub location: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub committed: i64,
+    pub available: i64,
+}
+
+impl InventoryBody {
+    pub fn new(sku: &str, levels: &[InventoryLevel]) -> InventoryBody {
+        InventoryBody {
+            sku: sku.to_owned(),
+            locations: levels
+                .iter()
+                .map(|level| LocationBody {
+                    location: level.location.clone(),
+                    on_hand: level.stock.on_hand,
+                    reserved: level.stock.reserved,
+                    committed: level.stock.committed,
+                    available: level.stock.available(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CartBody {
+    pub id: String,
+    pub currency: String,
+    pub lines: Vec<CartLineBody>,
+    pub subtotal: i64,
+    pub total: i64,
+}
+
+#[derive(Serialize)]
+pub struct CartLineBody {
+    pub id: String,
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_amount: i64,
+    pub amount: i64,
+}
+
+impl From<&CartView> for CartBody {
+    fn from(cart: &CartView) -> CartBody {
+        CartBody {
+            id: cart.id.clone(),
+            currency: cart.currency.code().to_owned(),
+            lines: cart
+                .line_ids
+                .iter()
+                .zip(&cart.priced.lines)
+                .map(|(id, line)| CartLineBody {
+                    id: id.clone(),
+                    sku: line.sku.clone(),
+                    quantity: line.quantity,
+                    unit_amount: line.unit_price.amount_minor(),
+                    amount: line.amount.amount_minor(),
+                })
+                .collect(),
+            subtotal: cart.priced.subtotal.amount_minor(),
+            total: cart.priced.total.amount_minor(),
+        }
+    }
+}
+
+/// `GET /v1/sandbox`: how to reach the built-in Stripe emulator.
+#[derive(Serialize, Clone)]
+pub struct SandboxBody {
+    pub stripe_api_base: String,
+    pub stripe_secret_key: String,
+    pub stripe_publishable_key: String,
+    pub webhook_secret: String,
+}

@@ -1,0 +1,295 @@
+//! The HTTP contract over a real socket: auth, error shapes, input bounds, rate limits.
+//! Each test starts the router on an ephemeral port against a fresh database of each backend.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kassa_app::App;
+use kassa_app::ports::SystemClock;
+use kassa_http::{ApiKeys, HttpState, PublicRateLimit};
+use kassa_testkit::{TestDb, both_backends};
+use serde_json::{Value, json};
+
+const SECRET: &str = "sk_test_0123456789abcdef";
+const PUBLISHABLE: &str = "pk_test_0123456789abcdef";
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    _db: TestDb,
+}
+
+async fn start(db: TestDb, rate_limit_per_sec: u32) -> Server {
+    // reqwest is built without a default TLS provider; tests speak plain HTTP but it still asks.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state = HttpState {
+        app: App::new(Arc::new(db.store.clone()), Arc::new(SystemClock)),
+        keys: ApiKeys {
+            secret: SECRET.into(),
+            publishable: PUBLISHABLE.into(),
+        },
+        rate_limit: PublicRateLimit::new(rate_limit_per_sec),
+        sandbox: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("ephemeral port");
+    let address = listener.local_addr().expect("bound");
+    let service = kassa_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    Server {
+        base: format!("http://{address}"),
+        http: reqwest::Client::new(),
+        _db: db,
+    }
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("server answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, key, Some(body))
+            .await
+    }
+
+    async fn seed_mug(&self) -> String {
+        let (status, _) = self
+            .post(
+                "/v1/products",
+                SECRET,
+                json!({"name": "Mug", "variants": [{"sku": "MUG", "unit_amount": 1250, "currency": "eur"}]}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let (status, cart) = self
+            .post("/v1/carts", PUBLISHABLE, json!({"currency": "eur"}))
+            .await;
+        assert_eq!(status, 201);
+        cart["id"].as_str().expect("cart id").to_owned()
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+both_backends!(keys_are_enforced, |db: TestDb| async move {
+    let server = start(db, 0).await;
+    let product =
+        json!({"name": "X", "variants": [{"sku": "X", "unit_amount": 1, "currency": "usd"}]});
+    let (status, body) = server
+        .post("/v1/products", "sk_wrong", product.clone())
+        .await;
+    assert_eq!((status, code(&body)), (401, "unauthorized"));
+    let (status, body) = server
+        .post("/v1/products", PUBLISHABLE, product.clone())
+        .await;
+    assert_eq!((status, code(&body)), (403, "forbidden"));
+    let (status, _) = server.post("/v1/products", SECRET, product).await;
+    assert_eq!(status, 201);
+    let (status, body) = server
+        .post("/v1/carts", "", json!({"currency": "usd"}))
+        .await;
+    assert_eq!((status, code(&body)), (401, "unauthorized"));
+});
+
+both_backends!(
+    risk_s1_client_sent_prices_are_refused,
+    |db: TestDb| async move {
+        let server = start(db, 0).await;
+        let cart = server.seed_mug().await;
+        for field in ["unit_amount", "price", "amount"] {
+            let mut line = json!({"sku": "MUG", "quantity": 1});
+            line[field] = json!(1);
+            let (status, body) = server
+                .post(&format!("/v1/carts/{cart}/lines"), PUBLISHABLE, line)
+                .await;
+            assert_eq!((status, code(&body)), (400, "invalid_request"), "{field}");
+            assert_eq!(body["error"]["param"], field);
+        }
+        let (status, body) = server
+            .post(
+                &format!("/v1/carts/{cart}/lines"),
+                PUBLISHABLE,
+                json!({"sku": "MUG", "quantity": 2}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (
+                body["lines"][0]["unit_amount"].as_i64(),
+                body["total"].as_i64()
+            ),
+            (Some(1250), Some(2500))
+        );
+    }
+);
+
+both_backends!(
+    risk_s6_unbounded_and_malformed_input_is_refused,
+    |db: TestDb| async move {
+        let server = start(db, 0).await;
+        let cart = server.seed_mug().await;
+        let lines = format!("{}/v1/carts/{cart}/lines", server.base);
+
+        let huge = format!(
+            "{{\"sku\":\"MUG\",\"quantity\":1,\"pad\":\"{}\"}}",
+            "x".repeat(200_000)
+        );
+        let response = server
+            .http
+            .post(&lines)
+            .bearer_auth(PUBLISHABLE)
+            .header("content-type", "application/json")
+            .body(huge)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status().as_u16(), 413);
+        let body: Value = response.json().await.expect("json error");
+        assert_eq!(code(&body), "payload_too_large");
+
+        let response = server
+            .http
+            .post(&lines)
+            .bearer_auth(PUBLISHABLE)
+            .header("content-type", "application/json")
+            .body("{\"sku\": \"MUG\", \"quantity\": ")
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status().as_u16(), 400);
+        assert_eq!(
+            code(&response.json().await.expect("json error")),
+            "invalid_request"
+        );
+
+        for (body, param) in [
+            (json!({"sku": "MUG", "quantity": 1_000_000}), "quantity"),
+            (json!({"sku": "MUG", "quantity": 0}), "quantity"),
+            (json!({"sku": "MUG", "quantity": "2"}), "quantity"),
+            (json!({"sku": "MUG", "quantity": 1e3}), "quantity"),
+            (json!({"sku": "x".repeat(1000), "quantity": 1}), "sku"),
+            (json!({"quantity": 1}), "sku"),
+        ] {
+            let (status, answer) = server
+                .post(
+                    &format!("/v1/carts/{cart}/lines"),
+                    PUBLISHABLE,
+                    body.clone(),
+                )
+                .await;
+            assert_eq!((status, code(&answer)), (400, "invalid_request"), "{body}");
+            assert_eq!(answer["error"]["param"], param, "{body}");
+        }
+        let (status, body) = server
+            .post("/v1/carts", PUBLISHABLE, json!({"currency": "xyz"}))
+            .await;
+        assert_eq!(
+            (status, code(&body), body["error"]["param"].as_str()),
+            (400, "invalid_request", Some("currency"))
+        );
+        let (_, cart_now) = server
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/carts/{cart}"),
+                PUBLISHABLE,
+                None,
+            )
+            .await;
+        assert_eq!(cart_now["lines"], json!([]), "nothing half-written");
+    }
+);
+
+both_backends!(
+    risk_s7_public_endpoints_are_rate_limited_per_client,
+    |db: TestDb| async move {
+        let server = start(db, 2).await;
+        let cart = server.seed_mug().await;
+        let path = format!("/v1/carts/{cart}");
+        // Fire concurrently: a burst of 2×rate is allowed, the rest must be refused with Retry-After.
+        let requests = (0..20).map(|_| {
+            let http = server.http.clone();
+            let url = format!("{}{path}", server.base);
+            tokio::spawn(async move { http.get(url).bearer_auth(PUBLISHABLE).send().await })
+        });
+        let mut limited = 0;
+        for request in requests {
+            let response = request.await.expect("task").expect("answers");
+            if response.status().as_u16() == 429 {
+                let retry_after: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .expect("ascii")
+                    .parse()
+                    .expect("seconds");
+                assert!(retry_after >= 1);
+                assert_eq!(code(&response.json().await.expect("json")), "rate_limited");
+                limited += 1;
+            }
+        }
+        assert!(
+            limited >= 14,
+            "at most the burst of 4 (+ the one cart creation) may pass; {limited} were limited"
+        );
+        // Secret-key catalog endpoints are not the public surface and stay usable.
+        let (status, _) = server
+            .call(reqwest::Method::GET, "/v1/inventory/MUG", SECRET, None)
+            .await;
+        assert_eq!(status, 200);
+    }
+);
+
+both_backends!(inventory_and_variants_round_trip, |db: TestDb| async move {
+    let server = start(db, 0).await;
+    server.seed_mug().await;
+    let (status, body) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/inventory/MUG",
+            SECRET,
+            Some(json!({"on_hand": 5})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["locations"][0],
+        json!({"location": "default", "on_hand": 5, "reserved": 0, "committed": 0, "available": 5})
+    );
+    let (status, body) = server
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/variants/MUG",
+            SECRET,
+            Some(json!({"unit_amount": 999, "active": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (body["unit_amount"].as_i64(), body["active"].as_bool()),
+        (Some(999), Some(false))
+    );
+    let (status, body) = server
+        .call(reqwest::Method::GET, "/v1/inventory/NOPE", SECRET, None)
+        .await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, _) = server.call(reqwest::Method::GET, "/readyz", "", None).await;
+    assert_eq!(status, 200);
+});

@@ -1,0 +1,398 @@
+//! Configuration: the names of API.md, read from the environment and an optional `KEY=VALUE`
+//! file, validated all at once before anything starts (risk C1). A bad or missing setting is an
+//! error naming it; a misspelt `KASSA_` name is an error too, never silently ignored.
+//!
+//! Pure: takes the variables as a map, so tests need no process environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// Every name Kassa reads. Anything else starting with `KASSA_` is refused.
+const KNOWN: &[&str] = &[
+    "KASSA_LISTEN",
+    "KASSA_DATABASE_URL",
+    "KASSA_SECRET_KEY",
+    "KASSA_PUBLISHABLE_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRETS",
+    "KASSA_SIM_LISTEN",
+    "KASSA_SANDBOX_SEED",
+    "KASSA_RATE_LIMIT",
+    "KASSA_CONFIG",
+];
+/// Prefix of variables used by the test suite, not by the server.
+const TEST_PREFIX: &str = "KASSA_TEST_";
+/// Requests per second per client IP when `KASSA_RATE_LIMIT` is unset: a person clicking through
+/// a checkout makes a few; a script making hundreds is stopped.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
+const RATE_LIMIT_MAX_PER_SEC: u32 = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// No `STRIPE_SECRET_KEY`: the built-in emulator plays Stripe.
+    Sandbox {
+        sim_listen: SocketAddr,
+        seed_demo: bool,
+    },
+    Stripe(StripeSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeSettings {
+    pub secret_key: String,
+    pub api_base: String,
+    pub webhook_secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// `None` in sandbox mode when unset: generated (and kept under ./kassa-data/).
+    pub secret_key: Option<String>,
+    pub publishable_key: Option<String>,
+    pub rate_limit_per_sec: u32,
+    pub mode: Mode,
+}
+
+/// A setting that is missing or malformed: the name and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {name}: {problem}")]
+pub struct ConfigError {
+    pub name: String,
+    pub problem: String,
+}
+
+fn bad(name: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name: name.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Parses a `KEY=VALUE` file: blank lines and `#` comments allowed, values may be quoted.
+pub fn parse_file(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut values = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.split_once('=').ok_or_else(|| {
+            bad(
+                &format!("config file line {}", number + 1),
+                "expected KEY=VALUE",
+            )
+        })?;
+        let value = value.trim().trim_matches('"');
+        values.insert(key.trim().to_owned(), value.to_owned());
+    }
+    Ok(values)
+}
+
+impl Config {
+    /// Validates `file` values overlaid by `env` values (the environment wins).
+    pub fn from_sources(
+        env: &BTreeMap<String, String>,
+        file: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        for name in file.keys() {
+            if !KNOWN.contains(&name.as_str()) {
+                return Err(bad(name, "unknown setting in the config file"));
+            }
+        }
+        for name in env.keys() {
+            if name.starts_with("KASSA_")
+                && !name.starts_with(TEST_PREFIX)
+                && !KNOWN.contains(&name.as_str())
+            {
+                return Err(bad(name, "unknown KASSA_ setting (misspelt?)"));
+            }
+        }
+        let get = |name: &str| {
+            env.get(name)
+                .or_else(|| file.get(name))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let listen = address(
+            "KASSA_LISTEN",
+            get("KASSA_LISTEN").as_deref().unwrap_or("127.0.0.1:8080"),
+        )?;
+        let database_url = get("KASSA_DATABASE_URL")
+            .unwrap_or_else(|| "sqlite://./kassa-data/kassa.db".to_owned());
+        if kassa_store::Backend::of_url(&database_url).is_err() {
+            return Err(bad(
+                "KASSA_DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ));
+        }
+        let secret_key = get("KASSA_SECRET_KEY")
+            .map(|k| key("KASSA_SECRET_KEY", k, "sk_"))
+            .transpose()?;
+        let publishable_key = get("KASSA_PUBLISHABLE_KEY")
+            .map(|k| key("KASSA_PUBLISHABLE_KEY", k, "pk_"))
+            .transpose()?;
+        let rate_limit_per_sec = match get("KASSA_RATE_LIMIT") {
+            None => DEFAULT_RATE_LIMIT_PER_SEC,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= RATE_LIMIT_MAX_PER_SEC)
+                .ok_or_else(|| {
+                    bad(
+                        "KASSA_RATE_LIMIT",
+                        format!("must be a whole number from 0 to {RATE_LIMIT_MAX_PER_SEC}"),
+                    )
+                })?,
+        };
+        let mode = match get("STRIPE_SECRET_KEY") {
+            None => sandbox_mode(&get)?,
+            Some(stripe_key) => Mode::Stripe(stripe_settings(&get, stripe_key)?),
+        };
+        if matches!(mode, Mode::Stripe(_)) {
+            if secret_key.is_none() {
+                return Err(bad(
+                    "KASSA_SECRET_KEY",
+                    "required when STRIPE_SECRET_KEY is set",
+                ));
+            }
+            if publishable_key.is_none() {
+                return Err(bad(
+                    "KASSA_PUBLISHABLE_KEY",
+                    "required when STRIPE_SECRET_KEY is set",
+                ));
+            }
+        }
+        Ok(Config {
+            listen,
+            database_url,
+            secret_key,
+            publishable_key,
+            rate_limit_per_sec,
+            mode,
+        })
+    }
+}
+
+fn sandbox_mode(get: &dyn Fn(&str) -> Option<String>) -> Result<Mode, ConfigError> {
+    let sim_listen = address(
+        "KASSA_SIM_LISTEN",
+        get("KASSA_SIM_LISTEN")
+            .as_deref()
+            .unwrap_or("127.0.0.1:12111"),
+    )?;
+    let seed_demo = match get("KASSA_SANDBOX_SEED").as_deref() {
+        None | Some("demo") => true,
+        Some("none") => false,
+        Some(_) => return Err(bad("KASSA_SANDBOX_SEED", "must be `demo` or `none`")),
+    };
+    Ok(Mode::Sandbox {
+        sim_listen,
+        seed_demo,
+    })
+}
+
+fn stripe_settings(
+    get: &dyn Fn(&str) -> Option<String>,
+    secret_key: String,
+) -> Result<StripeSettings, ConfigError> {
+    let secret_key = if secret_key.starts_with("sk_") || secret_key.starts_with("rk_") {
+        secret_key
+    } else {
+        return Err(bad(
+            "STRIPE_SECRET_KEY",
+            "must be a Stripe secret key (sk_… or rk_…)",
+        ));
+    };
+    let api_base = get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".to_owned());
+    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        return Err(bad("STRIPE_API_BASE", "must be an http:// or https:// URL"));
+    }
+    let secrets = get("STRIPE_WEBHOOK_SECRETS").ok_or_else(|| {
+        bad(
+            "STRIPE_WEBHOOK_SECRETS",
+            "required when STRIPE_SECRET_KEY is set",
+        )
+    })?;
+    let webhook_secrets: Vec<String> = secrets.split(',').map(|s| s.trim().to_owned()).collect();
+    if webhook_secrets
+        .iter()
+        .any(|s| !s.starts_with("whsec_") || s.len() <= "whsec_".len())
+    {
+        return Err(bad(
+            "STRIPE_WEBHOOK_SECRETS",
+            "must be comma-separated whsec_… secrets",
+        ));
+    }
+    Ok(StripeSettings {
+        secret_key,
+        api_base: api_base.trim_end_matches('/').to_owned(),
+        webhook_secrets,
+    })
+}
+
+fn address(name: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        bad(
+            name,
+            format!("{text:?} is not an address like 127.0.0.1:8080"),
+        )
+    })
+}
+
+fn key(name: &str, value: String, prefix: &str) -> Result<String, ConfigError> {
+    // 16 characters after the prefix at the least: a short key is guessable.
+    if value.starts_with(prefix)
+        && value.len() >= prefix.len() + 16
+        && value.bytes().all(|b| b.is_ascii_graphic())
+    {
+        Ok(value)
+    } else {
+        Err(bad(
+            name,
+            format!("must start with {prefix} followed by at least 16 characters"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn error_name(pairs: &[(&str, &str)]) -> String {
+        Config::from_sources(&env(pairs), &BTreeMap::new())
+            .expect_err("configuration must be refused")
+            .name
+    }
+
+    #[test]
+    fn no_configuration_is_sandbox_mode_with_defaults() {
+        let config =
+            Config::from_sources(&BTreeMap::new(), &BTreeMap::new()).expect("defaults are valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://./kassa-data/kassa.db");
+        assert!(matches!(
+            config.mode,
+            Mode::Sandbox {
+                seed_demo: true,
+                ..
+            }
+        ));
+        assert_eq!(config.rate_limit_per_sec, DEFAULT_RATE_LIMIT_PER_SEC);
+    }
+
+    #[test]
+    fn risk_c1_each_malformed_setting_is_named() {
+        assert_eq!(error_name(&[("KASSA_LISTEN", "localhost")]), "KASSA_LISTEN");
+        assert_eq!(
+            error_name(&[("KASSA_DATABASE_URL", "mysql://x")]),
+            "KASSA_DATABASE_URL"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_SECRET_KEY", "secret")]),
+            "KASSA_SECRET_KEY"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_PUBLISHABLE_KEY", "sk_0123456789abcdef")]),
+            "KASSA_PUBLISHABLE_KEY"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_RATE_LIMIT", "fast")]),
+            "KASSA_RATE_LIMIT"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_RATE_LIMIT", "-1")]),
+            "KASSA_RATE_LIMIT"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_SIM_LISTEN", "12111")]),
+            "KASSA_SIM_LISTEN"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_SANDBOX_SEED", "full")]),
+            "KASSA_SANDBOX_SEED"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_DATABSE_URL", "sqlite://x.db")]),
+            "KASSA_DATABSE_URL"
+        );
+    }
+
+    #[test]
+    fn risk_c1_live_mode_requires_every_secret_up_front() {
+        let keys = [
+            ("KASSA_SECRET_KEY", "sk_0123456789abcdef"),
+            ("KASSA_PUBLISHABLE_KEY", "pk_0123456789abcdef"),
+        ];
+        let stripe = ("STRIPE_SECRET_KEY", "sk_test_abc");
+        let hooks = ("STRIPE_WEBHOOK_SECRETS", "whsec_one,whsec_two");
+        assert_eq!(
+            error_name(&[stripe, keys[0], keys[1]]),
+            "STRIPE_WEBHOOK_SECRETS"
+        );
+        assert_eq!(error_name(&[stripe, hooks, keys[1]]), "KASSA_SECRET_KEY");
+        assert_eq!(
+            error_name(&[stripe, hooks, keys[0]]),
+            "KASSA_PUBLISHABLE_KEY"
+        );
+        assert_eq!(
+            error_name(&[("STRIPE_SECRET_KEY", "pk_live_x"), hooks, keys[0], keys[1]]),
+            "STRIPE_SECRET_KEY"
+        );
+        assert_eq!(
+            error_name(&[
+                stripe,
+                ("STRIPE_WEBHOOK_SECRETS", "whsec_ok,oops"),
+                keys[0],
+                keys[1]
+            ]),
+            "STRIPE_WEBHOOK_SECRETS"
+        );
+        assert_eq!(
+            error_name(&[
+                stripe,
+                hooks,
+                keys[0],
+                keys[1],
+                ("STRIPE_API_BASE", "api.stripe.com")
+            ]),
+            "STRIPE_API_BASE"
+        );
+        let config =
+            Config::from_sources(&env(&[stripe, hooks, keys[0], keys[1]]), &BTreeMap::new())
+                .expect("valid");
+        match config.mode {
+            Mode::Stripe(settings) => {
+                assert_eq!(settings.webhook_secrets, vec!["whsec_one", "whsec_two"])
+            }
+            other => panic!("expected live mode, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn risk_c1_config_file_is_validated_and_env_wins() {
+        let file = parse_file("# comment\nKASSA_LISTEN=127.0.0.1:9000\nKASSA_RATE_LIMIT=\"5\"\n")
+            .expect("parses");
+        let config =
+            Config::from_sources(&env(&[("KASSA_RATE_LIMIT", "7")]), &file).expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.rate_limit_per_sec, 7);
+        let typo = parse_file("KASSA_LISTN=127.0.0.1:9000").expect("parses");
+        assert_eq!(
+            Config::from_sources(&BTreeMap::new(), &typo)
+                .expect_err("refused")
+                .name,
+            "KASSA_LISTN"
+        );
+        assert!(parse_file("just words").is_err());
+    }
+}

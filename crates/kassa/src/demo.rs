@@ -1,0 +1,50 @@
+//! The sandbox's demo catalog: a few products with stock, so the printed curl example works on
+//! a fresh start. Loaded once; a restart finds the SKUs and leaves them alone.
+
+use std::collections::BTreeMap;
+
+use kassa_app::catalog::{NewProduct, NewVariant};
+use kassa_app::{App, AppError};
+
+/// (product name, [(sku, unit amount in cents, size attribute)]), all in EUR, 25 units each.
+const DEMO: &[(&str, &[(&str, i64, &str)])] = &[
+    (
+        "Kassa T-shirt",
+        &[
+            ("TEE-S", 1999, "S"),
+            ("TEE-M", 1999, "M"),
+            ("TEE-L", 2199, "L"),
+        ],
+    ),
+    ("Enamel mug", &[("MUG", 1250, "one size")]),
+    ("Sticker pack", &[("STICKERS", 300, "one size")]),
+];
+const DEMO_STOCK_UNITS: i64 = 25;
+
+pub async fn load(app: &App) -> Result<(), AppError> {
+    for (name, variants) in DEMO {
+        let input = NewProduct {
+            name: (*name).to_owned(),
+            variants: variants
+                .iter()
+                .map(|(sku, amount, size)| NewVariant {
+                    sku: (*sku).to_owned(),
+                    unit_amount_minor: *amount,
+                    currency: "eur".to_owned(),
+                    attributes: BTreeMap::from([("size".to_owned(), (*size).to_owned())]),
+                })
+                .collect(),
+        };
+        match app.create_product(input).await {
+            Ok(_) => {
+                for (sku, _, _) in variants.iter() {
+                    app.set_on_hand(sku, None, DEMO_STOCK_UNITS).await?;
+                }
+            }
+            // Already loaded on an earlier start.
+            Err(AppError::InvalidRequest { .. }) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}
