@@ -49,10 +49,10 @@ fn field_named_in(detail: &str) -> Option<String> {
     let message = serde_message(detail);
     if let Some(start) = message.find('`') {
         let rest = &message[start + 1..];
-        if let Some(end) = rest.find('`') {
-            if message.contains("field") {
-                return Some(rest[..end].to_owned());
-            }
+        if let Some(end) = rest.find('`')
+            && message.contains("field")
+        {
+            return Some(rest[..end].to_owned());
         }
     }
     let (path, _) = message.split_once(": ")?;

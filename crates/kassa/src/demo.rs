@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use kassa_app::catalog::{NewProduct, NewVariant};
 use kassa_app::{App, AppError};
 
-/// (product name, [(sku, unit amount in cents, size attribute)]), all in EUR, 25 units each.
-const DEMO: &[(&str, &[(&str, i64, &str)])] = &[
+/// (sku, unit amount in cents, size attribute).
+type DemoVariant = (&'static str, i64, &'static str);
+
+/// (product name, variants), all in EUR, 25 units each.
+const DEMO: &[(&str, &[DemoVariant])] = &[
     (
         "Kassa T-shirt",
         &[

@@ -1,0 +1,87 @@
+//! The binary as an operator meets it: configuration errors at startup, and a sandbox start
+//! that serves the demo catalog. Runs the real `kassa` executable.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn kassa() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kassa"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+#[test]
+fn risk_c1_malformed_setting_stops_startup_naming_it() {
+    for (name, value) in [
+        ("KASSA_RATE_LIMIT", "fast"),
+        ("KASSA_DATABASE_URL", "mysql://localhost/kassa"),
+        ("KASSA_LISTEN", "everywhere"),
+        ("KASSA_DATABSE_URL", "sqlite://typo.db"),
+    ] {
+        let output = kassa()
+            .arg("serve")
+            .env(name, value)
+            .output()
+            .expect("kassa runs");
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn risk_c1_live_mode_without_webhook_secrets_does_not_start() {
+    let output = kassa()
+        .arg("serve")
+        .env("STRIPE_SECRET_KEY", "sk_test_abc")
+        .env("KASSA_SECRET_KEY", "sk_0123456789abcdef")
+        .env("KASSA_PUBLISHABLE_KEY", "pk_0123456789abcdef")
+        .output()
+        .expect("kassa runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("STRIPE_WEBHOOK_SECRETS"));
+}
+
+#[test]
+fn sandbox_serve_starts_with_the_demo_catalog() {
+    let dir = std::env::temp_dir().join(format!("kassa-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut child = kassa()
+        .arg("serve")
+        .current_dir(&dir)
+        .env("KASSA_LISTEN", "127.0.0.1:0")
+        .env("KASSA_SIM_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kassa starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut banner = Vec::new();
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let done = line.contains("curl -s http");
+                banner.push(line);
+                if done {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = banner.join("\n");
+    assert!(
+        text.contains("Kassa is listening on http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("publishable key: pk_test_"), "{text}");
+    assert!(text.contains("TEE-M"), "{text}");
+}
