@@ -23,6 +23,21 @@ pub enum AppError {
     /// The order or payment is not in a state that allows this.
     #[error("{message}")]
     InvalidState { message: String },
+    /// A mutating request that must carry an `Idempotency-Key` did not.
+    #[error("this request needs an Idempotency-Key header")]
+    IdempotencyKeyRequired,
+    /// The key was already used for a different request.
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    /// A request with this key is still running.
+    #[error("a request with this Idempotency-Key is in progress")]
+    RequestInProgress { retry_after_secs: i64 },
+    /// The provider's answer is unknown (timeout, outage); retrying with the same key is safe.
+    #[error("the payment provider is unavailable; retry with the same Idempotency-Key")]
+    ProviderUnavailable { retry_after_secs: i64 },
+    /// The provider definitely refused; nothing was charged and the order was canceled.
+    #[error("the payment provider refused the payment: {message}")]
+    ProviderRefused { message: String },
     #[error("storage failure")]
     Store(#[from] StoreError),
 }

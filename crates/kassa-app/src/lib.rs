@@ -8,23 +8,73 @@ use std::sync::Arc;
 
 pub mod cart;
 pub mod catalog;
+pub mod checkout;
 pub mod error;
 pub mod ids;
+pub mod order_token;
+pub mod orders;
 pub mod ports;
 pub mod validate;
 
 pub use error::{AppError, AppResult};
 
+use crate::checkout::CheckoutRenderer;
+use crate::order_token::OrderTokens;
+use crate::ports::CaptureMethod;
+
+/// Policy knobs, fixed at startup.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub capture_method: CaptureMethod,
+    /// How long checkout reservations are held before the janitor may release them.
+    pub reservation_ttl_secs: i64,
+    /// How long a running checkout holds its idempotency key; longer than the provider call's
+    /// worst case, so a live request is never resumed twice, short enough that a crashed one is
+    /// resumed soon.
+    pub checkout_lock_secs: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            capture_method: CaptureMethod::Automatic,
+            reservation_ttl_secs: 30 * 60,
+            checkout_lock_secs: 60,
+        }
+    }
+}
+
+/// Everything an [`App`] is built from.
+pub struct AppParts {
+    pub store: Arc<dyn ports::Store>,
+    pub provider: Arc<dyn ports::PaymentProvider>,
+    pub clock: Arc<dyn ports::Clock>,
+    pub renderer: Arc<dyn CheckoutRenderer>,
+    pub order_tokens: OrderTokens,
+    pub settings: Settings,
+}
+
 /// The application: every use case is a method on it.
 #[derive(Clone)]
 pub struct App {
     store: Arc<dyn ports::Store>,
+    provider: Arc<dyn ports::PaymentProvider>,
     clock: Arc<dyn ports::Clock>,
+    renderer: Arc<dyn CheckoutRenderer>,
+    order_tokens: OrderTokens,
+    settings: Settings,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn ports::Store>, clock: Arc<dyn ports::Clock>) -> App {
-        App { store, clock }
+    pub fn new(parts: AppParts) -> App {
+        App {
+            store: parts.store,
+            provider: parts.provider,
+            clock: parts.clock,
+            renderer: parts.renderer,
+            order_tokens: parts.order_tokens,
+            settings: parts.settings,
+        }
     }
 
     /// Readiness: the database answers and its schema is current.

@@ -19,8 +19,50 @@ pub struct ApiKeys {
 /// Extractor: the request carries the secret key.
 pub struct SecretKey;
 
-/// Extractor: the request carries the publishable or the secret key.
-pub struct StorefrontKey;
+/// Extractor: the request carries the publishable or the secret key; says which, because
+/// idempotency keys are scoped to the API key that sent them.
+pub struct StorefrontKey {
+    pub scope: &'static str,
+}
+
+/// Extractor for order reads: the operator (secret key) or a customer with an order token.
+pub enum OrderReader {
+    Operator,
+    Customer { token: String },
+}
+
+impl FromRequestParts<HttpState> for OrderReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &HttpState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        if same(presented, &state.keys.secret) {
+            Ok(OrderReader::Operator)
+        } else if same(presented, &state.keys.publishable) {
+            Err(ApiError::Forbidden)
+        } else {
+            Ok(OrderReader::Customer {
+                token: presented.to_owned(),
+            })
+        }
+    }
+}
+
+/// The request id for the audit trail: the caller's `X-Request-Id` if it is short and printable,
+/// else a fresh one.
+pub fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(
+            || format!("req_{}", uuid::Uuid::new_v4().simple()),
+            str::to_owned,
+        )
+}
 
 fn bearer(parts: &Parts) -> Option<&str> {
     parts
@@ -30,6 +72,11 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
+}
+
+/// True if `presented` is this Kassa's secret key (constant-time).
+pub fn is_secret_key(presented: &str, state: &HttpState) -> bool {
+    same(presented.trim(), &state.keys.secret)
 }
 
 fn same(presented: &str, expected: &str) -> bool {
@@ -62,8 +109,12 @@ impl FromRequestParts<HttpState> for StorefrontKey {
         state: &HttpState,
     ) -> Result<Self, Self::Rejection> {
         let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        if same(presented, &state.keys.publishable) || same(presented, &state.keys.secret) {
-            Ok(StorefrontKey)
+        if same(presented, &state.keys.publishable) {
+            Ok(StorefrontKey {
+                scope: "publishable",
+            })
+        } else if same(presented, &state.keys.secret) {
+            Ok(StorefrontKey { scope: "secret" })
         } else {
             Err(ApiError::Unauthorized)
         }

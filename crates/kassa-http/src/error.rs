@@ -19,6 +19,12 @@ pub enum ApiError {
     Forbidden,
     /// 404 `not_found`.
     NotFound(String),
+    /// 400 `idempotency_key_required`.
+    IdempotencyKeyRequired,
+    /// 422 `idempotency_key_reused`: same key, different request.
+    IdempotencyKeyReused,
+    /// 409 `request_in_progress`, with `Retry-After`.
+    RequestInProgress { retry_after_secs: u64 },
     /// 409 `insufficient_stock`, with the SKUs that ran short.
     InsufficientStock(Vec<String>),
     /// 409 `price_changed`, with the current total.
@@ -27,10 +33,14 @@ pub enum ApiError {
     CartAlreadyCheckedOut(String),
     /// 409 `invalid_state`.
     InvalidState(String),
+    /// 402 `provider_refused`: the provider definitely refused; nothing was charged.
+    ProviderRefused(String),
     /// 429 `rate_limited`, with `Retry-After`.
     RateLimited { retry_after_secs: u64 },
     /// 413 `payload_too_large`.
     PayloadTooLarge,
+    /// 503 `provider_unavailable`, with `Retry-After`: retry with the same Idempotency-Key.
+    ProviderUnavailable { retry_after_secs: u64 },
     /// 503 `service_unavailable` (database unreachable), with `Retry-After`.
     Unavailable,
     /// 500 `internal_error`: a bug; details go to the log only.
@@ -44,6 +54,140 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// Status, `Retry-After` seconds if any, and the JSON body.
+    pub fn parts(&self) -> (StatusCode, Option<u64>, Value) {
+        use StatusCode as S;
+        let (status, retry, code, message, extra) = match self {
+            ApiError::InvalidRequest { param, message } => (
+                S::BAD_REQUEST,
+                None,
+                "invalid_request",
+                message.clone(),
+                json!({ "param": param }),
+            ),
+            ApiError::Unauthorized => (
+                S::UNAUTHORIZED,
+                None,
+                "unauthorized",
+                "missing or invalid credentials".into(),
+                json!({}),
+            ),
+            ApiError::Forbidden => (
+                S::FORBIDDEN,
+                None,
+                "forbidden",
+                "this key may not do this".into(),
+                json!({}),
+            ),
+            ApiError::NotFound(message) => {
+                (S::NOT_FOUND, None, "not_found", message.clone(), json!({}))
+            }
+            ApiError::IdempotencyKeyRequired => (
+                S::BAD_REQUEST,
+                None,
+                "idempotency_key_required",
+                "this request needs an Idempotency-Key header".into(),
+                json!({}),
+            ),
+            ApiError::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                None,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request".into(),
+                json!({}),
+            ),
+            ApiError::RequestInProgress { retry_after_secs } => (
+                S::CONFLICT,
+                Some(*retry_after_secs),
+                "request_in_progress",
+                "a request with this Idempotency-Key is still running".into(),
+                json!({}),
+            ),
+            ApiError::InsufficientStock(skus) => (
+                S::CONFLICT,
+                None,
+                "insufficient_stock",
+                "not enough stock for some items".into(),
+                json!({ "skus": skus }),
+            ),
+            ApiError::PriceChanged(total) => (
+                S::CONFLICT,
+                None,
+                "price_changed",
+                "the total changed since it was shown".into(),
+                json!({ "total": total }),
+            ),
+            ApiError::CartAlreadyCheckedOut(order_id) => (
+                S::CONFLICT,
+                None,
+                "cart_already_checked_out",
+                "this cart has already been checked out".into(),
+                json!({ "order_id": order_id }),
+            ),
+            ApiError::InvalidState(message) => (
+                S::CONFLICT,
+                None,
+                "invalid_state",
+                message.clone(),
+                json!({}),
+            ),
+            ApiError::ProviderRefused(message) => (
+                S::PAYMENT_REQUIRED,
+                None,
+                "provider_refused",
+                format!("the payment provider refused: {message}"),
+                json!({}),
+            ),
+            ApiError::RateLimited { retry_after_secs } => (
+                S::TOO_MANY_REQUESTS,
+                Some(*retry_after_secs),
+                "rate_limited",
+                "too many requests; retry later".into(),
+                json!({}),
+            ),
+            ApiError::PayloadTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                None,
+                "payload_too_large",
+                format!(
+                    "request bodies are limited to {} bytes",
+                    kassa_domain::limits::REQUEST_BODY_MAX_BYTES
+                ),
+                json!({}),
+            ),
+            ApiError::ProviderUnavailable { retry_after_secs } => (
+                S::SERVICE_UNAVAILABLE,
+                Some(*retry_after_secs),
+                "provider_unavailable",
+                "the payment provider did not answer; retry with the same Idempotency-Key".into(),
+                json!({}),
+            ),
+            ApiError::Unavailable => (
+                S::SERVICE_UNAVAILABLE,
+                Some(1),
+                "service_unavailable",
+                "temporarily unavailable; retry later".into(),
+                json!({}),
+            ),
+            ApiError::Internal => (
+                S::INTERNAL_SERVER_ERROR,
+                None,
+                "internal_error",
+                "internal error".into(),
+                json!({}),
+            ),
+        };
+        let mut body = json!({ "code": code, "message": message });
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra.into_iter().filter(|(_, v)| !v.is_null()));
+        }
+        (status, retry, json!({ "error": body }))
+    }
+}
+
+fn seconds(value: i64) -> u64 {
+    u64::try_from(value.max(1)).unwrap_or(1)
 }
 
 impl From<AppError> for ApiError {
@@ -59,6 +203,15 @@ impl From<AppError> for ApiError {
                 ApiError::CartAlreadyCheckedOut(order_id)
             }
             AppError::InvalidState { message } => ApiError::InvalidState(message),
+            AppError::IdempotencyKeyRequired => ApiError::IdempotencyKeyRequired,
+            AppError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            AppError::RequestInProgress { retry_after_secs } => ApiError::RequestInProgress {
+                retry_after_secs: seconds(retry_after_secs),
+            },
+            AppError::ProviderUnavailable { retry_after_secs } => ApiError::ProviderUnavailable {
+                retry_after_secs: seconds(retry_after_secs),
+            },
+            AppError::ProviderRefused { message } => ApiError::ProviderRefused(message),
             AppError::Store(error) => {
                 tracing::error!(%error, "storage failure");
                 ApiError::Unavailable
@@ -69,95 +222,13 @@ impl From<AppError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message, extra): (StatusCode, &str, String, Value) = match self {
-            ApiError::InvalidRequest { param, message } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                message,
-                json!({ "param": param }),
-            ),
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or invalid credentials".into(),
-                json!({}),
-            ),
-            ApiError::Forbidden => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this key may not do this".into(),
-                json!({}),
-            ),
-            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message, json!({})),
-            ApiError::InsufficientStock(skus) => (
-                StatusCode::CONFLICT,
-                "insufficient_stock",
-                "not enough stock for some items".into(),
-                json!({ "skus": skus }),
-            ),
-            ApiError::PriceChanged(total) => (
-                StatusCode::CONFLICT,
-                "price_changed",
-                "the total changed since it was shown".into(),
-                json!({ "total": total }),
-            ),
-            ApiError::CartAlreadyCheckedOut(order_id) => (
-                StatusCode::CONFLICT,
-                "cart_already_checked_out",
-                "this cart has already been checked out".into(),
-                json!({ "order_id": order_id }),
-            ),
-            ApiError::InvalidState(message) => {
-                (StatusCode::CONFLICT, "invalid_state", message, json!({}))
-            }
-            ApiError::RateLimited { retry_after_secs } => {
-                let mut response = error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many requests; retry later".into(),
-                    json!({}),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                return response;
-            }
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "request bodies are limited to {} bytes",
-                    kassa_domain::limits::REQUEST_BODY_MAX_BYTES
-                ),
-                json!({}),
-            ),
-            ApiError::Unavailable => {
-                let mut response = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "temporarily unavailable; retry later".into(),
-                    json!({}),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-                return response;
-            }
-            ApiError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "internal error".into(),
-                json!({}),
-            ),
-        };
-        error_response(status, code, message, extra)
+        let (status, retry_after, body) = self.parts();
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
-}
-
-fn error_response(status: StatusCode, code: &str, message: String, extra: Value) -> Response {
-    let mut body = json!({ "code": code, "message": message });
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra.into_iter().filter(|(_, v)| !v.is_null()));
-    }
-    (status, axum::Json(json!({ "error": body }))).into_response()
 }

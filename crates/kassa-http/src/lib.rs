@@ -22,6 +22,7 @@ pub mod wire;
 
 pub use auth::ApiKeys;
 pub use rate_limit::PublicRateLimit;
+pub use routes::checkout::JsonCheckoutRenderer;
 pub use wire::SandboxBody;
 
 /// What every handler can reach.
@@ -38,10 +39,13 @@ pub struct HttpState {
 /// The whole API. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
 /// rate limiter sees client addresses.
 pub fn router(state: HttpState) -> Router {
-    let public = routes::carts::router().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        rate_limit::limit_public,
-    ));
+    let public = routes::carts::router()
+        .merge(routes::checkout::router())
+        .merge(routes::orders::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_public,
+        ));
     Router::new()
         .merge(routes::catalog::router())
         .merge(public)

@@ -181,3 +181,150 @@ pub struct SandboxBody {
     pub stripe_publishable_key: String,
     pub webhook_secret: String,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    pub email: String,
+    pub shipping_address: AddressBody,
+    pub expected_total: i64,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBody {
+    pub name: String,
+    pub line1: String,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Serialize)]
+pub struct OrderLineBody {
+    pub sku: String,
+    pub product_name: String,
+    pub quantity: i64,
+    pub unit_amount: i64,
+    pub amount: i64,
+}
+
+#[derive(Serialize)]
+pub struct OrderPaymentBody {
+    pub id: String,
+    pub status: String,
+    pub payment_intent_id: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct OrderBody {
+    pub id: String,
+    pub status: String,
+    pub currency: String,
+    pub subtotal: i64,
+    pub total: i64,
+    pub captured_amount: i64,
+    pub refunded_amount: i64,
+    pub email: String,
+    pub shipping_address: AddressBody,
+    pub lines: Vec<OrderLineBody>,
+    pub created: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_attention: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<OrderPaymentBody>,
+    /// Only in the customer view: whether the modification window is still open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_modify: Option<bool>,
+}
+
+impl OrderBody {
+    fn common(order: &kassa_app::ports::OrderRecord) -> OrderBody {
+        OrderBody {
+            id: order.id.clone(),
+            status: order.status.as_str().to_owned(),
+            currency: order.total.currency().code().to_owned(),
+            subtotal: order.subtotal.amount_minor(),
+            total: order.total.amount_minor(),
+            captured_amount: order.captured_amount_minor,
+            refunded_amount: order.refunded_amount_minor,
+            email: order.email.clone(),
+            shipping_address: AddressBody {
+                name: order.shipping.name.clone(),
+                line1: order.shipping.line1.clone(),
+                city: order.shipping.city.clone(),
+                postal_code: order.shipping.postal_code.clone(),
+                country: order.shipping.country.clone(),
+            },
+            lines: order
+                .lines
+                .iter()
+                .map(|line| OrderLineBody {
+                    sku: line.sku.clone(),
+                    product_name: line.product_name.clone(),
+                    quantity: line.quantity,
+                    unit_amount: line.unit_amount_minor,
+                    amount: line.amount_minor,
+                })
+                .collect(),
+            created: order.created_at,
+            capture_method: None,
+            needs_attention: None,
+            payment: None,
+            can_modify: None,
+        }
+    }
+
+    /// Everything, for the operator.
+    pub fn full(order: &kassa_app::ports::OrderRecord) -> OrderBody {
+        OrderBody {
+            capture_method: Some(order.capture_method.as_str().to_owned()),
+            needs_attention: order.needs_attention.clone(),
+            payment: order.payment.as_ref().map(|payment| OrderPaymentBody {
+                id: payment.id.clone(),
+                status: payment.status.as_str().to_owned(),
+                payment_intent_id: payment.payment_intent_id.clone(),
+            }),
+            ..OrderBody::common(order)
+        }
+    }
+
+    /// Status, lines and totals with the personal data masked by the app, for the customer.
+    pub fn for_customer(order: &kassa_app::ports::OrderRecord, can_modify: bool) -> OrderBody {
+        OrderBody {
+            can_modify: Some(can_modify),
+            ..OrderBody::common(order)
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AuditEventBody {
+    pub entity_type: String,
+    pub entity_id: String,
+    pub action: String,
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub detail: Option<String>,
+    pub created: i64,
+}
+
+impl From<&kassa_app::ports::AuditRecord> for AuditEventBody {
+    fn from(record: &kassa_app::ports::AuditRecord) -> AuditEventBody {
+        AuditEventBody {
+            entity_type: record.entity_type.clone(),
+            entity_id: record.entity_id.clone(),
+            action: record.action.clone(),
+            actor: record.actor.clone(),
+            request_id: record.request_id.clone(),
+            before: record.before_state.clone(),
+            after: record.after_state.clone(),
+            detail: record.detail.clone(),
+            created: record.created_at,
+        }
+    }
+}

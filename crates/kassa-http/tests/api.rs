@@ -2,10 +2,7 @@
 //! Each test starts the router on an ephemeral port against a fresh database of each backend.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use kassa_app::App;
-use kassa_app::ports::SystemClock;
 use kassa_http::{ApiKeys, HttpState, PublicRateLimit};
 use kassa_testkit::{TestDb, both_backends};
 use serde_json::{Value, json};
@@ -23,7 +20,7 @@ async fn start(db: TestDb, rate_limit_per_sec: u32) -> Server {
     // reqwest is built without a default TLS provider; tests speak plain HTTP but it still asks.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let state = HttpState {
-        app: App::new(Arc::new(db.store.clone()), Arc::new(SystemClock)),
+        app: kassa_testkit::app(&db),
         keys: ApiKeys {
             secret: SECRET.into(),
             publishable: PUBLISHABLE.into(),

@@ -6,9 +6,13 @@
 //! updates backed by CHECK constraints; nothing here calls the network or knows about HTTP.
 //! Placeholders are `$1, $2, …`, which both SQLite and PostgreSQL accept.
 
+mod audit;
 mod cart;
 mod catalog;
+mod checkout;
 mod db;
 mod health;
+mod orders;
+mod transitions;
 
 pub use db::{Backend, SqlStore, StoreOpenError};

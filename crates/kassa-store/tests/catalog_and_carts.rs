@@ -1,16 +1,13 @@
 //! Catalog, stock and cart behaviour through the use cases, on SQLite and on PostgreSQL.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use kassa_app::catalog::{NewProduct, NewVariant};
-use kassa_app::ports::SystemClock;
 use kassa_app::{App, AppError};
 use kassa_domain::limits::{CART_LINES_MAX, LINE_QUANTITY_MAX};
 use kassa_testkit::{TestDb, both_backends};
+use std::collections::BTreeMap;
 
 fn app(db: &TestDb) -> App {
-    App::new(Arc::new(db.store.clone()), Arc::new(SystemClock))
+    kassa_testkit::app(db)
 }
 
 fn variant(sku: &str, unit_amount_minor: i64, currency: &str) -> NewVariant {

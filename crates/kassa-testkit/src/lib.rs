@@ -161,3 +161,61 @@ macro_rules! both_backends {
         }
     };
 }
+
+pub mod provider;
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct TestClock(std::sync::atomic::AtomicI64);
+
+impl TestClock {
+    pub fn new() -> std::sync::Arc<TestClock> {
+        std::sync::Arc::new(TestClock(std::sync::atomic::AtomicI64::new(1_800_000_000)))
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl kassa_app::ports::Clock for TestClock {
+    fn now_secs(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An `App` over `db` and `provider` with the system clock and test settings.
+pub fn app_with(
+    db: &TestDb,
+    provider: std::sync::Arc<dyn kassa_app::ports::PaymentProvider>,
+) -> kassa_app::App {
+    app_with_clock(
+        db,
+        provider,
+        std::sync::Arc::new(kassa_app::ports::SystemClock),
+    )
+}
+
+/// An `App` over `db`, `provider` and `clock` with test settings.
+pub fn app_with_clock(
+    db: &TestDb,
+    provider: std::sync::Arc<dyn kassa_app::ports::PaymentProvider>,
+    clock: std::sync::Arc<dyn kassa_app::ports::Clock>,
+) -> kassa_app::App {
+    kassa_app::App::new(kassa_app::AppParts {
+        store: std::sync::Arc::new(db.store.clone()),
+        provider,
+        clock,
+        renderer: std::sync::Arc::new(kassa_http::JsonCheckoutRenderer),
+        order_tokens: kassa_app::order_token::OrderTokens::new(TEST_SECRET_KEY, 30 * 86_400, 3_600),
+        settings: kassa_app::Settings::default(),
+    })
+}
+
+/// An `App` with a [`provider::FakeProvider`] that creates every intent it is asked for.
+pub fn app(db: &TestDb) -> kassa_app::App {
+    app_with(db, std::sync::Arc::new(provider::FakeProvider::new()))
+}
+
+pub const TEST_SECRET_KEY: &str = "sk_test_0123456789abcdef";
+pub const TEST_PUBLISHABLE_KEY: &str = "pk_test_0123456789abcdef";

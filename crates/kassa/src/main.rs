@@ -4,6 +4,8 @@
 mod config;
 mod demo;
 mod serve;
+mod unwired;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use kassa_app::App;
+use kassa_app::order_token::OrderTokens;
 use kassa_app::ports::SystemClock;
-use kassa_http::{ApiKeys, HttpState, PublicRateLimit};
+use kassa_app::{App, AppParts, Settings};
+use kassa_http::{ApiKeys, HttpState, JsonCheckoutRenderer, PublicRateLimit};
 use kassa_store::SqlStore;
 
 use crate::config::{Config, Mode};
@@ -17,6 +18,10 @@ use crate::demo;
 /// Where sandbox mode keeps what it generates, beside the default SQLite file.
 const SANDBOX_DIR: &str = "./kassa-data";
 const SANDBOX_KEYS_FILE: &str = "sandbox-keys.env";
+/// A customer's order token reads the order for 30 days…
+const ORDER_TOKEN_READ_TTL_SECS: i64 = 30 * 86_400;
+/// …and may change or cancel it for the first hour.
+const ORDER_MODIFY_WINDOW_SECS: i64 = 3_600;
 
 pub async fn migrate(config: &Config) -> Result<()> {
     create_sqlite_parent(&config.database_url)?;
@@ -30,13 +35,25 @@ pub async fn run(config: Config) -> Result<()> {
     create_sqlite_parent(&config.database_url)?;
     let store = SqlStore::open(&config.database_url).await?;
     let keys = api_keys(&config)?;
-    let app = App::new(Arc::new(store.clone()), Arc::new(SystemClock));
+    let app = App::new(AppParts {
+        store: Arc::new(store.clone()),
+        provider: Arc::new(crate::unwired::UnwiredProvider),
+        clock: Arc::new(SystemClock),
+        renderer: Arc::new(JsonCheckoutRenderer),
+        order_tokens: OrderTokens::new(
+            &keys.secret,
+            ORDER_TOKEN_READ_TTL_SECS,
+            ORDER_MODIFY_WINDOW_SECS,
+        ),
+        settings: Settings::default(),
+    });
     if let Mode::Sandbox {
         seed_demo: true, ..
     } = config.mode
     {
         demo::load(&app).await.context("loading the demo catalog")?;
     }
+    let workers = crate::workers::Workers::start(app.clone());
     let state = HttpState {
         app,
         keys: keys.clone(),
@@ -54,6 +71,7 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    workers.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

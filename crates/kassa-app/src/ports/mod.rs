@@ -1,9 +1,13 @@
 //! The ports: what use cases need from the world, as traits the edge crates implement.
 
+pub mod checkout_store;
 pub mod clock;
+pub mod order_store;
 pub mod provider;
 pub mod store;
 
+pub use checkout_store::*;
 pub use clock::{Clock, SystemClock};
+pub use order_store::*;
 pub use provider::*;
 pub use store::*;

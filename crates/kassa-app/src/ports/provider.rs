@@ -17,6 +17,24 @@ pub enum CaptureMethod {
     Manual,
 }
 
+impl CaptureMethod {
+    /// Stripe's name, also used in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::Manual => "manual",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CaptureMethod> {
+        match text {
+            "automatic" => Some(CaptureMethod::Automatic),
+            "manual" => Some(CaptureMethod::Manual),
+            _ => None,
+        }
+    }
+}
+
 /// Create a PaymentIntent for an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatePaymentIntent {

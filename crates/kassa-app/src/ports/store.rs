@@ -172,6 +172,12 @@ pub trait HealthStore: Send + Sync {
 }
 
 /// Everything the use cases need from storage.
-pub trait Store: CatalogStore + CartStore + HealthStore {}
+pub trait Store:
+    CatalogStore + CartStore + HealthStore + super::CheckoutStore + super::OrderStore
+{
+}
 
-impl<T: CatalogStore + CartStore + HealthStore> Store for T {}
+impl<T> Store for T where
+    T: CatalogStore + CartStore + HealthStore + super::CheckoutStore + super::OrderStore
+{
+}

@@ -23,7 +23,7 @@ pub fn router() -> Router<HttpState> {
 }
 
 async fn create_cart(
-    _: StorefrontKey,
+    _key: StorefrontKey,
     State(state): State<HttpState>,
     ApiJson(body): ApiJson<CreateCartRequest>,
 ) -> Result<(StatusCode, Json<CartBody>), ApiError> {
@@ -32,7 +32,7 @@ async fn create_cart(
 }
 
 async fn cart(
-    _: StorefrontKey,
+    _key: StorefrontKey,
     State(state): State<HttpState>,
     Path(id): Path<String>,
 ) -> Result<Json<CartBody>, ApiError> {
@@ -40,7 +40,7 @@ async fn cart(
 }
 
 async fn add_line(
-    _: StorefrontKey,
+    _key: StorefrontKey,
     State(state): State<HttpState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddLineRequest>,
@@ -53,7 +53,7 @@ async fn add_line(
 }
 
 async fn set_line_quantity(
-    _: StorefrontKey,
+    _key: StorefrontKey,
     State(state): State<HttpState>,
     Path((id, line_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetLineQuantityRequest>,
@@ -66,7 +66,7 @@ async fn set_line_quantity(
 }
 
 async fn remove_line(
-    _: StorefrontKey,
+    _key: StorefrontKey,
     State(state): State<HttpState>,
     Path((id, line_id)): Path<(String, String)>,
 ) -> Result<Json<CartBody>, ApiError> {

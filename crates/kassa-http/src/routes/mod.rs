@@ -2,5 +2,7 @@
 
 pub mod carts;
 pub mod catalog;
+pub mod checkout;
 pub mod health;
+pub mod orders;
 pub mod sandbox;

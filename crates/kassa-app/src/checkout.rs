@@ -1,0 +1,422 @@
+//! The checkout saga (risks G3, G5, G7, G8, P1, P2, P4, P8, S1): from a cart to an order with
+//! reserved stock and a PaymentIntent, in atomic phases separated by one foreign call.
+//!
+//! 1. key phase: the Idempotency-Key is claimed (or replayed, or refused);
+//! 2. local phase, one transaction: price on the server, compare with `expected_total`, reserve
+//!    stock, write order + payment row with its deterministic provider key;
+//! 3. foreign phase: create the PaymentIntent with that key (no transaction open);
+//! 4. finish phase, one transaction: record the intent and store the response on the key.
+//!
+//! A definite provider refusal compensates in one transaction. An unknown outcome leaves the
+//! recovery point in place: the client's retry with the same key, or the completer, resumes it,
+//! and the same provider key makes the provider return the same PaymentIntent.
+
+use hmac::digest::Digest;
+use kassa_domain::Money;
+use kassa_domain::cart::PricedCart;
+use sha2::Sha256;
+
+use crate::App;
+use crate::cart::view_of;
+use crate::error::{AppError, AppResult};
+use crate::ids::new_id;
+use crate::ports::{
+    Abandoned, Actor, CreatePaymentIntent, KeyClaim, KeyRef, OrderPlan, PendingPayment,
+    PlaceRefusal, ProviderError, ProviderPaymentIntent, RecoveryPoint, ShippingAddress,
+    StoredResponse,
+};
+use crate::validate;
+
+const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
+const EMAIL_MAX_BYTES: usize = 254;
+const ADDRESS_FIELD_MAX_BYTES: usize = 200;
+/// How long a client should wait before retrying after an unknown provider outcome.
+const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
+
+pub struct CheckoutInput {
+    pub cart_id: String,
+    /// Fingerprint of the API key that sent the request; keys are scoped to it.
+    pub key_scope: String,
+    pub idempotency_key: Option<String>,
+    pub email: String,
+    pub shipping: ShippingAddress,
+    pub expected_total_minor: i64,
+    pub actor: Actor,
+}
+
+/// The successful checkout, for the renderer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutCreated {
+    pub order_id: String,
+    pub order_status: String,
+    pub total: Money,
+    pub payment_id: String,
+    pub payment_intent_id: String,
+    pub client_secret: Option<String>,
+    pub payment_status: String,
+    pub order_token: String,
+}
+
+/// Turns outcomes into the stored HTTP answer. Implemented at the HTTP edge, so this crate
+/// knows no JSON; the stored text is what a retry with the same key gets back.
+pub trait CheckoutRenderer: Send + Sync {
+    fn created(&self, created: &CheckoutCreated) -> StoredResponse;
+    fn refused(&self, error: &AppError) -> StoredResponse;
+}
+
+/// What the HTTP layer sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutReply {
+    pub response: StoredResponse,
+    pub replayed: bool,
+}
+
+impl App {
+    pub async fn checkout(&self, input: CheckoutInput) -> AppResult<CheckoutReply> {
+        let key = checked_key(&input)?;
+        validate_customer(&input)?;
+        let path = format!("/v1/carts/{}/checkout", input.cart_id);
+        let now = self.clock.now_secs();
+        let lock_secs = self.settings.checkout_lock_secs;
+        let claim = self
+            .store
+            .claim_key(&key, &path, &request_hash(&input), lock_secs, now)
+            .await?;
+        let response = match claim {
+            KeyClaim::Replay(response) => {
+                return Ok(CheckoutReply {
+                    response,
+                    replayed: true,
+                });
+            }
+            KeyClaim::Mismatch => return Err(AppError::IdempotencyKeyReused),
+            KeyClaim::InProgress { retry_after_secs } => {
+                return Err(AppError::RequestInProgress { retry_after_secs });
+            }
+            KeyClaim::Claimed {
+                recovery_point: RecoveryPoint::OrderCreated,
+                order_id: Some(order_id),
+            } => {
+                self.drive_payment(Some(&key), &order_id, &input.actor)
+                    .await?
+            }
+            KeyClaim::Claimed { .. } => self.local_phase(&key, &input).await?,
+        };
+        Ok(CheckoutReply {
+            response,
+            replayed: false,
+        })
+    }
+
+    /// Resumes checkouts whose client went away at `OrderCreated`; returns how many it drove.
+    pub async fn complete_stalled_checkouts(&self, batch_max: i64) -> AppResult<usize> {
+        let now = self.clock.now_secs();
+        let stalled = self
+            .store
+            .stalled_checkouts(self.settings.checkout_lock_secs, batch_max, now)
+            .await?;
+        let actor = Actor {
+            kind: "completer".into(),
+            request_id: None,
+        };
+        let mut driven = 0;
+        for item in stalled {
+            if !self
+                .store
+                .claim_stalled_key(&item.key, self.settings.checkout_lock_secs, now)
+                .await?
+            {
+                continue;
+            }
+            match self
+                .drive_payment(Some(&item.key), &item.order_id, &actor)
+                .await
+            {
+                Ok(_) => driven += 1,
+                Err(AppError::ProviderUnavailable { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(driven)
+    }
+
+    async fn local_phase(&self, key: &KeyRef, input: &CheckoutInput) -> AppResult<StoredResponse> {
+        let now = self.clock.now_secs();
+        let order_id = new_id("ord");
+        let payment_id = new_id("pay");
+        let plan = OrderPlan {
+            provider_idempotency_key: provider_key_for_payment(&payment_id),
+            order_id,
+            payment_id,
+            capture_method: self.settings.capture_method,
+            email: input.email.trim().to_owned(),
+            shipping: input.shipping.clone(),
+            reservation_expires_at: now + self.settings.reservation_ttl_secs,
+        };
+        let expected = input.expected_total_minor;
+        let price = move |cart: &crate::ports::Cart| -> Result<PricedCart, PlaceRefusal> {
+            price_for_checkout(cart, expected)
+        };
+        let placed = self
+            .store
+            .place_order(key, &input.cart_id, &plan, &price, &input.actor, now)
+            .await?;
+        match placed {
+            Ok(pending) => self.foreign_phase(Some(key), pending, &input.actor).await,
+            Err(refusal) => {
+                let error = refusal_error(refusal);
+                let response = self.renderer.refused(&error);
+                self.store.finish_key(key, &response, now).await?;
+                Ok(response)
+            }
+        }
+    }
+
+    /// Resumes an order at `OrderCreated`: create the intent if it is still missing, else
+    /// rebuild the answer from what was recorded.
+    async fn drive_payment(
+        &self,
+        key: Option<&KeyRef>,
+        order_id: &str,
+        actor: &Actor,
+    ) -> AppResult<StoredResponse> {
+        if let Some(pending) = self.store.pending_payment(order_id).await? {
+            return self.foreign_phase(key, pending, actor).await;
+        }
+        let order = self
+            .store
+            .order(order_id)
+            .await?
+            .ok_or(AppError::NotFound { what: "order" })?;
+        let payment = order
+            .payment
+            .as_ref()
+            .ok_or(AppError::NotFound { what: "payment" })?;
+        let response = match &payment.payment_intent_id {
+            Some(intent_id) => self.renderer.created(&CheckoutCreated {
+                order_id: order.id.clone(),
+                order_status: order.status.as_str().to_owned(),
+                total: order.total,
+                payment_id: payment.id.clone(),
+                payment_intent_id: intent_id.clone(),
+                client_secret: payment.client_secret.clone(),
+                payment_status: payment.status.as_str().to_owned(),
+                order_token: self.order_tokens.mint(&order.id, order.created_at),
+            }),
+            None => self.renderer.refused(&AppError::ProviderRefused {
+                message: payment.last_error.clone().unwrap_or_default(),
+            }),
+        };
+        if let Some(key) = key {
+            self.store
+                .finish_key(key, &response, self.clock.now_secs())
+                .await?;
+        }
+        Ok(response)
+    }
+
+    async fn foreign_phase(
+        &self,
+        key: Option<&KeyRef>,
+        pending: PendingPayment,
+        actor: &Actor,
+    ) -> AppResult<StoredResponse> {
+        let request = CreatePaymentIntent {
+            amount_minor: pending.amount.amount_minor(),
+            currency: pending.amount.currency(),
+            capture_method: pending.capture_method,
+            metadata: vec![
+                ("kassa_order_id".into(), pending.order_id.clone()),
+                ("kassa_payment_id".into(), pending.payment_id.clone()),
+            ],
+            idempotency_key: pending.provider_idempotency_key.clone(),
+        };
+        // No transaction is open here, and the adapter bounds the call's time (risk G7).
+        let outcome = self.provider.create_payment_intent(request).await;
+        let now = self.clock.now_secs();
+        match outcome {
+            Ok(intent) => self.finish_phase(key, &pending, &intent, actor, now).await,
+            Err(ProviderError::Definite { code, message }) => {
+                let reason = format!("{code}: {message}");
+                let response = self.renderer.refused(&AppError::ProviderRefused {
+                    message: reason.clone(),
+                });
+                let abandoned = Abandoned {
+                    order_id: pending.order_id.clone(),
+                    payment_id: pending.payment_id.clone(),
+                    reason,
+                };
+                self.store
+                    .abandon_checkout(key, &abandoned, Some(&response), actor, now)
+                    .await?;
+                Ok(response)
+            }
+            Err(ProviderError::Unknown { reason }) => {
+                tracing::warn!(order_id = %pending.order_id, %reason, "PaymentIntent outcome unknown; left for retry");
+                if let Some(key) = key {
+                    self.store.release_key(key).await?;
+                }
+                Err(AppError::ProviderUnavailable {
+                    retry_after_secs: PROVIDER_RETRY_AFTER_SECS,
+                })
+            }
+        }
+    }
+
+    async fn finish_phase(
+        &self,
+        key: Option<&KeyRef>,
+        pending: &PendingPayment,
+        intent: &ProviderPaymentIntent,
+        actor: &Actor,
+        now: i64,
+    ) -> AppResult<StoredResponse> {
+        // The amount charged is the frozen order total, never anything else (risk G8).
+        if intent.amount_minor != pending.amount.amount_minor()
+            || intent.currency != pending.amount.currency().code()
+        {
+            tracing::error!(order_id = %pending.order_id, intent_id = %intent.id, "PaymentIntent amount differs from the order");
+            return Err(AppError::InvalidState {
+                message: "the payment provider reported a different amount".into(),
+            });
+        }
+        let created = CheckoutCreated {
+            order_id: pending.order_id.clone(),
+            order_status: "pending_payment".into(),
+            total: pending.amount,
+            payment_id: pending.payment_id.clone(),
+            payment_intent_id: intent.id.clone(),
+            client_secret: intent.client_secret.clone(),
+            payment_status: "requires_payment_method".into(),
+            order_token: self
+                .order_tokens
+                .mint(&pending.order_id, pending.order_created_at),
+        };
+        let response = self.renderer.created(&created);
+        self.store
+            .record_payment_intent(
+                key,
+                &pending.payment_id,
+                intent,
+                Some(&response),
+                actor,
+                now,
+            )
+            .await?;
+        Ok(response)
+    }
+}
+
+/// The provider idempotency key of a payment attempt: derived from Kassa's own id, so every
+/// retry of the create call, by anyone, names the same PaymentIntent.
+pub fn provider_key_for_payment(payment_id: &str) -> String {
+    format!("kassa-create-pi-{payment_id}")
+}
+
+fn checked_key(input: &CheckoutInput) -> AppResult<KeyRef> {
+    let key = input
+        .idempotency_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(AppError::IdempotencyKeyRequired)?;
+    if key.len() > IDEMPOTENCY_KEY_MAX_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid(
+            "Idempotency-Key",
+            format!("must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} printable ASCII characters"),
+        ));
+    }
+    Ok(KeyRef {
+        scope: input.key_scope.clone(),
+        key: key.to_owned(),
+    })
+}
+
+fn validate_customer(input: &CheckoutInput) -> AppResult<()> {
+    let email = input.email.trim();
+    let plausible = email.len() <= EMAIL_MAX_BYTES
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace)
+        });
+    if !plausible {
+        return Err(AppError::invalid("email", "must be an e-mail address"));
+    }
+    let address = &input.shipping;
+    for (param, value) in [
+        ("shipping_address.name", &address.name),
+        ("shipping_address.line1", &address.line1),
+        ("shipping_address.city", &address.city),
+        ("shipping_address.postal_code", &address.postal_code),
+    ] {
+        validate::text(param, value, ADDRESS_FIELD_MAX_BYTES)?;
+    }
+    if address.country.len() != 2 || !address.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(AppError::invalid(
+            "shipping_address.country",
+            "must be an ISO 3166-1 alpha-2 code such as DE",
+        ));
+    }
+    if input.expected_total_minor < 0 {
+        return Err(AppError::invalid(
+            "expected_total",
+            "must be zero or more minor units",
+        ));
+    }
+    Ok(())
+}
+
+/// Same key + same request ⇒ same hash; any change of cart, customer or expected total differs.
+fn request_hash(input: &CheckoutInput) -> String {
+    let a = &input.shipping;
+    let fields = [
+        input.cart_id.as_str(),
+        input.email.trim(),
+        &a.name,
+        &a.line1,
+        &a.city,
+        &a.postal_code,
+        &a.country,
+        &input.expected_total_minor.to_string(),
+    ];
+    let mut hasher = Sha256::new();
+    for field in fields {
+        hasher.update(field.len().to_le_bytes());
+        hasher.update(field.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Runs inside the local transaction on the cart as locked there.
+fn price_for_checkout(
+    cart: &crate::ports::Cart,
+    expected_total_minor: i64,
+) -> Result<PricedCart, PlaceRefusal> {
+    if cart.lines.is_empty() {
+        return Err(PlaceRefusal::Pricing("the cart is empty".into()));
+    }
+    if let Some(line) = cart.lines.iter().find(|line| !line.active) {
+        return Err(PlaceRefusal::Pricing(format!(
+            "{} is no longer for sale",
+            line.sku
+        )));
+    }
+    let view = view_of(cart).map_err(|error| PlaceRefusal::Pricing(error.to_string()))?;
+    if view.priced.total.amount_minor() != expected_total_minor {
+        return Err(PlaceRefusal::PriceChanged {
+            total: view.priced.total,
+        });
+    }
+    Ok(view.priced)
+}
+
+fn refusal_error(refusal: PlaceRefusal) -> AppError {
+    match refusal {
+        PlaceRefusal::CartNotFound => AppError::NotFound { what: "cart" },
+        PlaceRefusal::CheckedOut { order_id } => AppError::CartAlreadyCheckedOut { order_id },
+        PlaceRefusal::Pricing(message) => AppError::InvalidState { message },
+        PlaceRefusal::PriceChanged { total } => AppError::PriceChanged {
+            total: total.amount_minor(),
+        },
+        PlaceRefusal::InsufficientStock { skus } => AppError::InsufficientStock { skus },
+    }
+}

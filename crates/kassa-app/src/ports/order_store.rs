@@ -1,0 +1,68 @@
+//! Reading orders, their payment attempt and their audit trail.
+
+use async_trait::async_trait;
+use kassa_domain::Money;
+use kassa_domain::order::OrderStatus;
+use kassa_domain::payment::PaymentStatus;
+
+use super::checkout_store::ShippingAddress;
+use super::provider::CaptureMethod;
+use super::store::StoreResult;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub sku: String,
+    pub product_name: String,
+    pub quantity: i64,
+    pub unit_amount_minor: i64,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub id: String,
+    pub status: PaymentStatus,
+    pub amount: Money,
+    pub payment_intent_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub id: String,
+    pub cart_id: String,
+    pub status: OrderStatus,
+    pub subtotal: Money,
+    pub total: Money,
+    pub captured_amount_minor: i64,
+    pub refunded_amount_minor: i64,
+    pub capture_method: CaptureMethod,
+    pub email: String,
+    pub shipping: ShippingAddress,
+    pub needs_attention: Option<String>,
+    pub created_at: i64,
+    pub lines: Vec<OrderLine>,
+    /// The latest payment attempt.
+    pub payment: Option<PaymentRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub entity_type: String,
+    pub entity_id: String,
+    pub action: String,
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub before_state: Option<String>,
+    pub after_state: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    async fn order(&self, id: &str) -> StoreResult<Option<OrderRecord>>;
+    /// The audit trail of an order and of everything that belongs to it, oldest first.
+    async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>>;
+}

@@ -1,0 +1,107 @@
+//! `POST /v1/carts/{id}/checkout` (publishable key, `Idempotency-Key` required) and the renderer
+//! that turns checkout outcomes into the answers stored on the key and replayed for retries.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kassa_app::AppError;
+use kassa_app::checkout::{CheckoutCreated, CheckoutInput, CheckoutRenderer};
+use kassa_app::ports::{Actor, ShippingAddress, StoredResponse};
+use serde_json::json;
+
+use crate::HttpState;
+use crate::auth::{StorefrontKey, request_id};
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::wire::CheckoutRequest;
+
+pub fn router() -> Router<HttpState> {
+    Router::new().route("/v1/carts/{id}/checkout", post(checkout))
+}
+
+async fn checkout(
+    key: StorefrontKey,
+    State(state): State<HttpState>,
+    Path(cart_id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CheckoutRequest>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|value| value.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| {
+            ApiError::invalid(Some("Idempotency-Key".into()), "must be printable ASCII")
+        })?;
+    let address = body.shipping_address;
+    let input = CheckoutInput {
+        cart_id,
+        key_scope: key.scope.to_owned(),
+        idempotency_key,
+        email: body.email,
+        shipping: ShippingAddress {
+            name: address.name,
+            line1: address.line1,
+            city: address.city,
+            postal_code: address.postal_code,
+            country: address.country,
+        },
+        expected_total_minor: body.expected_total,
+        actor: Actor {
+            kind: format!("storefront ({} key)", key.scope),
+            request_id: Some(request_id(&headers)),
+        },
+    };
+    let reply = state.app.checkout(input).await?;
+    let status =
+        StatusCode::from_u16(reply.response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        reply.response.body,
+    )
+        .into_response();
+    if reply.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Renders checkout answers as API.md's JSON.
+pub struct JsonCheckoutRenderer;
+
+impl CheckoutRenderer for JsonCheckoutRenderer {
+    fn created(&self, created: &CheckoutCreated) -> StoredResponse {
+        let body = json!({
+            "order": {
+                "id": created.order_id,
+                "status": created.order_status,
+                "total": created.total.amount_minor(),
+                "currency": created.total.currency().code(),
+            },
+            "payment": {
+                "id": created.payment_id,
+                "payment_intent_id": created.payment_intent_id,
+                "client_secret": created.client_secret,
+                "status": created.payment_status,
+            },
+            "order_token": created.order_token,
+        });
+        StoredResponse {
+            status: StatusCode::CREATED.as_u16(),
+            body: body.to_string(),
+        }
+    }
+
+    fn refused(&self, error: &AppError) -> StoredResponse {
+        let (status, _, body) = ApiError::from(error.clone()).parts();
+        StoredResponse {
+            status: status.as_u16(),
+            body: body.to_string(),
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The checkout saga's local transactions and its idempotency keys (recovery points).
+
+use async_trait::async_trait;
+use kassa_app::ports::{
+    Abandoned, Actor, CheckoutStore, KeyClaim, KeyRef, OrderPlan, PendingPayment, PlaceRefusal,
+    PriceCheck, ProviderPaymentIntent, RecoveryPoint, StalledCheckout, StoreError, StoreResult,
+    StoredResponse,
+};
+use kassa_domain::Money;
+use kassa_domain::cart::PricedCart;
+use kassa_domain::order::OrderEvent;
+use kassa_domain::payment::{PaymentEvent, PaymentStatus};
+use kassa_domain::reservation::ReservationEvent;
+use sqlx::{AnyConnection, Row};
+
+use crate::audit::{self, Change};
+use crate::cart::{cart_in, lock_open_cart};
+use crate::catalog::currency_of;
+use crate::db::{SqlStore, unavailable};
+use crate::transitions;
+
+/// Stock is reserved at this location; multi-location allocation is a later concern.
+const RESERVATION_LOCATION: &str = "default";
+
+#[async_trait]
+impl CheckoutStore for SqlStore {
+    async fn claim_key(
+        &self,
+        key: &KeyRef,
+        request_path: &str,
+        request_hash: &str,
+        lock_secs: i64,
+        now: i64,
+    ) -> StoreResult<KeyClaim> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, idempotency_key, request_method, request_path, request_hash,
+                 recovery_point, locked_until, created_at, updated_at)
+             VALUES ($1, $2, 'POST', $3, $4, 'started', $5, $6, $6)
+             ON CONFLICT (scope, idempotency_key) DO NOTHING",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(request_path)
+        .bind(request_hash)
+        .bind(now + lock_secs)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let claim = if inserted.rows_affected() == 1 {
+            KeyClaim::Claimed {
+                recovery_point: RecoveryPoint::Started,
+                order_id: None,
+            }
+        } else {
+            claim_existing(&mut tx, key, request_path, request_hash, lock_secs, now).await?
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(claim)
+    }
+
+    async fn claim_stalled_key(&self, key: &KeyRef, lock_secs: i64, now: i64) -> StoreResult<bool> {
+        let claimed = sqlx::query(
+            "UPDATE idempotency_keys SET locked_until = $3, updated_at = $4
+             WHERE scope = $1 AND idempotency_key = $2 AND recovery_point = 'order_created'
+               AND (locked_until IS NULL OR locked_until <= $4)",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(now + lock_secs)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn release_key(&self, key: &KeyRef) -> StoreResult<()> {
+        sqlx::query("UPDATE idempotency_keys SET locked_until = NULL WHERE scope = $1 AND idempotency_key = $2")
+            .bind(&key.scope)
+            .bind(&key.key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn finish_key(
+        &self,
+        key: &KeyRef,
+        response: &StoredResponse,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        finish_key_in(&mut conn, key, response, now).await
+    }
+
+    async fn place_order(
+        &self,
+        key: &KeyRef,
+        cart_id: &str,
+        plan: &OrderPlan,
+        price: PriceCheck<'_>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<Result<PendingPayment, PlaceRefusal>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let placed = place_order_in(&mut tx, key, cart_id, plan, price, actor, now).await?;
+        match placed {
+            Ok(pending) => {
+                tx.commit().await.map_err(unavailable)?;
+                Ok(Ok(pending))
+            }
+            Err(refusal) => {
+                tx.rollback().await.map_err(unavailable)?;
+                Ok(Err(refusal))
+            }
+        }
+    }
+
+    async fn pending_payment(&self, order_id: &str) -> StoreResult<Option<PendingPayment>> {
+        let row = sqlx::query(
+            "SELECT p.id, p.amount, p.currency, p.capture_method, p.provider_idempotency_key, o.created_at
+             FROM payments p JOIN orders o ON o.id = p.order_id
+             WHERE p.order_id = $1 AND p.status = 'creating' ORDER BY p.attempt DESC LIMIT 1",
+        )
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let currency: String = row.try_get("currency").map_err(unavailable)?;
+        let capture: String = row.try_get("capture_method").map_err(unavailable)?;
+        Ok(Some(PendingPayment {
+            order_id: order_id.to_owned(),
+            payment_id: row.try_get("id").map_err(unavailable)?,
+            amount: Money::new(
+                row.try_get("amount").map_err(unavailable)?,
+                currency_of(&currency)?,
+            ),
+            capture_method: kassa_app::ports::CaptureMethod::parse(&capture)
+                .ok_or_else(|| StoreError::Corrupt(format!("capture method {capture:?}")))?,
+            provider_idempotency_key: row
+                .try_get("provider_idempotency_key")
+                .map_err(unavailable)?,
+            order_created_at: row.try_get("created_at").map_err(unavailable)?,
+        }))
+    }
+
+    async fn record_payment_intent(
+        &self,
+        key: Option<&KeyRef>,
+        payment_id: &str,
+        intent: &ProviderPaymentIntent,
+        response: Option<&StoredResponse>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The intent id is written once; a different id for the same payment would mean two
+        // intents for one attempt, which the deterministic provider key rules out.
+        let stored = sqlx::query(
+            "UPDATE payments SET provider_payment_intent_id = $2, client_secret = $3, updated_at = $4
+             WHERE id = $1 AND (provider_payment_intent_id IS NULL OR provider_payment_intent_id = $2)",
+        )
+        .bind(payment_id)
+        .bind(&intent.id)
+        .bind(intent.client_secret.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if stored.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "payment {payment_id} already has another PaymentIntent"
+            )));
+        }
+        transitions::payment(&mut tx, payment_id, PaymentEvent::Created, actor, now).await?;
+        if intent.status != PaymentStatus::RequiresPaymentMethod {
+            transitions::payment(
+                &mut tx,
+                payment_id,
+                PaymentEvent::Observed(intent.status),
+                actor,
+                now,
+            )
+            .await?;
+        }
+        if let (Some(key), Some(response)) = (key, response) {
+            finish_key_in(&mut tx, key, response, now).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn abandon_checkout(
+        &self,
+        key: Option<&KeyRef>,
+        abandoned: &Abandoned,
+        response: Option<&StoredResponse>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()> {
+        let (order_id, payment_id) = (abandoned.order_id.as_str(), abandoned.payment_id.as_str());
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("UPDATE payments SET last_error = $2 WHERE id = $1")
+            .bind(payment_id)
+            .bind(&abandoned.reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        transitions::payment(&mut tx, payment_id, PaymentEvent::CreateFailed, actor, now).await?;
+        transitions::order(&mut tx, order_id, OrderEvent::Cancel, actor, now).await?;
+        transitions::settle_reservations(&mut tx, order_id, ReservationEvent::Release, actor, now)
+            .await?;
+        if let (Some(key), Some(response)) = (key, response) {
+            finish_key_in(&mut tx, key, response, now).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn stalled_checkouts(
+        &self,
+        idle_secs: i64,
+        limit: i64,
+        now: i64,
+    ) -> StoreResult<Vec<StalledCheckout>> {
+        let rows = sqlx::query(
+            "SELECT scope, idempotency_key, order_id FROM idempotency_keys
+             WHERE recovery_point = 'order_created' AND (locked_until IS NULL OR locked_until <= $1)
+               AND updated_at <= $2 AND order_id IS NOT NULL
+             ORDER BY updated_at LIMIT $3",
+        )
+        .bind(now)
+        .bind(now - idle_secs)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StalledCheckout {
+                    key: KeyRef {
+                        scope: row.try_get("scope").map_err(unavailable)?,
+                        key: row.try_get("idempotency_key").map_err(unavailable)?,
+                    },
+                    order_id: row.try_get("order_id").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn claim_existing(
+    conn: &mut AnyConnection,
+    key: &KeyRef,
+    request_path: &str,
+    request_hash: &str,
+    lock_secs: i64,
+    now: i64,
+) -> StoreResult<KeyClaim> {
+    let row = sqlx::query(
+        "SELECT request_path, request_hash, recovery_point, locked_until, order_id, response_status, response_body
+         FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2",
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let path: String = row.try_get("request_path").map_err(unavailable)?;
+    let hash: String = row.try_get("request_hash").map_err(unavailable)?;
+    if path != request_path || hash != request_hash {
+        return Ok(KeyClaim::Mismatch);
+    }
+    let status: Option<i64> = row.try_get("response_status").map_err(unavailable)?;
+    let body: Option<String> = row.try_get("response_body").map_err(unavailable)?;
+    if let (Some(status), Some(body)) = (status, body) {
+        let status = u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("response status {status}")))?;
+        return Ok(KeyClaim::Replay(StoredResponse { status, body }));
+    }
+    let locked_until: Option<i64> = row.try_get("locked_until").map_err(unavailable)?;
+    if let Some(until) = locked_until.filter(|until| *until > now) {
+        return Ok(KeyClaim::InProgress {
+            retry_after_secs: (until - now).max(1),
+        });
+    }
+    let taken = sqlx::query(
+        "UPDATE idempotency_keys SET locked_until = $3, updated_at = $4
+         WHERE scope = $1 AND idempotency_key = $2 AND response_status IS NULL
+           AND (locked_until IS NULL OR locked_until <= $4)",
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .bind(now + lock_secs)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if taken.rows_affected() != 1 {
+        return Ok(KeyClaim::InProgress {
+            retry_after_secs: 1,
+        });
+    }
+    let point: String = row.try_get("recovery_point").map_err(unavailable)?;
+    Ok(KeyClaim::Claimed {
+        recovery_point: RecoveryPoint::parse(&point)
+            .ok_or_else(|| StoreError::Corrupt(format!("recovery point {point:?}")))?,
+        order_id: row.try_get("order_id").map_err(unavailable)?,
+    })
+}
+
+async fn finish_key_in(
+    conn: &mut AnyConnection,
+    key: &KeyRef,
+    response: &StoredResponse,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET recovery_point = 'finished', response_status = $3, response_body = $4,
+             locked_until = NULL, updated_at = $5
+         WHERE scope = $1 AND idempotency_key = $2",
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .bind(i64::from(response.status))
+    .bind(&response.body)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn place_order_in(
+    conn: &mut AnyConnection,
+    key: &KeyRef,
+    cart_id: &str,
+    plan: &OrderPlan,
+    price: PriceCheck<'_>,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<Result<PendingPayment, PlaceRefusal>> {
+    if let Err(refusal) = lock_open_cart(conn, cart_id, now).await? {
+        return Ok(Err(match refusal {
+            kassa_app::ports::CartRefusal::CheckedOut { order_id } => {
+                PlaceRefusal::CheckedOut { order_id }
+            }
+            _ => PlaceRefusal::CartNotFound,
+        }));
+    }
+    let cart = cart_in(conn, cart_id)
+        .await?
+        .ok_or(StoreError::Corrupt("locked cart vanished".into()))?;
+    let priced = match price(&cart) {
+        Ok(priced) => priced,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let short = reserve_stock(conn, &priced, now).await?;
+    if !short.is_empty() {
+        return Ok(Err(PlaceRefusal::InsufficientStock { skus: short }));
+    }
+    insert_order(conn, cart_id, plan, &priced, now).await?;
+    insert_payment(conn, plan, &priced, now).await?;
+    let detail = format!("cart {cart_id}, total {}", priced.total);
+    let created = Change {
+        entity_type: "order",
+        entity_id: &plan.order_id,
+        action: "created",
+        before: None,
+        after: Some("pending_payment"),
+        detail: Some(&detail),
+    };
+    audit::record(conn, created, actor, now).await?;
+    let payment = Change {
+        entity_type: "payment",
+        entity_id: &plan.payment_id,
+        action: "created",
+        before: None,
+        after: Some(PaymentStatus::Creating.as_str()),
+        detail: Some(&plan.provider_idempotency_key),
+    };
+    audit::record(conn, payment, actor, now).await?;
+    sqlx::query(
+        "UPDATE idempotency_keys SET recovery_point = 'order_created', order_id = $3, updated_at = $4
+         WHERE scope = $1 AND idempotency_key = $2",
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .bind(&plan.order_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(Ok(PendingPayment {
+        order_id: plan.order_id.clone(),
+        payment_id: plan.payment_id.clone(),
+        amount: priced.total,
+        capture_method: plan.capture_method,
+        provider_idempotency_key: plan.provider_idempotency_key.clone(),
+        order_created_at: now,
+    }))
+}
+
+/// Reserves every line with a conditional update (never below zero available); returns the SKUs
+/// that ran short. SKUs are taken in sorted order so concurrent checkouts lock rows in the same
+/// order and cannot deadlock on PostgreSQL.
+async fn reserve_stock(
+    conn: &mut AnyConnection,
+    priced: &PricedCart,
+    now: i64,
+) -> StoreResult<Vec<String>> {
+    let mut lines: Vec<_> = priced.lines.iter().collect();
+    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+    let mut short = Vec::new();
+    for line in lines {
+        let reserved = sqlx::query(
+            "UPDATE inventory_levels SET reserved = reserved + $3, updated_at = $4
+             WHERE sku = $1 AND location = $2 AND on_hand - reserved - committed >= $3",
+        )
+        .bind(&line.sku)
+        .bind(RESERVATION_LOCATION)
+        .bind(line.quantity)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        if reserved.rows_affected() != 1 {
+            short.push(line.sku.clone());
+        }
+    }
+    Ok(short)
+}
+
+async fn insert_order(
+    conn: &mut AnyConnection,
+    cart_id: &str,
+    plan: &OrderPlan,
+    priced: &PricedCart,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO orders (id, cart_id, status, currency, subtotal, total, capture_method, email,
+             shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country, created_at, updated_at)
+         VALUES ($1, $2, 'pending_payment', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+    )
+    .bind(&plan.order_id)
+    .bind(cart_id)
+    .bind(priced.total.currency().code())
+    .bind(priced.subtotal.amount_minor())
+    .bind(priced.total.amount_minor())
+    .bind(plan.capture_method.as_str())
+    .bind(&plan.email)
+    .bind(&plan.shipping.name)
+    .bind(&plan.shipping.line1)
+    .bind(&plan.shipping.city)
+    .bind(&plan.shipping.postal_code)
+    .bind(&plan.shipping.country)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    for (index, line) in priced.lines.iter().enumerate() {
+        let line_no = i64::try_from(index).unwrap_or(i64::MAX) + 1;
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, sku, product_name, quantity, unit_amount, amount)
+             VALUES ($1, $2, $3, (SELECT p.name FROM products p JOIN variants v ON v.product_id = p.id WHERE v.sku = $3),
+                     $4, $5, $6)",
+        )
+        .bind(&plan.order_id)
+        .bind(line_no)
+        .bind(&line.sku)
+        .bind(line.quantity)
+        .bind(line.unit_price.amount_minor())
+        .bind(line.amount.amount_minor())
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO reservations (id, order_id, sku, location, quantity, status, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'held', $6, $7, $7)",
+        )
+        .bind(format!("res_{}_{line_no}", plan.order_id.trim_start_matches("ord_")))
+        .bind(&plan.order_id)
+        .bind(&line.sku)
+        .bind(RESERVATION_LOCATION)
+        .bind(line.quantity)
+        .bind(plan.reservation_expires_at)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+async fn insert_payment(
+    conn: &mut AnyConnection,
+    plan: &OrderPlan,
+    priced: &PricedCart,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO payments (id, order_id, attempt, status, amount, currency, capture_method,
+             provider_idempotency_key, created_at, updated_at)
+         VALUES ($1, $2, 1, 'creating', $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(&plan.payment_id)
+    .bind(&plan.order_id)
+    .bind(priced.total.amount_minor())
+    .bind(priced.total.currency().code())
+    .bind(plan.capture_method.as_str())
+    .bind(&plan.provider_idempotency_key)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}

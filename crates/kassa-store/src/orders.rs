@@ -1,0 +1,152 @@
+//! Reading orders with their lines, latest payment attempt and audit trail.
+
+use async_trait::async_trait;
+use kassa_app::ports::{
+    AuditRecord, CaptureMethod, OrderLine, OrderRecord, OrderStore, PaymentRecord, ShippingAddress,
+    StoreError, StoreResult,
+};
+use kassa_domain::Money;
+use kassa_domain::order::OrderStatus;
+use kassa_domain::payment::PaymentStatus;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::catalog::currency_of;
+use crate::db::{SqlStore, unavailable};
+
+#[async_trait]
+impl OrderStore for SqlStore {
+    async fn order(&self, id: &str) -> StoreResult<Option<OrderRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let row = sqlx::query(
+            "SELECT id, cart_id, status, currency, subtotal, total, captured_amount, refunded_amount, capture_method,
+                    email, shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country,
+                    needs_attention, created_at
+             FROM orders WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut order = order_from_row(&row)?;
+        order.lines = lines_of(&mut conn, id).await?;
+        order.payment = latest_payment(&mut conn, id).await?;
+        Ok(Some(order))
+    }
+
+    async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT entity_type, entity_id, action, actor, request_id, before_state, after_state, detail, created_at
+             FROM audit_log
+             WHERE (entity_type = 'order' AND entity_id = $1)
+                OR (entity_type = 'payment' AND entity_id IN (SELECT id FROM payments WHERE order_id = $1))
+                OR (entity_type = 'reservation' AND entity_id IN (SELECT id FROM reservations WHERE order_id = $1))
+                OR (entity_type = 'refund' AND entity_id IN (SELECT id FROM refunds WHERE order_id = $1))
+             ORDER BY seq",
+        )
+        .bind(order_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    entity_type: row.try_get("entity_type").map_err(unavailable)?,
+                    entity_id: row.try_get("entity_id").map_err(unavailable)?,
+                    action: row.try_get("action").map_err(unavailable)?,
+                    actor: row.try_get("actor").map_err(unavailable)?,
+                    request_id: row.try_get("request_id").map_err(unavailable)?,
+                    before_state: row.try_get("before_state").map_err(unavailable)?,
+                    after_state: row.try_get("after_state").map_err(unavailable)?,
+                    detail: row.try_get("detail").map_err(unavailable)?,
+                    created_at: row.try_get("created_at").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn order_from_row(row: &AnyRow) -> StoreResult<OrderRecord> {
+    let get_i64 = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
+    let get_text = |name: &str| row.try_get::<String, _>(name).map_err(unavailable);
+    let currency = currency_of(&get_text("currency")?)?;
+    let status = get_text("status")?;
+    let capture = get_text("capture_method")?;
+    Ok(OrderRecord {
+        id: get_text("id")?,
+        cart_id: get_text("cart_id")?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("order status {status:?}")))?,
+        subtotal: Money::new(get_i64("subtotal")?, currency),
+        total: Money::new(get_i64("total")?, currency),
+        captured_amount_minor: get_i64("captured_amount")?,
+        refunded_amount_minor: get_i64("refunded_amount")?,
+        capture_method: CaptureMethod::parse(&capture)
+            .ok_or_else(|| StoreError::Corrupt(format!("capture method {capture:?}")))?,
+        email: get_text("email")?,
+        shipping: ShippingAddress {
+            name: get_text("shipping_name")?,
+            line1: get_text("shipping_line1")?,
+            city: get_text("shipping_city")?,
+            postal_code: get_text("shipping_postal_code")?,
+            country: get_text("shipping_country")?,
+        },
+        needs_attention: row.try_get("needs_attention").map_err(unavailable)?,
+        created_at: get_i64("created_at")?,
+        lines: Vec::new(),
+        payment: None,
+    })
+}
+
+async fn lines_of(conn: &mut AnyConnection, order_id: &str) -> StoreResult<Vec<OrderLine>> {
+    let rows = sqlx::query(
+        "SELECT sku, product_name, quantity, unit_amount, amount FROM order_lines WHERE order_id = $1 ORDER BY line_no",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    rows.iter()
+        .map(|row| {
+            Ok(OrderLine {
+                sku: row.try_get("sku").map_err(unavailable)?,
+                product_name: row.try_get("product_name").map_err(unavailable)?,
+                quantity: row.try_get("quantity").map_err(unavailable)?,
+                unit_amount_minor: row.try_get("unit_amount").map_err(unavailable)?,
+                amount_minor: row.try_get("amount").map_err(unavailable)?,
+            })
+        })
+        .collect()
+}
+
+async fn latest_payment(
+    conn: &mut AnyConnection,
+    order_id: &str,
+) -> StoreResult<Option<PaymentRecord>> {
+    let row = sqlx::query(
+        "SELECT id, status, amount, currency, provider_payment_intent_id, client_secret, last_error
+         FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.try_get("status").map_err(unavailable)?;
+    let currency: String = row.try_get("currency").map_err(unavailable)?;
+    Ok(Some(PaymentRecord {
+        id: row.try_get("id").map_err(unavailable)?,
+        status: PaymentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
+        amount: Money::new(
+            row.try_get("amount").map_err(unavailable)?,
+            currency_of(&currency)?,
+        ),
+        payment_intent_id: row
+            .try_get("provider_payment_intent_id")
+            .map_err(unavailable)?,
+        client_secret: row.try_get("client_secret").map_err(unavailable)?,
+        last_error: row.try_get("last_error").map_err(unavailable)?,
+    }))
+}

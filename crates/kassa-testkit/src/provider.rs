@@ -1,0 +1,174 @@
+//! A scripted, in-memory payment provider for saga tests that need exact fault timing (a crash
+//! between phases, a response lost after the intent was created). It keeps Stripe's idempotency
+//! semantics: the same key returns the same PaymentIntent. End-to-end tests use the emulator.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kassa_app::ports::{
+    CreatePaymentIntent, CreateRefund, EventPage, PaymentProvider, ProviderError,
+    ProviderPaymentIntent, ProviderRefund, ProviderResult,
+};
+use kassa_domain::payment::PaymentStatus;
+
+/// What the next create call does.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// Refuse: nothing created.
+    Decline,
+    /// Time out before reaching the provider: nothing created, outcome unknown.
+    LostRequest,
+    /// Create the intent, then lose the answer: the intent exists, outcome unknown.
+    LostResponse,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+#[derive(Default)]
+pub struct FakeProvider {
+    state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    script: VecDeque<Script>,
+    /// Intents by idempotency key.
+    intents: BTreeMap<String, ProviderPaymentIntent>,
+    create_calls: usize,
+}
+
+impl FakeProvider {
+    pub fn new() -> FakeProvider {
+        FakeProvider::default()
+    }
+
+    /// Queues behaviours for the next create calls, in order.
+    pub fn script(&self, steps: impl IntoIterator<Item = Script>) {
+        self.lock().script.extend(steps);
+    }
+
+    pub fn intents(&self) -> Vec<ProviderPaymentIntent> {
+        self.lock().intents.values().cloned().collect()
+    }
+
+    pub fn create_calls(&self) -> usize {
+        self.lock().create_calls
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn create(&self, request: &CreatePaymentIntent) -> ProviderPaymentIntent {
+        let mut state = self.lock();
+        let count = state.intents.len();
+        state
+            .intents
+            .entry(request.idempotency_key.clone())
+            .or_insert_with(|| {
+                let id = format!("pi_fake{count}");
+                ProviderPaymentIntent {
+                    client_secret: Some(format!("{id}_secret_x")),
+                    id,
+                    status: PaymentStatus::RequiresPaymentMethod,
+                    amount_minor: request.amount_minor,
+                    amount_capturable_minor: 0,
+                    amount_received_minor: 0,
+                    currency: request.currency.code().to_owned(),
+                    latest_charge: None,
+                    last_error: None,
+                    metadata: request.metadata.clone(),
+                }
+            })
+            .clone()
+    }
+}
+
+fn unknown(reason: &str) -> ProviderError {
+    ProviderError::Unknown {
+        reason: reason.into(),
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for FakeProvider {
+    async fn create_payment_intent(
+        &self,
+        request: CreatePaymentIntent,
+    ) -> ProviderResult<ProviderPaymentIntent> {
+        let step = {
+            let mut state = self.lock();
+            state.create_calls += 1;
+            state.script.pop_front()
+        };
+        match step {
+            Some(Script::Decline) => Err(ProviderError::Definite {
+                code: "amount_too_small".into(),
+                message: "scripted refusal".into(),
+            }),
+            Some(Script::LostRequest) => Err(unknown("scripted timeout before the provider")),
+            Some(Script::LostResponse) => {
+                self.create(&request);
+                Err(unknown("scripted lost response"))
+            }
+            Some(Script::Delay(wait)) => {
+                tokio::time::sleep(wait).await;
+                Ok(self.create(&request))
+            }
+            None => Ok(self.create(&request)),
+        }
+    }
+
+    async fn retrieve_payment_intent(&self, id: &str) -> ProviderResult<ProviderPaymentIntent> {
+        self.lock()
+            .intents
+            .values()
+            .find(|intent| intent.id == id)
+            .cloned()
+            .ok_or_else(|| ProviderError::Definite {
+                code: "resource_missing".into(),
+                message: id.into(),
+            })
+    }
+
+    async fn cancel_payment_intent(
+        &self,
+        id: &str,
+        _key: &str,
+    ) -> ProviderResult<ProviderPaymentIntent> {
+        self.retrieve_payment_intent(id).await
+    }
+
+    async fn capture_payment_intent(
+        &self,
+        id: &str,
+        _amount: Option<i64>,
+        _key: &str,
+    ) -> ProviderResult<ProviderPaymentIntent> {
+        self.retrieve_payment_intent(id).await
+    }
+
+    async fn create_refund(&self, _request: CreateRefund) -> ProviderResult<ProviderRefund> {
+        Err(unknown("refunds are not scripted"))
+    }
+
+    async fn retrieve_refund(&self, _id: &str) -> ProviderResult<ProviderRefund> {
+        Err(unknown("refunds are not scripted"))
+    }
+
+    async fn list_events(
+        &self,
+        _created_gte: i64,
+        _after: Option<&str>,
+        _limit: u32,
+    ) -> ProviderResult<EventPage> {
+        Ok(EventPage {
+            events: Vec::new(),
+            has_more: false,
+        })
+    }
+}
