@@ -15,6 +15,7 @@ pub mod order_token;
 pub mod orders;
 pub mod ports;
 pub mod validate;
+pub mod webhooks;
 
 pub use error::{AppError, AppResult};
 
@@ -50,6 +51,7 @@ pub struct AppParts {
     pub provider: Arc<dyn ports::PaymentProvider>,
     pub clock: Arc<dyn ports::Clock>,
     pub renderer: Arc<dyn CheckoutRenderer>,
+    pub verifier: Arc<dyn ports::WebhookVerifier>,
     pub order_tokens: OrderTokens,
     pub settings: Settings,
 }
@@ -61,6 +63,7 @@ pub struct App {
     provider: Arc<dyn ports::PaymentProvider>,
     clock: Arc<dyn ports::Clock>,
     renderer: Arc<dyn CheckoutRenderer>,
+    verifier: Arc<dyn ports::WebhookVerifier>,
     order_tokens: OrderTokens,
     settings: Settings,
 }
@@ -72,6 +75,7 @@ impl App {
             provider: parts.provider,
             clock: parts.clock,
             renderer: parts.renderer,
+            verifier: parts.verifier,
             order_tokens: parts.order_tokens,
             settings: parts.settings,
         }

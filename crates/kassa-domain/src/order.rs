@@ -89,6 +89,19 @@ impl OrderStatus {
     }
 }
 
+/// The order event a payment reaching `status` means, if any.
+pub fn event_for_payment(status: crate::payment::PaymentStatus) -> Option<OrderEvent> {
+    use crate::payment::PaymentStatus as P;
+    match status {
+        P::RequiresAction => Some(OrderEvent::PaymentRequiresAction),
+        P::RequiresPaymentMethod => Some(OrderEvent::PaymentFailed),
+        P::RequiresCapture => Some(OrderEvent::PaymentAuthorized),
+        P::Succeeded => Some(OrderEvent::PaymentSucceeded),
+        P::Canceled => Some(OrderEvent::Cancel),
+        P::Creating | P::Processing | P::Failed => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

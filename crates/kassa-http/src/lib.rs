@@ -42,6 +42,11 @@ pub fn router(state: HttpState) -> Router {
     let public = routes::carts::router()
         .merge(routes::checkout::router())
         .merge(routes::orders::router())
+        .merge(
+            routes::webhooks::stripe_router().layer(DefaultBodyLimit::max(
+                routes::webhooks::WEBHOOK_BODY_MAX_BYTES,
+            )),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_public,
@@ -51,6 +56,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(public)
         .merge(routes::health::router())
         .merge(routes::sandbox::router())
+        .merge(routes::webhooks::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .with_state(state)

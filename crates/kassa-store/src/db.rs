@@ -1,5 +1,7 @@
 //! Opening the database: URL parsing, per-backend connection settings, migrations.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kassa_app::ports::StoreError;
@@ -36,6 +38,37 @@ pub enum StoreOpenError {
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    faults: Arc<FaultPoints>,
+}
+
+/// Named places inside multi-step transactions where a test can make the next pass fail, to
+/// show that nothing partial commits (risks W3, R2). Production code never arms one.
+#[derive(Debug, Default)]
+pub struct FaultPoints(Mutex<BTreeSet<&'static str>>);
+
+impl FaultPoints {
+    /// Fails the next pass through `point`, once.
+    pub fn arm(&self, point: &'static str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(point);
+    }
+
+    pub(crate) fn check(&self, point: &'static str) -> Result<(), StoreError> {
+        let fired = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(point);
+        if fired {
+            Err(StoreError::Unavailable(format!(
+                "injected fault at {point}"
+            )))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Backend {
@@ -84,7 +117,11 @@ impl SqlStore {
             }
         }
         .map_err(|error| StoreOpenError::Connect(error.to_string()))?;
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            faults: Arc::default(),
+        })
     }
 
     /// Connects and applies every pending migration.
@@ -99,6 +136,11 @@ impl SqlStore {
             .run(&self.pool)
             .await
             .map_err(|error| StoreOpenError::Migrate(error.to_string()))
+    }
+
+    /// The fault points of this store (shared by its clones), for tests.
+    pub fn faults(&self) -> &FaultPoints {
+        &self.faults
     }
 
     pub fn backend(&self) -> Backend {

@@ -14,5 +14,6 @@ mod db;
 mod health;
 mod orders;
 mod transitions;
+mod webhooks;
 
-pub use db::{Backend, SqlStore, StoreOpenError};
+pub use db::{Backend, FaultPoints, SqlStore, StoreOpenError};

@@ -163,6 +163,7 @@ macro_rules! both_backends {
 }
 
 pub mod provider;
+pub mod verifier;
 
 /// A clock tests move by hand.
 #[derive(Debug)]
@@ -202,11 +203,27 @@ pub fn app_with_clock(
     provider: std::sync::Arc<dyn kassa_app::ports::PaymentProvider>,
     clock: std::sync::Arc<dyn kassa_app::ports::Clock>,
 ) -> kassa_app::App {
+    app_with_parts(
+        db,
+        provider,
+        clock,
+        std::sync::Arc::new(verifier::RejectingVerifier),
+    )
+}
+
+/// An `App` with every port chosen by the test.
+pub fn app_with_parts(
+    db: &TestDb,
+    provider: std::sync::Arc<dyn kassa_app::ports::PaymentProvider>,
+    clock: std::sync::Arc<dyn kassa_app::ports::Clock>,
+    verifier: std::sync::Arc<dyn kassa_app::ports::WebhookVerifier>,
+) -> kassa_app::App {
     kassa_app::App::new(kassa_app::AppParts {
         store: std::sync::Arc::new(db.store.clone()),
         provider,
         clock,
         renderer: std::sync::Arc::new(kassa_http::JsonCheckoutRenderer),
+        verifier,
         order_tokens: kassa_app::order_token::OrderTokens::new(TEST_SECRET_KEY, 30 * 86_400, 3_600),
         settings: kassa_app::Settings::default(),
     })

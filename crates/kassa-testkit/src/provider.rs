@@ -53,6 +53,21 @@ impl FakeProvider {
         self.lock().intents.values().cloned().collect()
     }
 
+    /// Moves an intent as a customer's confirmation at the provider would.
+    pub fn set_status(&self, intent_id: &str, status: PaymentStatus) {
+        let mut state = self.lock();
+        if let Some(intent) = state
+            .intents
+            .values_mut()
+            .find(|intent| intent.id == intent_id)
+        {
+            intent.status = status;
+            if status == PaymentStatus::Succeeded {
+                intent.amount_received_minor = intent.amount_minor;
+            }
+        }
+    }
+
     pub fn create_calls(&self) -> usize {
         self.lock().create_calls
     }

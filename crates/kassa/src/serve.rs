@@ -40,6 +40,7 @@ pub async fn run(config: Config) -> Result<()> {
         provider: Arc::new(crate::unwired::UnwiredProvider),
         clock: Arc::new(SystemClock),
         renderer: Arc::new(JsonCheckoutRenderer),
+        verifier: Arc::new(crate::unwired::UnwiredVerifier),
         order_tokens: OrderTokens::new(
             &keys.secret,
             ORDER_TOKEN_READ_TTL_SECS,

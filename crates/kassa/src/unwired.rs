@@ -10,6 +10,28 @@ use kassa_app::ports::{
 
 pub struct UnwiredProvider;
 
+/// Placeholder verifier until the Stripe adapter is wired in: refuses every delivery (fail
+/// closed), so nothing unverified is ever recorded.
+pub struct UnwiredVerifier;
+
+impl kassa_app::ports::WebhookVerifier for UnwiredVerifier {
+    fn verify_and_parse(
+        &self,
+        _: &[u8],
+        _: &str,
+        _: i64,
+    ) -> Result<kassa_app::ports::ProviderEvent, kassa_app::ports::WebhookRejected> {
+        Err(kassa_app::ports::WebhookRejected::Signature)
+    }
+
+    fn parse(
+        &self,
+        _: &[u8],
+    ) -> Result<kassa_app::ports::ProviderEvent, kassa_app::ports::WebhookRejected> {
+        Err(kassa_app::ports::WebhookRejected::Malformed)
+    }
+}
+
 fn unwired<T>() -> ProviderResult<T> {
     Err(ProviderError::Unknown {
         reason: "no payment provider is wired into this build yet".into(),

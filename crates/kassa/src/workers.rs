@@ -11,6 +11,10 @@ use tokio::task::JoinSet;
 const COMPLETER_PERIOD: Duration = Duration::from_secs(5);
 /// Most checkouts the completer resumes per round.
 const COMPLETER_BATCH_MAX: i64 = 50;
+/// How often the inbox worker retries due webhook events.
+const INBOX_PERIOD: Duration = Duration::from_secs(2);
+/// Most webhook events retried per round.
+const INBOX_BATCH_MAX: i64 = 100;
 
 pub struct Workers {
     tasks: JoinSet<()>,
@@ -21,7 +25,8 @@ impl Workers {
     pub fn start(app: App) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(completer(app, stopped));
+        tasks.spawn(completer(app.clone(), stopped.clone()));
+        tasks.spawn(inbox(app, stopped));
         Workers { tasks, stop }
     }
 
@@ -42,6 +47,20 @@ async fn completer(app: App, mut stopped: watch::Receiver<bool>) {
             Ok(0) => {}
             Ok(driven) => tracing::info!(driven, "checkout completer resumed abandoned checkouts"),
             Err(error) => tracing::warn!(%error, "checkout completer round failed"),
+        }
+    }
+}
+
+async fn inbox(app: App, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            () = tokio::time::sleep(INBOX_PERIOD) => {}
+        }
+        match app.process_inbox(INBOX_BATCH_MAX).await {
+            Ok(0) => {}
+            Ok(applied) => tracing::info!(applied, "webhook events applied on retry"),
+            Err(error) => tracing::warn!(%error, "webhook inbox round failed"),
         }
     }
 }

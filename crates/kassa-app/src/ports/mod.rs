@@ -5,9 +5,11 @@ pub mod clock;
 pub mod order_store;
 pub mod provider;
 pub mod store;
+pub mod webhook_store;
 
 pub use checkout_store::*;
 pub use clock::{Clock, SystemClock};
 pub use order_store::*;
 pub use provider::*;
 pub use store::*;
+pub use webhook_store::*;

@@ -216,4 +216,7 @@ pub trait WebhookVerifier: Send + Sync {
         signature_header: &str,
         now_secs: i64,
     ) -> Result<ProviderEvent, WebhookRejected>;
+
+    /// Parses an event body that was verified when it arrived (re-processing from the inbox).
+    fn parse(&self, payload: &[u8]) -> Result<ProviderEvent, WebhookRejected>;
 }

@@ -173,11 +173,21 @@ pub trait HealthStore: Send + Sync {
 
 /// Everything the use cases need from storage.
 pub trait Store:
-    CatalogStore + CartStore + HealthStore + super::CheckoutStore + super::OrderStore
+    CatalogStore
+    + CartStore
+    + HealthStore
+    + super::CheckoutStore
+    + super::OrderStore
+    + super::WebhookStore
 {
 }
 
 impl<T> Store for T where
-    T: CatalogStore + CartStore + HealthStore + super::CheckoutStore + super::OrderStore
+    T: CatalogStore
+        + CartStore
+        + HealthStore
+        + super::CheckoutStore
+        + super::OrderStore
+        + super::WebhookStore
 {
 }

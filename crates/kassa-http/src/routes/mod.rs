@@ -6,3 +6,4 @@ pub mod checkout;
 pub mod health;
 pub mod orders;
 pub mod sandbox;
+pub mod webhooks;

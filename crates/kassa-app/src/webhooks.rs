@@ -1,0 +1,261 @@
+//! Provider events: verify, record, apply (risks G1, G6, W1–W6).
+//!
+//! The endpoint verifies the signature on the raw body before anything else, records the event in
+//! the inbox (a duplicate is recorded once), answers, and then applies it. Applying is one
+//! transaction with the inbox mark; a failure leaves the event `failed` for retry with backoff
+//! and `dead` after [`EVENT_ATTEMPTS_MAX`] attempts, from where an operator can replay it.
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+use crate::ports::{
+    Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderEvent, ProviderEventObject,
+    Recorded, WebhookRejected,
+};
+
+/// Attempts before an event is dead-lettered.
+pub const EVENT_ATTEMPTS_MAX: i64 = 8;
+/// First retry delay; doubles per attempt up to [`EVENT_BACKOFF_MAX_SECS`].
+const EVENT_BACKOFF_BASE_SECS: i64 = 5;
+const EVENT_BACKOFF_MAX_SECS: i64 = 3_600;
+/// Most inbox events listed for an operator at once.
+pub const INBOX_LIST_MAX: i64 = 100;
+
+/// Why a delivery was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Bad or missing signature, or unreadable body: 400, with no detail (risk S8).
+    #[error("webhook rejected: {0}")]
+    Rejected(WebhookRejected),
+    /// Could not be recorded: 5xx, so the provider retries.
+    #[error(transparent)]
+    NotRecorded(AppError),
+}
+
+impl App {
+    /// Verifies and records one delivery, then applies it. `Ok` means durably recorded.
+    pub async fn receive_webhook(
+        &self,
+        payload: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Recorded, WebhookError> {
+        let header = signature.ok_or(WebhookError::Rejected(WebhookRejected::Signature))?;
+        let now = self.clock.now_secs();
+        let event = self
+            .verifier
+            .verify_and_parse(payload, header, now)
+            .map_err(WebhookError::Rejected)?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| WebhookError::Rejected(WebhookRejected::Malformed))?;
+        let recorded = self
+            .store
+            .record_event(&event.id, &event.event_type, text, now)
+            .await
+            .map_err(|error| WebhookError::NotRecorded(error.into()))?;
+        if recorded == Recorded::New {
+            // Applying is best effort here: a failure is recorded for the retry worker, and the
+            // provider has its answer either way.
+            let _ = self.apply_provider_event(&event).await;
+        }
+        Ok(recorded)
+    }
+
+    /// Applies a recorded event: effects and the processed mark in one transaction.
+    pub async fn apply_provider_event(&self, event: &ProviderEvent) -> AppResult<Applied> {
+        let actor = Actor {
+            kind: "webhook".into(),
+            request_id: Some(event.id.clone()),
+        };
+        let effect = effect_of(event);
+        match self
+            .store
+            .apply_event(&event.id, &effect, &actor, self.clock.now_secs())
+            .await
+        {
+            Ok(applied) => {
+                if let Applied::Flagged(reason) | Applied::Ignored(reason) = &applied {
+                    tracing::info!(event_id = %event.id, %reason, "webhook event not applied as usual");
+                }
+                Ok(applied)
+            }
+            Err(error) => {
+                self.record_failure(&event.id, &error.to_string()).await?;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Retries due inbox events (new ones whose inline apply failed, failed ones whose backoff
+    /// passed); returns how many were applied.
+    pub async fn process_inbox(&self, batch_max: i64) -> AppResult<usize> {
+        let due = self
+            .store
+            .due_events(batch_max, self.clock.now_secs())
+            .await?;
+        let mut applied = 0;
+        for id in due {
+            let Some(stored) = self.store.inbox_event(&id).await? else {
+                continue;
+            };
+            match self.verifier.parse(stored.payload.as_bytes()) {
+                Ok(event) => {
+                    if self.apply_provider_event(&event).await.is_ok() {
+                        applied += 1;
+                    }
+                }
+                Err(rejected) => self.record_failure(&id, &rejected.to_string()).await?,
+            }
+        }
+        Ok(applied)
+    }
+
+    pub async fn inbox_events(&self, status: EventStatus) -> AppResult<Vec<InboxEvent>> {
+        Ok(self
+            .store
+            .inbox_events_with_status(status, INBOX_LIST_MAX)
+            .await?)
+    }
+
+    /// An operator's replay of a failed or dead event: back to `received`, applied at once.
+    pub async fn replay_inbox_event(&self, event_id: &str) -> AppResult<InboxEvent> {
+        if !self
+            .store
+            .replay_event(event_id, self.clock.now_secs())
+            .await?
+        {
+            return match self.store.inbox_event(event_id).await? {
+                None => Err(AppError::NotFound {
+                    what: "webhook event",
+                }),
+                Some(_) => Err(AppError::InvalidState {
+                    message: "only failed or dead events can be replayed".into(),
+                }),
+            };
+        }
+        let stored = self
+            .store
+            .inbox_event(event_id)
+            .await?
+            .ok_or(AppError::NotFound {
+                what: "webhook event",
+            })?;
+        if let Ok(event) = self.verifier.parse(stored.payload.as_bytes()) {
+            let _ = self.apply_provider_event(&event).await;
+        }
+        self.store
+            .inbox_event(event_id)
+            .await?
+            .ok_or(AppError::NotFound {
+                what: "webhook event",
+            })
+    }
+
+    /// Fetches the order's PaymentIntent from the provider and applies what it says, through
+    /// the same compare-and-set path as webhooks (a storefront's "I confirmed" ping, risk P7).
+    pub async fn sync_payment(&self, order_id: &str) -> AppResult<Applied> {
+        let order = self.order(order_id).await?;
+        let intent_id = order
+            .payment
+            .and_then(|payment| payment.payment_intent_id)
+            .ok_or(AppError::InvalidState {
+                message: "this order has no PaymentIntent yet".into(),
+            })?;
+        let intent = self
+            .provider
+            .retrieve_payment_intent(&intent_id)
+            .await
+            .map_err(|_| AppError::ProviderUnavailable {
+                retry_after_secs: 2,
+            })?;
+        let actor = Actor {
+            kind: "sync".into(),
+            request_id: None,
+        };
+        Ok(self
+            .store
+            .observe_payment_intent(&intent, &actor, self.clock.now_secs())
+            .await?)
+    }
+
+    async fn record_failure(&self, event_id: &str, error: &str) -> AppResult<()> {
+        let attempts = self
+            .store
+            .inbox_event(event_id)
+            .await?
+            .map_or(0, |event| event.attempts);
+        let backoff = backoff_secs(attempts);
+        let status = self
+            .store
+            .mark_event_failed(
+                event_id,
+                error,
+                EVENT_ATTEMPTS_MAX,
+                backoff,
+                self.clock.now_secs(),
+            )
+            .await?;
+        if status == EventStatus::Dead {
+            tracing::error!(%event_id, %error, "webhook event dead-lettered after {EVENT_ATTEMPTS_MAX} attempts");
+        }
+        Ok(())
+    }
+}
+
+fn backoff_secs(attempts_so_far: i64) -> i64 {
+    let exponent = u32::try_from(attempts_so_far.clamp(0, 20)).unwrap_or(20);
+    EVENT_BACKOFF_BASE_SECS
+        .saturating_mul(2i64.saturating_pow(exponent))
+        .min(EVENT_BACKOFF_MAX_SECS)
+}
+
+/// What an event means for Kassa, decided by its type and object, never by which of several
+/// events about the same payment arrived first (risk W1).
+pub fn effect_of(event: &ProviderEvent) -> EventEffect {
+    match (&event.object, event.event_type.as_str()) {
+        (ProviderEventObject::PaymentIntent(intent), kind)
+            if kind.starts_with("payment_intent.") =>
+        {
+            EventEffect::PaymentIntent(intent.clone())
+        }
+        (ProviderEventObject::Charge(charge), "charge.refunded") => match &charge.payment_intent_id
+        {
+            Some(intent) => EventEffect::Refunds {
+                payment_intent_id: intent.clone(),
+                refunds: charge.refunds.clone(),
+            },
+            None => EventEffect::Nothing,
+        },
+        (ProviderEventObject::Refund(refund), kind)
+            if kind.starts_with("refund.") || kind == "charge.refund.updated" =>
+        {
+            match &refund.payment_intent_id {
+                Some(intent) => EventEffect::Refunds {
+                    payment_intent_id: intent.clone(),
+                    refunds: vec![refund.clone()],
+                },
+                None => EventEffect::Nothing,
+            }
+        }
+        (ProviderEventObject::Dispute(dispute), "charge.dispute.created") => EventEffect::Dispute {
+            dispute: dispute.clone(),
+            closed: false,
+        },
+        (ProviderEventObject::Dispute(dispute), "charge.dispute.closed") => EventEffect::Dispute {
+            dispute: dispute.clone(),
+            closed: true,
+        },
+        _ => EventEffect::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn risk_w4_backoff_grows_and_is_capped() {
+        assert_eq!(backoff_secs(0), 5);
+        assert_eq!(backoff_secs(1), 10);
+        assert_eq!(backoff_secs(3), 40);
+        assert_eq!(backoff_secs(100), EVENT_BACKOFF_MAX_SECS);
+    }
+}
