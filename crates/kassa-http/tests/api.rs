@@ -290,3 +290,100 @@ both_backends!(inventory_and_variants_round_trip, |db: TestDb| async move {
     let (status, _) = server.call(reqwest::Method::GET, "/readyz", "", None).await;
     assert_eq!(status, 200);
 });
+
+both_backends!(
+    risk_g5_checkout_over_http_is_idempotent_and_says_so,
+    |db: TestDb| async move {
+        let server = start(db, 0).await;
+        let cart = server.seed_mug().await;
+        server
+            .call(
+                reqwest::Method::PUT,
+                "/v1/inventory/MUG",
+                SECRET,
+                Some(json!({"on_hand": 3})),
+            )
+            .await;
+        server
+            .post(
+                &format!("/v1/carts/{cart}/lines"),
+                PUBLISHABLE,
+                json!({"sku": "MUG", "quantity": 1}),
+            )
+            .await;
+        let body = json!({
+            "email": "ada@example.com",
+            "shipping_address": {"name": "Ada", "line1": "1 St", "city": "London", "postal_code": "N1", "country": "GB"},
+            "expected_total": 1250
+        });
+        let url = format!("{}/v1/carts/{cart}/checkout", server.base);
+        let send = |key: Option<&'static str>| {
+            let mut request = server.http.post(&url).bearer_auth(PUBLISHABLE).json(&body);
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            request.send()
+        };
+        let missing = send(None).await.expect("answers");
+        assert_eq!(missing.status().as_u16(), 400);
+        assert_eq!(
+            code(&missing.json().await.expect("json")),
+            "idempotency_key_required"
+        );
+
+        let first = send(Some("click-1")).await.expect("answers");
+        assert_eq!(first.status().as_u16(), 201);
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let first_body: Value = first.json().await.expect("json");
+        assert_eq!(first_body["order"]["total"], 1250);
+        assert!(
+            first_body["order_token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("otk_"))
+        );
+
+        let again = send(Some("click-1")).await.expect("answers");
+        assert_eq!(again.status().as_u16(), 201);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.json::<Value>().await.expect("json"), first_body);
+
+        // A double click that sent a fresh key: the cart already became an order.
+        let second = send(Some("click-2")).await.expect("answers");
+        assert_eq!(second.status().as_u16(), 409);
+        let second_body: Value = second.json().await.expect("json");
+        assert_eq!(code(&second_body), "cart_already_checked_out");
+        assert_eq!(second_body["error"]["order_id"], first_body["order"]["id"]);
+
+        // The customer reads their order with the token; another credential cannot.
+        let order_path = format!(
+            "/v1/orders/{}",
+            first_body["order"]["id"].as_str().expect("id")
+        );
+        let token = first_body["order_token"].as_str().expect("token");
+        let (status, order) = server
+            .call(reqwest::Method::GET, &order_path, token, None)
+            .await;
+        assert_eq!(
+            (status, order["status"].as_str()),
+            (200, Some("pending_payment"))
+        );
+        assert_eq!(order["shipping_address"]["line1"], "1 S*");
+        let (status, _) = server
+            .call(reqwest::Method::GET, &order_path, "otk_forged.1.00", None)
+            .await;
+        assert_eq!(status, 401);
+        let (status, events) = server
+            .call(
+                reqwest::Method::GET,
+                &format!("{order_path}/events"),
+                SECRET,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            events["data"].as_array().is_some_and(|e| e.len() >= 2),
+            "{events}"
+        );
+    }
+);
