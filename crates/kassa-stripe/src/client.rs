@@ -1,0 +1,329 @@
+//! The HTTP client of Stripe's API. One request path for every call: form-encoded body,
+//! pinned `Stripe-Version`, the caller's `Idempotency-Key` on every POST, a connect timeout and a
+//! total timeout per attempt, and bounded, jittered retries that reuse the key.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kassa_app::ports::{
+    CaptureMethod, CreatePaymentIntent, CreateRefund, EventPage, PaymentProvider, ProviderError,
+    ProviderPaymentIntent, ProviderRefund, ProviderResult,
+};
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::parse;
+
+/// The Stripe API version Kassa's parsing is written against.
+pub const STRIPE_API_VERSION: &str = "2025-03-31.basil";
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub api_base: String,
+    pub secret_key: String,
+    pub connect_timeout: Duration,
+    /// Bound on one attempt, from sending to the whole body read (risk G7).
+    pub request_timeout: Duration,
+    /// Attempts per call, the first included.
+    pub attempts_max: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl StripeConfig {
+    pub fn new(api_base: &str, secret_key: &str) -> StripeConfig {
+        StripeConfig {
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            secret_key: secret_key.to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            attempts_max: 3,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct StripeClient {
+    http: reqwest::Client,
+    config: StripeConfig,
+}
+
+/// One attempt's result, before classification.
+enum Attempt {
+    Answer {
+        status: StatusCode,
+        should_retry: Option<bool>,
+        body: String,
+    },
+    Transport(String),
+}
+
+impl StripeClient {
+    pub fn new(config: StripeConfig) -> Result<StripeClient, String> {
+        // reqwest is built without a default TLS provider; ring is the one this build carries.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        Ok(StripeClient { http, config })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        form: &[(String, String)],
+        key: Option<&str>,
+    ) -> ProviderResult<Value> {
+        let mut last_failure = String::new();
+        for attempt in 1..=self.config.attempts_max {
+            let outcome = self.attempt(method.clone(), path, form, key).await;
+            match classify(outcome) {
+                Verdict::Done(body) => return Ok(body),
+                Verdict::Refused(error) => return Err(error),
+                Verdict::Retry(reason) => last_failure = reason,
+                Verdict::Unknown(reason) => return Err(ProviderError::Unknown { reason }),
+            }
+            if attempt < self.config.attempts_max {
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+        }
+        Err(ProviderError::Unknown {
+            reason: format!(
+                "{path}: gave up after {} attempts: {last_failure}",
+                self.config.attempts_max
+            ),
+        })
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        form: &[(String, String)],
+        key: Option<&str>,
+    ) -> Attempt {
+        let url = format!("{}{path}", self.config.api_base);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.config.secret_key)
+            .header("Stripe-Version", STRIPE_API_VERSION);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request = if method == Method::GET {
+            request.query(form)
+        } else {
+            request.form(form)
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            // reqwest's text names the URL, never the key.
+            Err(error) => return Attempt::Transport(error.to_string()),
+        };
+        let status = response.status();
+        let should_retry = response
+            .headers()
+            .get("stripe-should-retry")
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value == "true");
+        match response.text().await {
+            Ok(body) => Attempt::Answer {
+                status,
+                should_retry,
+                body,
+            },
+            Err(error) => Attempt::Transport(format!("reading the answer: {error}")),
+        }
+    }
+
+    /// Exponential backoff with full jitter, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .config
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.config.backoff_max);
+        let millis = u64::try_from(ceiling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
+
+enum Verdict {
+    Done(Value),
+    Refused(ProviderError),
+    Retry(String),
+    Unknown(String),
+}
+
+/// Stripe's rules: honour `Stripe-Should-Retry`; else 409 (idempotency lock), 429 and 5xx are
+/// retryable; other 4xx are definite; a transport failure is retryable with the same key.
+fn classify(attempt: Attempt) -> Verdict {
+    let (status, should_retry, body) = match attempt {
+        Attempt::Transport(reason) => return Verdict::Retry(reason),
+        Attempt::Answer {
+            status,
+            should_retry,
+            body,
+        } => (status, should_retry, body),
+    };
+    if status.is_success() {
+        return match serde_json::from_str(&body) {
+            Ok(value) => Verdict::Done(value),
+            Err(_) => Verdict::Unknown(format!("unreadable {status} answer")),
+        };
+    }
+    let retryable = should_retry.unwrap_or(
+        status == StatusCode::CONFLICT
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status.is_server_error(),
+    );
+    if retryable {
+        return Verdict::Retry(format!("status {status}"));
+    }
+    if status.is_server_error() {
+        return Verdict::Unknown(format!("status {status}"));
+    }
+    let error: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let error = &error["error"];
+    let code = error["decline_code"]
+        .as_str()
+        .or_else(|| error["code"].as_str())
+        .or_else(|| error["type"].as_str())
+        .unwrap_or("http_error")
+        .to_owned();
+    let message = error["message"].as_str().unwrap_or("refused").to_owned();
+    Verdict::Refused(ProviderError::Definite { code, message })
+}
+
+fn unreadable(what: &str, error: parse::ParseError) -> ProviderError {
+    // The call succeeded at Stripe; only our reading failed: unknown, never "failed".
+    ProviderError::Unknown {
+        reason: format!("unreadable {what}: {}", error.0),
+    }
+}
+
+fn metadata_fields(metadata: &[(String, String)]) -> impl Iterator<Item = (String, String)> + '_ {
+    metadata
+        .iter()
+        .map(|(key, value)| (format!("metadata[{key}]"), value.clone()))
+}
+
+#[async_trait]
+impl PaymentProvider for StripeClient {
+    async fn create_payment_intent(
+        &self,
+        request: CreatePaymentIntent,
+    ) -> ProviderResult<ProviderPaymentIntent> {
+        let capture = match request.capture_method {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::Manual => "manual",
+        };
+        let mut form = vec![
+            ("amount".to_owned(), request.amount_minor.to_string()),
+            ("currency".to_owned(), request.currency.code().to_owned()),
+            ("capture_method".to_owned(), capture.to_owned()),
+            ("payment_method_types[]".to_owned(), "card".to_owned()),
+        ];
+        form.extend(metadata_fields(&request.metadata));
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/payment_intents",
+                &form,
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        parse::payment_intent(&body).map_err(|e| unreadable("PaymentIntent", e))
+    }
+
+    async fn retrieve_payment_intent(&self, id: &str) -> ProviderResult<ProviderPaymentIntent> {
+        let body = self
+            .call(Method::GET, &format!("/v1/payment_intents/{id}"), &[], None)
+            .await?;
+        parse::payment_intent(&body).map_err(|e| unreadable("PaymentIntent", e))
+    }
+
+    async fn cancel_payment_intent(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> ProviderResult<ProviderPaymentIntent> {
+        let path = format!("/v1/payment_intents/{id}/cancel");
+        let body = self
+            .call(Method::POST, &path, &[], Some(idempotency_key))
+            .await?;
+        parse::payment_intent(&body).map_err(|e| unreadable("PaymentIntent", e))
+    }
+
+    async fn capture_payment_intent(
+        &self,
+        id: &str,
+        amount_to_capture_minor: Option<i64>,
+        idempotency_key: &str,
+    ) -> ProviderResult<ProviderPaymentIntent> {
+        let form: Vec<(String, String)> = amount_to_capture_minor
+            .map(|amount| ("amount_to_capture".to_owned(), amount.to_string()))
+            .into_iter()
+            .collect();
+        let path = format!("/v1/payment_intents/{id}/capture");
+        let body = self
+            .call(Method::POST, &path, &form, Some(idempotency_key))
+            .await?;
+        parse::payment_intent(&body).map_err(|e| unreadable("PaymentIntent", e))
+    }
+
+    async fn create_refund(&self, request: CreateRefund) -> ProviderResult<ProviderRefund> {
+        let mut form = vec![
+            (
+                "payment_intent".to_owned(),
+                request.payment_intent_id.clone(),
+            ),
+            ("amount".to_owned(), request.amount_minor.to_string()),
+        ];
+        if let Some(reason) = &request.reason {
+            form.push(("reason".to_owned(), reason.clone()));
+        }
+        form.extend(metadata_fields(&request.metadata));
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/refunds",
+                &form,
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        parse::refund(&body).map_err(|e| unreadable("Refund", e))
+    }
+
+    async fn retrieve_refund(&self, id: &str) -> ProviderResult<ProviderRefund> {
+        let body = self
+            .call(Method::GET, &format!("/v1/refunds/{id}"), &[], None)
+            .await?;
+        parse::refund(&body).map_err(|e| unreadable("Refund", e))
+    }
+
+    async fn list_events(
+        &self,
+        created_gte_secs: i64,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> ProviderResult<EventPage> {
+        let mut query = vec![
+            ("created[gte]".to_owned(), created_gte_secs.to_string()),
+            ("limit".to_owned(), limit.clamp(1, 100).to_string()),
+        ];
+        if let Some(after) = starting_after {
+            query.push(("starting_after".to_owned(), after.to_owned()));
+        }
+        let body = self.call(Method::GET, "/v1/events", &query, None).await?;
+        parse::event_page(&body).map_err(|e| unreadable("event list", e))
+    }
+}

@@ -1,0 +1,176 @@
+//! Stripe's JSON objects, read into the port's types. Stripe adds fields over time, so unknown
+//! fields are ignored; a missing required field is an error. Amounts stay integers of minor
+//! units, as Stripe sends them.
+
+use kassa_app::ports::{
+    EventPage, ProviderCharge, ProviderDispute, ProviderEvent, ProviderEventObject,
+    ProviderEventSummary, ProviderPaymentIntent, ProviderRefund,
+};
+use kassa_domain::payment::PaymentStatus;
+use kassa_domain::refund::RefundStatus;
+use serde_json::Value;
+
+/// A field that was missing or of the wrong type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+type Parsed<T> = Result<T, ParseError>;
+
+fn text(object: &Value, field: &str) -> Parsed<String> {
+    object[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ParseError(format!("{field} is not a string")))
+}
+
+fn integer(object: &Value, field: &str) -> Parsed<i64> {
+    object[field]
+        .as_i64()
+        .ok_or_else(|| ParseError(format!("{field} is not an integer")))
+}
+
+fn optional_integer(object: &Value, field: &str) -> i64 {
+    object[field].as_i64().unwrap_or(0)
+}
+
+/// A field that is an id, or an expanded object carrying one.
+fn id_of(object: &Value, field: &str) -> Option<String> {
+    match &object[field] {
+        Value::String(id) => Some(id.clone()),
+        Value::Object(expanded) => expanded
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn metadata(object: &Value) -> Vec<(String, String)> {
+    object["metadata"]
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .filter_map(|(key, value)| value.as_str().map(|v| (key.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn payment_status(status: &str) -> Parsed<PaymentStatus> {
+    match status {
+        // Kassa confirms client-side; an intent awaiting confirmation awaits the customer.
+        "requires_confirmation" => Ok(PaymentStatus::RequiresPaymentMethod),
+        "creating" | "failed" => Err(ParseError(format!(
+            "{status} is not a Stripe PaymentIntent status"
+        ))),
+        other => PaymentStatus::parse(other)
+            .ok_or_else(|| ParseError(format!("unknown PaymentIntent status {other}"))),
+    }
+}
+
+fn refund_status(status: &str) -> Parsed<RefundStatus> {
+    match status {
+        "requires_action" => Ok(RefundStatus::Pending),
+        other => RefundStatus::parse(other)
+            .ok_or_else(|| ParseError(format!("unknown refund status {other}"))),
+    }
+}
+
+pub fn payment_intent(object: &Value) -> Parsed<ProviderPaymentIntent> {
+    let error = &object["last_payment_error"];
+    let last_error = error["decline_code"]
+        .as_str()
+        .or_else(|| error["code"].as_str())
+        .or_else(|| error["message"].as_str())
+        .map(str::to_owned);
+    Ok(ProviderPaymentIntent {
+        id: text(object, "id")?,
+        status: payment_status(&text(object, "status")?)?,
+        amount_minor: integer(object, "amount")?,
+        amount_capturable_minor: optional_integer(object, "amount_capturable"),
+        amount_received_minor: optional_integer(object, "amount_received"),
+        currency: text(object, "currency")?,
+        client_secret: object["client_secret"].as_str().map(str::to_owned),
+        latest_charge: id_of(object, "latest_charge"),
+        last_error,
+        metadata: metadata(object),
+    })
+}
+
+pub fn refund(object: &Value) -> Parsed<ProviderRefund> {
+    Ok(ProviderRefund {
+        id: text(object, "id")?,
+        payment_intent_id: id_of(object, "payment_intent"),
+        amount_minor: integer(object, "amount")?,
+        currency: text(object, "currency")?,
+        status: refund_status(&text(object, "status")?)?,
+        metadata: metadata(object),
+    })
+}
+
+fn charge(object: &Value) -> Parsed<ProviderCharge> {
+    let refunds = object["refunds"]["data"]
+        .as_array()
+        .map(|list| list.iter().map(refund).collect::<Parsed<Vec<_>>>())
+        .transpose()?
+        .unwrap_or_default();
+    Ok(ProviderCharge {
+        id: text(object, "id")?,
+        payment_intent_id: id_of(object, "payment_intent"),
+        amount_minor: integer(object, "amount")?,
+        amount_captured_minor: optional_integer(object, "amount_captured"),
+        amount_refunded_minor: optional_integer(object, "amount_refunded"),
+        currency: text(object, "currency")?,
+        refunds,
+    })
+}
+
+fn dispute(object: &Value) -> Parsed<ProviderDispute> {
+    Ok(ProviderDispute {
+        id: text(object, "id")?,
+        charge_id: id_of(object, "charge").ok_or_else(|| ParseError("charge is missing".into()))?,
+        payment_intent_id: id_of(object, "payment_intent"),
+        amount_minor: integer(object, "amount")?,
+        currency: text(object, "currency")?,
+        status: text(object, "status")?,
+    })
+}
+
+pub fn event(body: &Value) -> Parsed<ProviderEvent> {
+    let object = &body["data"]["object"];
+    let kind = object["object"].as_str().unwrap_or_default();
+    let parsed = match kind {
+        "payment_intent" => ProviderEventObject::PaymentIntent(payment_intent(object)?),
+        "refund" => ProviderEventObject::Refund(refund(object)?),
+        "charge" => ProviderEventObject::Charge(charge(object)?),
+        "dispute" => ProviderEventObject::Dispute(dispute(object)?),
+        other => ProviderEventObject::Other {
+            object_type: other.to_owned(),
+        },
+    };
+    Ok(ProviderEvent {
+        id: text(body, "id")?,
+        event_type: text(body, "type")?,
+        created_secs: integer(body, "created")?,
+        object: parsed,
+    })
+}
+
+pub fn event_page(list: &Value) -> Parsed<EventPage> {
+    let events = list["data"]
+        .as_array()
+        .ok_or_else(|| ParseError("data is not a list".into()))?
+        .iter()
+        .map(|event| {
+            Ok(ProviderEventSummary {
+                id: text(event, "id")?,
+                event_type: text(event, "type")?,
+                created_secs: integer(event, "created")?,
+            })
+        })
+        .collect::<Parsed<Vec<_>>>()?;
+    Ok(EventPage {
+        events,
+        has_more: list["has_more"].as_bool().unwrap_or(false),
+    })
+}
