@@ -1,0 +1,217 @@
+//! The control API under `/_emulator/` (secret key): what tests and the sandbox need that
+//! Stripe's API has no call for — webhook endpoints, simulated 3-D Secure, disputes, time,
+//! and fault injection. JSON in and out.
+
+use std::collections::VecDeque;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::http::{Caller, Form, Shared, answer, authenticate};
+use crate::world::{ApiFault, WebhookFaults, invalid};
+
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/_emulator/webhook_endpoints", post(add_endpoint))
+        .route("/_emulator/webhook_deliveries", get(deliveries))
+        .route(
+            "/_emulator/payment_intents/{id}/authenticate",
+            post(authenticate_intent),
+        )
+        .route(
+            "/_emulator/payment_intents/{id}/dispute",
+            post(open_dispute),
+        )
+        .route("/_emulator/disputes/{id}/close", post(close_dispute))
+        .route("/_emulator/clock", get(clock))
+        .route("/_emulator/clock/advance", post(advance))
+        .route("/_emulator/faults", post(set_faults).delete(clear_faults))
+}
+
+/// Secret key and a JSON body (an empty body is `{}`).
+fn guard(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
+    match authenticate(shared, headers, &Form::new()) {
+        Ok(Caller::Secret) => {}
+        Ok(Caller::Publishable) => {
+            return Err(answer(
+                401,
+                json!({"error": {"message": "secret key required"}}),
+                false,
+            ));
+        }
+        Err(response) => return Err(response),
+    }
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|_| {
+        answer(
+            400,
+            json!({"error": {"message": "body must be JSON"}}),
+            false,
+        )
+    })
+}
+
+fn respond(outcome: Result<Value, (u16, Value)>) -> Response {
+    match outcome {
+        Ok(body) => answer(200, body, false),
+        Err((status, body)) => answer(status, body, false),
+    }
+}
+
+async fn add_endpoint(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match guard(&shared, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let Some(url) = body["url"].as_str() else {
+        return respond(Err(invalid(
+            "parameter_missing",
+            "url is required",
+            Some("url"),
+        )));
+    };
+    shared.world().endpoints.push(url.to_owned());
+    respond(Ok(json!({ "url": url })))
+}
+
+async fn deliveries(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(response) = guard(&shared, &headers, &Bytes::new()) {
+        return response;
+    }
+    let data = shared.world().deliveries.clone();
+    respond(Ok(json!({ "data": data })))
+}
+
+async fn authenticate_intent(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match guard(&shared, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let succeed = body["outcome"].as_str().unwrap_or("succeed") == "succeed";
+    respond(shared.world().authenticate(&id, succeed))
+}
+
+async fn open_dispute(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = guard(&shared, &headers, &body) {
+        return response;
+    }
+    respond(shared.world().open_dispute(&id))
+}
+
+async fn close_dispute(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match guard(&shared, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let won = body["outcome"].as_str().unwrap_or("won") == "won";
+    respond(shared.world().close_dispute(&id, won))
+}
+
+async fn clock(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(response) = guard(&shared, &headers, &Bytes::new()) {
+        return response;
+    }
+    let now = shared.world().now();
+    respond(Ok(json!({ "now": now })))
+}
+
+async fn advance(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match guard(&shared, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let Some(seconds) = body["seconds"].as_i64().filter(|s| *s >= 0) else {
+        return respond(Err(invalid(
+            "parameter_invalid",
+            "seconds must be a non-negative integer",
+            Some("seconds"),
+        )));
+    };
+    let mut world = shared.world();
+    world.advance(seconds);
+    respond(Ok(json!({ "now": world.now() })))
+}
+
+/// `{"api": [{"endpoint": "POST /v1/payment_intents", "answers": [{"status": 500}, {"hang_ms": 100}, "lose_response"]}],
+///   "webhooks": {"copies": 2, "reorder": true, "delay_ms": 0, "drop_first": false}}` — both parts optional.
+async fn set_faults(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match guard(&shared, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut api = Vec::new();
+    for rule in body["api"].as_array().cloned().unwrap_or_default() {
+        let Some(endpoint) = rule["endpoint"].as_str() else {
+            return respond(Err(invalid(
+                "parameter_missing",
+                "each api fault needs an endpoint",
+                Some("endpoint"),
+            )));
+        };
+        let mut answers = VecDeque::new();
+        for item in rule["answers"].as_array().cloned().unwrap_or_default() {
+            let fault = match (&item, item["status"].as_u64(), item["hang_ms"].as_u64()) {
+                (Value::String(text), _, _) if text == "lose_response" => ApiFault::LoseResponse,
+                (_, Some(status), _) => ApiFault::Status(u16::try_from(status).unwrap_or(500)),
+                (_, _, Some(ms)) => ApiFault::Hang(ms),
+                _ => {
+                    return respond(Err(invalid(
+                        "parameter_invalid",
+                        "unknown fault answer",
+                        Some("answers"),
+                    )));
+                }
+            };
+            answers.push_back(fault);
+        }
+        api.push((endpoint.to_owned(), answers));
+    }
+    let hooks = &body["webhooks"];
+    let webhooks = WebhookFaults {
+        copies: u32::try_from(hooks["copies"].as_u64().unwrap_or(1))
+            .unwrap_or(1)
+            .clamp(1, 20),
+        reorder: hooks["reorder"].as_bool().unwrap_or(false),
+        delay_ms: hooks["delay_ms"].as_u64().unwrap_or(0).min(60_000),
+        drop_first: hooks["drop_first"].as_bool().unwrap_or(false),
+    };
+    let mut world = shared.world();
+    world.api_faults.extend(api);
+    world.webhook_faults = webhooks;
+    respond(Ok(json!({ "ok": true })))
+}
+
+async fn clear_faults(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(response) = guard(&shared, &headers, &Bytes::new()) {
+        return response;
+    }
+    let mut world = shared.world();
+    world.api_faults.clear();
+    world.webhook_faults = WebhookFaults {
+        copies: 1,
+        ..WebhookFaults::default()
+    };
+    respond(Ok(json!({ "ok": true })))
+}

@@ -1,0 +1,296 @@
+//! Stripe's JSON objects as the emulator returns them: every key of Stripe's own example object
+//! is present (those the emulator does not model are `null`), so clients that read any field
+//! find it.
+
+use serde_json::{Map, Value, json};
+
+const PAYMENT_INTENT_KEYS: &[&str] = &[
+    "amount",
+    "amount_capturable",
+    "amount_details",
+    "amount_received",
+    "application",
+    "application_fee_amount",
+    "automatic_payment_methods",
+    "canceled_at",
+    "cancellation_reason",
+    "capture_method",
+    "client_secret",
+    "confirmation_method",
+    "created",
+    "currency",
+    "customer",
+    "customer_account",
+    "description",
+    "excluded_payment_method_types",
+    "id",
+    "last_payment_error",
+    "latest_charge",
+    "livemode",
+    "managed_payments",
+    "metadata",
+    "next_action",
+    "object",
+    "on_behalf_of",
+    "payment_method",
+    "payment_method_configuration_details",
+    "payment_method_options",
+    "payment_method_types",
+    "processing",
+    "receipt_email",
+    "review",
+    "setup_future_usage",
+    "shipping",
+    "source",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "status",
+    "transfer_data",
+    "transfer_group",
+];
+const REFUND_KEYS: &[&str] = &[
+    "amount",
+    "balance_transaction",
+    "charge",
+    "created",
+    "currency",
+    "customer",
+    "customer_account",
+    "destination_details",
+    "id",
+    "metadata",
+    "object",
+    "payment_intent",
+    "payment_method",
+    "reason",
+    "receipt_number",
+    "source_transfer_reversal",
+    "status",
+    "transfer_reversal",
+];
+const CHARGE_KEYS: &[&str] = &[
+    "amount",
+    "amount_captured",
+    "amount_refunded",
+    "application",
+    "application_fee",
+    "application_fee_amount",
+    "balance_transaction",
+    "billing_details",
+    "calculated_statement_descriptor",
+    "captured",
+    "created",
+    "currency",
+    "customer",
+    "description",
+    "disputed",
+    "failure_balance_transaction",
+    "failure_code",
+    "failure_message",
+    "fraud_details",
+    "id",
+    "livemode",
+    "metadata",
+    "object",
+    "on_behalf_of",
+    "outcome",
+    "paid",
+    "payment_intent",
+    "payment_method",
+    "payment_method_details",
+    "receipt_email",
+    "receipt_number",
+    "receipt_url",
+    "refunded",
+    "refunds",
+    "review",
+    "shipping",
+    "source",
+    "source_transfer",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "status",
+    "transfer_data",
+    "transfer_group",
+];
+const DISPUTE_KEYS: &[&str] = &[
+    "amount",
+    "balance_transactions",
+    "charge",
+    "created",
+    "currency",
+    "enhanced_eligibility_types",
+    "evidence",
+    "evidence_details",
+    "id",
+    "is_charge_refundable",
+    "livemode",
+    "metadata",
+    "object",
+    "payment_intent",
+    "payment_method_details",
+    "reason",
+    "status",
+];
+pub const API_VERSION: &str = "2025-03-31.basil";
+
+/// Adds every key of `keys` that `object` lacks, as `null`.
+fn complete(mut object: Map<String, Value>, keys: &[&str]) -> Value {
+    for key in keys {
+        object.entry((*key).to_owned()).or_insert(Value::Null);
+    }
+    Value::Object(object)
+}
+
+fn as_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+pub struct NewIntent<'a> {
+    pub id: &'a str,
+    pub secret: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub capture_method: &'a str,
+    pub metadata: Value,
+    pub description: Option<String>,
+    pub created: i64,
+}
+
+pub fn payment_intent(new: NewIntent<'_>) -> Value {
+    let object = json!({
+        "id": new.id,
+        "object": "payment_intent",
+        "amount": new.amount,
+        "amount_capturable": 0,
+        "amount_received": 0,
+        "amount_details": {"tip": {}},
+        "automatic_payment_methods": null,
+        "capture_method": new.capture_method,
+        "client_secret": format!("{}_secret_{}", new.id, new.secret),
+        "confirmation_method": "automatic",
+        "created": new.created,
+        "currency": new.currency,
+        "description": new.description,
+        "excluded_payment_method_types": null,
+        "livemode": false,
+        "metadata": new.metadata,
+        "payment_method_options": {},
+        "payment_method_types": ["card"],
+        "status": "requires_payment_method",
+    });
+    complete(as_map(object), PAYMENT_INTENT_KEYS)
+}
+
+pub fn charge(id: &str, intent: &Value, captured: bool, created: i64) -> Value {
+    let amount = intent["amount"].as_i64().unwrap_or(0);
+    let object = json!({
+        "id": id,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": if captured { amount } else { 0 },
+        "amount_refunded": 0,
+        "billing_details": {"address": null, "email": null, "name": null, "phone": null},
+        "captured": captured,
+        "created": created,
+        "currency": intent["currency"],
+        "disputed": false,
+        "fraud_details": {},
+        "livemode": false,
+        "metadata": intent["metadata"],
+        "outcome": {"network_status": "approved_by_network", "type": "authorized", "risk_level": "normal"},
+        "paid": true,
+        "payment_intent": intent["id"],
+        "payment_method": intent["payment_method"],
+        "refunded": false,
+        "refunds": {"object": "list", "data": [], "has_more": false, "url": format!("/v1/charges/{id}/refunds")},
+        "status": "succeeded",
+    });
+    complete(as_map(object), CHARGE_KEYS)
+}
+
+pub fn refund(
+    id: &str,
+    charge: &Value,
+    amount: i64,
+    reason: Option<String>,
+    metadata: Value,
+    created: i64,
+) -> Value {
+    let object = json!({
+        "id": id,
+        "object": "refund",
+        "amount": amount,
+        "charge": charge["id"],
+        "created": created,
+        "currency": charge["currency"],
+        "metadata": metadata,
+        "payment_intent": charge["payment_intent"],
+        "reason": reason,
+        "status": "succeeded",
+    });
+    complete(as_map(object), REFUND_KEYS)
+}
+
+pub fn dispute(id: &str, charge: &Value, created: i64) -> Value {
+    let object = json!({
+        "id": id,
+        "object": "dispute",
+        "amount": charge["amount_captured"],
+        "balance_transactions": [],
+        "charge": charge["id"],
+        "created": created,
+        "currency": charge["currency"],
+        "evidence": {},
+        "evidence_details": {"due_by": created + 7 * 86_400, "has_evidence": false, "past_due": false, "submission_count": 0},
+        "is_charge_refundable": false,
+        "livemode": false,
+        "metadata": {},
+        "payment_intent": charge["payment_intent"],
+        "reason": "fraudulent",
+        "status": "needs_response",
+    });
+    complete(as_map(object), DISPUTE_KEYS)
+}
+
+pub fn event(
+    id: &str,
+    kind: &str,
+    object: &Value,
+    created: i64,
+    request: Option<(&str, Option<&str>)>,
+) -> Value {
+    json!({
+        "id": id,
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": created,
+        "data": {"object": object},
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {
+            "id": request.map(|(id, _)| id),
+            "idempotency_key": request.and_then(|(_, key)| key),
+        },
+        "type": kind,
+    })
+}
+
+/// Stripe's error body.
+pub fn error(kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Value {
+    let mut error = json!({ "type": kind, "message": message });
+    if let Some(code) = code {
+        error["code"] = json!(code);
+    }
+    if let Some(param) = param {
+        error["param"] = json!(param);
+    }
+    json!({ "error": error })
+}
+
+pub fn list(url: &str, data: Vec<Value>, has_more: bool) -> Value {
+    json!({ "object": "list", "data": data, "has_more": has_more, "url": url })
+}

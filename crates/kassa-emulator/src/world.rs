@@ -1,0 +1,588 @@
+//! The emulator's state and every operation on it. Operations are synchronous and run under one
+//! lock, so each is atomic like a Stripe API call; nothing here awaits.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::EmulatorConfig;
+use crate::currency::check_amount;
+use crate::objects::{self, NewIntent};
+
+/// An uncaptured authorization lapses after this long, as at Stripe.
+pub const AUTHORIZATION_TTL_SECS: i64 = 7 * 86_400;
+/// Idempotency keys are forgotten after this long, as at Stripe.
+pub const IDEMPOTENCY_TTL_SECS: i64 = 86_400;
+/// Most events kept for `GET /v1/events`; the oldest are dropped first.
+pub const EVENTS_KEPT_MAX: usize = 100_000;
+
+/// An API error: HTTP status and Stripe's error body.
+pub type Refusal = (u16, Value);
+pub type Outcome = Result<Value, Refusal>;
+
+pub fn invalid(code: &str, message: &str, param: Option<&str>) -> Refusal {
+    (
+        400,
+        objects::error("invalid_request_error", Some(code), message, param),
+    )
+}
+
+fn missing(kind: &str, id: &str) -> Refusal {
+    (
+        404,
+        objects::error(
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such {kind}: '{id}'"),
+            Some("id"),
+        ),
+    )
+}
+
+/// A stored idempotent answer (None while the first request is still running).
+pub struct IdempotentEntry {
+    pub request_hash: String,
+    pub answer: Option<(u16, Value)>,
+    pub created: i64,
+}
+
+/// An injected answer for a matching API request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiFault {
+    Status(u16),
+    /// Hold the request this long, then answer normally; 0 holds it until shutdown.
+    Hang(u64),
+    /// Do the operation, then never answer.
+    LoseResponse,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFaults {
+    /// Send every event this many times (1 = normal).
+    pub copies: u32,
+    /// Deliver each batch of queued events newest first.
+    pub reorder: bool,
+    pub delay_ms: u64,
+    /// Drop the first attempt of every event; it is redelivered by the retry.
+    pub drop_first: bool,
+}
+
+pub struct World {
+    pub clock_offset_secs: i64,
+    rng: StdRng,
+    pub intents: BTreeMap<String, Value>,
+    pub charges: BTreeMap<String, Value>,
+    pub refunds: BTreeMap<String, Value>,
+    pub disputes: BTreeMap<String, Value>,
+    /// Creation order of intents and refunds, for lists.
+    pub intent_order: Vec<String>,
+    pub refund_order: Vec<String>,
+    pub events: VecDeque<Value>,
+    pub idempotency: HashMap<(String, String), IdempotentEntry>,
+    pub api_faults: Vec<(String, VecDeque<ApiFault>)>,
+    pub webhook_faults: WebhookFaults,
+    pub endpoints: Vec<String>,
+    pub deliveries: Vec<Value>,
+    queue: mpsc::Sender<Value>,
+}
+
+impl World {
+    pub fn new(config: &EmulatorConfig, queue: mpsc::Sender<Value>) -> World {
+        World {
+            clock_offset_secs: 0,
+            rng: StdRng::seed_from_u64(config.seed),
+            intents: BTreeMap::new(),
+            charges: BTreeMap::new(),
+            refunds: BTreeMap::new(),
+            disputes: BTreeMap::new(),
+            intent_order: Vec::new(),
+            refund_order: Vec::new(),
+            events: VecDeque::new(),
+            idempotency: HashMap::new(),
+            api_faults: Vec::new(),
+            webhook_faults: WebhookFaults {
+                copies: 1,
+                ..WebhookFaults::default()
+            },
+            endpoints: config.webhook_endpoints.clone(),
+            deliveries: Vec::new(),
+            queue,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        real + self.clock_offset_secs
+    }
+
+    pub fn new_id(&mut self, prefix: &str) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let suffix: String = (0..24)
+            .map(|_| char::from(ALPHABET[self.rng.random_range(0..ALPHABET.len())]))
+            .collect();
+        format!("{prefix}_{suffix}")
+    }
+
+    /// Records an event and queues it for delivery.
+    pub fn emit(&mut self, kind: &str, object: &Value, request: Option<(&str, Option<&str>)>) {
+        let id = self.new_id("evt");
+        let event = objects::event(&id, kind, object, self.now(), request);
+        if self.events.len() >= EVENTS_KEPT_MAX {
+            self.events.pop_front();
+        }
+        self.events.push_back(event.clone());
+        if self.queue.try_send(event).is_err() {
+            tracing::warn!(%id, "webhook queue full; event kept for GET /v1/events only");
+        }
+    }
+
+    pub fn create_intent(&mut self, form: &BTreeMap<String, String>, metadata: Value) -> Outcome {
+        let amount: i64 = form
+            .get("amount")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| {
+                invalid(
+                    "parameter_missing",
+                    "Missing required param: amount.",
+                    Some("amount"),
+                )
+            })?;
+        let currency = form
+            .get("currency")
+            .map(|c| c.to_ascii_lowercase())
+            .ok_or_else(|| {
+                invalid(
+                    "parameter_missing",
+                    "Missing required param: currency.",
+                    Some("currency"),
+                )
+            })?;
+        check_amount(&currency, amount)
+            .map_err(|(code, message)| invalid(code, &message, Some("amount")))?;
+        let capture_method = match form.get("capture_method").map(String::as_str) {
+            None | Some("automatic") | Some("automatic_async") => "automatic",
+            Some("manual") => "manual",
+            Some(_) => {
+                return Err(invalid(
+                    "parameter_invalid",
+                    "Invalid capture_method.",
+                    Some("capture_method"),
+                ));
+            }
+        };
+        let id = self.new_id("pi");
+        let secret = self.new_id("s");
+        let intent = objects::payment_intent(NewIntent {
+            id: &id,
+            secret: secret.trim_start_matches("s_"),
+            amount,
+            currency: &currency,
+            capture_method,
+            metadata,
+            description: form.get("description").cloned(),
+            created: self.now(),
+        });
+        self.intents.insert(id.clone(), intent.clone());
+        self.intent_order.push(id);
+        self.emit("payment_intent.created", &intent, None);
+        if form.get("confirm").map(String::as_str) == Some("true") {
+            let id = intent["id"].as_str().unwrap_or_default().to_owned();
+            return self.confirm(&id, form.get("payment_method").map(String::as_str));
+        }
+        Ok(intent)
+    }
+
+    pub fn intent(&self, id: &str) -> Outcome {
+        self.intents
+            .get(id)
+            .cloned()
+            .ok_or_else(|| missing("payment_intent", id))
+    }
+
+    fn status_of(&self, id: &str) -> Result<String, Refusal> {
+        Ok(self.intent(id)?["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    fn set(&mut self, id: &str, changes: Value) -> Value {
+        let intent = self.intents.entry(id.to_owned()).or_insert(Value::Null);
+        if let (Value::Object(intent), Value::Object(changes)) = (&mut *intent, changes) {
+            intent.extend(changes);
+        }
+        intent.clone()
+    }
+
+    pub fn update_intent(
+        &mut self,
+        id: &str,
+        form: &BTreeMap<String, String>,
+        metadata: Option<Value>,
+    ) -> Outcome {
+        let status = self.status_of(id)?;
+        if !matches!(
+            status.as_str(),
+            "requires_payment_method" | "requires_confirmation" | "requires_action"
+        ) {
+            return Err(unexpected_state(&status, "update"));
+        }
+        let mut changes = json!({});
+        if let Some(amount) = form.get("amount") {
+            let amount: i64 = amount
+                .parse()
+                .map_err(|_| invalid("parameter_invalid", "Invalid integer.", Some("amount")))?;
+            let currency = self.intent(id)?["currency"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            check_amount(&currency, amount)
+                .map_err(|(code, message)| invalid(code, &message, Some("amount")))?;
+            changes["amount"] = json!(amount);
+        }
+        if let Some(description) = form.get("description") {
+            changes["description"] = json!(description);
+        }
+        if let Some(metadata) = metadata {
+            let mut merged = self.intent(id)?["metadata"].clone();
+            if let (Value::Object(merged), Value::Object(new)) = (&mut merged, metadata) {
+                merged.extend(new);
+            }
+            changes["metadata"] = merged;
+        }
+        Ok(self.set(id, changes))
+    }
+
+    pub fn confirm(&mut self, id: &str, payment_method: Option<&str>) -> Outcome {
+        let status = self.status_of(id)?;
+        if !matches!(
+            status.as_str(),
+            "requires_payment_method" | "requires_confirmation"
+        ) {
+            return Err(unexpected_state(&status, "confirm"));
+        }
+        let method = payment_method.ok_or_else(|| {
+            invalid(
+                "parameter_missing",
+                "You must provide a payment_method to confirm.",
+                Some("payment_method"),
+            )
+        })?;
+        self.set(
+            id,
+            json!({"payment_method": method, "last_payment_error": null}),
+        );
+        match method {
+            "pm_card_chargeDeclined" => Err(self.decline(
+                id,
+                "card_declined",
+                "generic_decline",
+                "Your card was declined.",
+            )),
+            "pm_card_authenticationRequired" => {
+                let intent = self.set(
+                    id,
+                    json!({"status": "requires_action", "next_action": {"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}}}),
+                );
+                self.emit("payment_intent.requires_action", &intent, None);
+                Ok(intent)
+            }
+            m if m.starts_with("pm_card_") => Ok(self.authorize(id)),
+            other => Err(invalid(
+                "resource_missing",
+                &format!("No such PaymentMethod: '{other}'"),
+                Some("payment_method"),
+            )),
+        }
+    }
+
+    /// The simulated 3-D Secure step finished.
+    pub fn authenticate(&mut self, id: &str, succeed: bool) -> Outcome {
+        let status = self.status_of(id)?;
+        if status != "requires_action" {
+            return Err(unexpected_state(&status, "authenticate"));
+        }
+        self.set(id, json!({"next_action": null}));
+        if succeed {
+            Ok(self.authorize(id))
+        } else {
+            let refusal = self.decline(
+                id,
+                "payment_intent_authentication_failure",
+                "authentication_required",
+                "Authentication failed.",
+            );
+            Ok(refusal.1["error"]["payment_intent"].clone())
+        }
+    }
+
+    fn decline(&mut self, id: &str, code: &str, decline_code: &str, message: &str) -> Refusal {
+        let error = json!({"type": "card_error", "code": code, "decline_code": decline_code, "message": message});
+        let intent = self.set(id, json!({"status": "requires_payment_method", "last_payment_error": error, "next_action": null}));
+        self.emit("payment_intent.payment_failed", &intent, None);
+        let mut body = objects::error("card_error", Some(code), message, None);
+        body["error"]["decline_code"] = json!(decline_code);
+        body["error"]["payment_intent"] = intent;
+        (402, body)
+    }
+
+    /// A successful card: authorized (manual capture) or captured (automatic).
+    fn authorize(&mut self, id: &str) -> Value {
+        let now = self.now();
+        let intent = self.intents.get(id).cloned().unwrap_or(Value::Null);
+        let manual = intent["capture_method"] == "manual";
+        let charge_id = self.new_id("ch");
+        let charge = objects::charge(&charge_id, &intent, !manual, now);
+        self.charges.insert(charge_id.clone(), charge.clone());
+        let amount = intent["amount"].as_i64().unwrap_or(0);
+        let changes = if manual {
+            json!({"status": "requires_capture", "amount_capturable": amount, "latest_charge": charge_id})
+        } else {
+            json!({"status": "succeeded", "amount_received": amount, "latest_charge": charge_id})
+        };
+        let intent = self.set(id, changes);
+        self.emit("charge.succeeded", &charge, None);
+        let kind = if manual {
+            "payment_intent.amount_capturable_updated"
+        } else {
+            "payment_intent.succeeded"
+        };
+        self.emit(kind, &intent, None);
+        intent
+    }
+
+    pub fn capture(&mut self, id: &str, amount_to_capture: Option<i64>) -> Outcome {
+        let status = self.status_of(id)?;
+        if status != "requires_capture" {
+            return Err(unexpected_state(&status, "capture"));
+        }
+        let intent = self.intent(id)?;
+        let capturable = intent["amount_capturable"].as_i64().unwrap_or(0);
+        let amount = amount_to_capture.unwrap_or(capturable);
+        if amount <= 0 || amount > capturable {
+            return Err(invalid(
+                "amount_too_large",
+                "amount_to_capture exceeds the capturable amount.",
+                Some("amount_to_capture"),
+            ));
+        }
+        let charge_id = intent["latest_charge"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(charge) = self.charges.get_mut(&charge_id) {
+            charge["captured"] = json!(true);
+            charge["amount_captured"] = json!(amount);
+        }
+        let intent = self.set(
+            id,
+            json!({"status": "succeeded", "amount_received": amount, "amount_capturable": 0}),
+        );
+        if let Some(charge) = self.charges.get(&charge_id).cloned() {
+            self.emit("charge.captured", &charge, None);
+        }
+        self.emit("payment_intent.succeeded", &intent, None);
+        Ok(intent)
+    }
+
+    pub fn cancel(&mut self, id: &str, reason: Option<&str>) -> Outcome {
+        let status = self.status_of(id)?;
+        let cancelable = [
+            "requires_payment_method",
+            "requires_capture",
+            "requires_confirmation",
+            "requires_action",
+            "processing",
+        ];
+        if !cancelable.contains(&status.as_str()) {
+            return Err(unexpected_state(&status, "cancel"));
+        }
+        let now = self.now();
+        let intent = self.set(
+            id,
+            json!({"status": "canceled", "canceled_at": now, "cancellation_reason": reason, "amount_capturable": 0, "next_action": null}),
+        );
+        self.emit("payment_intent.canceled", &intent, None);
+        Ok(intent)
+    }
+
+    pub fn create_refund(&mut self, form: &BTreeMap<String, String>, metadata: Value) -> Outcome {
+        let charge_id = match (form.get("charge"), form.get("payment_intent")) {
+            (Some(charge), _) => charge.clone(),
+            (None, Some(intent)) => {
+                let intent = self.intent(intent)?;
+                intent["latest_charge"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        invalid(
+                            "charge_not_found",
+                            "This PaymentIntent has no successful charge to refund.",
+                            Some("payment_intent"),
+                        )
+                    })?
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "parameter_missing",
+                    "One of charge or payment_intent is required.",
+                    None,
+                ));
+            }
+        };
+        let charge = self
+            .charges
+            .get(&charge_id)
+            .cloned()
+            .ok_or_else(|| missing("charge", &charge_id))?;
+        let remaining = charge["amount_captured"].as_i64().unwrap_or(0)
+            - charge["amount_refunded"].as_i64().unwrap_or(0);
+        if remaining <= 0 {
+            return Err(invalid(
+                "charge_already_refunded",
+                &format!("Charge {charge_id} has already been refunded."),
+                None,
+            ));
+        }
+        let amount = match form.get("amount") {
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| invalid("parameter_invalid", "Invalid integer.", Some("amount")))?,
+            None => remaining,
+        };
+        if amount <= 0 || amount > remaining {
+            let message = format!(
+                "Refund amount ({amount}) is greater than the unrefunded amount on the charge ({remaining})."
+            );
+            return Err(invalid("amount_too_large", &message, Some("amount")));
+        }
+        let now = self.now();
+        let id = self.new_id("re");
+        let refund = objects::refund(
+            &id,
+            &charge,
+            amount,
+            form.get("reason").cloned(),
+            metadata,
+            now,
+        );
+        self.refunds.insert(id.clone(), refund.clone());
+        self.refund_order.push(id);
+        let charge = self.record_refund_on_charge(&charge_id, &refund, amount);
+        self.emit("refund.created", &refund, None);
+        self.emit("charge.refunded", &charge, None);
+        Ok(refund)
+    }
+
+    fn record_refund_on_charge(&mut self, charge_id: &str, refund: &Value, amount: i64) -> Value {
+        let Some(charge) = self.charges.get_mut(charge_id) else {
+            return Value::Null;
+        };
+        let refunded = charge["amount_refunded"].as_i64().unwrap_or(0) + amount;
+        charge["amount_refunded"] = json!(refunded);
+        charge["refunded"] = json!(refunded >= charge["amount_captured"].as_i64().unwrap_or(0));
+        if let Some(list) = charge["refunds"]["data"].as_array_mut() {
+            list.insert(0, refund.clone());
+        }
+        charge.clone()
+    }
+
+    pub fn refund(&self, id: &str) -> Outcome {
+        self.refunds
+            .get(id)
+            .cloned()
+            .ok_or_else(|| missing("refund", id))
+    }
+
+    pub fn open_dispute(&mut self, intent_id: &str) -> Outcome {
+        let intent = self.intent(intent_id)?;
+        let charge_id = intent["latest_charge"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let charge = self
+            .charges
+            .get(&charge_id)
+            .filter(|charge| charge["captured"] == true)
+            .cloned()
+            .ok_or_else(|| {
+                invalid(
+                    "charge_not_found",
+                    "Only a captured charge can be disputed.",
+                    None,
+                )
+            })?;
+        let id = self.new_id("dp");
+        let dispute = objects::dispute(&id, &charge, self.now());
+        self.disputes.insert(id, dispute.clone());
+        if let Some(charge) = self.charges.get_mut(&charge_id) {
+            charge["disputed"] = json!(true);
+        }
+        self.emit("charge.dispute.created", &dispute, None);
+        Ok(dispute)
+    }
+
+    pub fn close_dispute(&mut self, id: &str, won: bool) -> Outcome {
+        let dispute = self
+            .disputes
+            .get_mut(id)
+            .ok_or_else(|| missing("dispute", id))?;
+        dispute["status"] = json!(if won { "won" } else { "lost" });
+        let dispute = dispute.clone();
+        self.emit("charge.dispute.closed", &dispute, None);
+        Ok(dispute)
+    }
+
+    /// Moves emulated time: uncaptured authorizations lapse, old idempotency keys are forgotten.
+    pub fn advance(&mut self, seconds: i64) {
+        self.clock_offset_secs += seconds;
+        let now = self.now();
+        let lapsed: Vec<String> = self
+            .intents
+            .values()
+            .filter(|i| {
+                i["status"] == "requires_capture"
+                    && i["created"].as_i64().unwrap_or(now) + AUTHORIZATION_TTL_SECS <= now
+            })
+            .filter_map(|i| i["id"].as_str().map(str::to_owned))
+            .collect();
+        for id in lapsed {
+            let _ = self.cancel(&id, Some("automatic"));
+        }
+        self.idempotency
+            .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
+    }
+
+    /// The next injected fault for `method path`, if one is queued.
+    pub fn take_fault(&mut self, method: &str, path: &str) -> Option<ApiFault> {
+        let request = format!("{method} {path}");
+        self.api_faults
+            .iter_mut()
+            .find(|(pattern, queue)| !queue.is_empty() && pattern_matches(pattern, &request))
+            .and_then(|(_, queue)| queue.pop_front())
+    }
+}
+
+fn unexpected_state(status: &str, action: &str) -> Refusal {
+    invalid(
+        "payment_intent_unexpected_state",
+        &format!("You cannot {action} this PaymentIntent because it has a status of {status}."),
+        None,
+    )
+}
+
+/// `POST /v1/payment_intents/*/confirm` matches any one path segment at each `*`.
+pub fn pattern_matches(pattern: &str, request: &str) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').collect();
+    let request: Vec<&str> = request.split('/').collect();
+    pattern.len() == request.len()
+        && pattern
+            .iter()
+            .zip(&request)
+            .all(|(p, r)| *p == "*" || p == r)
+}
