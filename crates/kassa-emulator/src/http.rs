@@ -216,6 +216,12 @@ async fn mutate(
     {
         return response;
     }
+    // Until an answer is stored, the key is only claimed; if the client goes away first (a hang),
+    // the claim is released as Stripe does, so the retry is not refused forever.
+    let claim = key.clone().map(|key| Claim {
+        world: shared.world.clone(),
+        key,
+    });
     if let Some(ApiFault::Hang(ms)) = fault {
         hold(shared, ms).await;
     }
@@ -231,10 +237,31 @@ async fn mutate(
     {
         entry.answer = Some((status, body.clone()));
     }
+    drop(claim);
     if fault == Some(ApiFault::LoseResponse) {
         hold(shared, 0).await;
     }
     answer(status, body, false)
+}
+
+/// An idempotency key claimed by a request still running; released if the request is dropped
+/// before an answer was stored.
+struct Claim {
+    world: Arc<Mutex<World>>,
+    key: (String, String),
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut world = self.world.lock().unwrap_or_else(PoisonError::into_inner);
+        if world
+            .idempotency
+            .get(&self.key)
+            .is_some_and(|entry| entry.answer.is_none())
+        {
+            world.idempotency.remove(&self.key);
+        }
+    }
 }
 
 fn caller_tag(caller: Caller) -> &'static str {

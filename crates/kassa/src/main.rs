@@ -4,7 +4,6 @@
 mod config;
 mod demo;
 mod serve;
-mod unwired;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -34,6 +33,8 @@ enum Command {
     /// Serve the API, the Stripe webhook endpoint and the workers. Without STRIPE_SECRET_KEY:
     /// sandbox mode (SQLite under ./kassa-data, demo catalog, printed test keys).
     Serve,
+    /// Run the built-in Stripe emulator alone on KASSA_SIM_LISTEN (default 127.0.0.1:12111).
+    Sim,
     /// Apply database migrations and exit.
     Migrate,
     /// Validate the configuration and exit (0 when valid).
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve::run(config).await,
+            Command::Sim => serve::sim(&config).await,
             Command::Migrate => serve::migrate(&config).await,
             Command::CheckConfig => {
                 println!("configuration is valid");

@@ -1,4 +1,5 @@
-//! `kassa serve` and `kassa migrate`: open the store, build the app, bind, serve until a
+//! `kassa serve`, `kassa sim` and `kassa migrate`: open the store, pick the payment provider
+//! (Stripe, or the built-in emulator in sandbox mode), build the app, bind, serve until a
 //! shutdown signal, then drain.
 
 use std::net::SocketAddr;
@@ -7,10 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use kassa_app::order_token::OrderTokens;
-use kassa_app::ports::SystemClock;
+use kassa_app::ports::{PaymentProvider, SystemClock, WebhookVerifier};
 use kassa_app::{App, AppParts, Settings};
-use kassa_http::{ApiKeys, HttpState, JsonCheckoutRenderer, PublicRateLimit};
+use kassa_emulator::{Emulator, EmulatorConfig};
+use kassa_http::{ApiKeys, HttpState, JsonCheckoutRenderer, PublicRateLimit, SandboxBody};
 use kassa_store::SqlStore;
+use kassa_stripe::{StripeClient, StripeConfig, StripeWebhookVerifier};
 
 use crate::config::{Config, Mode};
 use crate::demo;
@@ -23,6 +26,14 @@ const ORDER_TOKEN_READ_TTL_SECS: i64 = 30 * 86_400;
 /// …and may change or cancel it for the first hour.
 const ORDER_MODIFY_WINDOW_SECS: i64 = 3_600;
 
+/// The payment side: the provider and verifier, and in sandbox mode the emulator behind them.
+struct Payments {
+    provider: Arc<dyn PaymentProvider>,
+    verifier: Arc<dyn WebhookVerifier>,
+    emulator: Option<Emulator>,
+    sandbox: Option<SandboxBody>,
+}
+
 pub async fn migrate(config: &Config) -> Result<()> {
     create_sqlite_parent(&config.database_url)?;
     let store = SqlStore::open(&config.database_url).await?;
@@ -31,16 +42,48 @@ pub async fn migrate(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// `kassa sim`: the emulator alone, until Ctrl-C.
+pub async fn sim(config: &Config) -> Result<()> {
+    let listen = match config.mode {
+        Mode::Sandbox { sim_listen, .. } => sim_listen,
+        Mode::Stripe(_) => "127.0.0.1:12111"
+            .parse()
+            .context("default emulator address")?,
+    };
+    let emulator = Emulator::start(EmulatorConfig {
+        listen,
+        ..emulator_keys()
+    })
+    .await
+    .with_context(|| format!("cannot listen on {listen} (KASSA_SIM_LISTEN)"))?;
+    println!("Stripe emulator listening on {}", emulator.base_url());
+    println!("secret key:      {}", emulator.config().secret_key);
+    println!("publishable key: {}", emulator.config().publishable_key);
+    println!("webhook secret:  {}", emulator.config().webhook_secret);
+    println!(
+        "control API: {}/_emulator/… (see crates/kassa-emulator/README.md)",
+        emulator.base_url()
+    );
+    shutdown_signal().await;
+    emulator.shutdown().await;
+    Ok(())
+}
+
 pub async fn run(config: Config) -> Result<()> {
     create_sqlite_parent(&config.database_url)?;
     let store = SqlStore::open(&config.database_url).await?;
     let keys = api_keys(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (KASSA_LISTEN)", config.listen))?;
+    let address = listener.local_addr()?;
+    let payments = payments(&config, address).await?;
     let app = App::new(AppParts {
         store: Arc::new(store.clone()),
-        provider: Arc::new(crate::unwired::UnwiredProvider),
+        provider: payments.provider,
         clock: Arc::new(SystemClock),
         renderer: Arc::new(JsonCheckoutRenderer),
-        verifier: Arc::new(crate::unwired::UnwiredVerifier),
+        verifier: payments.verifier,
         order_tokens: OrderTokens::new(
             &keys.secret,
             ORDER_TOKEN_READ_TTL_SECS,
@@ -59,13 +102,9 @@ pub async fn run(config: Config) -> Result<()> {
         app,
         keys: keys.clone(),
         rate_limit: PublicRateLimit::new(config.rate_limit_per_sec),
-        sandbox: None,
+        sandbox: payments.sandbox.map(Arc::new),
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (KASSA_LISTEN)", config.listen))?;
-    let address = listener.local_addr()?;
-    print_banner(&config, address, &keys);
+    print_banner(&config, address, &keys, payments.emulator.as_ref());
     axum::serve(
         listener,
         kassa_http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -73,9 +112,74 @@ pub async fn run(config: Config) -> Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     workers.shutdown().await;
+    if let Some(emulator) = payments.emulator {
+        emulator.shutdown().await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stripe in live mode; in sandbox mode the emulator, started here with its webhooks pointed at
+/// this Kassa.
+async fn payments(config: &Config, kassa_address: SocketAddr) -> Result<Payments> {
+    match &config.mode {
+        Mode::Stripe(stripe) => {
+            let client = StripeClient::new(StripeConfig::new(&stripe.api_base, &stripe.secret_key))
+                .map_err(anyhow::Error::msg)?;
+            Ok(Payments {
+                provider: Arc::new(client),
+                verifier: Arc::new(StripeWebhookVerifier::new(stripe.webhook_secrets.clone())),
+                emulator: None,
+                sandbox: None,
+            })
+        }
+        Mode::Sandbox { sim_listen, .. } => {
+            let emulator = Emulator::start(EmulatorConfig {
+                listen: *sim_listen,
+                webhook_endpoints: vec![format!("http://{kassa_address}/v1/webhooks/stripe")],
+                ..emulator_keys()
+            })
+            .await
+            .with_context(|| {
+                format!("cannot start the Stripe emulator on {sim_listen} (KASSA_SIM_LISTEN)")
+            })?;
+            let emulated = emulator.config().clone();
+            let client = StripeClient::new(StripeConfig::new(
+                &emulator.base_url(),
+                &emulated.secret_key,
+            ))
+            .map_err(anyhow::Error::msg)?;
+            let sandbox = SandboxBody {
+                stripe_api_base: emulator.base_url(),
+                stripe_secret_key: emulated.secret_key.clone(),
+                stripe_publishable_key: emulated.publishable_key.clone(),
+                webhook_secret: emulated.webhook_secret.clone(),
+            };
+            Ok(Payments {
+                provider: Arc::new(client),
+                verifier: Arc::new(StripeWebhookVerifier::new(vec![emulated.webhook_secret])),
+                emulator: Some(emulator),
+                sandbox: Some(sandbox),
+            })
+        }
+    }
+}
+
+/// Fresh emulator keys for this run (the emulator keeps nothing across restarts).
+fn emulator_keys() -> EmulatorConfig {
+    let random = || uuid::Uuid::new_v4().simple().to_string();
+    EmulatorConfig {
+        secret_key: format!("sk_test_sim_{}", random()),
+        publishable_key: format!("pk_test_sim_{}", random()),
+        webhook_secret: format!("whsec_{}", random()),
+        seed: u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8]
+                .try_into()
+                .unwrap_or_default(),
+        ),
+        ..EmulatorConfig::for_tests()
+    }
 }
 
 /// Keys from the configuration; in sandbox mode, missing ones are generated once and kept in
@@ -130,7 +234,7 @@ fn create_sqlite_parent(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn print_banner(config: &Config, address: SocketAddr, keys: &ApiKeys) {
+fn print_banner(config: &Config, address: SocketAddr, keys: &ApiKeys, emulator: Option<&Emulator>) {
     let base = format!("http://{address}");
     let mode = match &config.mode {
         Mode::Sandbox { .. } => "sandbox (SQLite, built-in Stripe emulator, test keys)",
@@ -141,22 +245,26 @@ fn print_banner(config: &Config, address: SocketAddr, keys: &ApiKeys) {
         "database: {}",
         config.database_url.split('?').next().unwrap_or_default()
     );
-    if let Mode::Sandbox { .. } = config.mode {
-        let pk = &keys.publishable;
-        println!("secret key:      {}", keys.secret);
-        println!("publishable key: {pk}");
-        println!("Try it (demo catalog: TEE-S, TEE-M, TEE-L, MUG, STICKERS):");
-        println!(
-            "  CART=$(curl -s -X POST {base}/v1/carts -H 'Authorization: Bearer {pk}' -H 'Content-Type: application/json' -d '{{\"currency\":\"eur\"}}' | sed 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/')"
-        );
-        println!(
-            "  curl -s -X POST {base}/v1/carts/$CART/lines -H 'Authorization: Bearer {pk}' -H 'Content-Type: application/json' -d '{{\"sku\":\"TEE-M\",\"quantity\":2}}'"
-        );
-        println!("  curl -s {base}/v1/carts/$CART -H 'Authorization: Bearer {pk}'");
-    }
+    let Some(emulator) = emulator else { return };
+    let pk = &keys.publishable;
+    println!("secret key:      {}", keys.secret);
+    println!("publishable key: {pk}");
+    println!(
+        "Stripe emulator: {} (details: GET {base}/v1/sandbox with the secret key)",
+        emulator.base_url()
+    );
+    println!("Try it (demo catalog: TEE-S, TEE-M, TEE-L, MUG, STICKERS):");
+    println!(
+        "  CART=$(curl -s -X POST {base}/v1/carts -H 'Authorization: Bearer {pk}' -H 'Content-Type: application/json' -d '{{\"currency\":\"eur\"}}' | sed 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/')"
+    );
+    println!(
+        "  curl -s -X POST {base}/v1/carts/$CART/lines -H 'Authorization: Bearer {pk}' -H 'Content-Type: application/json' -d '{{\"sku\":\"TEE-M\",\"quantity\":2}}'"
+    );
+    println!("  curl -s {base}/v1/carts/$CART -H 'Authorization: Bearer {pk}'");
+    println!("Checkout and paying through the emulator: see README.md, \"A sandbox checkout\".");
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -1,0 +1,285 @@
+//! The whole product as a shop meets it: the real `kassa serve` binary in sandbox mode on each
+//! backend, a checkout paid through the built-in emulator with Stripe.js's call, webhooks
+//! duplicated and reordered by the emulator — and the order ends paid exactly once.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kassa_testkit::{TestDb, both_backends};
+use serde_json::{Value, json};
+
+const SECRET: &str = "sk_test_e2e_0123456789abcdef";
+const PUBLISHABLE: &str = "pk_test_e2e_0123456789abcdef";
+
+struct Kassa {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Kassa {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(database_url: &str) -> Kassa {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("kassa-e2e-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .arg("serve")
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KASSA_LISTEN", "127.0.0.1:0")
+        .env("KASSA_SIM_LISTEN", "127.0.0.1:0")
+        .env("KASSA_DATABASE_URL", database_url)
+        .env("KASSA_SECRET_KEY", SECRET)
+        .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
+        .env("KASSA_RATE_LIMIT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kassa starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    // Keep reading so the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let base = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in the banner: {first:?}"))
+        .to_owned();
+    Kassa {
+        child,
+        base,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{}-{:?}", std::process::id(), Instant::now())
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+impl Kassa {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut request = self.http.request(method, url).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(
+            reqwest::Method::GET,
+            &format!("{}{path}", self.base),
+            SECRET,
+            None,
+        )
+        .await
+    }
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+both_backends!(
+    checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks,
+    |db: TestDb| async move {
+        let kassa = start(&db.url);
+        let sandbox = kassa.get("/v1/sandbox").await;
+        let stripe = sandbox["stripe_api_base"]
+            .as_str()
+            .expect("emulator address")
+            .to_owned();
+        let stripe_secret = sandbox["stripe_secret_key"]
+            .as_str()
+            .expect("key")
+            .to_owned();
+        let faults = json!({"webhooks": {"copies": 3, "reorder": true}});
+        kassa
+            .call(
+                reqwest::Method::POST,
+                &format!("{stripe}/_emulator/faults"),
+                &stripe_secret,
+                Some(faults),
+            )
+            .await;
+
+        let cart = kassa
+            .call(
+                reqwest::Method::POST,
+                &format!("{}/v1/carts", kassa.base),
+                PUBLISHABLE,
+                Some(json!({"currency": "eur"})),
+            )
+            .await;
+        let cart_id = cart["id"].as_str().expect("cart");
+        let lines = format!("{}/v1/carts/{cart_id}/lines", kassa.base);
+        kassa
+            .call(
+                reqwest::Method::POST,
+                &lines,
+                PUBLISHABLE,
+                Some(json!({"sku": "TEE-M", "quantity": 2})),
+            )
+            .await;
+        kassa
+            .call(
+                reqwest::Method::POST,
+                &lines,
+                PUBLISHABLE,
+                Some(json!({"sku": "MUG", "quantity": 1})),
+            )
+            .await;
+        let checkout = kassa
+        .http
+        .post(format!("{}/v1/carts/{cart_id}/checkout", kassa.base))
+        .bearer_auth(PUBLISHABLE)
+        .header("Idempotency-Key", "e2e-1")
+        .json(&json!({
+            "email": "ada@example.com",
+            "shipping_address": {"name": "Ada", "line1": "1 St", "city": "London", "postal_code": "N1", "country": "GB"},
+            "expected_total": 2 * 1999 + 1250
+        }))
+        .send()
+        .await
+        .expect("answers");
+        assert_eq!(checkout.status().as_u16(), 201);
+        let checkout: Value = checkout.json().await.expect("json");
+        let order_id = checkout["order"]["id"].as_str().expect("order").to_owned();
+        let intent = checkout["payment"]["payment_intent_id"]
+            .as_str()
+            .expect("intent")
+            .to_owned();
+        let client_secret = checkout["payment"]["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned();
+
+        // The storefront confirms exactly as Stripe.js would: publishable key + client secret.
+        let confirmed: Value = kassa
+            .http
+            .post(format!("{stripe}/v1/payment_intents/{intent}/confirm"))
+            .bearer_auth(sandbox["stripe_publishable_key"].as_str().expect("pk"))
+            .form(&[
+                ("payment_method", "pm_card_visa"),
+                ("client_secret", client_secret.as_str()),
+            ])
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(confirmed["status"], "succeeded");
+
+        let order_path = format!("/v1/orders/{order_id}");
+        wait_until("the order to be paid", async || {
+            kassa.get(&order_path).await["status"] == "paid"
+        })
+        .await;
+        // Let every duplicate arrive (3 copies of created, charge.succeeded, succeeded), then check
+        // that nothing applied twice.
+        wait_until("all deliveries", async || {
+            let deliveries = kassa
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{stripe}/_emulator/webhook_deliveries"),
+                    &stripe_secret,
+                    None,
+                )
+                .await;
+            deliveries["data"].as_array().map_or(0, Vec::len) >= 9
+        })
+        .await;
+        let order = kassa.get(&order_path).await;
+        assert_eq!(
+            (order["status"].as_str(), order["captured_amount"].as_i64()),
+            (Some("paid"), Some(5248))
+        );
+        let tee = kassa.get("/v1/inventory/TEE-M").await;
+        assert_eq!(
+            (
+                tee["locations"][0]["reserved"].as_i64(),
+                tee["locations"][0]["committed"].as_i64()
+            ),
+            (Some(0), Some(2))
+        );
+        let events = kassa.get(&format!("{order_path}/events")).await;
+        let actions: Vec<String> = events["data"]
+            .as_array()
+            .expect("trail")
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["entity_type"].as_str().unwrap_or(""),
+                    e["after"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        for expected in [
+            "order pending_payment",
+            "payment creating",
+            "payment requires_payment_method",
+            "payment succeeded",
+            "order paid",
+        ] {
+            assert_eq!(
+                actions.iter().filter(|a| *a == expected).count(),
+                1,
+                "{expected} once in {actions:?}"
+            );
+        }
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| *a == "reservation committed")
+                .count(),
+            2,
+            "{actions:?}"
+        );
+
+        let pool = sqlx::AnyPool::connect(&db.url).await.expect("pool");
+        let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(outbox, 1, "exactly one order.paid notification");
+        let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(inbox, 3, "each distinct event recorded once");
+        pool.close().await;
+    }
+);
