@@ -19,6 +19,7 @@ const KNOWN: &[&str] = &[
     "KASSA_SIM_LISTEN",
     "KASSA_SANDBOX_SEED",
     "KASSA_RATE_LIMIT",
+    "KASSA_CAPTURE_METHOD",
     "KASSA_CONFIG",
 ];
 /// Prefix of variables used by the test suite, not by the server.
@@ -53,6 +54,8 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub publishable_key: Option<String>,
     pub rate_limit_per_sec: u32,
+    /// `true`: authorize at checkout, capture later (manual capture).
+    pub capture_manually: bool,
     pub mode: Mode,
 }
 
@@ -147,6 +150,16 @@ impl Config {
                     )
                 })?,
         };
+        let capture_manually = match get("KASSA_CAPTURE_METHOD").as_deref() {
+            None | Some("automatic") => false,
+            Some("manual") => true,
+            Some(_) => {
+                return Err(bad(
+                    "KASSA_CAPTURE_METHOD",
+                    "must be `automatic` or `manual`",
+                ));
+            }
+        };
         let mode = match get("STRIPE_SECRET_KEY") {
             None => sandbox_mode(&get)?,
             Some(stripe_key) => Mode::Stripe(stripe_settings(&get, stripe_key)?),
@@ -171,6 +184,7 @@ impl Config {
             secret_key,
             publishable_key,
             rate_limit_per_sec,
+            capture_manually,
             mode,
         })
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use kassa_app::order_token::OrderTokens;
-use kassa_app::ports::{PaymentProvider, SystemClock, WebhookVerifier};
+use kassa_app::ports::{CaptureMethod, PaymentProvider, SystemClock, WebhookVerifier};
 use kassa_app::{App, AppParts, Settings};
 use kassa_emulator::{Emulator, EmulatorConfig};
 use kassa_http::{ApiKeys, HttpState, JsonCheckoutRenderer, PublicRateLimit, SandboxBody};
@@ -89,7 +89,14 @@ pub async fn run(config: Config) -> Result<()> {
             ORDER_TOKEN_READ_TTL_SECS,
             ORDER_MODIFY_WINDOW_SECS,
         ),
-        settings: Settings::default(),
+        settings: Settings {
+            capture_method: if config.capture_manually {
+                CaptureMethod::Manual
+            } else {
+                CaptureMethod::Automatic
+            },
+            ..Settings::default()
+        },
     });
     if let Mode::Sandbox {
         seed_demo: true, ..
