@@ -1,0 +1,122 @@
+//! `POST /v1/webhooks/stripe` with the real verifier, on both backends: only a correctly signed,
+//! fresh delivery is recorded; every refusal is the same 400 that names no check (risks G6, S8).
+//! Deliveries are signed by the emulator's signer, which shares no code with the verifier.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kassa_app::ports::SystemClock;
+use kassa_http::{ApiKeys, HttpState};
+use kassa_stripe::StripeWebhookVerifier;
+use kassa_testkit::provider::FakeProvider;
+use kassa_testkit::{TEST_PUBLISHABLE_KEY, TEST_SECRET_KEY, TestDb, app_with_parts, both_backends};
+use serde_json::{Value, json};
+
+const OLD_SECRET: &str = "whsec_old_0123456789";
+const NEW_SECRET: &str = "whsec_new_0123456789";
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+async fn start(db: &TestDb) -> String {
+    let verifier = StripeWebhookVerifier::new(vec![NEW_SECRET.into(), OLD_SECRET.into()]);
+    let app = app_with_parts(
+        db,
+        Arc::new(FakeProvider::new()),
+        Arc::new(SystemClock),
+        Arc::new(verifier),
+    );
+    let state = HttpState {
+        app,
+        keys: ApiKeys {
+            secret: TEST_SECRET_KEY.into(),
+            publishable: TEST_PUBLISHABLE_KEY.into(),
+        },
+        rate_limit: None,
+        sandbox: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let service = kassa_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    base
+}
+
+async fn deliver(base: &str, body: &str, signature: Option<String>) -> (u16, Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/v1/webhooks/stripe"))
+        .body(body.to_owned());
+    if let Some(signature) = signature {
+        request = request.header("Stripe-Signature", signature);
+    }
+    let response = request.send().await.expect("answers");
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn event(id: &str) -> String {
+    json!({
+        "id": id, "object": "event", "type": "payment_intent.succeeded", "created": now_secs(),
+        "data": {"object": {"id": "pi_unknown", "object": "payment_intent", "amount": 100, "currency": "eur",
+                            "status": "succeeded", "metadata": {}}}
+    })
+    .to_string()
+}
+
+async fn recorded(db: &TestDb) -> i64 {
+    let pool = sqlx::AnyPool::connect(&db.url).await.expect("pool");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    count
+}
+
+both_backends!(
+    risk_g6_forged_replayed_or_unsigned_deliveries_change_nothing,
+    |db: TestDb| async move {
+        let base = start(&db).await;
+        let sign = |secret: &str, at: i64, body: &str| {
+            Some(kassa_emulator::signature_header(secret, at, body))
+        };
+        let body = event("evt_g6");
+
+        let mut refusals = Vec::new();
+        refusals.push(deliver(&base, &body, None).await);
+        refusals.push(deliver(&base, &body, sign("whsec_attacker", now_secs(), &body)).await);
+        refusals.push(deliver(&base, &body, sign(NEW_SECRET, now_secs() - 301, &body)).await);
+        let tampered = body.replace("\"amount\":100", "\"amount\":1");
+        refusals.push(deliver(&base, &tampered, sign(NEW_SECRET, now_secs(), &body)).await);
+        refusals.push(deliver(&base, &body, Some("t=1,v1=zz".into())).await);
+        for (status, answer) in &refusals {
+            assert_eq!(*status, 400);
+            assert_eq!(answer, &refusals[0].1, "every refusal looks the same");
+        }
+        assert_eq!(refusals[0].1["error"]["message"], "webhook not accepted");
+        assert_eq!(recorded(&db).await, 0, "nothing unverified was recorded");
+
+        // Signed with either secret during a rotation: recorded once, duplicates acknowledged.
+        assert_eq!(
+            deliver(&base, &body, sign(OLD_SECRET, now_secs(), &body))
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            deliver(&base, &body, sign(NEW_SECRET, now_secs(), &body))
+                .await
+                .0,
+            200
+        );
+        assert_eq!(recorded(&db).await, 1);
+    }
+);
