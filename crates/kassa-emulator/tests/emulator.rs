@@ -121,8 +121,11 @@ async fn objects_have_every_key_of_stripes_own_examples() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/conformance/stripe_openapi_fixtures3.json"
     );
-    let fixtures: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("fixtures")).expect("json");
+    let fixtures: Value = serde_json::from_str(
+        &std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)")),
+    )
+    .expect("json");
     for (name, ours) in [
         ("payment_intent", &intent),
         ("refund", &refund),
@@ -149,8 +152,11 @@ fn webhook_signing_reproduces_the_official_vectors() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/conformance/stripe_webhook_signatures.json"
     );
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("vectors")).expect("json");
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)")),
+    )
+    .expect("json");
     let valid = file["vectors"]
         .as_array()
         .expect("vectors")

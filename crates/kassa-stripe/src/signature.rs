@@ -75,8 +75,8 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../../../shared/conformance/stripe_webhook_signatures.json"
         );
-        let text =
-            std::fs::read_to_string(path).expect("conformance vectors are beside the repository");
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)"));
         let file: serde_json::Value = serde_json::from_str(&text).expect("vectors are JSON");
         file["vectors"].as_array().expect("a vectors array").clone()
     }
