@@ -20,39 +20,29 @@ pub(crate) async fn order(
     actor: &Actor,
     now: i64,
 ) -> StoreResult<Option<OrderStatus>> {
-    let current: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
-        .bind(order_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    let from = OrderStatus::parse(&current)
-        .ok_or_else(|| StoreError::Corrupt(format!("order status {current:?}")))?;
+    let row = StatusRow {
+        table: Table::Orders,
+        id: order_id,
+    };
+    let Some(from) = OrderStatus::parse(&row.status(conn).await?) else {
+        return Err(StoreError::Corrupt(format!(
+            "order {order_id} has an unknown status"
+        )));
+    };
     let Ok(to) = from.apply(event) else {
         return Ok(None);
     };
-    let changed = sqlx::query(
-        "UPDATE orders SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND status = $2",
-    )
-    .bind(order_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    if changed.rows_affected() != 1 {
-        return Ok(None);
-    }
-    let change = Change {
-        entity_type: "order",
-        entity_id: order_id,
-        action: "status_changed",
-        before: Some(from.as_str()),
-        after: Some(to.as_str()),
-        detail: Some(&format!("{event:?}")),
-    };
-    audit::record(conn, change, actor, now).await?;
-    Ok(Some(to))
+    let moved = row
+        .compare_and_set(
+            conn,
+            from.as_str(),
+            to.as_str(),
+            &format!("{event:?}"),
+            actor,
+            now,
+        )
+        .await?;
+    Ok(moved.then_some(to))
 }
 
 /// Applies `event` to the payment if allowed; same contract as [`order`].
@@ -63,39 +53,104 @@ pub(crate) async fn payment(
     actor: &Actor,
     now: i64,
 ) -> StoreResult<Option<PaymentStatus>> {
-    let current: String = sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
-        .bind(payment_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    let from = PaymentStatus::parse(&current)
-        .ok_or_else(|| StoreError::Corrupt(format!("payment status {current:?}")))?;
+    let row = StatusRow {
+        table: Table::Payments,
+        id: payment_id,
+    };
+    let Some(from) = PaymentStatus::parse(&row.status(conn).await?) else {
+        return Err(StoreError::Corrupt(format!(
+            "payment {payment_id} has an unknown status"
+        )));
+    };
     let Ok(to) = from.apply(event) else {
         return Ok(None);
     };
-    let changed = sqlx::query(
-        "UPDATE payments SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND status = $2",
-    )
-    .bind(payment_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    if changed.rows_affected() != 1 {
-        return Ok(None);
+    let moved = row
+        .compare_and_set(
+            conn,
+            from.as_str(),
+            to.as_str(),
+            &format!("{event:?}"),
+            actor,
+            now,
+        )
+        .await?;
+    Ok(moved.then_some(to))
+}
+
+/// The tables whose rows carry a versioned status.
+#[derive(Clone, Copy)]
+enum Table {
+    Orders,
+    Payments,
+}
+
+/// One row with a status column: read it, or move it with a compare-and-set plus audit record.
+struct StatusRow<'a> {
+    table: Table,
+    id: &'a str,
+}
+
+impl StatusRow<'_> {
+    fn entity_type(&self) -> &'static str {
+        match self.table {
+            Table::Orders => "order",
+            Table::Payments => "payment",
+        }
     }
-    let change = Change {
-        entity_type: "payment",
-        entity_id: payment_id,
-        action: "status_changed",
-        before: Some(from.as_str()),
-        after: Some(to.as_str()),
-        detail: Some(&format!("{event:?}")),
-    };
-    audit::record(conn, change, actor, now).await?;
-    Ok(Some(to))
+
+    async fn status(&self, conn: &mut AnyConnection) -> StoreResult<String> {
+        let sql = match self.table {
+            Table::Orders => "SELECT status FROM orders WHERE id = $1",
+            Table::Payments => "SELECT status FROM payments WHERE id = $1",
+        };
+        sqlx::query_scalar(sql)
+            .bind(self.id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Writes `to` only if the row still has `from`; true if exactly one row moved.
+    async fn compare_and_set(
+        &self,
+        conn: &mut AnyConnection,
+        from: &str,
+        to: &str,
+        cause: &str,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let sql = match self.table {
+            Table::Orders => {
+                "UPDATE orders SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND status = $2"
+            }
+            Table::Payments => {
+                "UPDATE payments SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND status = $2"
+            }
+        };
+        let changed = sqlx::query(sql)
+            .bind(self.id)
+            .bind(from)
+            .bind(to)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        if changed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let change = Change {
+            entity_type: self.entity_type(),
+            entity_id: self.id,
+            action: "status_changed",
+            before: Some(from),
+            after: Some(to),
+            detail: Some(cause),
+        };
+        audit::record(conn, change, actor, now).await?;
+        Ok(true)
+    }
 }
 
 /// Releases (or commits) every held reservation of an order, moving the stock counters with

@@ -24,18 +24,7 @@ async fn shop(db: TestDb, stock: i64) -> Shop {
     let provider = Arc::new(FakeProvider::new());
     let clock = TestClock::new();
     let app = app_with_clock(&db, provider.clone(), clock.clone());
-    app.create_product(NewProduct {
-        name: "Mug".into(),
-        variants: vec![NewVariant {
-            sku: "MUG".into(),
-            unit_amount_minor: 1250,
-            currency: "eur".into(),
-            attributes: BTreeMap::new(),
-        }],
-    })
-    .await
-    .expect("product");
-    app.set_on_hand("MUG", None, stock).await.expect("stock");
+    kassa_testkit::seed_product(&app, "Mug", "MUG", 1250, "eur", stock).await;
     Shop {
         app,
         provider,

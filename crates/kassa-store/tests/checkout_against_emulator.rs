@@ -1,10 +1,8 @@
 //! The checkout saga with the real Stripe adapter against the emulator, on both backends.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kassa_app::catalog::{NewProduct, NewVariant};
 use kassa_app::checkout::CheckoutInput;
 use kassa_app::ports::{Actor, ShippingAddress};
 use kassa_app::{App, AppError};
@@ -32,18 +30,7 @@ async fn shop(db: &TestDb, emulator: &Emulator) -> App {
     config.attempts_max = 2;
     config.backoff_base = Duration::from_millis(10);
     let app = app_with(db, Arc::new(StripeClient::new(config).expect("client")));
-    app.create_product(NewProduct {
-        name: "Mug".into(),
-        variants: vec![NewVariant {
-            sku: "MUG".into(),
-            unit_amount_minor: 1250,
-            currency: "eur".into(),
-            attributes: BTreeMap::new(),
-        }],
-    })
-    .await
-    .expect("product");
-    app.set_on_hand("MUG", None, 5).await.expect("stock");
+    kassa_testkit::seed_product(&app, "Mug", "MUG", 1250, "eur", 5).await;
     app
 }
 

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kassa_app::App;
-use kassa_app::catalog::{NewProduct, NewVariant};
 use kassa_app::checkout::CheckoutInput;
 use kassa_app::ports::{
     Actor, EventStatus, ProviderCharge, ProviderDispute, ProviderEvent, ProviderEventObject,
@@ -38,18 +37,7 @@ async fn shop(db: TestDb, stock: i64) -> Shop {
     let verifier = Arc::new(MemoryVerifier::default());
     let clock = TestClock::new();
     let app = app_with_parts(&db, provider.clone(), clock.clone(), verifier.clone());
-    app.create_product(NewProduct {
-        name: "Mug".into(),
-        variants: vec![NewVariant {
-            sku: "MUG".into(),
-            unit_amount_minor: 1250,
-            currency: "eur".into(),
-            attributes: BTreeMap::new(),
-        }],
-    })
-    .await
-    .expect("product");
-    app.set_on_hand("MUG", None, stock).await.expect("stock");
+    kassa_testkit::seed_product(&app, "Mug", "MUG", 1250, "eur", stock).await;
     Shop {
         app,
         provider,

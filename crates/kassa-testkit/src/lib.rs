@@ -236,3 +236,29 @@ pub fn app(db: &TestDb) -> kassa_app::App {
 
 pub const TEST_SECRET_KEY: &str = "sk_test_0123456789abcdef";
 pub const TEST_PUBLISHABLE_KEY: &str = "pk_test_0123456789abcdef";
+
+/// Creates a one-variant product `name` with `sku` at `unit_amount_minor` and puts `stock` units
+/// on hand at the default location.
+pub async fn seed_product(
+    app: &kassa_app::App,
+    name: &str,
+    sku: &str,
+    unit_amount_minor: i64,
+    currency: &str,
+    stock: i64,
+) {
+    app.create_product(kassa_app::catalog::NewProduct {
+        name: name.to_owned(),
+        variants: vec![kassa_app::catalog::NewVariant {
+            sku: sku.to_owned(),
+            unit_amount_minor,
+            currency: currency.to_owned(),
+            attributes: std::collections::BTreeMap::new(),
+        }],
+    })
+    .await
+    .expect("test product is created");
+    app.set_on_hand(sku, None, stock)
+        .await
+        .expect("test stock is set");
+}
