@@ -88,7 +88,7 @@ fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
-both_backends!(keys_are_enforced, |db: TestDb| async move {
+async fn keys_are_enforced(db: TestDb) {
     let server = start(db, 0).await;
     let product =
         json!({"name": "X", "variants": [{"sku": "X", "unit_amount": 1, "currency": "usd"}]});
@@ -106,155 +106,150 @@ both_backends!(keys_are_enforced, |db: TestDb| async move {
         .post("/v1/carts", "", json!({"currency": "usd"}))
         .await;
     assert_eq!((status, code(&body)), (401, "unauthorized"));
-});
+}
+both_backends!(keys_are_enforced);
 
-both_backends!(
-    risk_s1_client_sent_prices_are_refused,
-    |db: TestDb| async move {
-        let server = start(db, 0).await;
-        let cart = server.seed_mug().await;
-        for field in ["unit_amount", "price", "amount"] {
-            let mut line = json!({"sku": "MUG", "quantity": 1});
-            line[field] = json!(1);
-            let (status, body) = server
-                .post(&format!("/v1/carts/{cart}/lines"), PUBLISHABLE, line)
-                .await;
-            assert_eq!((status, code(&body)), (400, "invalid_request"), "{field}");
-            assert_eq!(body["error"]["param"], field);
-        }
+async fn risk_s1_client_sent_prices_are_refused(db: TestDb) {
+    let server = start(db, 0).await;
+    let cart = server.seed_mug().await;
+    for field in ["unit_amount", "price", "amount"] {
+        let mut line = json!({"sku": "MUG", "quantity": 1});
+        line[field] = json!(1);
         let (status, body) = server
+            .post(&format!("/v1/carts/{cart}/lines"), PUBLISHABLE, line)
+            .await;
+        assert_eq!((status, code(&body)), (400, "invalid_request"), "{field}");
+        assert_eq!(body["error"]["param"], field);
+    }
+    let (status, body) = server
+        .post(
+            &format!("/v1/carts/{cart}/lines"),
+            PUBLISHABLE,
+            json!({"sku": "MUG", "quantity": 2}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            body["lines"][0]["unit_amount"].as_i64(),
+            body["total"].as_i64()
+        ),
+        (Some(1250), Some(2500))
+    );
+}
+both_backends!(risk_s1_client_sent_prices_are_refused);
+
+async fn risk_s6_unbounded_and_malformed_input_is_refused(db: TestDb) {
+    let server = start(db, 0).await;
+    let cart = server.seed_mug().await;
+    let lines = format!("{}/v1/carts/{cart}/lines", server.base);
+
+    let huge = format!(
+        "{{\"sku\":\"MUG\",\"quantity\":1,\"pad\":\"{}\"}}",
+        "x".repeat(200_000)
+    );
+    let response = server
+        .http
+        .post(&lines)
+        .bearer_auth(PUBLISHABLE)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.expect("json error");
+    assert_eq!(code(&body), "payload_too_large");
+
+    let response = server
+        .http
+        .post(&lines)
+        .bearer_auth(PUBLISHABLE)
+        .header("content-type", "application/json")
+        .body("{\"sku\": \"MUG\", \"quantity\": ")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(
+        code(&response.json().await.expect("json error")),
+        "invalid_request"
+    );
+
+    for (body, param) in [
+        (json!({"sku": "MUG", "quantity": 1_000_000}), "quantity"),
+        (json!({"sku": "MUG", "quantity": 0}), "quantity"),
+        (json!({"sku": "MUG", "quantity": "2"}), "quantity"),
+        (json!({"sku": "MUG", "quantity": 1e3}), "quantity"),
+        (json!({"sku": "x".repeat(1000), "quantity": 1}), "sku"),
+        (json!({"quantity": 1}), "sku"),
+    ] {
+        let (status, answer) = server
             .post(
                 &format!("/v1/carts/{cart}/lines"),
                 PUBLISHABLE,
-                json!({"sku": "MUG", "quantity": 2}),
+                body.clone(),
             )
             .await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            (
-                body["lines"][0]["unit_amount"].as_i64(),
-                body["total"].as_i64()
-            ),
-            (Some(1250), Some(2500))
-        );
+        assert_eq!((status, code(&answer)), (400, "invalid_request"), "{body}");
+        assert_eq!(answer["error"]["param"], param, "{body}");
     }
-);
+    let (status, body) = server
+        .post("/v1/carts", PUBLISHABLE, json!({"currency": "xyz"}))
+        .await;
+    assert_eq!(
+        (status, code(&body), body["error"]["param"].as_str()),
+        (400, "invalid_request", Some("currency"))
+    );
+    let (_, cart_now) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/carts/{cart}"),
+            PUBLISHABLE,
+            None,
+        )
+        .await;
+    assert_eq!(cart_now["lines"], json!([]), "nothing half-written");
+}
+both_backends!(risk_s6_unbounded_and_malformed_input_is_refused);
 
-both_backends!(
-    risk_s6_unbounded_and_malformed_input_is_refused,
-    |db: TestDb| async move {
-        let server = start(db, 0).await;
-        let cart = server.seed_mug().await;
-        let lines = format!("{}/v1/carts/{cart}/lines", server.base);
-
-        let huge = format!(
-            "{{\"sku\":\"MUG\",\"quantity\":1,\"pad\":\"{}\"}}",
-            "x".repeat(200_000)
-        );
-        let response = server
-            .http
-            .post(&lines)
-            .bearer_auth(PUBLISHABLE)
-            .header("content-type", "application/json")
-            .body(huge)
-            .send()
-            .await
-            .expect("answers");
-        assert_eq!(response.status().as_u16(), 413);
-        let body: Value = response.json().await.expect("json error");
-        assert_eq!(code(&body), "payload_too_large");
-
-        let response = server
-            .http
-            .post(&lines)
-            .bearer_auth(PUBLISHABLE)
-            .header("content-type", "application/json")
-            .body("{\"sku\": \"MUG\", \"quantity\": ")
-            .send()
-            .await
-            .expect("answers");
-        assert_eq!(response.status().as_u16(), 400);
-        assert_eq!(
-            code(&response.json().await.expect("json error")),
-            "invalid_request"
-        );
-
-        for (body, param) in [
-            (json!({"sku": "MUG", "quantity": 1_000_000}), "quantity"),
-            (json!({"sku": "MUG", "quantity": 0}), "quantity"),
-            (json!({"sku": "MUG", "quantity": "2"}), "quantity"),
-            (json!({"sku": "MUG", "quantity": 1e3}), "quantity"),
-            (json!({"sku": "x".repeat(1000), "quantity": 1}), "sku"),
-            (json!({"quantity": 1}), "sku"),
-        ] {
-            let (status, answer) = server
-                .post(
-                    &format!("/v1/carts/{cart}/lines"),
-                    PUBLISHABLE,
-                    body.clone(),
-                )
-                .await;
-            assert_eq!((status, code(&answer)), (400, "invalid_request"), "{body}");
-            assert_eq!(answer["error"]["param"], param, "{body}");
+async fn risk_s7_public_endpoints_are_rate_limited_per_client(db: TestDb) {
+    let server = start(db, 2).await;
+    let cart = server.seed_mug().await;
+    let path = format!("/v1/carts/{cart}");
+    // Fire concurrently: a burst of 2×rate is allowed, the rest must be refused with Retry-After.
+    let requests = (0..20).map(|_| {
+        let http = server.http.clone();
+        let url = format!("{}{path}", server.base);
+        tokio::spawn(async move { http.get(url).bearer_auth(PUBLISHABLE).send().await })
+    });
+    let mut limited = 0;
+    for request in requests {
+        let response = request.await.expect("task").expect("answers");
+        if response.status().as_u16() == 429 {
+            let retry_after: u64 = response.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!(retry_after >= 1);
+            assert_eq!(code(&response.json().await.expect("json")), "rate_limited");
+            limited += 1;
         }
-        let (status, body) = server
-            .post("/v1/carts", PUBLISHABLE, json!({"currency": "xyz"}))
-            .await;
-        assert_eq!(
-            (status, code(&body), body["error"]["param"].as_str()),
-            (400, "invalid_request", Some("currency"))
-        );
-        let (_, cart_now) = server
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/carts/{cart}"),
-                PUBLISHABLE,
-                None,
-            )
-            .await;
-        assert_eq!(cart_now["lines"], json!([]), "nothing half-written");
     }
-);
+    assert!(
+        limited >= 14,
+        "at most the burst of 4 (+ the one cart creation) may pass; {limited} were limited"
+    );
+    // Secret-key catalog endpoints are not the public surface and stay usable.
+    let (status, _) = server
+        .call(reqwest::Method::GET, "/v1/inventory/MUG", SECRET, None)
+        .await;
+    assert_eq!(status, 200);
+}
+both_backends!(risk_s7_public_endpoints_are_rate_limited_per_client);
 
-both_backends!(
-    risk_s7_public_endpoints_are_rate_limited_per_client,
-    |db: TestDb| async move {
-        let server = start(db, 2).await;
-        let cart = server.seed_mug().await;
-        let path = format!("/v1/carts/{cart}");
-        // Fire concurrently: a burst of 2×rate is allowed, the rest must be refused with Retry-After.
-        let requests = (0..20).map(|_| {
-            let http = server.http.clone();
-            let url = format!("{}{path}", server.base);
-            tokio::spawn(async move { http.get(url).bearer_auth(PUBLISHABLE).send().await })
-        });
-        let mut limited = 0;
-        for request in requests {
-            let response = request.await.expect("task").expect("answers");
-            if response.status().as_u16() == 429 {
-                let retry_after: u64 = response.headers()["retry-after"]
-                    .to_str()
-                    .expect("ascii")
-                    .parse()
-                    .expect("seconds");
-                assert!(retry_after >= 1);
-                assert_eq!(code(&response.json().await.expect("json")), "rate_limited");
-                limited += 1;
-            }
-        }
-        assert!(
-            limited >= 14,
-            "at most the burst of 4 (+ the one cart creation) may pass; {limited} were limited"
-        );
-        // Secret-key catalog endpoints are not the public surface and stay usable.
-        let (status, _) = server
-            .call(reqwest::Method::GET, "/v1/inventory/MUG", SECRET, None)
-            .await;
-        assert_eq!(status, 200);
-    }
-);
-
-both_backends!(inventory_and_variants_round_trip, |db: TestDb| async move {
+async fn inventory_and_variants_round_trip(db: TestDb) {
     let server = start(db, 0).await;
     server.seed_mug().await;
     let (status, body) = server
@@ -289,101 +284,100 @@ both_backends!(inventory_and_variants_round_trip, |db: TestDb| async move {
     assert_eq!((status, code(&body)), (404, "not_found"));
     let (status, _) = server.call(reqwest::Method::GET, "/readyz", "", None).await;
     assert_eq!(status, 200);
-});
+}
+both_backends!(inventory_and_variants_round_trip);
 
-both_backends!(
-    risk_g5_checkout_over_http_is_idempotent_and_says_so,
-    |db: TestDb| async move {
-        let server = start(db, 0).await;
-        let cart = server.seed_mug().await;
-        server
-            .call(
-                reqwest::Method::PUT,
-                "/v1/inventory/MUG",
-                SECRET,
-                Some(json!({"on_hand": 3})),
-            )
-            .await;
-        server
-            .post(
-                &format!("/v1/carts/{cart}/lines"),
-                PUBLISHABLE,
-                json!({"sku": "MUG", "quantity": 1}),
-            )
-            .await;
-        let body = json!({
-            "email": "ada@example.com",
-            "shipping_address": {"name": "Ada", "line1": "1 St", "city": "London", "postal_code": "N1", "country": "GB"},
-            "expected_total": 1250
-        });
-        let url = format!("{}/v1/carts/{cart}/checkout", server.base);
-        let send = |key: Option<&'static str>| {
-            let mut request = server.http.post(&url).bearer_auth(PUBLISHABLE).json(&body);
-            if let Some(key) = key {
-                request = request.header("Idempotency-Key", key);
-            }
-            request.send()
-        };
-        let missing = send(None).await.expect("answers");
-        assert_eq!(missing.status().as_u16(), 400);
-        assert_eq!(
-            code(&missing.json().await.expect("json")),
-            "idempotency_key_required"
-        );
+async fn risk_g5_checkout_over_http_is_idempotent_and_says_so(db: TestDb) {
+    let server = start(db, 0).await;
+    let cart = server.seed_mug().await;
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/inventory/MUG",
+            SECRET,
+            Some(json!({"on_hand": 3})),
+        )
+        .await;
+    server
+        .post(
+            &format!("/v1/carts/{cart}/lines"),
+            PUBLISHABLE,
+            json!({"sku": "MUG", "quantity": 1}),
+        )
+        .await;
+    let body = json!({
+        "email": "ada@example.com",
+        "shipping_address": {"name": "Ada", "line1": "1 St", "city": "London", "postal_code": "N1", "country": "GB"},
+        "expected_total": 1250
+    });
+    let url = format!("{}/v1/carts/{cart}/checkout", server.base);
+    let send = |key: Option<&'static str>| {
+        let mut request = server.http.post(&url).bearer_auth(PUBLISHABLE).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send()
+    };
+    let missing = send(None).await.expect("answers");
+    assert_eq!(missing.status().as_u16(), 400);
+    assert_eq!(
+        code(&missing.json().await.expect("json")),
+        "idempotency_key_required"
+    );
 
-        let first = send(Some("click-1")).await.expect("answers");
-        assert_eq!(first.status().as_u16(), 201);
-        assert!(first.headers().get("idempotent-replayed").is_none());
-        let first_body: Value = first.json().await.expect("json");
-        assert_eq!(first_body["order"]["total"], 1250);
-        assert!(
-            first_body["order_token"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("otk_"))
-        );
+    let first = send(Some("click-1")).await.expect("answers");
+    assert_eq!(first.status().as_u16(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_body: Value = first.json().await.expect("json");
+    assert_eq!(first_body["order"]["total"], 1250);
+    assert!(
+        first_body["order_token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("otk_"))
+    );
 
-        let again = send(Some("click-1")).await.expect("answers");
-        assert_eq!(again.status().as_u16(), 201);
-        assert_eq!(again.headers()["idempotent-replayed"], "true");
-        assert_eq!(again.json::<Value>().await.expect("json"), first_body);
+    let again = send(Some("click-1")).await.expect("answers");
+    assert_eq!(again.status().as_u16(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.expect("json"), first_body);
 
-        // A double click that sent a fresh key: the cart already became an order.
-        let second = send(Some("click-2")).await.expect("answers");
-        assert_eq!(second.status().as_u16(), 409);
-        let second_body: Value = second.json().await.expect("json");
-        assert_eq!(code(&second_body), "cart_already_checked_out");
-        assert_eq!(second_body["error"]["order_id"], first_body["order"]["id"]);
+    // A double click that sent a fresh key: the cart already became an order.
+    let second = send(Some("click-2")).await.expect("answers");
+    assert_eq!(second.status().as_u16(), 409);
+    let second_body: Value = second.json().await.expect("json");
+    assert_eq!(code(&second_body), "cart_already_checked_out");
+    assert_eq!(second_body["error"]["order_id"], first_body["order"]["id"]);
 
-        // The customer reads their order with the token; another credential cannot.
-        let order_path = format!(
-            "/v1/orders/{}",
-            first_body["order"]["id"].as_str().expect("id")
-        );
-        let token = first_body["order_token"].as_str().expect("token");
-        let (status, order) = server
-            .call(reqwest::Method::GET, &order_path, token, None)
-            .await;
-        assert_eq!(
-            (status, order["status"].as_str()),
-            (200, Some("pending_payment"))
-        );
-        assert_eq!(order["shipping_address"]["line1"], "1 S*");
-        let (status, _) = server
-            .call(reqwest::Method::GET, &order_path, "otk_forged.1.00", None)
-            .await;
-        assert_eq!(status, 401);
-        let (status, events) = server
-            .call(
-                reqwest::Method::GET,
-                &format!("{order_path}/events"),
-                SECRET,
-                None,
-            )
-            .await;
-        assert_eq!(status, 200);
-        assert!(
-            events["data"].as_array().is_some_and(|e| e.len() >= 2),
-            "{events}"
-        );
-    }
-);
+    // The customer reads their order with the token; another credential cannot.
+    let order_path = format!(
+        "/v1/orders/{}",
+        first_body["order"]["id"].as_str().expect("id")
+    );
+    let token = first_body["order_token"].as_str().expect("token");
+    let (status, order) = server
+        .call(reqwest::Method::GET, &order_path, token, None)
+        .await;
+    assert_eq!(
+        (status, order["status"].as_str()),
+        (200, Some("pending_payment"))
+    );
+    assert_eq!(order["shipping_address"]["line1"], "1 S*");
+    let (status, _) = server
+        .call(reqwest::Method::GET, &order_path, "otk_forged.1.00", None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, events) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("{order_path}/events"),
+            SECRET,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        events["data"].as_array().is_some_and(|e| e.len() >= 2),
+        "{events}"
+    );
+}
+both_backends!(risk_g5_checkout_over_http_is_idempotent_and_says_so);

@@ -81,42 +81,40 @@ async fn recorded(db: &TestDb) -> i64 {
     count
 }
 
-both_backends!(
-    risk_g6_forged_replayed_or_unsigned_deliveries_change_nothing,
-    |db: TestDb| async move {
-        let base = start(&db).await;
-        let sign = |secret: &str, at: i64, body: &str| {
-            Some(kassa_emulator::signature_header(secret, at, body))
-        };
-        let body = event("evt_g6");
+async fn risk_g6_forged_replayed_or_unsigned_deliveries_change_nothing(db: TestDb) {
+    let base = start(&db).await;
+    let sign = |secret: &str, at: i64, body: &str| {
+        Some(kassa_emulator::signature_header(secret, at, body))
+    };
+    let body = event("evt_g6");
 
-        let mut refusals = Vec::new();
-        refusals.push(deliver(&base, &body, None).await);
-        refusals.push(deliver(&base, &body, sign("whsec_attacker", now_secs(), &body)).await);
-        refusals.push(deliver(&base, &body, sign(NEW_SECRET, now_secs() - 301, &body)).await);
-        let tampered = body.replace("\"amount\":100", "\"amount\":1");
-        refusals.push(deliver(&base, &tampered, sign(NEW_SECRET, now_secs(), &body)).await);
-        refusals.push(deliver(&base, &body, Some("t=1,v1=zz".into())).await);
-        for (status, answer) in &refusals {
-            assert_eq!(*status, 400);
-            assert_eq!(answer, &refusals[0].1, "every refusal looks the same");
-        }
-        assert_eq!(refusals[0].1["error"]["message"], "webhook not accepted");
-        assert_eq!(recorded(&db).await, 0, "nothing unverified was recorded");
-
-        // Signed with either secret during a rotation: recorded once, duplicates acknowledged.
-        assert_eq!(
-            deliver(&base, &body, sign(OLD_SECRET, now_secs(), &body))
-                .await
-                .0,
-            200
-        );
-        assert_eq!(
-            deliver(&base, &body, sign(NEW_SECRET, now_secs(), &body))
-                .await
-                .0,
-            200
-        );
-        assert_eq!(recorded(&db).await, 1);
+    let mut refusals = Vec::new();
+    refusals.push(deliver(&base, &body, None).await);
+    refusals.push(deliver(&base, &body, sign("whsec_attacker", now_secs(), &body)).await);
+    refusals.push(deliver(&base, &body, sign(NEW_SECRET, now_secs() - 301, &body)).await);
+    let tampered = body.replace("\"amount\":100", "\"amount\":1");
+    refusals.push(deliver(&base, &tampered, sign(NEW_SECRET, now_secs(), &body)).await);
+    refusals.push(deliver(&base, &body, Some("t=1,v1=zz".into())).await);
+    for (status, answer) in &refusals {
+        assert_eq!(*status, 400);
+        assert_eq!(answer, &refusals[0].1, "every refusal looks the same");
     }
-);
+    assert_eq!(refusals[0].1["error"]["message"], "webhook not accepted");
+    assert_eq!(recorded(&db).await, 0, "nothing unverified was recorded");
+
+    // Signed with either secret during a rotation: recorded once, duplicates acknowledged.
+    assert_eq!(
+        deliver(&base, &body, sign(OLD_SECRET, now_secs(), &body))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        deliver(&base, &body, sign(NEW_SECRET, now_secs(), &body))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(recorded(&db).await, 1);
+}
+both_backends!(risk_g6_forged_replayed_or_unsigned_deliveries_change_nothing);

@@ -55,57 +55,55 @@ fn input(cart_id: &str) -> CheckoutInput {
     }
 }
 
-both_backends!(
-    risk_g7_hanging_stripe_gives_the_customer_503_within_the_timeout,
-    |db: TestDb| async move {
-        let emulator = Emulator::start(EmulatorConfig::for_tests())
-            .await
-            .expect("emulator");
-        let app = shop(&db, &emulator).await;
-        let cart = app.create_cart("eur").await.expect("cart");
-        app.add_cart_line(&cart.id, "MUG", 1).await.expect("line");
-        let hang = json!({"api": [{"endpoint": "POST /v1/payment_intents", "answers": [{"hang_ms": 0}, {"hang_ms": 0}]}]});
-        control(&emulator, reqwest::Method::POST, "/_emulator/faults", hang).await;
+async fn risk_g7_hanging_stripe_gives_the_customer_503_within_the_timeout(db: TestDb) {
+    let emulator = Emulator::start(EmulatorConfig::for_tests())
+        .await
+        .expect("emulator");
+    let app = shop(&db, &emulator).await;
+    let cart = app.create_cart("eur").await.expect("cart");
+    app.add_cart_line(&cart.id, "MUG", 1).await.expect("line");
+    let hang = json!({"api": [{"endpoint": "POST /v1/payment_intents", "answers": [{"hang_ms": 0}, {"hang_ms": 0}]}]});
+    control(&emulator, reqwest::Method::POST, "/_emulator/faults", hang).await;
 
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(Duration::from_secs(20), app.checkout(input(&cart.id)))
-            .await
-            .expect("the checkout must give up by itself");
-        assert!(
-            matches!(outcome, Err(AppError::ProviderUnavailable { .. })),
-            "{outcome:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "answered after {:?}",
-            started.elapsed()
-        );
-        // The database is free and the order waits at its recovery point with its stock held.
-        let stock = app.inventory("MUG").await.expect("inventory")[0].stock;
-        assert_eq!((stock.available(), stock.reserved), (4, 1));
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), app.checkout(input(&cart.id)))
+        .await
+        .expect("the checkout must give up by itself");
+    assert!(
+        matches!(outcome, Err(AppError::ProviderUnavailable { .. })),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    // The database is free and the order waits at its recovery point with its stock held.
+    let stock = app.inventory("MUG").await.expect("inventory")[0].stock;
+    assert_eq!((stock.available(), stock.reserved), (4, 1));
 
-        // Stripe recovers; the customer's retry with the same key completes the same order.
-        control(
-            &emulator,
-            reqwest::Method::DELETE,
-            "/_emulator/faults",
-            json!({}),
-        )
-        .await;
-        let reply = app.checkout(input(&cart.id)).await.expect("retry");
-        assert_eq!(reply.response.status, 201);
-        let list = control(
-            &emulator,
-            reqwest::Method::GET,
-            "/v1/payment_intents",
-            json!({}),
-        )
-        .await;
-        assert_eq!(
-            list["data"].as_array().map(Vec::len),
-            Some(1),
-            "one PaymentIntent"
-        );
-        emulator.shutdown().await;
-    }
-);
+    // Stripe recovers; the customer's retry with the same key completes the same order.
+    control(
+        &emulator,
+        reqwest::Method::DELETE,
+        "/_emulator/faults",
+        json!({}),
+    )
+    .await;
+    let reply = app.checkout(input(&cart.id)).await.expect("retry");
+    assert_eq!(reply.response.status, 201);
+    let list = control(
+        &emulator,
+        reqwest::Method::GET,
+        "/v1/payment_intents",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        list["data"].as_array().map(Vec::len),
+        Some(1),
+        "one PaymentIntent"
+    );
+    emulator.shutdown().await;
+}
+both_backends!(risk_g7_hanging_stripe_gives_the_customer_503_within_the_timeout);

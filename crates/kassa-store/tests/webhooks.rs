@@ -159,461 +159,445 @@ fn succeeded(id: &str, intent: &ProviderPaymentIntent) -> ProviderEvent {
     )
 }
 
-both_backends!(
-    risk_w1_duplicate_and_overlapping_events_apply_once,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let placed = shop.place(2, "k").await;
-        let first = succeeded("evt_1", &placed.intent);
-        for _ in 0..10 {
-            shop.deliver(&first).await;
-        }
-        // A different event about the same payment (as checkout.session.completed would be).
-        shop.deliver(&succeeded("evt_2", &placed.intent)).await;
-        assert_eq!(shop.status(&placed.order_id).await, "paid");
-        assert_eq!(shop.stock().await, (8, 0, 2), "stock committed once");
-        assert_eq!(
-            shop.scalar::<i64>("SELECT COUNT(*) FROM outbox WHERE topic = 'order.paid'")
-                .await,
-            1
-        );
-        assert_eq!(
-            shop.scalar::<i64>("SELECT COUNT(*) FROM webhook_events")
-                .await,
-            2,
-            "duplicates recorded once"
-        );
-        let transitions = shop
-            .app
-            .order_events(&placed.order_id)
-            .await
-            .expect("audit")
-            .into_iter()
-            .filter(|e| e.entity_type == "order" && e.after_state.as_deref() == Some("paid"))
-            .count();
-        assert_eq!(transitions, 1);
+async fn risk_w1_duplicate_and_overlapping_events_apply_once(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(2, "k").await;
+    let first = succeeded("evt_1", &placed.intent);
+    for _ in 0..10 {
+        shop.deliver(&first).await;
     }
-);
-
-both_backends!(
-    risk_w2_duplicate_check_is_inside_the_applying_transaction,
-    |db: TestDb| async move {
-        use kassa_app::ports::WebhookStore;
-        let shop = shop(db, 10).await;
-        let placed = shop.place(1, "k").await;
-        let event = succeeded("evt_race", &placed.intent);
-        shop.db
-            .store
-            .record_event("evt_race", "payment_intent.succeeded", "evt_race", 0)
-            .await
-            .expect("recorded");
-        // Eight workers all saw the event as due; the check-and-apply must let exactly one through.
-        let racers: Vec<_> = (0..8)
-            .map(|_| {
-                let app = shop.app.clone();
-                let event = event.clone();
-                tokio::spawn(async move { app.apply_provider_event(&event).await })
-            })
-            .collect();
-        let mut outcomes = BTreeMap::new();
-        for racer in racers {
-            let outcome = racer.await.expect("task").expect("applies");
-            *outcomes.entry(format!("{outcome:?}")).or_insert(0) += 1;
-        }
-        assert_eq!(outcomes.get("Done"), Some(&1), "{outcomes:?}");
-        assert_eq!(outcomes.get("AlreadyProcessed"), Some(&7), "{outcomes:?}");
-        assert_eq!(shop.stock().await, (9, 0, 1));
-    }
-);
-
-both_backends!(
-    risk_w3_crash_between_effects_commits_nothing_then_applies_once,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let placed = shop.place(3, "k").await;
-        let event = succeeded("evt_crash", &placed.intent);
-        shop.db.store.faults().arm(FAULT_AFTER_STOCK_COMMIT);
-        shop.deliver(&event).await;
-        assert_eq!(
-            shop.stock().await,
-            (7, 3, 0),
-            "the stock commit rolled back with the rest"
-        );
-        assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
-        assert_eq!(
-            shop.scalar::<String>("SELECT status FROM payments").await,
-            "requires_payment_method"
-        );
-        assert_eq!(
-            shop.scalar::<String>("SELECT status FROM webhook_events")
-                .await,
-            "failed"
-        );
-        assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM outbox").await, 0);
-        // The retry applies everything, once.
-        shop.clock.advance(3600);
-        assert_eq!(shop.app.process_inbox(10).await.expect("retry"), 1);
-        assert_eq!(shop.stock().await, (7, 0, 3));
-        assert_eq!(shop.status(&placed.order_id).await, "paid");
-        assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM outbox").await, 1);
-    }
-);
-
-both_backends!(
-    risk_w4_failing_event_is_retried_then_dead_lettered_then_replayed,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let placed = shop.place(1, "k").await;
-        let event = succeeded("evt_dead", &placed.intent);
-        shop.db.store.faults().arm(FAULT_AFTER_STOCK_COMMIT);
-        shop.deliver(&event).await;
-        for _ in 1..EVENT_ATTEMPTS_MAX {
-            shop.clock.advance(3600);
-            shop.db.store.faults().arm(FAULT_AFTER_STOCK_COMMIT);
-            shop.app.process_inbox(10).await.expect("round");
-        }
-        let dead = shop
-            .app
-            .inbox_events(EventStatus::Dead)
-            .await
-            .expect("list");
-        assert_eq!(dead.len(), 1, "dead after {EVENT_ATTEMPTS_MAX} attempts");
-        assert_eq!(dead[0].attempts, EVENT_ATTEMPTS_MAX);
-        shop.clock.advance(100_000);
-        assert_eq!(
-            shop.app.process_inbox(10).await.expect("round"),
-            0,
-            "dead events are not retried forever"
-        );
-        assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
-        let replayed = shop
-            .app
-            .replay_inbox_event("evt_dead")
-            .await
-            .expect("replay");
-        assert_eq!(replayed.status, EventStatus::Processed);
-        assert_eq!(shop.status(&placed.order_id).await, "paid");
-    }
-);
-
-both_backends!(
-    risk_w5_every_payment_outcome_is_handled,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let a = shop.place(1, "a").await;
-        shop.deliver(&intent_event(
-            "e1",
-            "payment_intent.requires_action",
-            &a.intent,
-            PaymentStatus::RequiresAction,
-        ))
-        .await;
-        assert_eq!(shop.status(&a.order_id).await, "requires_action");
-        let mut failed = a.intent.clone();
-        failed.last_error = Some("card_declined".into());
-        shop.deliver(&intent_event(
-            "e2",
-            "payment_intent.payment_failed",
-            &failed,
-            PaymentStatus::RequiresPaymentMethod,
-        ))
-        .await;
-        assert_eq!(
-            shop.status(&a.order_id).await,
-            "pending_payment",
-            "still payable"
-        );
-        assert_eq!(
-            shop.app
-                .order(&a.order_id)
-                .await
-                .expect("order")
-                .payment
-                .expect("payment")
-                .last_error
-                .as_deref(),
-            Some("card_declined")
-        );
-        shop.deliver(&intent_event(
-            "e3",
-            "payment_intent.canceled",
-            &a.intent,
-            PaymentStatus::Canceled,
-        ))
-        .await;
-        assert_eq!(shop.status(&a.order_id).await, "canceled");
-        assert_eq!(
-            shop.stock().await,
-            (10, 0, 0),
-            "canceled order's stock released"
-        );
-
-        let b = shop.place(2, "b").await;
-        shop.deliver(&intent_event(
-            "e4",
-            "payment_intent.amount_capturable_updated",
-            &b.intent,
-            PaymentStatus::RequiresCapture,
-        ))
-        .await;
-        assert_eq!(shop.status(&b.order_id).await, "authorized");
-        shop.deliver(&succeeded("e5", &b.intent)).await;
-        assert_eq!(shop.status(&b.order_id).await, "paid");
-        let refund = |id: &str, amount_minor| ProviderRefund {
-            id: id.into(),
-            payment_intent_id: Some(b.intent.id.clone()),
-            amount_minor,
-            currency: "eur".into(),
-            status: RefundStatus::Succeeded,
-            metadata: vec![],
-        };
-        shop.deliver(&ProviderEvent {
-            id: "e6".into(),
-            event_type: "refund.created".into(),
-            created_secs: 0,
-            object: ProviderEventObject::Refund(refund("re_1", 1000)),
-        })
-        .await;
-        assert_eq!(shop.status(&b.order_id).await, "partially_refunded");
-        let charge = ProviderCharge {
-            id: "ch_1".into(),
-            payment_intent_id: Some(b.intent.id.clone()),
-            amount_minor: 2500,
-            amount_captured_minor: 2500,
-            amount_refunded_minor: 2500,
-            currency: "eur".into(),
-            refunds: vec![refund("re_1", 1000), refund("re_2", 1500)],
-        };
-        shop.deliver(&ProviderEvent {
-            id: "e7".into(),
-            event_type: "charge.refunded".into(),
-            created_secs: 0,
-            object: ProviderEventObject::Charge(charge),
-        })
-        .await;
-        let order = shop.app.order(&b.order_id).await.expect("order");
-        assert_eq!(
-            (order.status.as_str(), order.refunded_amount_minor),
-            ("refunded", 2500)
-        );
-        let dispute = ProviderDispute {
-            id: "dp_1".into(),
-            charge_id: "ch_1".into(),
-            payment_intent_id: Some(b.intent.id.clone()),
-            amount_minor: 2500,
-            currency: "eur".into(),
-            status: "needs_response".into(),
-        };
-        shop.deliver(&ProviderEvent {
-            id: "e8".into(),
-            event_type: "charge.dispute.created".into(),
-            created_secs: 0,
-            object: ProviderEventObject::Dispute(dispute.clone()),
-        })
-        .await;
-        assert_eq!(shop.status(&b.order_id).await, "disputed");
-        shop.deliver(&ProviderEvent {
-            id: "e9".into(),
-            event_type: "charge.dispute.closed".into(),
-            created_secs: 0,
-            object: ProviderEventObject::Dispute(dispute),
-        })
-        .await;
-        assert_eq!(
-            shop.status(&b.order_id).await,
-            "refunded",
-            "back to where it was"
-        );
-    }
-);
-
-both_backends!(
-    risk_w5_events_in_reverse_order_end_in_the_right_state,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let placed = shop.place(1, "k").await;
-        shop.deliver(&succeeded("e_late_success", &placed.intent))
-            .await;
-        shop.deliver(&intent_event(
-            "e_early_action",
-            "payment_intent.requires_action",
-            &placed.intent,
-            PaymentStatus::RequiresAction,
-        ))
-        .await;
-        shop.deliver(&intent_event(
-            "e_early_created",
-            "payment_intent.created",
-            &placed.intent,
-            PaymentStatus::RequiresPaymentMethod,
-        ))
-        .await;
-        assert_eq!(
-            shop.status(&placed.order_id).await,
-            "paid",
-            "stale events are recorded and ignored"
-        );
-        assert_eq!(
-            shop.scalar::<i64>("SELECT COUNT(*) FROM webhook_events WHERE status = 'ignored'")
-                .await,
-            2
-        );
-    }
-);
-
-both_backends!(
-    risk_w6_amount_mismatch_is_flagged_not_applied,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let placed = shop.place(2, "k").await;
-        let mut cheaper = placed.intent.clone();
-        cheaper.amount_minor = 100;
-        shop.deliver(&succeeded("evt_cheap", &cheaper)).await;
-        let mut other_currency = placed.intent.clone();
-        other_currency.currency = "usd".into();
-        shop.deliver(&succeeded("evt_usd", &other_currency)).await;
-        let order = shop.app.order(&placed.order_id).await.expect("order");
-        assert_eq!(order.status.as_str(), "pending_payment");
-        assert!(
-            order
-                .needs_attention
-                .as_deref()
-                .is_some_and(|r| r.starts_with("amount_mismatch"))
-        );
-        assert_eq!(shop.stock().await, (8, 2, 0), "nothing committed");
-        assert_eq!(
-            shop.scalar::<i64>("SELECT COUNT(*) FROM outbox WHERE topic = 'order.needs_attention'")
-                .await,
-            1
-        );
-    }
-);
-
-both_backends!(
-    risk_g1_webhook_before_checkout_finished_is_applied,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        shop.provider.script([Script::LostResponse]);
-        let placed = shop.place(1, "k").await;
-        assert_eq!(
-            shop.scalar::<i64>(
-                "SELECT COUNT(*) FROM payments WHERE provider_payment_intent_id IS NULL"
-            )
+    // A different event about the same payment (as checkout.session.completed would be).
+    shop.deliver(&succeeded("evt_2", &placed.intent)).await;
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    assert_eq!(shop.stock().await, (8, 0, 2), "stock committed once");
+    assert_eq!(
+        shop.scalar::<i64>("SELECT COUNT(*) FROM outbox WHERE topic = 'order.paid'")
             .await,
-            1
-        );
-        // The customer paid and Stripe's event arrives before Kassa recorded the intent id.
-        shop.deliver(&succeeded("evt_early", &placed.intent)).await;
-        assert_eq!(shop.status(&placed.order_id).await, "paid");
-        assert_eq!(shop.stock().await, (9, 0, 1));
-        assert_eq!(
-            shop.scalar::<String>("SELECT provider_payment_intent_id FROM payments")
-                .await,
-            placed.intent.id
-        );
-    }
-);
+        1
+    );
+    assert_eq!(
+        shop.scalar::<i64>("SELECT COUNT(*) FROM webhook_events")
+            .await,
+        2,
+        "duplicates recorded once"
+    );
+    let transitions = shop
+        .app
+        .order_events(&placed.order_id)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.entity_type == "order" && e.after_state.as_deref() == Some("paid"))
+        .count();
+    assert_eq!(transitions, 1);
+}
+both_backends!(risk_w1_duplicate_and_overlapping_events_apply_once);
 
-both_backends!(
-    risk_g2_paid_order_whose_stock_was_released_is_recommitted_or_flagged,
-    |db: TestDb| async move {
-        let shop = shop(db, 2).await;
-        let first = shop.place(1, "a").await;
-        let second = shop.place(1, "b").await;
-        // An expiry released both reservations (as a janitor would), and someone bought the stock.
-        let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
-        sqlx::query("UPDATE reservations SET status = 'released'")
-            .execute(&pool)
-            .await
-            .expect("release");
-        sqlx::query("UPDATE inventory_levels SET reserved = 0, committed = 1")
-            .execute(&pool)
-            .await
-            .expect("sold one");
-        pool.close().await;
-        shop.deliver(&succeeded("evt_a", &first.intent)).await;
-        assert_eq!(
-            shop.status(&first.order_id).await,
-            "paid",
-            "one unit left: recommitted"
-        );
-        shop.deliver(&succeeded("evt_b", &second.intent)).await;
-        let order = shop.app.order(&second.order_id).await.expect("order");
-        assert_eq!(
-            order.status.as_str(),
-            "pending_payment",
-            "never paid without stock"
-        );
-        assert!(
-            order
-                .needs_attention
-                .as_deref()
-                .is_some_and(|r| r.starts_with("stock_unavailable"))
-        );
-        assert_eq!(shop.stock().await, (0, 0, 2));
-        assert_eq!(
-            shop.scalar::<i64>("SELECT COUNT(*) FROM outbox WHERE topic = 'order.needs_attention'")
-                .await,
-            1
-        );
-    }
-);
-
-both_backends!(
-    risk_p7_client_sync_and_webhook_race_and_only_one_applies,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let placed = shop.place(1, "k").await;
-        shop.provider
-            .set_status(&placed.intent.id, PaymentStatus::Succeeded);
-        let event = succeeded("evt_p7", &placed.intent);
-        shop.verifier.register(event.clone());
-        let webhook = {
+async fn risk_w2_duplicate_check_is_inside_the_applying_transaction(db: TestDb) {
+    use kassa_app::ports::WebhookStore;
+    let shop = shop(db, 10).await;
+    let placed = shop.place(1, "k").await;
+    let event = succeeded("evt_race", &placed.intent);
+    shop.db
+        .store
+        .record_event("evt_race", "payment_intent.succeeded", "evt_race", 0)
+        .await
+        .expect("recorded");
+    // Eight workers all saw the event as due; the check-and-apply must let exactly one through.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
             let app = shop.app.clone();
-            tokio::spawn(async move {
-                app.receive_webhook(b"evt_p7", Some("valid"))
-                    .await
-                    .map(|_| ())
-            })
-        };
-        let syncs: Vec<_> = (0..4)
-            .map(|_| {
-                let app = shop.app.clone();
-                let order_id = placed.order_id.clone();
-                tokio::spawn(async move { app.sync_payment(&order_id).await })
-            })
-            .collect();
-        webhook.await.expect("task").expect("recorded");
-        for sync in syncs {
-            sync.await.expect("task").expect("sync");
-        }
-        assert_eq!(shop.status(&placed.order_id).await, "paid");
-        assert_eq!(shop.stock().await, (9, 0, 1));
-        assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM audit_log WHERE entity_type = 'order' AND after_state = 'paid'").await, 1);
-        assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM outbox").await, 1);
+            let event = event.clone();
+            tokio::spawn(async move { app.apply_provider_event(&event).await })
+        })
+        .collect();
+    let mut outcomes = BTreeMap::new();
+    for racer in racers {
+        let outcome = racer.await.expect("task").expect("applies");
+        *outcomes.entry(format!("{outcome:?}")).or_insert(0) += 1;
     }
-);
+    assert_eq!(outcomes.get("Done"), Some(&1), "{outcomes:?}");
+    assert_eq!(outcomes.get("AlreadyProcessed"), Some(&7), "{outcomes:?}");
+    assert_eq!(shop.stock().await, (9, 0, 1));
+}
+both_backends!(risk_w2_duplicate_check_is_inside_the_applying_transaction);
 
-both_backends!(
-    risk_g6_unverified_delivery_changes_nothing,
-    |db: TestDb| async move {
-        let shop = shop(db, 10).await;
-        let placed = shop.place(1, "k").await;
-        shop.verifier
-            .register(succeeded("evt_forged", &placed.intent));
-        for header in [None, Some("forged"), Some("")] {
-            assert!(
-                shop.app
-                    .receive_webhook(b"evt_forged", header)
-                    .await
-                    .is_err()
-            );
-        }
-        assert_eq!(
-            shop.scalar::<i64>("SELECT COUNT(*) FROM webhook_events")
-                .await,
-            0
-        );
-        assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
+async fn risk_w3_crash_between_effects_commits_nothing_then_applies_once(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(3, "k").await;
+    let event = succeeded("evt_crash", &placed.intent);
+    shop.db.store.faults().arm(FAULT_AFTER_STOCK_COMMIT);
+    shop.deliver(&event).await;
+    assert_eq!(
+        shop.stock().await,
+        (7, 3, 0),
+        "the stock commit rolled back with the rest"
+    );
+    assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
+    assert_eq!(
+        shop.scalar::<String>("SELECT status FROM payments").await,
+        "requires_payment_method"
+    );
+    assert_eq!(
+        shop.scalar::<String>("SELECT status FROM webhook_events")
+            .await,
+        "failed"
+    );
+    assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM outbox").await, 0);
+    // The retry applies everything, once.
+    shop.clock.advance(3600);
+    assert_eq!(shop.app.process_inbox(10).await.expect("retry"), 1);
+    assert_eq!(shop.stock().await, (7, 0, 3));
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM outbox").await, 1);
+}
+both_backends!(risk_w3_crash_between_effects_commits_nothing_then_applies_once);
+
+async fn risk_w4_failing_event_is_retried_then_dead_lettered_then_replayed(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(1, "k").await;
+    let event = succeeded("evt_dead", &placed.intent);
+    shop.db.store.faults().arm(FAULT_AFTER_STOCK_COMMIT);
+    shop.deliver(&event).await;
+    for _ in 1..EVENT_ATTEMPTS_MAX {
+        shop.clock.advance(3600);
+        shop.db.store.faults().arm(FAULT_AFTER_STOCK_COMMIT);
+        shop.app.process_inbox(10).await.expect("round");
     }
-);
+    let dead = shop
+        .app
+        .inbox_events(EventStatus::Dead)
+        .await
+        .expect("list");
+    assert_eq!(dead.len(), 1, "dead after {EVENT_ATTEMPTS_MAX} attempts");
+    assert_eq!(dead[0].attempts, EVENT_ATTEMPTS_MAX);
+    shop.clock.advance(100_000);
+    assert_eq!(
+        shop.app.process_inbox(10).await.expect("round"),
+        0,
+        "dead events are not retried forever"
+    );
+    assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
+    let replayed = shop
+        .app
+        .replay_inbox_event("evt_dead")
+        .await
+        .expect("replay");
+    assert_eq!(replayed.status, EventStatus::Processed);
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+}
+both_backends!(risk_w4_failing_event_is_retried_then_dead_lettered_then_replayed);
+
+async fn risk_w5_every_payment_outcome_is_handled(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let a = shop.place(1, "a").await;
+    shop.deliver(&intent_event(
+        "e1",
+        "payment_intent.requires_action",
+        &a.intent,
+        PaymentStatus::RequiresAction,
+    ))
+    .await;
+    assert_eq!(shop.status(&a.order_id).await, "requires_action");
+    let mut failed = a.intent.clone();
+    failed.last_error = Some("card_declined".into());
+    shop.deliver(&intent_event(
+        "e2",
+        "payment_intent.payment_failed",
+        &failed,
+        PaymentStatus::RequiresPaymentMethod,
+    ))
+    .await;
+    assert_eq!(
+        shop.status(&a.order_id).await,
+        "pending_payment",
+        "still payable"
+    );
+    assert_eq!(
+        shop.app
+            .order(&a.order_id)
+            .await
+            .expect("order")
+            .payment
+            .expect("payment")
+            .last_error
+            .as_deref(),
+        Some("card_declined")
+    );
+    shop.deliver(&intent_event(
+        "e3",
+        "payment_intent.canceled",
+        &a.intent,
+        PaymentStatus::Canceled,
+    ))
+    .await;
+    assert_eq!(shop.status(&a.order_id).await, "canceled");
+    assert_eq!(
+        shop.stock().await,
+        (10, 0, 0),
+        "canceled order's stock released"
+    );
+
+    let b = shop.place(2, "b").await;
+    shop.deliver(&intent_event(
+        "e4",
+        "payment_intent.amount_capturable_updated",
+        &b.intent,
+        PaymentStatus::RequiresCapture,
+    ))
+    .await;
+    assert_eq!(shop.status(&b.order_id).await, "authorized");
+    shop.deliver(&succeeded("e5", &b.intent)).await;
+    assert_eq!(shop.status(&b.order_id).await, "paid");
+    let refund = |id: &str, amount_minor| ProviderRefund {
+        id: id.into(),
+        payment_intent_id: Some(b.intent.id.clone()),
+        amount_minor,
+        currency: "eur".into(),
+        status: RefundStatus::Succeeded,
+        metadata: vec![],
+    };
+    shop.deliver(&ProviderEvent {
+        id: "e6".into(),
+        event_type: "refund.created".into(),
+        created_secs: 0,
+        object: ProviderEventObject::Refund(refund("re_1", 1000)),
+    })
+    .await;
+    assert_eq!(shop.status(&b.order_id).await, "partially_refunded");
+    let charge = ProviderCharge {
+        id: "ch_1".into(),
+        payment_intent_id: Some(b.intent.id.clone()),
+        amount_minor: 2500,
+        amount_captured_minor: 2500,
+        amount_refunded_minor: 2500,
+        currency: "eur".into(),
+        refunds: vec![refund("re_1", 1000), refund("re_2", 1500)],
+    };
+    shop.deliver(&ProviderEvent {
+        id: "e7".into(),
+        event_type: "charge.refunded".into(),
+        created_secs: 0,
+        object: ProviderEventObject::Charge(charge),
+    })
+    .await;
+    let order = shop.app.order(&b.order_id).await.expect("order");
+    assert_eq!(
+        (order.status.as_str(), order.refunded_amount_minor),
+        ("refunded", 2500)
+    );
+    let dispute = ProviderDispute {
+        id: "dp_1".into(),
+        charge_id: "ch_1".into(),
+        payment_intent_id: Some(b.intent.id.clone()),
+        amount_minor: 2500,
+        currency: "eur".into(),
+        status: "needs_response".into(),
+    };
+    shop.deliver(&ProviderEvent {
+        id: "e8".into(),
+        event_type: "charge.dispute.created".into(),
+        created_secs: 0,
+        object: ProviderEventObject::Dispute(dispute.clone()),
+    })
+    .await;
+    assert_eq!(shop.status(&b.order_id).await, "disputed");
+    shop.deliver(&ProviderEvent {
+        id: "e9".into(),
+        event_type: "charge.dispute.closed".into(),
+        created_secs: 0,
+        object: ProviderEventObject::Dispute(dispute),
+    })
+    .await;
+    assert_eq!(
+        shop.status(&b.order_id).await,
+        "refunded",
+        "back to where it was"
+    );
+}
+both_backends!(risk_w5_every_payment_outcome_is_handled);
+
+async fn risk_w5_events_in_reverse_order_end_in_the_right_state(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(1, "k").await;
+    shop.deliver(&succeeded("e_late_success", &placed.intent))
+        .await;
+    shop.deliver(&intent_event(
+        "e_early_action",
+        "payment_intent.requires_action",
+        &placed.intent,
+        PaymentStatus::RequiresAction,
+    ))
+    .await;
+    shop.deliver(&intent_event(
+        "e_early_created",
+        "payment_intent.created",
+        &placed.intent,
+        PaymentStatus::RequiresPaymentMethod,
+    ))
+    .await;
+    assert_eq!(
+        shop.status(&placed.order_id).await,
+        "paid",
+        "stale events are recorded and ignored"
+    );
+    assert_eq!(
+        shop.scalar::<i64>("SELECT COUNT(*) FROM webhook_events WHERE status = 'ignored'")
+            .await,
+        2
+    );
+}
+both_backends!(risk_w5_events_in_reverse_order_end_in_the_right_state);
+
+async fn risk_w6_amount_mismatch_is_flagged_not_applied(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(2, "k").await;
+    let mut cheaper = placed.intent.clone();
+    cheaper.amount_minor = 100;
+    shop.deliver(&succeeded("evt_cheap", &cheaper)).await;
+    let mut other_currency = placed.intent.clone();
+    other_currency.currency = "usd".into();
+    shop.deliver(&succeeded("evt_usd", &other_currency)).await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(order.status.as_str(), "pending_payment");
+    assert!(
+        order
+            .needs_attention
+            .as_deref()
+            .is_some_and(|r| r.starts_with("amount_mismatch"))
+    );
+    assert_eq!(shop.stock().await, (8, 2, 0), "nothing committed");
+    assert_eq!(
+        shop.scalar::<i64>("SELECT COUNT(*) FROM outbox WHERE topic = 'order.needs_attention'")
+            .await,
+        1
+    );
+}
+both_backends!(risk_w6_amount_mismatch_is_flagged_not_applied);
+
+async fn risk_g1_webhook_before_checkout_finished_is_applied(db: TestDb) {
+    let shop = shop(db, 10).await;
+    shop.provider.script([Script::LostResponse]);
+    let placed = shop.place(1, "k").await;
+    assert_eq!(
+        shop.scalar::<i64>(
+            "SELECT COUNT(*) FROM payments WHERE provider_payment_intent_id IS NULL"
+        )
+        .await,
+        1
+    );
+    // The customer paid and Stripe's event arrives before Kassa recorded the intent id.
+    shop.deliver(&succeeded("evt_early", &placed.intent)).await;
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    assert_eq!(shop.stock().await, (9, 0, 1));
+    assert_eq!(
+        shop.scalar::<String>("SELECT provider_payment_intent_id FROM payments")
+            .await,
+        placed.intent.id
+    );
+}
+both_backends!(risk_g1_webhook_before_checkout_finished_is_applied);
+
+async fn risk_g2_paid_order_whose_stock_was_released_is_recommitted_or_flagged(db: TestDb) {
+    let shop = shop(db, 2).await;
+    let first = shop.place(1, "a").await;
+    let second = shop.place(1, "b").await;
+    // An expiry released both reservations (as a janitor would), and someone bought the stock.
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    sqlx::query("UPDATE reservations SET status = 'released'")
+        .execute(&pool)
+        .await
+        .expect("release");
+    sqlx::query("UPDATE inventory_levels SET reserved = 0, committed = 1")
+        .execute(&pool)
+        .await
+        .expect("sold one");
+    pool.close().await;
+    shop.deliver(&succeeded("evt_a", &first.intent)).await;
+    assert_eq!(
+        shop.status(&first.order_id).await,
+        "paid",
+        "one unit left: recommitted"
+    );
+    shop.deliver(&succeeded("evt_b", &second.intent)).await;
+    let order = shop.app.order(&second.order_id).await.expect("order");
+    assert_eq!(
+        order.status.as_str(),
+        "pending_payment",
+        "never paid without stock"
+    );
+    assert!(
+        order
+            .needs_attention
+            .as_deref()
+            .is_some_and(|r| r.starts_with("stock_unavailable"))
+    );
+    assert_eq!(shop.stock().await, (0, 0, 2));
+    assert_eq!(
+        shop.scalar::<i64>("SELECT COUNT(*) FROM outbox WHERE topic = 'order.needs_attention'")
+            .await,
+        1
+    );
+}
+both_backends!(risk_g2_paid_order_whose_stock_was_released_is_recommitted_or_flagged);
+
+async fn risk_p7_client_sync_and_webhook_race_and_only_one_applies(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(1, "k").await;
+    shop.provider
+        .set_status(&placed.intent.id, PaymentStatus::Succeeded);
+    let event = succeeded("evt_p7", &placed.intent);
+    shop.verifier.register(event.clone());
+    let webhook = {
+        let app = shop.app.clone();
+        tokio::spawn(async move {
+            app.receive_webhook(b"evt_p7", Some("valid"))
+                .await
+                .map(|_| ())
+        })
+    };
+    let syncs: Vec<_> = (0..4)
+        .map(|_| {
+            let app = shop.app.clone();
+            let order_id = placed.order_id.clone();
+            tokio::spawn(async move { app.sync_payment(&order_id).await })
+        })
+        .collect();
+    webhook.await.expect("task").expect("recorded");
+    for sync in syncs {
+        sync.await.expect("task").expect("sync");
+    }
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    assert_eq!(shop.stock().await, (9, 0, 1));
+    assert_eq!(
+        shop.scalar::<i64>(
+            "SELECT COUNT(*) FROM audit_log WHERE entity_type = 'order' AND after_state = 'paid'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM outbox").await, 1);
+}
+both_backends!(risk_p7_client_sync_and_webhook_race_and_only_one_applies);
+
+async fn risk_g6_unverified_delivery_changes_nothing(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(1, "k").await;
+    shop.verifier
+        .register(succeeded("evt_forged", &placed.intent));
+    for header in [None, Some("forged"), Some("")] {
+        assert!(
+            shop.app
+                .receive_webhook(b"evt_forged", header)
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(
+        shop.scalar::<i64>("SELECT COUNT(*) FROM webhook_events")
+            .await,
+        0
+    );
+    assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
+}
+both_backends!(risk_g6_unverified_delivery_changes_nothing);

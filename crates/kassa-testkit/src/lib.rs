@@ -135,28 +135,25 @@ fn replace_database(url: &str, database: &str) -> String {
     }
 }
 
-/// Runs an async test body once per backend, as two tests named `…::sqlite` and `…::postgres`.
+/// Runs an async test function once per backend, as two tests named `…::sqlite` and
+/// `…::postgres` (a module may share its function's name: they live in different namespaces).
 ///
 /// ```ignore
-/// both_backends!(risk_u1_line_change_is_isolated, |db: TestDb| async move { … });
+/// async fn risk_u1_line_change_is_isolated(db: TestDb) { … }
+/// both_backends!(risk_u1_line_change_is_isolated);
 /// ```
 #[macro_export]
 macro_rules! both_backends {
-    ($name:ident, $body:expr) => {
+    ($name:ident) => {
         mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let db = $crate::TestDb::new(::kassa_store::Backend::Sqlite).await;
-                ($body)(db).await;
+                super::$name($crate::TestDb::new(::kassa_store::Backend::Sqlite).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let db = $crate::TestDb::new(::kassa_store::Backend::Postgres).await;
-                ($body)(db).await;
+                super::$name($crate::TestDb::new(::kassa_store::Backend::Postgres).await).await;
             }
         }
     };

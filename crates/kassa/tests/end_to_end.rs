@@ -111,56 +111,56 @@ async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-both_backends!(
-    checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks,
-    |db: TestDb| async move {
-        let kassa = start(&db.url);
-        let sandbox = kassa.get("/v1/sandbox").await;
-        let stripe = sandbox["stripe_api_base"]
-            .as_str()
-            .expect("emulator address")
-            .to_owned();
-        let stripe_secret = sandbox["stripe_secret_key"]
-            .as_str()
-            .expect("key")
-            .to_owned();
-        let faults = json!({"webhooks": {"copies": 3, "reorder": true}});
-        kassa
-            .call(
-                reqwest::Method::POST,
-                &format!("{stripe}/_emulator/faults"),
-                &stripe_secret,
-                Some(faults),
-            )
-            .await;
+async fn checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks(
+    db: TestDb,
+) {
+    let kassa = start(&db.url);
+    let sandbox = kassa.get("/v1/sandbox").await;
+    let stripe = sandbox["stripe_api_base"]
+        .as_str()
+        .expect("emulator address")
+        .to_owned();
+    let stripe_secret = sandbox["stripe_secret_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let faults = json!({"webhooks": {"copies": 3, "reorder": true}});
+    kassa
+        .call(
+            reqwest::Method::POST,
+            &format!("{stripe}/_emulator/faults"),
+            &stripe_secret,
+            Some(faults),
+        )
+        .await;
 
-        let cart = kassa
-            .call(
-                reqwest::Method::POST,
-                &format!("{}/v1/carts", kassa.base),
-                PUBLISHABLE,
-                Some(json!({"currency": "eur"})),
-            )
-            .await;
-        let cart_id = cart["id"].as_str().expect("cart");
-        let lines = format!("{}/v1/carts/{cart_id}/lines", kassa.base);
-        kassa
-            .call(
-                reqwest::Method::POST,
-                &lines,
-                PUBLISHABLE,
-                Some(json!({"sku": "TEE-M", "quantity": 2})),
-            )
-            .await;
-        kassa
-            .call(
-                reqwest::Method::POST,
-                &lines,
-                PUBLISHABLE,
-                Some(json!({"sku": "MUG", "quantity": 1})),
-            )
-            .await;
-        let checkout = kassa
+    let cart = kassa
+        .call(
+            reqwest::Method::POST,
+            &format!("{}/v1/carts", kassa.base),
+            PUBLISHABLE,
+            Some(json!({"currency": "eur"})),
+        )
+        .await;
+    let cart_id = cart["id"].as_str().expect("cart");
+    let lines = format!("{}/v1/carts/{cart_id}/lines", kassa.base);
+    kassa
+        .call(
+            reqwest::Method::POST,
+            &lines,
+            PUBLISHABLE,
+            Some(json!({"sku": "TEE-M", "quantity": 2})),
+        )
+        .await;
+    kassa
+        .call(
+            reqwest::Method::POST,
+            &lines,
+            PUBLISHABLE,
+            Some(json!({"sku": "MUG", "quantity": 1})),
+        )
+        .await;
+    let checkout = kassa
         .http
         .post(format!("{}/v1/carts/{cart_id}/checkout", kassa.base))
         .bearer_auth(PUBLISHABLE)
@@ -173,113 +173,115 @@ both_backends!(
         .send()
         .await
         .expect("answers");
-        assert_eq!(checkout.status().as_u16(), 201);
-        let checkout: Value = checkout.json().await.expect("json");
-        let order_id = checkout["order"]["id"].as_str().expect("order").to_owned();
-        let intent = checkout["payment"]["payment_intent_id"]
-            .as_str()
-            .expect("intent")
-            .to_owned();
-        let client_secret = checkout["payment"]["client_secret"]
-            .as_str()
-            .expect("secret")
-            .to_owned();
+    assert_eq!(checkout.status().as_u16(), 201);
+    let checkout: Value = checkout.json().await.expect("json");
+    let order_id = checkout["order"]["id"].as_str().expect("order").to_owned();
+    let intent = checkout["payment"]["payment_intent_id"]
+        .as_str()
+        .expect("intent")
+        .to_owned();
+    let client_secret = checkout["payment"]["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
 
-        // The storefront confirms exactly as Stripe.js would: publishable key + client secret.
-        let confirmed: Value = kassa
-            .http
-            .post(format!("{stripe}/v1/payment_intents/{intent}/confirm"))
-            .bearer_auth(sandbox["stripe_publishable_key"].as_str().expect("pk"))
-            .form(&[
-                ("payment_method", "pm_card_visa"),
-                ("client_secret", client_secret.as_str()),
-            ])
-            .send()
-            .await
-            .expect("emulator answers")
-            .json()
-            .await
-            .expect("json");
-        assert_eq!(confirmed["status"], "succeeded");
+    // The storefront confirms exactly as Stripe.js would: publishable key + client secret.
+    let confirmed: Value = kassa
+        .http
+        .post(format!("{stripe}/v1/payment_intents/{intent}/confirm"))
+        .bearer_auth(sandbox["stripe_publishable_key"].as_str().expect("pk"))
+        .form(&[
+            ("payment_method", "pm_card_visa"),
+            ("client_secret", client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .expect("emulator answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(confirmed["status"], "succeeded");
 
-        let order_path = format!("/v1/orders/{order_id}");
-        wait_until("the order to be paid", async || {
-            kassa.get(&order_path).await["status"] == "paid"
+    let order_path = format!("/v1/orders/{order_id}");
+    wait_until("the order to be paid", async || {
+        kassa.get(&order_path).await["status"] == "paid"
+    })
+    .await;
+    // Let every duplicate arrive (3 copies of created, charge.succeeded, succeeded), then check
+    // that nothing applied twice.
+    wait_until("all deliveries", async || {
+        let deliveries = kassa
+            .call(
+                reqwest::Method::GET,
+                &format!("{stripe}/_emulator/webhook_deliveries"),
+                &stripe_secret,
+                None,
+            )
+            .await;
+        deliveries["data"].as_array().map_or(0, Vec::len) >= 9
+    })
+    .await;
+    let order = kassa.get(&order_path).await;
+    assert_eq!(
+        (order["status"].as_str(), order["captured_amount"].as_i64()),
+        (Some("paid"), Some(5248))
+    );
+    let tee = kassa.get("/v1/inventory/TEE-M").await;
+    assert_eq!(
+        (
+            tee["locations"][0]["reserved"].as_i64(),
+            tee["locations"][0]["committed"].as_i64()
+        ),
+        (Some(0), Some(2))
+    );
+    let events = kassa.get(&format!("{order_path}/events")).await;
+    let actions: Vec<String> = events["data"]
+        .as_array()
+        .expect("trail")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["entity_type"].as_str().unwrap_or(""),
+                e["after"].as_str().unwrap_or("")
+            )
         })
-        .await;
-        // Let every duplicate arrive (3 copies of created, charge.succeeded, succeeded), then check
-        // that nothing applied twice.
-        wait_until("all deliveries", async || {
-            let deliveries = kassa
-                .call(
-                    reqwest::Method::GET,
-                    &format!("{stripe}/_emulator/webhook_deliveries"),
-                    &stripe_secret,
-                    None,
-                )
-                .await;
-            deliveries["data"].as_array().map_or(0, Vec::len) >= 9
-        })
-        .await;
-        let order = kassa.get(&order_path).await;
+        .collect();
+    for expected in [
+        "order pending_payment",
+        "payment creating",
+        "payment requires_payment_method",
+        "payment succeeded",
+        "order paid",
+    ] {
         assert_eq!(
-            (order["status"].as_str(), order["captured_amount"].as_i64()),
-            (Some("paid"), Some(5248))
+            actions.iter().filter(|a| *a == expected).count(),
+            1,
+            "{expected} once in {actions:?}"
         );
-        let tee = kassa.get("/v1/inventory/TEE-M").await;
-        assert_eq!(
-            (
-                tee["locations"][0]["reserved"].as_i64(),
-                tee["locations"][0]["committed"].as_i64()
-            ),
-            (Some(0), Some(2))
-        );
-        let events = kassa.get(&format!("{order_path}/events")).await;
-        let actions: Vec<String> = events["data"]
-            .as_array()
-            .expect("trail")
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    e["entity_type"].as_str().unwrap_or(""),
-                    e["after"].as_str().unwrap_or("")
-                )
-            })
-            .collect();
-        for expected in [
-            "order pending_payment",
-            "payment creating",
-            "payment requires_payment_method",
-            "payment succeeded",
-            "order paid",
-        ] {
-            assert_eq!(
-                actions.iter().filter(|a| *a == expected).count(),
-                1,
-                "{expected} once in {actions:?}"
-            );
-        }
-        assert_eq!(
-            actions
-                .iter()
-                .filter(|a| *a == "reservation committed")
-                .count(),
-            2,
-            "{actions:?}"
-        );
-
-        let pool = sqlx::AnyPool::connect(&db.url).await.expect("pool");
-        let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-        assert_eq!(outbox, 1, "exactly one order.paid notification");
-        let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-        assert_eq!(inbox, 3, "each distinct event recorded once");
-        pool.close().await;
     }
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "reservation committed")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+
+    let pool = sqlx::AnyPool::connect(&db.url).await.expect("pool");
+    let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(outbox, 1, "exactly one order.paid notification");
+    let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(inbox, 3, "each distinct event recorded once");
+    pool.close().await;
+}
+both_backends!(
+    checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks
 );
