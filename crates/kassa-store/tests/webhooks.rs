@@ -601,3 +601,70 @@ async fn risk_g6_unverified_delivery_changes_nothing(db: TestDb) {
     assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
 }
 both_backends!(risk_g6_unverified_delivery_changes_nothing);
+
+async fn risk_a1_every_state_change_has_an_audit_record(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(2, "k").await;
+    shop.deliver(&intent_event(
+        "evt_a1_action",
+        "payment_intent.requires_action",
+        &placed.intent,
+        PaymentStatus::RequiresAction,
+    ))
+    .await;
+    shop.deliver(&succeeded("evt_a1_paid", &placed.intent))
+        .await;
+    let trail = shop
+        .app
+        .order_events(&placed.order_id)
+        .await
+        .expect("trail");
+    let moves: Vec<(String, Option<String>, Option<String>)> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.entity_type.clone(),
+                e.before_state.clone(),
+                e.after_state.clone(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("order", None, Some("pending_payment")),
+        ("payment", None, Some("creating")),
+        ("payment", Some("creating"), Some("requires_payment_method")),
+        (
+            "payment",
+            Some("requires_payment_method"),
+            Some("requires_action"),
+        ),
+        ("order", Some("pending_payment"), Some("requires_action")),
+        ("payment", Some("requires_action"), Some("succeeded")),
+        ("reservation", Some("held"), Some("committed")),
+        ("order", Some("requires_action"), Some("paid")),
+    ];
+    let expected: Vec<(String, Option<String>, Option<String>)> = expected
+        .iter()
+        .map(|(entity, before, after)| {
+            (
+                (*entity).to_owned(),
+                before.map(str::to_owned),
+                after.map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves, expected,
+        "who changed what, in order, before and after"
+    );
+    // Who and which request: the storefront's request id, then the webhook's event id.
+    assert!(trail[..3].iter().all(|e| e.actor == "test"));
+    assert_eq!(trail[3].request_id.as_deref(), Some("evt_a1_action"));
+    assert!(
+        trail[5..]
+            .iter()
+            .all(|e| e.actor == "webhook" && e.request_id.as_deref() == Some("evt_a1_paid"))
+    );
+    assert!(trail.iter().all(|e| e.created_at > 0));
+}
+both_backends!(risk_a1_every_state_change_has_an_audit_record);
