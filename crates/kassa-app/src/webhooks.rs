@@ -5,6 +5,8 @@
 //! transaction with the inbox mark; a failure leaves the event `failed` for retry with backoff
 //! and `dead` after [`EVENT_ATTEMPTS_MAX`] attempts, from where an operator can replay it.
 
+use kassa_domain::payment::PaymentStatus;
+
 use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
@@ -65,7 +67,13 @@ impl App {
             kind: "webhook".into(),
             request_id: Some(event.id.clone()),
         };
-        let effect = effect_of(event);
+        let effect = match self.current_state(effect_of(event)).await {
+            Ok(effect) => effect,
+            Err(error) => {
+                self.record_failure(&event.id, &error.to_string()).await?;
+                return Err(error);
+            }
+        };
         match self
             .store
             .apply_event(&event.id, &effect, &actor, self.clock.now_secs())
@@ -174,6 +182,29 @@ impl App {
             .store
             .observe_payment_intent(&intent, &actor, self.clock.now_secs())
             .await?)
+    }
+
+    /// For the events whose order matters — those that may move a payment back to awaiting the
+    /// customer (`payment_failed`, `requires_action`) — applies the intent's state as the
+    /// provider holds it now, not as the event's snapshot had it: a late `payment_failed` of a
+    /// first attempt must not undo a second attempt's progress. Forward-only events need no
+    /// fetch; the state machine already refuses them when stale.
+    async fn current_state(&self, effect: EventEffect) -> AppResult<EventEffect> {
+        let EventEffect::PaymentIntent(intent) = &effect else {
+            return Ok(effect);
+        };
+        if !matches!(
+            intent.status,
+            PaymentStatus::RequiresPaymentMethod | PaymentStatus::RequiresAction
+        ) {
+            return Ok(effect);
+        }
+        match self.provider.retrieve_payment_intent(&intent.id).await {
+            Ok(current) => Ok(EventEffect::PaymentIntent(current)),
+            Err(_) => Err(AppError::ProviderUnavailable {
+                retry_after_secs: 5,
+            }),
+        }
     }
 
     async fn record_failure(&self, event_id: &str, error: &str) -> AppResult<()> {

@@ -291,6 +291,8 @@ both_backends!(risk_w4_failing_event_is_retried_then_dead_lettered_then_replayed
 async fn risk_w5_every_payment_outcome_is_handled(db: TestDb) {
     let shop = shop(db, 10).await;
     let a = shop.place(1, "a").await;
+    shop.provider
+        .set_status(&a.intent.id, PaymentStatus::RequiresAction);
     shop.deliver(&intent_event(
         "e1",
         "payment_intent.requires_action",
@@ -299,6 +301,7 @@ async fn risk_w5_every_payment_outcome_is_handled(db: TestDb) {
     ))
     .await;
     assert_eq!(shop.status(&a.order_id).await, "requires_action");
+    shop.provider.set_failed(&a.intent.id, "card_declined");
     let mut failed = a.intent.clone();
     failed.last_error = Some("card_declined".into());
     shop.deliver(&intent_event(
@@ -605,6 +608,8 @@ both_backends!(risk_g6_unverified_delivery_changes_nothing);
 async fn risk_a1_every_state_change_has_an_audit_record(db: TestDb) {
     let shop = shop(db, 10).await;
     let placed = shop.place(2, "k").await;
+    shop.provider
+        .set_status(&placed.intent.id, PaymentStatus::RequiresAction);
     shop.deliver(&intent_event(
         "evt_a1_action",
         "payment_intent.requires_action",
@@ -668,3 +673,34 @@ async fn risk_a1_every_state_change_has_an_audit_record(db: TestDb) {
     assert!(trail.iter().all(|e| e.created_at > 0));
 }
 both_backends!(risk_a1_every_state_change_has_an_audit_record);
+
+async fn risk_w5_late_failure_of_an_earlier_attempt_does_not_undo_the_current_one(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(1, "k").await;
+    // Attempt 1 failed; attempt 2 is waiting for 3-D Secure. Attempt 2's event comes first,
+    // attempt 1's failure arrives late: the intent at the provider is requires_action.
+    shop.provider
+        .set_status(&placed.intent.id, PaymentStatus::RequiresAction);
+    shop.deliver(&intent_event(
+        "evt_attempt2",
+        "payment_intent.requires_action",
+        &placed.intent,
+        PaymentStatus::RequiresAction,
+    ))
+    .await;
+    let mut first_failure = placed.intent.clone();
+    first_failure.last_error = Some("card_declined".into());
+    shop.deliver(&intent_event(
+        "evt_attempt1_failed",
+        "payment_intent.payment_failed",
+        &first_failure,
+        PaymentStatus::RequiresPaymentMethod,
+    ))
+    .await;
+    assert_eq!(
+        shop.status(&placed.order_id).await,
+        "requires_action",
+        "the provider's current state wins"
+    );
+}
+both_backends!(risk_w5_late_failure_of_an_earlier_attempt_does_not_undo_the_current_one);

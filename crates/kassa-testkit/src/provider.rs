@@ -68,6 +68,19 @@ impl FakeProvider {
         }
     }
 
+    /// Records a failed attempt on an intent, as a declined card at the provider would.
+    pub fn set_failed(&self, intent_id: &str, error: &str) {
+        self.set_status(intent_id, PaymentStatus::RequiresPaymentMethod);
+        let mut state = self.lock();
+        if let Some(intent) = state
+            .intents
+            .values_mut()
+            .find(|intent| intent.id == intent_id)
+        {
+            intent.last_error = Some(error.to_owned());
+        }
+    }
+
     pub fn create_calls(&self) -> usize {
         self.lock().create_calls
     }
