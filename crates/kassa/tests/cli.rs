@@ -85,3 +85,46 @@ fn sandbox_serve_starts_with_the_demo_catalog() {
     assert!(text.contains("publishable key: pk_test_"), "{text}");
     assert!(text.contains("TEE-M"), "{text}");
 }
+
+#[tokio::test]
+async fn kassa_sim_runs_the_emulator_standalone() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut child = kassa()
+        .arg("sim")
+        .env("KASSA_SIM_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kassa sim starts");
+    let stdout = child.stdout.take().expect("piped");
+    let banner: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .take(2)
+        .map_while(Result::ok)
+        .collect();
+    let word_after = |prefix: &str| {
+        banner
+            .iter()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {banner:?}"))
+    };
+    let base = word_after("Stripe emulator listening on");
+    let key = word_after("secret key:");
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/v1/payment_intents"))
+        .bearer_auth(&key)
+        .form(&[("amount", "1999"), ("currency", "eur")])
+        .send()
+        .await
+        .expect("emulator answers")
+        .json()
+        .await
+        .expect("json");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (created["object"].as_str(), created["amount"].as_i64()),
+        (Some("payment_intent"), Some(1999))
+    );
+}
