@@ -97,11 +97,10 @@ async fn kassa_sim_runs_the_emulator_standalone() {
         .spawn()
         .expect("kassa sim starts");
     let stdout = child.stdout.take().expect("piped");
-    let banner: Vec<String> = BufReader::new(stdout)
-        .lines()
-        .take(2)
-        .map_while(Result::ok)
-        .collect();
+    let mut lines = BufReader::new(stdout).lines();
+    let banner: Vec<String> = lines.by_ref().take(2).map_while(Result::ok).collect();
+    // Keep reading so the emulator never prints into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let word_after = |prefix: &str| {
         banner
             .iter()
