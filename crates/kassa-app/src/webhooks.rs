@@ -19,6 +19,8 @@ pub const EVENT_ATTEMPTS_MAX: i64 = 8;
 /// First retry delay; doubles per attempt up to [`EVENT_BACKOFF_MAX_SECS`].
 const EVENT_BACKOFF_BASE_SECS: i64 = 5;
 const EVENT_BACKOFF_MAX_SECS: i64 = 3_600;
+/// Longest wait for the provider's current state of an intent while applying an event.
+const REFETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Most inbox events listed for an operator at once.
 pub const INBOX_LIST_MAX: i64 = 100;
 
@@ -199,9 +201,16 @@ impl App {
         ) {
             return Ok(effect);
         }
-        match self.provider.retrieve_payment_intent(&intent.id).await {
-            Ok(current) => Ok(EventEffect::PaymentIntent(current)),
-            Err(_) => Err(AppError::ProviderUnavailable {
+        // Bounded: this runs before the webhook is answered, and Stripe waits only seconds. On
+        // timeout the event stays recorded as failed and the inbox worker applies it later.
+        let fetched = tokio::time::timeout(
+            REFETCH_TIMEOUT,
+            self.provider.retrieve_payment_intent(&intent.id),
+        )
+        .await;
+        match fetched {
+            Ok(Ok(current)) => Ok(EventEffect::PaymentIntent(current)),
+            Ok(Err(_)) | Err(_) => Err(AppError::ProviderUnavailable {
                 retry_after_secs: 5,
             }),
         }
