@@ -2,6 +2,7 @@
 //! of the inbox: list failed or dead events, replay one.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -32,8 +33,15 @@ pub fn stripe_router() -> Router<HttpState> {
 async fn receive(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::invalid(None, "webhook not accepted")
+        }
+    })?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|value| value.to_str().ok());
