@@ -326,7 +326,7 @@ impl SqlStore {
     }
 
     /// Commits the order's stock, then marks it paid — or, if its stock is gone, flags it for an
-    /// operator without pretending it is paid (risk G2).
+    /// operator without pretending it is paid and without moving any stock (risk G2).
     async fn payment_succeeded(
         &self,
         conn: &mut AnyConnection,
@@ -335,6 +335,13 @@ impl SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<Applied> {
+        // Released reservations (an expired checkout paid after all) are re-taken first, all or
+        // nothing, so a shortfall leaves every counter as it was.
+        if !recommit_released(conn, &payment.order_id, actor, now).await? {
+            let reason = "stock_unavailable: payment succeeded but the reserved stock was released and is sold out";
+            flag_order(conn, &payment.order_id, reason, actor, now).await?;
+            return Ok(Applied::Flagged(reason.into()));
+        }
         transitions::settle_reservations(
             conn,
             &payment.order_id,
@@ -343,18 +350,6 @@ impl SqlStore {
             now,
         )
         .await?;
-        let uncommitted: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM reservations WHERE order_id = $1 AND status <> 'committed'",
-        )
-        .bind(&payment.order_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        if uncommitted > 0 && !recommit_released(conn, &payment.order_id, actor, now).await? {
-            let reason = "stock_unavailable: payment succeeded but the reserved stock was released and is sold out";
-            flag_order(conn, &payment.order_id, reason, actor, now).await?;
-            return Ok(Applied::Flagged(reason.into()));
-        }
         self.faults().check(FAULT_AFTER_STOCK_COMMIT)?;
         sqlx::query("UPDATE orders SET captured_amount = $2 WHERE id = $1")
             .bind(&payment.order_id)
@@ -375,52 +370,57 @@ impl SqlStore {
     }
 }
 
+/// One released reservation's stock.
+struct Released {
+    id: String,
+    sku: String,
+    location: String,
+    quantity: i64,
+}
+
 /// Takes stock again, straight into `committed`, for reservations released before the payment
-/// succeeded (an expired checkout that was paid after all). All or nothing.
+/// succeeded. All or nothing: on the first shortfall the SKUs already taken are given back and
+/// `false` is returned.
 async fn recommit_released(
     conn: &mut AnyConnection,
     order_id: &str,
     actor: &Actor,
     now: i64,
 ) -> StoreResult<bool> {
-    let released = sqlx::query(
+    let rows = sqlx::query(
         "SELECT id, sku, location, quantity FROM reservations WHERE order_id = $1 AND status = 'released' ORDER BY sku",
     )
     .bind(order_id)
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let mut taken = Vec::new();
-    for row in &released {
-        let sku: String = row.try_get("sku").map_err(unavailable)?;
-        let location: String = row.try_get("location").map_err(unavailable)?;
-        let quantity: i64 = row.try_get("quantity").map_err(unavailable)?;
-        let took = sqlx::query(
-            "UPDATE inventory_levels SET committed = committed + $3, updated_at = $4
-             WHERE sku = $1 AND location = $2 AND on_hand - reserved - committed >= $3",
-        )
-        .bind(&sku)
-        .bind(&location)
-        .bind(quantity)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        if took.rows_affected() != 1 {
+    let mut released = Vec::with_capacity(rows.len());
+    for row in &rows {
+        released.push(Released {
+            id: row.try_get("id").map_err(unavailable)?,
+            sku: row.try_get("sku").map_err(unavailable)?,
+            location: row.try_get("location").map_err(unavailable)?,
+            quantity: row.try_get("quantity").map_err(unavailable)?,
+        });
+    }
+    for (taken, item) in released.iter().enumerate() {
+        if !move_committed(conn, item, item.quantity, now).await? {
+            for done in &released[..taken] {
+                move_committed(conn, done, -done.quantity, now).await?;
+            }
             return Ok(false);
         }
-        taken.push(row.try_get::<String, _>("id").map_err(unavailable)?);
     }
-    for id in &taken {
+    for item in &released {
         sqlx::query("UPDATE reservations SET status = 'committed', updated_at = $2 WHERE id = $1")
-            .bind(id)
+            .bind(&item.id)
             .bind(now)
             .execute(&mut *conn)
             .await
             .map_err(unavailable)?;
         let change = Change {
             entity_type: "reservation",
-            entity_id: id,
+            entity_id: &item.id,
             action: "recommitted",
             before: Some("released"),
             after: Some("committed"),
@@ -429,6 +429,28 @@ async fn recommit_released(
         audit::record(conn, change, actor, now).await?;
     }
     Ok(true)
+}
+
+/// Adds `delta` to `committed` if that leaves `available` at zero or more (a negative delta
+/// gives stock back); true if the row moved.
+async fn move_committed(
+    conn: &mut AnyConnection,
+    item: &Released,
+    delta: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let moved = sqlx::query(
+        "UPDATE inventory_levels SET committed = committed + $3, updated_at = $4
+         WHERE sku = $1 AND location = $2 AND on_hand - reserved - committed >= $3",
+    )
+    .bind(&item.sku)
+    .bind(&item.location)
+    .bind(delta)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(moved.rows_affected() == 1)
 }
 
 async fn flag_order(
@@ -634,16 +656,19 @@ async fn apply_dispute(
             .unwrap_or(OrderStatus::Paid);
         OrderEvent::DisputeClosed { back_to }
     } else {
-        sqlx::query("UPDATE orders SET status_before_dispute = $2 WHERE id = $1")
-            .bind(&order_id)
-            .bind(&status)
-            .execute(&mut *conn)
-            .await
-            .map_err(unavailable)?;
         OrderEvent::DisputeOpened
     };
     match transitions::order(conn, &order_id, event, actor, now).await? {
         Some(_) => {
+            if !closed {
+                // Remembered only once the dispute really opened, to return to when it closes.
+                sqlx::query("UPDATE orders SET status_before_dispute = $2 WHERE id = $1")
+                    .bind(&order_id)
+                    .bind(&status)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+            }
             let topic = if closed {
                 "order.dispute_closed"
             } else {

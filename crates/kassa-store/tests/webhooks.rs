@@ -704,3 +704,78 @@ async fn risk_w5_late_failure_of_an_earlier_attempt_does_not_undo_the_current_on
     );
 }
 both_backends!(risk_w5_late_failure_of_an_earlier_attempt_does_not_undo_the_current_one);
+
+async fn risk_g2_partial_shortfall_moves_no_stock_at_all(db: TestDb) {
+    let shop = shop(db, 5).await;
+    kassa_testkit::seed_product(&shop.app, "Pen", "PEN", 250, "eur", 1).await;
+    let cart = shop.app.create_cart("eur").await.expect("cart");
+    shop.app
+        .add_cart_line(&cart.id, "MUG", 1)
+        .await
+        .expect("mug");
+    shop.app
+        .add_cart_line(&cart.id, "PEN", 1)
+        .await
+        .expect("pen");
+    let input = CheckoutInput {
+        cart_id: cart.id.clone(),
+        key_scope: "publishable".into(),
+        idempotency_key: Some("two-skus".into()),
+        email: "ada@example.com".into(),
+        shipping: ShippingAddress {
+            name: "Ada".into(),
+            line1: "1 St".into(),
+            city: "London".into(),
+            postal_code: "N1".into(),
+            country: "GB".into(),
+        },
+        expected_total_minor: 1500,
+        actor: Actor {
+            kind: "test".into(),
+            request_id: None,
+        },
+    };
+    let body: serde_json::Value = serde_json::from_str(
+        &shop
+            .app
+            .checkout(input)
+            .await
+            .expect("checkout")
+            .response
+            .body,
+    )
+    .expect("json");
+    let order_id = body["order"]["id"].as_str().expect("order").to_owned();
+    let intent = shop.provider.intents().pop().expect("intent");
+    // Both reservations were released; the mug is still in stock, the only pen was sold.
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    sqlx::query("UPDATE reservations SET status = 'released'")
+        .execute(&pool)
+        .await
+        .expect("release");
+    sqlx::query("UPDATE inventory_levels SET reserved = 0")
+        .execute(&pool)
+        .await
+        .expect("unreserve");
+    sqlx::query("UPDATE inventory_levels SET committed = 1 WHERE sku = 'PEN'")
+        .execute(&pool)
+        .await
+        .expect("sold");
+    pool.close().await;
+
+    shop.deliver(&succeeded("evt_partial", &intent)).await;
+    let order = shop.app.order(&order_id).await.expect("order");
+    assert_eq!(order.status.as_str(), "pending_payment");
+    assert!(
+        order
+            .needs_attention
+            .as_deref()
+            .is_some_and(|r| r.starts_with("stock_unavailable"))
+    );
+    assert_eq!(
+        shop.stock().await,
+        (5, 0, 0),
+        "the mug's stock did not move"
+    );
+}
+both_backends!(risk_g2_partial_shortfall_moves_no_stock_at_all);
