@@ -105,7 +105,10 @@ async fn risk_g6_forged_replayed_or_unsigned_deliveries_change_nothing(db: TestD
     // Oversized deliveries are refused before anything else, in the API's error shape.
     let huge = "x".repeat(600 * 1024);
     let (status, answer) = deliver(&base, &huge, sign(NEW_SECRET, now_secs(), &huge)).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
 
     // Signed with either secret during a rotation: recorded once, duplicates acknowledged.
     assert_eq!(
