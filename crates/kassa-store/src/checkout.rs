@@ -19,6 +19,9 @@ use crate::catalog::currency_of;
 use crate::db::{SqlStore, unavailable};
 use crate::transitions;
 
+/// Fault point: the finish phase's transaction fails after the PaymentIntent was created.
+pub const FAULT_BEFORE_FINISH: &str = "checkout.before_finish";
+
 /// Stock is reserved at this location; multi-location allocation is a later concern.
 const RESERVATION_LOCATION: &str = "default";
 
@@ -158,6 +161,7 @@ impl CheckoutStore for SqlStore {
         now: i64,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        self.faults().check(FAULT_BEFORE_FINISH)?;
         // The intent id is written once; a different id for the same payment would mean two
         // intents for one attempt, which the deterministic provider key rules out.
         let stored = sqlx::query(

@@ -506,3 +506,46 @@ async fn risk_s2_order_token_reads_only_its_own_order_with_pii_masked(db: TestDb
     );
 }
 both_backends!(risk_s2_order_token_reads_only_its_own_order_with_pii_masked);
+
+async fn risk_p2_database_failing_in_the_finish_phase_is_resumed_with_the_same_intent(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let cart = shop.cart(1).await;
+    // The intent is created at the provider, then recording it fails.
+    shop.db.store.faults().arm("checkout.before_finish");
+    let failed = shop.app.checkout(input(&cart, "k", 1250)).await;
+    assert!(
+        matches!(failed, Err(kassa_app::AppError::Store(_))),
+        "{failed:?}"
+    );
+    assert_eq!(shop.provider.intents().len(), 1);
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM payments WHERE status = 'creating'")
+            .await,
+        1,
+        "order and payment row kept"
+    );
+    assert_eq!(shop.stock().await, (9, 1, 0), "never compensated");
+    // Once the request's lock lapses, the retry resumes at the recovery point.
+    shop.clock.advance(61);
+    let resumed = shop
+        .app
+        .checkout(input(&cart, "k", 1250))
+        .await
+        .expect("resumed");
+    assert_eq!(resumed.response.status, 201);
+    assert_eq!(
+        shop.provider.intents().len(),
+        1,
+        "the same PaymentIntent, recorded"
+    );
+    assert_eq!(
+        body(&resumed)["payment"]["payment_intent_id"],
+        shop.provider.intents()[0].id.as_str()
+    );
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM payments WHERE provider_payment_intent_id IS NOT NULL")
+            .await,
+        1
+    );
+}
+both_backends!(risk_p2_database_failing_in_the_finish_phase_is_resumed_with_the_same_intent);
