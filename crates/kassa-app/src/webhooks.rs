@@ -11,7 +11,7 @@ use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
     Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderEvent, ProviderEventObject,
-    Recorded, WebhookRejected,
+    ProviderPaymentIntent, Recorded, WebhookRejected,
 };
 
 /// Attempts before an event is dead-lettered.
@@ -250,21 +250,21 @@ fn backoff_secs(attempts_so_far: i64) -> i64 {
 /// What an event means for Kassa, decided by its type and object, never by which of several
 /// events about the same payment arrived first (risk W1).
 pub fn effect_of(event: &ProviderEvent) -> EventEffect {
-    match (&event.object, event.event_type.as_str()) {
-        (ProviderEventObject::PaymentIntent(intent), kind)
-            if kind.starts_with("payment_intent.") =>
-        {
-            EventEffect::PaymentIntent(intent.clone())
+    let kind = event.event_type.as_str();
+    match &event.object {
+        ProviderEventObject::PaymentIntent(intent) if kind.starts_with("payment_intent.") => {
+            payment_intent_effect(kind, intent)
         }
-        (ProviderEventObject::Charge(charge), "charge.refunded") => match &charge.payment_intent_id
-        {
-            Some(intent) => EventEffect::Refunds {
-                payment_intent_id: intent.clone(),
-                refunds: charge.refunds.clone(),
-            },
-            None => EventEffect::Nothing,
-        },
-        (ProviderEventObject::Refund(refund), kind)
+        ProviderEventObject::Charge(charge) if kind == "charge.refunded" => {
+            match &charge.payment_intent_id {
+                Some(intent) => EventEffect::Refunds {
+                    payment_intent_id: intent.clone(),
+                    refunds: charge.refunds.clone(),
+                },
+                None => not_acted_on(kind),
+            }
+        }
+        ProviderEventObject::Refund(refund)
             if kind.starts_with("refund.") || kind == "charge.refund.updated" =>
         {
             match &refund.payment_intent_id {
@@ -272,19 +272,54 @@ pub fn effect_of(event: &ProviderEvent) -> EventEffect {
                     payment_intent_id: intent.clone(),
                     refunds: vec![refund.clone()],
                 },
-                None => EventEffect::Nothing,
+                None => not_acted_on(kind),
             }
         }
-        (ProviderEventObject::Dispute(dispute), "charge.dispute.created") => EventEffect::Dispute {
-            dispute: dispute.clone(),
-            closed: false,
-        },
-        (ProviderEventObject::Dispute(dispute), "charge.dispute.closed") => EventEffect::Dispute {
-            dispute: dispute.clone(),
-            closed: true,
-        },
-        _ => EventEffect::Nothing,
+        ProviderEventObject::Dispute(dispute) if kind == "charge.dispute.created" => {
+            EventEffect::Dispute {
+                dispute: dispute.clone(),
+                closed: false,
+            }
+        }
+        ProviderEventObject::Dispute(dispute) if kind == "charge.dispute.closed" => {
+            EventEffect::Dispute {
+                dispute: dispute.clone(),
+                closed: true,
+            }
+        }
+        _ => not_acted_on(kind),
     }
+}
+
+/// The one status each PaymentIntent event type may report, and so the furthest it may move a
+/// payment. Types not listed (`created`, `partially_funded`, …) move nothing.
+pub fn status_announced_by(event_type: &str) -> Option<PaymentStatus> {
+    match event_type {
+        "payment_intent.requires_action" => Some(PaymentStatus::RequiresAction),
+        "payment_intent.payment_failed" => Some(PaymentStatus::RequiresPaymentMethod),
+        "payment_intent.processing" => Some(PaymentStatus::Processing),
+        "payment_intent.amount_capturable_updated" => Some(PaymentStatus::RequiresCapture),
+        "payment_intent.succeeded" => Some(PaymentStatus::Succeeded),
+        "payment_intent.canceled" => Some(PaymentStatus::Canceled),
+        _ => None,
+    }
+}
+
+/// A PaymentIntent event applies only when its type announces the status its object carries: a
+/// `payment_intent.created` saying `succeeded` is recorded and not applied.
+fn payment_intent_effect(kind: &str, intent: &ProviderPaymentIntent) -> EventEffect {
+    match status_announced_by(kind) {
+        None => not_acted_on(kind),
+        Some(announced) if announced == intent.status => EventEffect::PaymentIntent(intent.clone()),
+        Some(announced) => EventEffect::Ignore(format!(
+            "type_status_mismatch: {kind} announces {announced} but its object is {}",
+            intent.status
+        )),
+    }
+}
+
+fn not_acted_on(kind: &str) -> EventEffect {
+    EventEffect::Ignore(format!("event type {kind} is not acted on"))
 }
 
 #[cfg(test)]

@@ -75,10 +75,49 @@ impl PaymentStatus {
     }
 }
 
+/// A succeeded payment whose captured amount is not what Kassa decided to capture (risk W6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureMismatch {
+    pub to_capture_minor: i64,
+    pub received_minor: i64,
+}
+
+impl std::fmt::Display for CaptureMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the provider captured {} but Kassa decided to capture {}",
+            self.received_minor, self.to_capture_minor
+        )
+    }
+}
+
+/// An order is paid only when the provider captured exactly the amount Kassa decided to capture.
+/// Less is a partial capture (or a forged or broken report); more cannot be explained. Either
+/// way it goes to an operator, never to "paid".
+pub fn check_capture(to_capture_minor: i64, received_minor: i64) -> Result<(), CaptureMismatch> {
+    if received_minor == to_capture_minor {
+        Ok(())
+    } else {
+        Err(CaptureMismatch {
+            to_capture_minor,
+            received_minor,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use PaymentStatus as S;
+
+    #[test]
+    fn risk_w6_only_the_exact_captured_amount_counts_as_paid() {
+        assert_eq!(check_capture(1999, 1999), Ok(()));
+        for received in [0, 1, 1998, 2000, -1] {
+            assert!(check_capture(1999, received).is_err(), "{received}");
+        }
+    }
 
     fn events() -> Vec<PaymentEvent> {
         let mut all = vec![PaymentEvent::Created, PaymentEvent::CreateFailed];

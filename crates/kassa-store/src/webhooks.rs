@@ -9,7 +9,7 @@ use kassa_app::ports::{
     ProviderRefund, Recorded, StoreError, StoreResult, WebhookStore,
 };
 use kassa_domain::order::{OrderEvent, OrderStatus, event_for_payment};
-use kassa_domain::payment::{PaymentEvent, PaymentStatus};
+use kassa_domain::payment::{PaymentEvent, PaymentStatus, check_capture};
 use kassa_domain::refund::RefundStatus;
 use kassa_domain::reservation::ReservationEvent;
 use sqlx::any::AnyRow;
@@ -93,7 +93,7 @@ impl WebhookStore for SqlStore {
             EventEffect::Dispute { dispute, closed } => {
                 apply_dispute(&mut tx, dispute, *closed, actor, now).await?
             }
-            EventEffect::Nothing => Applied::Ignored("event type not acted on".into()),
+            EventEffect::Ignore(reason) => Applied::Ignored(reason.clone()),
         };
         if let Applied::Ignored(reason) = &applied {
             sqlx::query(
@@ -269,6 +269,14 @@ impl SqlStore {
                 "amount_mismatch: provider reports {} {}, order expects {} {}",
                 intent.amount_minor, intent.currency, payment.amount, payment.currency
             );
+            flag_order(conn, &payment.order_id, &reason, actor, now).await?;
+            return Ok(Applied::Flagged(reason));
+        }
+        if intent.status == PaymentStatus::Succeeded
+            && let Err(mismatch) = check_capture(payment.amount, intent.amount_received_minor)
+        {
+            // Nothing moves: neither payment nor order status, nor any stock.
+            let reason = format!("capture_mismatch: {mismatch}");
             flag_order(conn, &payment.order_id, &reason, actor, now).await?;
             return Ok(Applied::Flagged(reason));
         }

@@ -779,3 +779,86 @@ async fn risk_g2_partial_shortfall_moves_no_stock_at_all(db: TestDb) {
     );
 }
 both_backends!(risk_g2_partial_shortfall_moves_no_stock_at_all);
+
+/// A partial capture at the provider (or a report that says so) never makes an order paid: the
+/// order is flagged, its payment and stock stay where they were.
+async fn risk_w6_succeeded_with_less_captured_is_flagged_nothing_committed(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(2, "k").await;
+    let total = placed.intent.amount_minor;
+    for (n, received) in [1, 0, total - 1].into_iter().enumerate() {
+        let mut event = succeeded(&format!("evt_short_{n}"), &placed.intent);
+        if let ProviderEventObject::PaymentIntent(intent) = &mut event.object {
+            intent.amount_received_minor = received;
+        }
+        shop.deliver(&event).await;
+        let order = shop.app.order(&placed.order_id).await.expect("order");
+        assert_eq!(
+            order.status.as_str(),
+            "pending_payment",
+            "received {received}"
+        );
+        assert_eq!(order.captured_amount_minor, 0, "received {received}");
+        assert!(
+            order
+                .needs_attention
+                .as_deref()
+                .is_some_and(|r| r.starts_with("capture_mismatch")),
+            "received {received}: {:?}",
+            order.needs_attention
+        );
+        assert_eq!(shop.stock().await, (8, 2, 0), "nothing committed");
+    }
+    assert_eq!(
+        shop.scalar::<String>("SELECT status FROM payments").await,
+        "requires_payment_method",
+        "the payment did not move either"
+    );
+    // The full capture, reported afterwards, pays the order as usual.
+    shop.deliver(&succeeded("evt_full", &placed.intent)).await;
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    assert_eq!(shop.stock().await, (8, 0, 2));
+}
+both_backends!(risk_w6_succeeded_with_less_captured_is_flagged_nothing_committed);
+
+/// An event whose type and object disagree is recorded and not applied: a
+/// `payment_intent.created` carrying `status: succeeded` pays nothing.
+async fn risk_w6_event_type_and_object_status_must_agree(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(2, "k").await;
+    for (id, kind) in [
+        ("evt_created", "payment_intent.created"),
+        ("evt_failed", "payment_intent.payment_failed"),
+        ("evt_capturable", "payment_intent.amount_capturable_updated"),
+        ("evt_other", "payment_intent.partially_funded"),
+    ] {
+        let event = intent_event(id, kind, &placed.intent, PaymentStatus::Succeeded);
+        shop.deliver(&event).await;
+        assert_eq!(
+            shop.status(&placed.order_id).await,
+            "pending_payment",
+            "{kind}"
+        );
+    }
+    assert_eq!(shop.stock().await, (8, 2, 0), "nothing committed");
+    assert_eq!(
+        shop.scalar::<i64>("SELECT COUNT(*) FROM webhook_events WHERE status = 'ignored'")
+            .await,
+        4,
+        "each is recorded, as ignored"
+    );
+    let reason: String = shop
+        .scalar("SELECT last_error FROM webhook_events WHERE id = 'evt_created'")
+        .await;
+    assert!(reason.contains("payment_intent.created"), "{reason}");
+    // Types that announce the status their object carries still apply.
+    let canceled = intent_event(
+        "evt_canceled",
+        "payment_intent.canceled",
+        &placed.intent,
+        PaymentStatus::Canceled,
+    );
+    shop.deliver(&canceled).await;
+    assert_eq!(shop.status(&placed.order_id).await, "canceled");
+}
+both_backends!(risk_w6_event_type_and_object_status_must_agree);

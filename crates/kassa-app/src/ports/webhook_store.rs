@@ -75,8 +75,9 @@ pub enum EventEffect {
         dispute: ProviderDispute,
         closed: bool,
     },
-    /// Nothing for Kassa to do; recorded as ignored.
-    Nothing,
+    /// Nothing for Kassa to do (an uninteresting type, an event that contradicts itself);
+    /// recorded as ignored with this reason.
+    Ignore(String),
 }
 
 /// How applying an event ended. Every variant committed the inbox mark with the effects.
