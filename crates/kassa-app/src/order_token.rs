@@ -45,17 +45,19 @@ impl OrderTokens {
         format!("{PREFIX}{order_id}.{order_created_at}.{signature}")
     }
 
-    /// The rights `token` grants on `order_id` at `now`, or `None` (wrong order, forged, expired).
+    /// The rights `token` grants on `order_id` at `now`, or `None` (wrong order, forged, expired,
+    /// or not in its one canonical spelling: no sign or leading zero in the time, lowercase hex).
     pub fn verify(&self, token: &str, order_id: &str, now: i64) -> Option<TokenRights> {
         let mut parts = token.strip_prefix(PREFIX)?.split('.');
-        let (token_order, created, signature) = (parts.next()?, parts.next()?, parts.next()?);
+        let (token_order, created, _signature) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() || token_order != order_id {
             return None;
         }
         let created_at: i64 = created.parse().ok()?;
-        let presented = hex::decode(signature).ok()?;
-        let expected = sign(&self.key, message(order_id, created_at).as_bytes());
-        if !bool::from(presented.ct_eq(&expected)) {
+        // The token is compared whole with the one Kassa would mint, so every other spelling of
+        // the same numbers (`+5`, `05`, uppercase hex) is refused: one token per order.
+        let canonical = self.mint(order_id, created_at);
+        if !bool::from(token.as_bytes().ct_eq(canonical.as_bytes())) {
             return None;
         }
         let age_secs = now.checked_sub(created_at)?;
@@ -121,5 +123,23 @@ mod tests {
         let other_server = OrderTokens::new("sk_test_other", 30 * 86_400, 3_600);
         assert_eq!(other_server.verify(&token, "ord_1", 6), None);
         assert_eq!(tokens.verify("ord_1", "ord_1", 6), None);
+    }
+
+    #[test]
+    fn risk_s2_only_the_canonical_spelling_of_a_token_is_accepted() {
+        let tokens = tokens();
+        let token = tokens.mint("ord_1", 5);
+        assert!(tokens.verify(&token, "ord_1", 6).is_some());
+        let (head, signature) = token.rsplit_once('.').expect("three parts");
+        let variants = [
+            format!("{head}.{}", signature.to_uppercase()),
+            token.replacen(".5.", ".05.", 1),
+            token.replacen(".5.", ".+5.", 1),
+            format!("{token} "),
+            format!("{head}.{signature}0"),
+        ];
+        for variant in variants {
+            assert_eq!(tokens.verify(&variant, "ord_1", 6), None, "{variant}");
+        }
     }
 }

@@ -92,6 +92,20 @@ async fn risk_g6_forged_replayed_or_unsigned_deliveries_change_nothing(db: TestD
     refusals.push(deliver(&base, &body, None).await);
     refusals.push(deliver(&base, &body, sign("whsec_attacker", now_secs(), &body)).await);
     refusals.push(deliver(&base, &body, sign(NEW_SECRET, now_secs() - 301, &body)).await);
+    // Signed "for later": a year ahead, or just beyond the clock-skew allowance.
+    refusals.push(
+        deliver(
+            &base,
+            &body,
+            sign(NEW_SECRET, now_secs() + 365 * 86_400, &body),
+        )
+        .await,
+    );
+    refusals.push(deliver(&base, &body, sign(NEW_SECRET, now_secs() + 120, &body)).await);
+    // A header of more entries than the bound, the valid signature last.
+    let padded = sign(NEW_SECRET, now_secs(), &body)
+        .map(|valid| format!("{},{valid}", vec!["v1=00"; 70].join(",")));
+    refusals.push(deliver(&base, &body, padded).await);
     let tampered = body.replace("\"amount\":100", "\"amount\":1");
     refusals.push(deliver(&base, &tampered, sign(NEW_SECRET, now_secs(), &body)).await);
     refusals.push(deliver(&base, &body, Some("t=1,v1=zz".into())).await);

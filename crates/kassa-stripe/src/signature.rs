@@ -1,6 +1,10 @@
-//! `Stripe-Signature` verification, exactly as Stripe's official libraries do it: HMAC-SHA256 of
+//! `Stripe-Signature` verification, as Stripe's official libraries do it: HMAC-SHA256 of
 //! `"{t}.{payload}"` under each secret, compared in constant time with every `v1` entry, and the
 //! timestamp no older than the tolerance. Agrees with every vector of the conformance file.
+//!
+//! Two checks go further than the official libraries: a timestamp more than
+//! [`CLOCK_SKEW_MAX_SECS`] in the future is refused (a signature made "for later" is not a
+//! fresh one), and a header of more than [`HEADER_ENTRIES_MAX`] entries is refused whole.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -15,10 +19,18 @@ pub enum SignatureError {
     NoMatch,
     /// The timestamp is older than the tolerance (a replay).
     TooOld,
+    /// The timestamp is further in the future than clocks can disagree.
+    FromTheFuture,
+    /// More than [`HEADER_ENTRIES_MAX`] comma-separated entries.
+    TooManyEntries,
 }
 
-/// Most `v1` entries looked at in one header; Stripe sends one or two.
-const SIGNATURES_MAX: usize = 8;
+/// Most comma-separated entries one header may have. Stripe sends a `t`, one `v1` per active
+/// secret (two while rotating) and perhaps a `v0`; this leaves room for many more, and a header
+/// beyond it is one bad request rather than a partial look.
+pub const HEADER_ENTRIES_MAX: usize = 64;
+/// How far a timestamp may be ahead of Kassa's clock (clock skew between Stripe and this host).
+pub const CLOCK_SKEW_MAX_SECS: i64 = 60;
 
 /// Verifies `header` for `payload`; returns the signed timestamp.
 pub fn verify_signature(
@@ -30,10 +42,13 @@ pub fn verify_signature(
 ) -> Result<i64, SignatureError> {
     let mut timestamp = None;
     let mut signatures = Vec::new();
-    for item in header.split(',') {
+    for (position, item) in header.split(',').enumerate() {
+        if position == HEADER_ENTRIES_MAX {
+            return Err(SignatureError::TooManyEntries);
+        }
         match item.trim().split_once('=') {
             Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
-            Some(("v1", value)) if signatures.len() < SIGNATURES_MAX => signatures.push(value),
+            Some(("v1", value)) => signatures.push(value),
             _ => {}
         }
     }
@@ -53,6 +68,9 @@ pub fn verify_signature(
     }
     if now_secs.saturating_sub(timestamp) > tolerance_secs {
         return Err(SignatureError::TooOld);
+    }
+    if timestamp.saturating_sub(now_secs) > CLOCK_SKEW_MAX_SECS {
+        return Err(SignatureError::FromTheFuture);
     }
     Ok(timestamp)
 }
@@ -147,6 +165,43 @@ mod tests {
         assert_eq!(
             verify_signature(body, "", &both, 5_000, 300),
             Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn risk_g6_timestamps_ahead_of_the_clock_are_refused_beyond_the_skew() {
+        let body = b"{\"id\":\"evt_1\"}";
+        let secrets = ["whsec_a".to_owned()];
+        let now = 10_000;
+        let slightly_ahead = header("whsec_a", now + CLOCK_SKEW_MAX_SECS, body);
+        assert!(verify_signature(body, &slightly_ahead, &secrets, now, 300).is_ok());
+        let too_far = header("whsec_a", now + CLOCK_SKEW_MAX_SECS + 1, body);
+        assert_eq!(
+            verify_signature(body, &too_far, &secrets, now, 300),
+            Err(SignatureError::FromTheFuture)
+        );
+        let next_year = header("whsec_a", now + 365 * 86_400, body);
+        assert_eq!(
+            verify_signature(body, &next_year, &secrets, now, 300),
+            Err(SignatureError::FromTheFuture)
+        );
+    }
+
+    #[test]
+    fn risk_g6_a_valid_v1_anywhere_within_the_entry_bound_is_found() {
+        let body = b"{\"id\":\"evt_1\"}";
+        let secrets = ["whsec_a".to_owned()];
+        let valid = header("whsec_a", 5_000, body);
+        let signature = valid.split_once(",v1=").expect("v1").1;
+        let decoys = |n: usize| vec!["v1=00"; n].join(",");
+        // The valid one as the last entry allowed: t + decoys + it = the bound.
+        let last_allowed = format!("t=5000,{},v1={signature}", decoys(HEADER_ENTRIES_MAX - 2));
+        assert!(verify_signature(body, &last_allowed, &secrets, 5_000, 300).is_ok());
+        let over = format!("t=5000,{},v1={signature}", decoys(HEADER_ENTRIES_MAX - 1));
+        assert_eq!(
+            verify_signature(body, &over, &secrets, 5_000, 300),
+            Err(SignatureError::TooManyEntries),
+            "a header over the bound is refused whole, not searched in part"
         );
     }
 }
