@@ -9,6 +9,7 @@ use crate::error::{AppError, AppResult};
 use crate::ids::new_id;
 use crate::ports::{Cart, CartRefusal};
 use crate::validate;
+use kassa_domain::text::fields;
 
 /// A cart as the API shows it: stored lines priced at current catalog prices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl App {
         sku: &str,
         quantity: i64,
     ) -> AppResult<CartView> {
-        validate::sku("sku", sku)?;
+        validate::shaped("sku", fields::SKU, sku)?;
         validate::quantity("quantity", quantity)?;
         let cart = self.load_cart(cart_id).await?;
         let variant = self

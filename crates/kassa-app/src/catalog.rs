@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kassa_domain::Money;
 use kassa_domain::limits::{
-    LOCATION_MAX_BYTES, ON_HAND_MAX, PRODUCT_NAME_MAX_BYTES, PRODUCT_VARIANTS_MAX,
-    UNIT_AMOUNT_MAX_MINOR, VARIANT_ATTRIBUTE_MAX_BYTES, VARIANT_ATTRIBUTES_MAX,
+    ON_HAND_MAX, PRODUCT_VARIANTS_MAX, UNIT_AMOUNT_MAX_MINOR, VARIANT_ATTRIBUTES_MAX,
 };
+use kassa_domain::text::fields;
 
 use crate::App;
 use crate::error::{AppError, AppResult};
@@ -32,7 +32,7 @@ pub struct NewProduct {
 
 impl App {
     pub async fn create_product(&self, input: NewProduct) -> AppResult<Product> {
-        validate::text("name", &input.name, PRODUCT_NAME_MAX_BYTES)?;
+        let name = validate::shaped("name", fields::PRODUCT_NAME, &input.name)?;
         if input.variants.is_empty() || input.variants.len() > PRODUCT_VARIANTS_MAX {
             return Err(AppError::invalid(
                 "variants",
@@ -54,7 +54,7 @@ impl App {
         }
         let product = Product {
             id: product_id,
-            name: input.name,
+            name,
             variants,
         };
         match self
@@ -92,8 +92,11 @@ impl App {
         location: Option<&str>,
         on_hand: i64,
     ) -> AppResult<Vec<InventoryLevel>> {
-        let location = location.unwrap_or(DEFAULT_LOCATION);
-        validate::text("location", location, LOCATION_MAX_BYTES)?;
+        let location = validate::shaped(
+            "location",
+            fields::LOCATION,
+            location.unwrap_or(DEFAULT_LOCATION),
+        )?;
         if !(0..=ON_HAND_MAX).contains(&on_hand) {
             return Err(AppError::invalid(
                 "on_hand",
@@ -102,7 +105,7 @@ impl App {
         }
         match self
             .store
-            .set_on_hand(sku, location, on_hand, self.clock.now_secs())
+            .set_on_hand(sku, &location, on_hand, self.clock.now_secs())
             .await?
         {
             SetOnHandOutcome::Set(levels) => Ok(levels),
@@ -141,28 +144,35 @@ fn checked_variant(
     variant: NewVariant,
     param: impl Fn(&str) -> String,
 ) -> AppResult<Variant> {
-    validate::sku(&param("sku"), &variant.sku)?;
+    let sku = validate::shaped(&param("sku"), fields::SKU, &variant.sku)?;
     unit_amount(&param("unit_amount"), variant.unit_amount_minor)?;
     let currency = validate::currency(&param("currency"), &variant.currency)?;
-    let attributes_fit = variant.attributes.len() <= VARIANT_ATTRIBUTES_MAX
-        && variant.attributes.iter().all(|(k, v)| {
-            !k.is_empty()
-                && k.len() <= VARIANT_ATTRIBUTE_MAX_BYTES
-                && v.len() <= VARIANT_ATTRIBUTE_MAX_BYTES
-        });
-    if !attributes_fit {
+    if variant.attributes.len() > VARIANT_ATTRIBUTES_MAX {
         return Err(AppError::invalid(
             &param("attributes"),
-            format!(
-                "at most {VARIANT_ATTRIBUTES_MAX} attributes, keys and values of at most {VARIANT_ATTRIBUTE_MAX_BYTES} bytes"
-            ),
+            format!("at most {VARIANT_ATTRIBUTES_MAX} attributes"),
         ));
     }
+    let mut attributes = BTreeMap::new();
+    for (key, value) in &variant.attributes {
+        let key = validate::shaped(&param("attributes"), fields::ATTRIBUTE, key)?;
+        let value = validate::shaped(
+            &param(&format!("attributes.{key}")),
+            fields::ATTRIBUTE,
+            value,
+        )?;
+        if attributes.insert(key, value).is_some() {
+            return Err(AppError::invalid(
+                &param("attributes"),
+                "two keys are the same once normalised",
+            ));
+        }
+    }
     Ok(Variant {
-        sku: variant.sku,
+        sku,
         product_id: product_id.to_owned(),
         unit_price: Money::new(variant.unit_amount_minor, currency),
-        attributes: variant.attributes,
+        attributes,
         active: true,
     })
 }

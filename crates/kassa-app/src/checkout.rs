@@ -14,6 +14,7 @@
 use hmac::digest::Digest;
 use kassa_domain::Money;
 use kassa_domain::cart::PricedCart;
+use kassa_domain::text::fields;
 use sha2::Sha256;
 
 use crate::App;
@@ -28,8 +29,6 @@ use crate::ports::{
 use crate::validate;
 
 const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
-const EMAIL_MAX_BYTES: usize = 254;
-const ADDRESS_FIELD_MAX_BYTES: usize = 200;
 /// How long a client should wait before retrying after an unknown provider outcome.
 const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
 
@@ -74,7 +73,7 @@ pub struct CheckoutReply {
 impl App {
     pub async fn checkout(&self, input: CheckoutInput) -> AppResult<CheckoutReply> {
         let key = checked_key(&input)?;
-        validate_customer(&input)?;
+        let input = normalized_customer(input)?;
         let path = format!("/v1/carts/{}/checkout", input.cart_id);
         let now = self.clock.now_secs();
         let lock_secs = self.settings.checkout_lock_secs;
@@ -149,7 +148,7 @@ impl App {
             order_id,
             payment_id,
             capture_method: self.settings.capture_method,
-            email: input.email.trim().to_owned(),
+            email: input.email.clone(),
             shipping: input.shipping.clone(),
             reservation_expires_at: now + self.settings.reservation_ttl_secs,
         };
@@ -332,29 +331,35 @@ fn checked_key(input: &CheckoutInput) -> AppResult<KeyRef> {
     })
 }
 
-fn validate_customer(input: &CheckoutInput) -> AppResult<()> {
-    let email = input.email.trim();
-    let plausible = email.len() <= EMAIL_MAX_BYTES
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace)
-        });
-    if !plausible {
-        return Err(AppError::invalid("email", "must be an e-mail address"));
-    }
-    let address = &input.shipping;
-    for (param, value) in [
-        ("shipping_address.name", &address.name),
-        ("shipping_address.line1", &address.line1),
-        ("shipping_address.city", &address.city),
-        ("shipping_address.postal_code", &address.postal_code),
-    ] {
-        validate::text(param, value, ADDRESS_FIELD_MAX_BYTES)?;
-    }
-    if address.country.len() != 2 || !address.country.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(AppError::invalid(
+/// The input with the customer's e-mail and address in their stored spelling, or the first
+/// field that does not fit its shape (risk S6). Only normalised values reach the database.
+fn normalized_customer(mut input: CheckoutInput) -> AppResult<CheckoutInput> {
+    input.email = validate::shaped("email", fields::EMAIL, &input.email)?;
+    let address = &mut input.shipping;
+    for (param, shape, value) in [
+        (
+            "shipping_address.name",
+            fields::PERSON_NAME,
+            &mut address.name,
+        ),
+        (
+            "shipping_address.line1",
+            fields::ADDRESS_LINE,
+            &mut address.line1,
+        ),
+        ("shipping_address.city", fields::CITY, &mut address.city),
+        (
+            "shipping_address.postal_code",
+            fields::POSTAL_CODE,
+            &mut address.postal_code,
+        ),
+        (
             "shipping_address.country",
-            "must be an ISO 3166-1 alpha-2 code such as DE",
-        ));
+            fields::COUNTRY,
+            &mut address.country,
+        ),
+    ] {
+        *value = validate::shaped(param, shape, value)?;
     }
     if input.expected_total_minor < 0 {
         return Err(AppError::invalid(
@@ -362,7 +367,7 @@ fn validate_customer(input: &CheckoutInput) -> AppResult<()> {
             "must be zero or more minor units",
         ));
     }
-    Ok(())
+    Ok(input)
 }
 
 /// Same key + same request ⇒ same hash; any change of cart, customer or expected total differs.
@@ -370,7 +375,7 @@ fn request_hash(input: &CheckoutInput) -> String {
     let a = &input.shipping;
     let fields = [
         input.cart_id.as_str(),
-        input.email.trim(),
+        &input.email,
         &a.name,
         &a.line1,
         &a.city,

@@ -1,26 +1,18 @@
 //! Checks on client input that more than one use case shares. Each returns
 //! `AppError::InvalidRequest` naming the offending field.
 
-use kassa_domain::limits::{LINE_QUANTITY_MAX, SKU_MAX_BYTES};
+use kassa_domain::limits::LINE_QUANTITY_MAX;
+use kassa_domain::text::TextShape;
 use kassa_domain::{Currency, MoneyError};
 
 use crate::error::{AppError, AppResult};
 
-/// A SKU: 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`.
-pub fn sku(param: &str, sku: &str) -> AppResult<()> {
-    let well_formed = !sku.is_empty()
-        && sku.len() <= SKU_MAX_BYTES
-        && sku
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if well_formed {
-        Ok(())
-    } else {
-        Err(AppError::invalid(
-            param,
-            format!("must be 1 to {SKU_MAX_BYTES} characters of letters, digits, '-', '_' or '.'"),
-        ))
-    }
+/// `value` in its one stored spelling, or `invalid_request` naming `param` and saying what the
+/// field accepts and what was wrong (risk S6).
+pub fn shaped(param: &str, shape: TextShape, value: &str) -> AppResult<String> {
+    shape
+        .normalize(value)
+        .map_err(|error| AppError::invalid(param, format!("{} ({error})", shape.describe())))
 }
 
 pub fn currency(param: &str, code: &str) -> AppResult<Currency> {
@@ -43,33 +35,24 @@ pub fn quantity(param: &str, quantity: i64) -> AppResult<()> {
     }
 }
 
-/// Non-empty text of at most `max_bytes`.
-pub fn text(param: &str, value: &str, max_bytes: usize) -> AppResult<()> {
-    if value.trim().is_empty() || value.len() > max_bytes {
-        Err(AppError::invalid(
-            param,
-            format!("must be 1 to {max_bytes} bytes"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn risk_s6_sku_shape_and_length_are_bounded() {
-        assert!(sku("sku", "TSHIRT-M.blue_1").is_ok());
-        for bad in [
-            "",
-            "has space",
-            "ünicode",
-            "a/b",
-            &"x".repeat(SKU_MAX_BYTES + 1),
-        ] {
-            assert!(sku("sku", bad).is_err(), "{bad:?}");
+    fn risk_s6_refusals_name_the_field_and_say_what_it_accepts() {
+        use kassa_domain::text::fields::SKU;
+        assert_eq!(
+            shaped("sku", SKU, "TSHIRT-M.blue_1").as_deref(),
+            Ok("TSHIRT-M.blue_1")
+        );
+        match shaped("lines[0].sku", SKU, "a/b") {
+            Err(AppError::InvalidRequest { param, message }) => {
+                assert_eq!(param.as_deref(), Some("lines[0].sku"));
+                assert!(message.contains("U+002F"), "{message}");
+                assert!(message.contains("1 to 64"), "{message}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod payment;
 pub mod refund;
 pub mod reservation;
 mod states;
+pub mod text;
 
 pub use states::IllegalTransition;
 

@@ -1,7 +1,8 @@
 //! Named maximums for everything a client can make Kassa hold or loop over.
 //!
 //! Each bound is checked where input enters (HTTP layer, application layer) and each has a test
-//! that reaches it. Changing one is a product decision, not a tuning knob.
+//! that reaches it. Changing one is a product decision, not a tuning knob. The lengths and
+//! characters of text fields live with their shapes in `text::fields`.
 
 /// Largest request body the API accepts; larger bodies get 413 `payload_too_large`.
 pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
@@ -11,17 +12,10 @@ pub const CART_LINES_MAX: usize = 100;
 pub const LINE_QUANTITY_MAX: i64 = 1_000;
 /// Most variants one product may be created with.
 pub const PRODUCT_VARIANTS_MAX: usize = 100;
-/// Longest SKU, in bytes.
-pub const SKU_MAX_BYTES: usize = 64;
-/// Longest product name, in bytes.
-pub const PRODUCT_NAME_MAX_BYTES: usize = 200;
-/// Most attributes on one variant, and the longest key or value among them.
+/// Most attributes on one variant (each key and value is shaped by `text::fields::ATTRIBUTE`).
 pub const VARIANT_ATTRIBUTES_MAX: usize = 20;
-pub const VARIANT_ATTRIBUTE_MAX_BYTES: usize = 100;
 /// Largest unit price in minor units (one billion major units of a 2-decimal currency): far
 /// above any real price, far below where a line total could overflow an `i64`.
 pub const UNIT_AMOUNT_MAX_MINOR: i64 = 100_000_000_000;
 /// Largest on-hand quantity for one SKU at one location.
 pub const ON_HAND_MAX: i64 = 1_000_000_000;
-/// Longest inventory location name, in bytes.
-pub const LOCATION_MAX_BYTES: usize = 64;

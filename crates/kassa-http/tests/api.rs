@@ -381,3 +381,132 @@ async fn risk_g5_checkout_over_http_is_idempotent_and_says_so(db: TestDb) {
     );
 }
 both_backends!(risk_g5_checkout_over_http_is_idempotent_and_says_so);
+
+/// Every customer- and operator-supplied text field has one shape: hostile or malformed values
+/// are refused naming the field, and only the normalised spelling is stored (risk S6).
+async fn risk_s6_text_fields_are_shaped_and_stored_normalised(db: TestDb) {
+    let server = start(db, 0).await;
+    let cart = server.seed_mug().await;
+    let put = |body: Value| {
+        server.call(
+            reqwest::Method::PUT,
+            "/v1/inventory/MUG",
+            SECRET,
+            Some(body),
+        )
+    };
+    assert_eq!(put(json!({"on_hand": 3})).await.0, 200);
+    server
+        .post(
+            &format!("/v1/carts/{cart}/lines"),
+            PUBLISHABLE,
+            json!({"sku": "MUG", "quantity": 1}),
+        )
+        .await;
+    let good = json!({
+        "email": " Ada.Lovelace@Example.COM ",
+        "shipping_address": {"name": "  Ada   Lovelace ", "line1": "1 Analytical St",
+                             "city": "Zu\u{308}rich", "postal_code": "n1  1aa", "country": "gb"},
+        "expected_total": 1250
+    });
+    let hostile = [
+        ("email", "ada\u{0}@example.com"),
+        ("email", "ada@@example.com"),
+        ("email", "ada@example"),
+        ("shipping_address.city", "Lon\r\ndon"),
+        ("shipping_address.postal_code", "\u{202e}N1"),
+        ("shipping_address.line1", "1 St\u{200b}"),
+        ("shipping_address.name", "   "),
+        ("shipping_address.country", "XX"),
+        ("shipping_address.country", "ZZ"),
+    ];
+    let checkout = format!("{}/v1/carts/{cart}/checkout", server.base);
+    for (n, (param, value)) in hostile.into_iter().enumerate() {
+        let mut body = good.clone();
+        match param.split_once('.') {
+            Some((_, field)) => body["shipping_address"][field] = json!(value),
+            None => body[param] = json!(value),
+        }
+        let response = server
+            .http
+            .post(&checkout)
+            .bearer_auth(PUBLISHABLE)
+            .header("Idempotency-Key", format!("hostile-{n}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status().as_u16(), 400, "{param} = {value:?}");
+        let answer: Value = response.json().await.expect("json error");
+        assert_eq!(code(&answer), "invalid_request", "{param} = {value:?}");
+        assert_eq!(answer["error"]["param"], param, "{param} = {value:?}");
+    }
+    let created = server
+        .http
+        .post(&checkout)
+        .bearer_auth(PUBLISHABLE)
+        .header("Idempotency-Key", "good")
+        .json(&good)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        created.status().as_u16(),
+        201,
+        "no hostile attempt placed an order"
+    );
+    let created: Value = created.json().await.expect("json");
+    let order_id = created["order"]["id"].as_str().expect("order id");
+    let (_, order) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{order_id}"),
+            SECRET,
+            None,
+        )
+        .await;
+    assert_eq!(order["email"], "Ada.Lovelace@example.com");
+    assert_eq!(
+        order["shipping_address"],
+        json!({"name": "Ada Lovelace", "line1": "1 Analytical St", "city": "Z\u{fc}rich",
+               "postal_code": "N1 1AA", "country": "GB"})
+    );
+
+    // Locations are identifiers: NUL and blank names are refused as such, nothing is created.
+    for location in ["a\u{0}b", "   ", "Lager Nord"] {
+        let (status, answer) = put(json!({"location": location, "on_hand": 1})).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (400, "invalid_request"),
+            "{location:?}"
+        );
+        assert_eq!(answer["error"]["param"], "location");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("letters, digits")),
+            "{answer}"
+        );
+    }
+    let (_, stock) = server
+        .call(reqwest::Method::GET, "/v1/inventory/MUG", SECRET, None)
+        .await;
+    assert_eq!(stock["locations"].as_array().map(Vec::len), Some(1));
+
+    for (product, param) in [
+        (
+            json!({"name": "Mug\u{202e}", "variants": [{"sku": "M2", "unit_amount": 1, "currency": "eur"}]}),
+            "name",
+        ),
+        (
+            json!({"name": "Mug", "variants": [{"sku": "M2", "unit_amount": 1, "currency": "eur",
+                "attributes": {"size": "L\nXL"}}]}),
+            "variants[0].attributes.size",
+        ),
+    ] {
+        let (status, answer) = server.post("/v1/products", SECRET, product).await;
+        assert_eq!((status, code(&answer)), (400, "invalid_request"));
+        assert_eq!(answer["error"]["param"], param);
+    }
+}
+both_backends!(risk_s6_text_fields_are_shaped_and_stored_normalised);
