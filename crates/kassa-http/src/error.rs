@@ -23,6 +23,10 @@ pub enum ApiError {
     IdempotencyKeyRequired,
     /// 422 `idempotency_key_reused`: same key, different request.
     IdempotencyKeyReused,
+    /// 405 `method_not_allowed` (with the `Allow` header axum sets).
+    MethodNotAllowed,
+    /// 408 `request_timeout`: the body did not arrive within the body-read time limit.
+    RequestTimeout,
     /// 409 `request_in_progress`, with `Retry-After`.
     RequestInProgress { retry_after_secs: u64 },
     /// 409 `insufficient_stock`, with the SKUs that ran short.
@@ -83,6 +87,20 @@ impl ApiError {
             ApiError::NotFound(message) => {
                 (S::NOT_FOUND, None, "not_found", message.clone(), json!({}))
             }
+            ApiError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                None,
+                "method_not_allowed",
+                "this endpoint does not answer this method".into(),
+                json!({}),
+            ),
+            ApiError::RequestTimeout => (
+                S::REQUEST_TIMEOUT,
+                None,
+                "request_timeout",
+                "the request body did not arrive in time".into(),
+                json!({}),
+            ),
             ApiError::IdempotencyKeyRequired => (
                 S::BAD_REQUEST,
                 None,

@@ -12,17 +12,21 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use kassa_app::App;
 use kassa_domain::limits::REQUEST_BODY_MAX_BYTES;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod auth;
 pub mod error;
-pub mod json;
+pub mod extract;
+pub mod middleware;
 pub mod rate_limit;
 pub mod routes;
+pub mod server;
 pub mod wire;
 
 pub use auth::ApiKeys;
 pub use rate_limit::PublicRateLimit;
 pub use routes::checkout::JsonCheckoutRenderer;
+pub use server::{ServerLimits, serve};
 pub use wire::SandboxBody;
 
 /// What every handler can reach.
@@ -34,10 +38,12 @@ pub struct HttpState {
     pub rate_limit: Option<Arc<PublicRateLimit>>,
     /// Set only in sandbox mode.
     pub sandbox: Option<Arc<SandboxBody>>,
+    /// Protocol limits; the body-read time limit is applied by the body extractors.
+    pub limits: ServerLimits,
 }
 
-/// The whole API. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
-/// rate limiter sees client addresses.
+/// The whole API. [`serve`] runs it with the protocol limits and gives the rate limiter each
+/// client's address.
 pub fn router(state: HttpState) -> Router {
     let public = routes::carts::router()
         .merge(routes::checkout::router())
@@ -59,6 +65,9 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::webhooks::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
+        .layer(CatchPanicLayer::custom(middleware::panic_answer))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(middleware::with_request_id))
         .with_state(state)
 }
 

@@ -1,9 +1,7 @@
 //! The HTTP contract over a real socket: auth, error shapes, input bounds, rate limits.
 //! Each test starts the router on an ephemeral port against a fresh database of each backend.
 
-use std::net::SocketAddr;
-
-use kassa_http::{ApiKeys, HttpState, PublicRateLimit};
+use kassa_http::{ApiKeys, HttpState, PublicRateLimit, ServerLimits};
 use kassa_testkit::{TestDb, both_backends};
 use serde_json::{Value, json};
 
@@ -27,13 +25,13 @@ async fn start(db: TestDb, rate_limit_per_sec: u32) -> Server {
         },
         rate_limit: PublicRateLimit::new(rate_limit_per_sec),
         sandbox: None,
+        limits: ServerLimits::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("ephemeral port");
     let address = listener.local_addr().expect("bound");
-    let service = kassa_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, service).await });
+    tokio::spawn(kassa_http::serve(listener, state, std::future::pending()));
     Server {
         base: format!("http://{address}"),
         http: reqwest::Client::new(),

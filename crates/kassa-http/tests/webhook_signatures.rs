@@ -2,11 +2,10 @@
 //! fresh delivery is recorded; every refusal is the same 400 that names no check (risks G6, S8).
 //! Deliveries are signed by the emulator's signer, which shares no code with the verifier.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kassa_app::ports::SystemClock;
-use kassa_http::{ApiKeys, HttpState};
+use kassa_http::{ApiKeys, HttpState, ServerLimits};
 use kassa_stripe::StripeWebhookVerifier;
 use kassa_testkit::provider::FakeProvider;
 use kassa_testkit::{TEST_PUBLISHABLE_KEY, TEST_SECRET_KEY, TestDb, app_with_parts, both_backends};
@@ -37,13 +36,13 @@ async fn start(db: &TestDb) -> String {
         },
         rate_limit: None,
         sandbox: None,
+        limits: ServerLimits::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("port");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let service = kassa_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, service).await });
+    tokio::spawn(kassa_http::serve(listener, state, std::future::pending()));
     base
 }
 

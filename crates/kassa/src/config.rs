@@ -6,6 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use kassa_http::ServerLimits;
 
 /// Every name Kassa reads. Anything else starting with `KASSA_` is refused.
 const KNOWN: &[&str] = &[
@@ -20,6 +23,10 @@ const KNOWN: &[&str] = &[
     "KASSA_SANDBOX_SEED",
     "KASSA_RATE_LIMIT",
     "KASSA_CAPTURE_METHOD",
+    "KASSA_HEADER_READ_TIMEOUT_SECS",
+    "KASSA_BODY_READ_TIMEOUT_SECS",
+    "KASSA_KEEP_ALIVE_IDLE_SECS",
+    "KASSA_CONNECTIONS_MAX",
     "KASSA_CONFIG",
 ];
 /// Prefix of variables used by the test suite, not by the server.
@@ -28,6 +35,10 @@ const TEST_PREFIX: &str = "KASSA_TEST_";
 /// a checkout makes a few; a script making hundreds is stopped.
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
 const RATE_LIMIT_MAX_PER_SEC: u32 = 100_000;
+/// Longest protocol time limit that may be configured: past an hour a limit protects nothing.
+const TIMEOUT_MAX_SECS: u64 = 3_600;
+/// Most connections that may be configured (each holds a file descriptor and a task).
+const CONNECTIONS_MAX: u64 = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -56,6 +67,9 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// `true`: authorize at checkout, capture later (manual capture).
     pub capture_manually: bool,
+    /// How long clients may take to send headers and bodies, idle between requests, and how
+    /// many connections may be open.
+    pub server_limits: ServerLimits,
     pub mode: Mode,
 }
 
@@ -160,6 +174,7 @@ impl Config {
                 ));
             }
         };
+        let server_limits = server_limits(&get)?;
         let mode = match get("STRIPE_SECRET_KEY") {
             None => sandbox_mode(&get)?,
             Some(stripe_key) => Mode::Stripe(stripe_settings(&get, stripe_key)?),
@@ -185,6 +200,7 @@ impl Config {
             publishable_key,
             rate_limit_per_sec,
             capture_manually,
+            server_limits,
             mode,
         })
     }
@@ -244,6 +260,56 @@ fn stripe_settings(
         secret_key,
         api_base: api_base.trim_end_matches('/').to_owned(),
         webhook_secrets,
+    })
+}
+
+/// A whole number setting within `range`, or `default` when unset.
+fn whole_number(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(text) = get(name) else {
+        return Ok(default);
+    };
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            bad(
+                name,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+fn server_limits(get: &dyn Fn(&str) -> Option<String>) -> Result<ServerLimits, ConfigError> {
+    let defaults = ServerLimits::default();
+    let seconds = |name: &str, default: Duration| {
+        whole_number(get, name, default.as_secs(), 1..=TIMEOUT_MAX_SECS).map(Duration::from_secs)
+    };
+    let connections_max = whole_number(
+        get,
+        "KASSA_CONNECTIONS_MAX",
+        u64::try_from(defaults.connections_max).unwrap_or(u64::MAX),
+        1..=CONNECTIONS_MAX,
+    )?;
+    Ok(ServerLimits {
+        header_read_timeout: seconds(
+            "KASSA_HEADER_READ_TIMEOUT_SECS",
+            defaults.header_read_timeout,
+        )?,
+        body_read_timeout: seconds("KASSA_BODY_READ_TIMEOUT_SECS", defaults.body_read_timeout)?,
+        keep_alive_idle_timeout: seconds(
+            "KASSA_KEEP_ALIVE_IDLE_SECS",
+            defaults.keep_alive_idle_timeout,
+        )?,
+        connections_max: usize::try_from(connections_max).unwrap_or(usize::MAX),
     })
 }
 
@@ -338,6 +404,38 @@ mod tests {
         assert_eq!(
             error_name(&[("KASSA_DATABSE_URL", "sqlite://x.db")]),
             "KASSA_DATABSE_URL"
+        );
+        for name in [
+            "KASSA_HEADER_READ_TIMEOUT_SECS",
+            "KASSA_BODY_READ_TIMEOUT_SECS",
+            "KASSA_KEEP_ALIVE_IDLE_SECS",
+            "KASSA_CONNECTIONS_MAX",
+        ] {
+            assert_eq!(error_name(&[(name, "0")]), name);
+            assert_eq!(error_name(&[(name, "soon")]), name);
+        }
+    }
+
+    #[test]
+    fn protocol_limits_are_read_by_their_names() {
+        let config = Config::from_sources(
+            &env(&[
+                ("KASSA_HEADER_READ_TIMEOUT_SECS", "3"),
+                ("KASSA_BODY_READ_TIMEOUT_SECS", "4"),
+                ("KASSA_KEEP_ALIVE_IDLE_SECS", "5"),
+                ("KASSA_CONNECTIONS_MAX", "6"),
+            ]),
+            &BTreeMap::new(),
+        )
+        .expect("valid");
+        assert_eq!(
+            config.server_limits,
+            ServerLimits {
+                header_read_timeout: Duration::from_secs(3),
+                body_read_timeout: Duration::from_secs(4),
+                keep_alive_idle_timeout: Duration::from_secs(5),
+                connections_max: 6,
+            }
         );
     }
 

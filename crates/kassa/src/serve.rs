@@ -110,14 +110,10 @@ pub async fn run(config: Config) -> Result<()> {
         keys: keys.clone(),
         rate_limit: PublicRateLimit::new(config.rate_limit_per_sec),
         sandbox: payments.sandbox.map(Arc::new),
+        limits: config.server_limits,
     };
     print_banner(&config, address, &keys, payments.emulator.as_ref());
-    axum::serve(
-        listener,
-        kassa_http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    kassa_http::serve(listener, state, shutdown_signal()).await?;
     workers.shutdown().await;
     if let Some(emulator) = payments.emulator {
         emulator.shutdown().await;

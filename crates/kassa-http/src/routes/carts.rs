@@ -1,6 +1,6 @@
 //! Carts (publishable key). Rate limited per IP and per key.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use crate::HttpState;
 use crate::auth::StorefrontKey;
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::wire::{AddLineRequest, CartBody, CreateCartRequest, SetLineQuantityRequest};
 
 pub fn router() -> Router<HttpState> {
@@ -34,7 +34,7 @@ async fn create_cart(
 async fn cart(
     _key: StorefrontKey,
     State(state): State<HttpState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CartBody>, ApiError> {
     Ok(Json(CartBody::from(&state.app.cart_view(&id).await?)))
 }
@@ -42,7 +42,7 @@ async fn cart(
 async fn add_line(
     _key: StorefrontKey,
     State(state): State<HttpState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddLineRequest>,
 ) -> Result<Json<CartBody>, ApiError> {
     let cart = state
@@ -55,7 +55,7 @@ async fn add_line(
 async fn set_line_quantity(
     _key: StorefrontKey,
     State(state): State<HttpState>,
-    Path((id, line_id)): Path<(String, String)>,
+    ApiPath((id, line_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<SetLineQuantityRequest>,
 ) -> Result<Json<CartBody>, ApiError> {
     let cart = state
@@ -68,7 +68,7 @@ async fn set_line_quantity(
 async fn remove_line(
     _key: StorefrontKey,
     State(state): State<HttpState>,
-    Path((id, line_id)): Path<(String, String)>,
+    ApiPath((id, line_id)): ApiPath<(String, String)>,
 ) -> Result<Json<CartBody>, ApiError> {
     let cart = state.app.remove_cart_line(&id, &line_id).await?;
     Ok(Json(CartBody::from(&cart)))

@@ -1,6 +1,6 @@
 //! Catalog and stock (secret key).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use kassa_app::catalog::{NewProduct, NewVariant};
 use crate::HttpState;
 use crate::auth::SecretKey;
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::wire::{
     CreateProductRequest, InventoryBody, ProductBody, SetInventoryRequest, UpdateVariantRequest,
     VariantBody,
@@ -47,7 +47,7 @@ async fn create_product(
 async fn update_variant(
     _: SecretKey,
     State(state): State<HttpState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateVariantRequest>,
 ) -> Result<Json<VariantBody>, ApiError> {
     let variant = state
@@ -60,7 +60,7 @@ async fn update_variant(
 async fn set_inventory(
     _: SecretKey,
     State(state): State<HttpState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<SetInventoryRequest>,
 ) -> Result<Json<InventoryBody>, ApiError> {
     let levels = state
@@ -73,7 +73,7 @@ async fn set_inventory(
 async fn inventory(
     _: SecretKey,
     State(state): State<HttpState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
 ) -> Result<Json<InventoryBody>, ApiError> {
     let levels = state.app.inventory(&sku).await?;
     Ok(Json(InventoryBody::new(&sku, &levels)))

@@ -2,7 +2,7 @@
 //! that turns checkout outcomes into the answers stored on the key and replayed for retries.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::HttpState;
 use crate::auth::{StorefrontKey, request_id};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::extract::{ApiJson, ApiPath, single_header};
 use crate::wire::CheckoutRequest;
 
 pub fn router() -> Router<HttpState> {
@@ -24,17 +24,11 @@ pub fn router() -> Router<HttpState> {
 async fn checkout(
     key: StorefrontKey,
     State(state): State<HttpState>,
-    Path(cart_id): Path<String>,
+    ApiPath(cart_id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .map(|value| value.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| {
-            ApiError::invalid(Some("Idempotency-Key".into()), "must be printable ASCII")
-        })?;
+    let idempotency_key = single_header(&headers, "Idempotency-Key")?.map(str::to_owned);
     let address = body.shipping_address;
     let input = CheckoutInput {
         cart_id,

@@ -1,13 +1,14 @@
 //! Orders: `GET /v1/orders/{id}` for the operator (secret key) or the customer (order token as
 //! the Bearer credential, never in the URL), and the audit trail for the operator.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::HttpState;
 use crate::auth::{OrderReader, SecretKey};
 use crate::error::ApiError;
+use crate::extract::ApiPath;
 use crate::wire::{AuditEventBody, OrderBody};
 
 pub fn router() -> Router<HttpState> {
@@ -19,7 +20,7 @@ pub fn router() -> Router<HttpState> {
 async fn order(
     reader: OrderReader,
     State(state): State<HttpState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
     match reader {
         OrderReader::Operator => Ok(Json(OrderBody::full(&state.app.order(&id).await?))),
@@ -37,7 +38,7 @@ async fn order(
 async fn events(
     _: SecretKey,
     State(state): State<HttpState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let events: Vec<AuditEventBody> = state
         .app

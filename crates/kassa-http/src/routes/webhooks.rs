@@ -1,10 +1,8 @@
 //! `POST /v1/webhooks/stripe`: verify on the raw body, record, answer. And the operator's view
 //! of the inbox: list failed or dead events, replay one.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kassa_app::ports::{EventStatus, InboxEvent};
@@ -15,6 +13,7 @@ use serde_json::{Value, json};
 use crate::HttpState;
 use crate::auth::SecretKey;
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery, read_body, single_header};
 
 /// Stripe events with embedded lists can exceed the API's 64 KiB; this is still bounded.
 pub const WEBHOOK_BODY_MAX_BYTES: usize = 512 * 1024;
@@ -32,20 +31,15 @@ pub fn stripe_router() -> Router<HttpState> {
 
 async fn receive(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::invalid(None, "webhook not accepted")
-        }
-    })?;
-    let signature = headers
-        .get("stripe-signature")
-        .and_then(|value| value.to_str().ok());
-    match state.app.receive_webhook(&body, signature).await {
+    // A delivery with two signature headers is as unverifiable as one with none.
+    let signature = single_header(request.headers(), "stripe-signature")
+        .ok()
+        .flatten()
+        .map(str::to_owned);
+    let body = read_body(request, &state).await?;
+    match state.app.receive_webhook(&body, signature.as_deref()).await {
         Ok(_) => Ok(Json(json!({ "received": true }))),
         Err(WebhookError::Rejected(reason)) => {
             tracing::warn!(%reason, "webhook delivery rejected");
@@ -65,7 +59,7 @@ struct ListQuery {
 async fn list(
     _: SecretKey,
     State(state): State<HttpState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = match query.status.as_str() {
         "failed" => EventStatus::Failed,
@@ -90,7 +84,7 @@ async fn list(
 async fn replay(
     _: SecretKey,
     State(state): State<HttpState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let event = state.app.replay_inbox_event(&id).await?;
     Ok((StatusCode::OK, Json(event_body(&event))))

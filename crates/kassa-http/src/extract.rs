@@ -1,0 +1,238 @@
+//! Extractors whose every refusal is the API's error shape with `param` naming what was wrong
+//! (risks S1, S6): strict JSON bodies (unknown fields refused, numbers out of range named), path
+//! segments, query strings, and the body read itself, bounded in size and in time.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::HttpState;
+use crate::error::ApiError;
+
+/// A JSON body: `Content-Type: application/json`, read within the body-read time limit and the
+/// route's size limit, parsed strictly.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<HttpState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &HttpState) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::invalid(
+                None,
+                "expected a JSON body with Content-Type: application/json",
+            ));
+        }
+        let bytes = read_body(request, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The whole body, or 408 `request_timeout` if the client has not sent it within
+/// [`crate::ServerLimits::body_read_timeout`], or 413 past the route's size limit.
+pub async fn read_body(request: Request, state: &HttpState) -> Result<Bytes, ApiError> {
+    read_body_within(request, state.limits.body_read_timeout, state).await
+}
+
+async fn read_body_within(
+    request: Request,
+    limit: Duration,
+    state: &HttpState,
+) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(limit, Bytes::from_request(request, state)).await {
+        Err(_) => Err(ApiError::RequestTimeout),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Ok(Err(_)) => Err(ApiError::invalid(
+            None,
+            "the request body could not be read",
+        )),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|mime| mime.trim().to_ascii_lowercase())
+        .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"))
+}
+
+/// Parses `bytes` as `T`, naming the field of any error: unknown and missing fields by their
+/// name, wrong types and out-of-range numbers by their path (`lines[0].quantity`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
+    deserializer
+        .end()
+        .map_err(|_| ApiError::invalid(None, "the body is not valid JSON (trailing characters)"))?;
+    Ok(value)
+}
+
+fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.inner();
+    let text = without_position(&inner.to_string());
+    // "." is the root; "?" an object key that was never read (the body ended first).
+    let at = (path != "." && !path.contains('?')).then_some(path);
+    // "unknown field `price`" / "missing field `sku`": the path names the field itself (unknown)
+    // or the object that lacks it (missing); either way the param is the field's full path.
+    let param = match (field_in_backticks(&text), at) {
+        (Some(field), Some(path)) if text.contains("field") => {
+            if path == field || path.ends_with(&format!(".{field}")) {
+                Some(path)
+            } else {
+                Some(format!("{path}.{field}"))
+            }
+        }
+        (Some(field), None) if text.contains("field") => Some(field),
+        (_, at) => at,
+    };
+    let message = if inner.is_syntax() || inner.is_eof() {
+        if text.contains("out of range") {
+            "the number is out of range".to_owned()
+        } else {
+            "the body is not valid JSON".to_owned()
+        }
+    } else {
+        text
+    };
+    ApiError::invalid(param, message)
+}
+
+/// serde_json ends messages with " at line 1 column 30"; the client needs the field, not that.
+fn without_position(text: &str) -> String {
+    text.rsplit_once(" at line ")
+        .map_or(text, |(message, _)| message)
+        .to_owned()
+}
+
+fn field_in_backticks(text: &str) -> Option<String> {
+    let (_, rest) = text.split_once('`')?;
+    let (field, _) = rest.split_once('`')?;
+    Some(field.to_owned())
+}
+
+/// The value of a header that may appear at most once: `Ok(None)` when absent, refused when
+/// repeated (which copy would count is not a guess Kassa makes) or not printable ASCII.
+pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::invalid(Some(name.into()), "must be sent once"));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| ApiError::invalid(Some(name.into()), "must be printable ASCII"))
+}
+
+/// Path parameters; a segment that is not UTF-8 or not of the expected type is
+/// `invalid_request`, never a plain-text 400.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                let detail = error.body_text();
+                tracing::debug!(%detail, "path refused");
+                Err(ApiError::invalid(
+                    Some("path".into()),
+                    "a path segment is not valid (it must be UTF-8 text of the expected form)",
+                ))
+            }
+            Err(_) => Err(ApiError::Internal),
+        }
+    }
+}
+
+/// A query string; a missing, repeated or unknown parameter is `invalid_request` naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(error)) => {
+                let text = error.body_text();
+                let text = text
+                    .split_once("Failed to deserialize query string: ")
+                    .map_or(text.as_str(), |(_, rest)| rest);
+                Err(ApiError::invalid(field_in_backticks(text), text))
+            }
+            Err(_) => Err(ApiError::invalid(None, "the query string is not valid")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Line {
+        sku: String,
+        quantity: i64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        lines: Vec<Line>,
+    }
+
+    fn param_of(body: &str) -> Option<String> {
+        match parse_json::<Order>(body.as_bytes()) {
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn risk_s6_every_json_error_names_its_field() {
+        let line = |rest: &str| format!("{{\"lines\":[{{\"sku\":\"A\",{rest}}}]}}");
+        assert_eq!(
+            param_of(&line("\"quantity\":1e400")).as_deref(),
+            Some("lines[0].quantity")
+        );
+        assert_eq!(
+            param_of(&line("\"quantity\":\"2\"")).as_deref(),
+            Some("lines[0].quantity")
+        );
+        assert_eq!(
+            param_of(&line("\"quantity\":1,\"price\":1")).as_deref(),
+            Some("lines[0].price")
+        );
+        assert_eq!(
+            param_of("{\"lines\":[{\"sku\":\"A\"}]}").as_deref(),
+            Some("lines[0].quantity")
+        );
+        assert_eq!(param_of("{}").as_deref(), Some("lines"));
+        assert_eq!(param_of("{\"price\":1}").as_deref(), Some("price"));
+        assert_eq!(param_of("{\"lines\":[]} x"), None);
+        assert_eq!(param_of("{"), None);
+        assert_eq!(param_of("nonsense"), None);
+    }
+}
