@@ -11,7 +11,7 @@ use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
     Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderEvent, ProviderEventObject,
-    ProviderPaymentIntent, Recorded, WebhookRejected,
+    ProviderPaymentIntent, Recorded, StoreError, WebhookRejected,
 };
 
 /// Attempts before an event is dead-lettered.
@@ -88,9 +88,27 @@ impl App {
                 Ok(applied)
             }
             Err(error) => {
+                self.surface_impossible_move(&error, &actor).await;
                 self.record_failure(&event.id, &error.to_string()).await?;
                 Err(error.into())
             }
+        }
+    }
+
+    /// A plan's write that did not take is a bug: it is logged and the order is flagged for a
+    /// person (in a transaction of its own, the failed one having rolled back), never skipped.
+    pub(crate) async fn surface_impossible_move(&self, error: &StoreError, actor: &Actor) {
+        let StoreError::ImpossibleMove { order_id, detail } = error else {
+            return;
+        };
+        tracing::error!(%order_id, %detail, "impossible status move; order flagged for attention");
+        let reason = format!("impossible_move: {detail}");
+        if let Err(flag_error) = self
+            .store
+            .flag_order(order_id, &reason, actor, self.clock.now_secs())
+            .await
+        {
+            tracing::error!(%order_id, %flag_error, "could not flag the order");
         }
     }
 
@@ -180,10 +198,17 @@ impl App {
             kind: "sync".into(),
             request_id: None,
         };
-        Ok(self
+        match self
             .store
             .observe_payment_intent(&intent, &actor, self.clock.now_secs())
-            .await?)
+            .await
+        {
+            Ok(applied) => Ok(applied),
+            Err(error) => {
+                self.surface_impossible_move(&error, &actor).await;
+                Err(error.into())
+            }
+        }
     }
 
     /// For the events whose order matters — those that may move a payment back to awaiting the

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod plan;
 pub mod refund;
 pub mod reservation;
 mod states;

@@ -18,6 +18,9 @@ named_states! {
 pub enum ReservationEvent {
     Commit,
     Release,
+    /// The payment succeeded after the reservation was released (an expired checkout paid
+    /// after all): the stock is taken again, straight into committed, if it is still there.
+    CommitAfterRelease,
 }
 
 impl ReservationStatus {
@@ -25,6 +28,9 @@ impl ReservationStatus {
         match (self, event) {
             (ReservationStatus::Held, ReservationEvent::Commit) => Ok(ReservationStatus::Committed),
             (ReservationStatus::Held, ReservationEvent::Release) => Ok(ReservationStatus::Released),
+            (ReservationStatus::Released, ReservationEvent::CommitAfterRelease) => {
+                Ok(ReservationStatus::Committed)
+            }
             (from, event) => Err(IllegalTransition {
                 from: from.as_str(),
                 event: format!("{event:?}"),
@@ -42,10 +48,11 @@ mod tests {
     #[test]
     fn transition_table_is_exactly_this() {
         for &from in S::ALL {
-            for event in [E::Commit, E::Release] {
+            for event in [E::Commit, E::Release, E::CommitAfterRelease] {
                 let expected = match (from, event) {
                     (S::Held, E::Commit) => Some(S::Committed),
                     (S::Held, E::Release) => Some(S::Released),
+                    (S::Released, E::CommitAfterRelease) => Some(S::Committed),
                     _ => None,
                 };
                 assert_eq!(from.apply(event).ok(), expected, "{from} + {event:?}");

@@ -8,16 +8,15 @@ use kassa_app::ports::{
 };
 use kassa_domain::Money;
 use kassa_domain::cart::PricedCart;
-use kassa_domain::order::OrderEvent;
+use kassa_domain::order::{OrderEvent, OrderStatus};
 use kassa_domain::payment::{PaymentEvent, PaymentStatus};
-use kassa_domain::reservation::ReservationEvent;
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, Change};
 use crate::cart::{cart_in, lock_open_cart};
 use crate::catalog::currency_of;
 use crate::db::{SqlStore, unavailable};
-use crate::transitions;
+use crate::transitions::{self, Outcome};
 
 /// Fault point: the finish phase's transaction fails after the PaymentIntent was created.
 pub const FAULT_BEFORE_FINISH: &str = "checkout.before_finish";
@@ -164,32 +163,37 @@ impl CheckoutStore for SqlStore {
         self.faults().check(FAULT_BEFORE_FINISH)?;
         // The intent id is written once; a different id for the same payment would mean two
         // intents for one attempt, which the deterministic provider key rules out.
-        let stored = sqlx::query(
+        let order_id: Option<String> = sqlx::query_scalar(
             "UPDATE payments SET provider_payment_intent_id = $2, client_secret = $3, updated_at = $4
-             WHERE id = $1 AND (provider_payment_intent_id IS NULL OR provider_payment_intent_id = $2)",
+             WHERE id = $1 AND (provider_payment_intent_id IS NULL OR provider_payment_intent_id = $2)
+             RETURNING order_id",
         )
         .bind(payment_id)
         .bind(&intent.id)
         .bind(intent.client_secret.as_deref())
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
-        if stored.rows_affected() != 1 {
+        let Some(order_id) = order_id else {
             return Err(StoreError::Corrupt(format!(
                 "payment {payment_id} already has another PaymentIntent"
             )));
+        };
+        let created = PaymentEvent::Created;
+        match transitions::payment(&mut tx, &order_id, payment_id, created, actor, now).await? {
+            Outcome::Moved(_) => {}
+            // A webhook about this intent arrived first (risk G1) and moved the payment on.
+            Outcome::Refused(_) => {}
         }
-        transitions::payment(&mut tx, payment_id, PaymentEvent::Created, actor, now).await?;
         if intent.status != PaymentStatus::RequiresPaymentMethod {
-            transitions::payment(
-                &mut tx,
-                payment_id,
-                PaymentEvent::Observed(intent.status),
-                actor,
-                now,
-            )
-            .await?;
+            let observed = PaymentEvent::Observed(intent.status);
+            match transitions::payment(&mut tx, &order_id, payment_id, observed, actor, now).await?
+            {
+                Outcome::Moved(_) => {}
+                // A webhook already brought the payment this far or further.
+                Outcome::Refused(_) => {}
+            }
         }
         if let (Some(key), Some(response)) = (key, response) {
             finish_key_in(&mut tx, key, response, now).await?;
@@ -214,10 +218,29 @@ impl CheckoutStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        transitions::payment(&mut tx, payment_id, PaymentEvent::CreateFailed, actor, now).await?;
-        transitions::order(&mut tx, order_id, OrderEvent::Cancel, actor, now).await?;
-        transitions::settle_reservations(&mut tx, order_id, ReservationEvent::Release, actor, now)
-            .await?;
+        // Only a definite refusal to create the intent gets here, so nothing at the provider can
+        // have moved this order or payment: both moves must take (order first, as every plan
+        // locks it first).
+        let canceled =
+            transitions::order(&mut tx, order_id, OrderEvent::Cancel, actor, now).await?;
+        let failed = PaymentEvent::CreateFailed;
+        let payment_failed =
+            transitions::payment(&mut tx, order_id, payment_id, failed, actor, now).await?;
+        match (canceled, payment_failed) {
+            (Outcome::Moved(_), Outcome::Moved(_)) => {
+                transitions::release_reservations(&mut tx, order_id, actor, now).await?;
+            }
+            // Abandoned before (the same refusal replayed): nothing is left to undo.
+            (Outcome::Refused(OrderStatus::Canceled), Outcome::Refused(PaymentStatus::Failed)) => {}
+            (order, payment) => {
+                return Err(StoreError::ImpossibleMove {
+                    order_id: order_id.to_owned(),
+                    detail: format!(
+                        "abandoning a checkout found order {order:?}, payment {payment:?}"
+                    ),
+                });
+            }
+        }
         if let (Some(key), Some(response)) = (key, response) {
             finish_key_in(&mut tx, key, response, now).await?;
         }

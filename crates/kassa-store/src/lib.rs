@@ -11,9 +11,11 @@ mod cart;
 mod catalog;
 mod checkout;
 mod db;
+mod effects;
 mod health;
+mod inbox;
 mod orders;
+mod outbox;
 mod transitions;
-mod webhooks;
 
 pub use db::{Backend, FaultPoints, SqlStore, StoreOpenError};

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    AuditRecord, CaptureMethod, OrderLine, OrderRecord, OrderStore, PaymentRecord, ShippingAddress,
-    StoreError, StoreResult,
+    Actor, AuditRecord, CaptureMethod, OrderLine, OrderRecord, OrderStore, PaymentRecord,
+    ShippingAddress, StoreError, StoreResult,
 };
 use kassa_domain::Money;
 use kassa_domain::order::OrderStatus;
@@ -64,6 +64,30 @@ impl OrderStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn flag_order(
+        &self,
+        order_id: &str,
+        reason: &str,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.flag_order_now(order_id, reason, actor, now).await
+    }
+}
+
+impl SqlStore {
+    async fn flag_order_now(
+        &self,
+        order_id: &str,
+        reason: &str,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        crate::effects::flag_order(&mut tx, order_id, reason, actor, now).await?;
+        tx.commit().await.map_err(unavailable)
     }
 }
 

@@ -862,3 +862,54 @@ async fn risk_w6_event_type_and_object_status_must_agree(db: TestDb) {
     assert_eq!(shop.status(&placed.order_id).await, "canceled");
 }
 both_backends!(risk_w6_event_type_and_object_status_must_agree);
+
+/// A write its plan says must take, but does not (here a rogue trigger cancels the order behind
+/// Kassa's lock as the payment moves), rolls the whole event back and flags the order; it is
+/// never skipped with the rest applied.
+async fn risk_w3_an_impossible_move_rolls_back_everything_and_flags_the_order(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(2, "k").await;
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    let rogue: &[&str] = if shop.db.url.starts_with("postgres") {
+        &[
+            "CREATE FUNCTION rogue() RETURNS trigger AS $$ BEGIN
+                 UPDATE orders SET status = 'canceled' WHERE id = NEW.order_id; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER rogue AFTER UPDATE OF status ON payments FOR EACH ROW EXECUTE FUNCTION rogue()",
+        ]
+    } else {
+        &[
+            "CREATE TRIGGER rogue AFTER UPDATE OF status ON payments BEGIN
+               UPDATE orders SET status = 'canceled' WHERE id = NEW.order_id; END",
+        ]
+    };
+    for statement in rogue {
+        sqlx::query(sqlx::AssertSqlSafe(*statement))
+            .execute(&pool)
+            .await
+            .expect("trigger");
+    }
+    shop.deliver(&succeeded("evt_rogue", &placed.intent)).await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(
+        order.status.as_str(),
+        "pending_payment",
+        "the event rolled back whole"
+    );
+    assert_eq!(shop.stock().await, (8, 2, 0), "no stock moved");
+    assert!(
+        order
+            .needs_attention
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("impossible_move")),
+        "{:?}",
+        order.needs_attention
+    );
+    assert_eq!(
+        shop.scalar::<String>("SELECT status FROM webhook_events WHERE id = 'evt_rogue'")
+            .await,
+        "failed",
+        "kept for retry, not acknowledged as processed"
+    );
+    pool.close().await;
+}
+both_backends!(risk_w3_an_impossible_move_rolls_back_everything_and_flags_the_order);

@@ -65,4 +65,13 @@ pub trait OrderStore: Send + Sync {
     async fn order(&self, id: &str) -> StoreResult<Option<OrderRecord>>;
     /// The audit trail of an order and of everything that belongs to it, oldest first.
     async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>>;
+    /// Marks the order `needs_attention` with `reason` (audited, announced once), in a
+    /// transaction of its own.
+    async fn flag_order(
+        &self,
+        order_id: &str,
+        reason: &str,
+        actor: &super::checkout_store::Actor,
+        now: i64,
+    ) -> StoreResult<()>;
 }

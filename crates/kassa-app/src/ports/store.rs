@@ -20,6 +20,11 @@ pub enum StoreError {
     /// hand-edited database); never caused by client input.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A status write that its plan said must take did not (the row was not in the state the
+    /// plan was decided on). A bug, never a race: plans are decided under the order's lock. The
+    /// transaction is rolled back; the caller flags the order for a person.
+    #[error("impossible move on order {order_id}: {detail}")]
+    ImpossibleMove { order_id: String, detail: String },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,307 @@
+//! Plans: what a provider event does to an order, decided by pure functions over a snapshot the
+//! store loaded inside its transaction (with the order locked), the way `PriceCheck` decides a
+//! checkout. The store applies a plan with compare-and-set writes; because the snapshot was
+//! taken under the lock, a write that does not take is a bug, never a race.
+//!
+//! Every status a plan names comes from its state machine; a plan never invents one.
+
+use crate::order::{OrderEvent, OrderStatus, event_for_payment};
+use crate::payment::{PaymentEvent, PaymentStatus, check_capture};
+
+/// One status move, as the machine decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move<S> {
+    pub from: S,
+    pub to: S,
+}
+
+/// What Kassa holds about a payment and its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentSnapshot {
+    pub order: OrderStatus,
+    pub payment: PaymentStatus,
+    pub amount_minor: i64,
+    /// Lowercase ISO code, as stored.
+    pub currency: String,
+    /// What Kassa decided to capture (the order total unless a capture said less).
+    pub to_capture_minor: i64,
+}
+
+/// What the provider reports about the payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObservedPayment<'a> {
+    pub status: PaymentStatus,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub amount_received_minor: i64,
+}
+
+/// What happens to the order's reservations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockMove {
+    Keep,
+    /// Held reservations become sales; released ones are taken again, all or nothing — if the
+    /// stock is gone the order is flagged and the order move is not made.
+    Commit,
+    Release,
+}
+
+/// The writes of an observed payment state, in the order the store makes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentMoves {
+    pub payment: Move<PaymentStatus>,
+    pub order: Option<(OrderEvent, Move<OrderStatus>)>,
+    pub stock: StockMove,
+    /// Set on the order as `captured_amount`.
+    pub captured_minor: Option<i64>,
+    /// The merchant notification this causes, written only with the order move.
+    pub notify: Option<&'static str>,
+    /// Also flag the order for a person (the payment moved, the order cannot follow).
+    pub flag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentPlan {
+    Apply(PaymentMoves),
+    /// Move nothing; flag the order for a person with this reason.
+    Flag(String),
+    /// Nothing to do (a stale or repeated report); recorded with this reason.
+    Ignore(String),
+}
+
+/// Decides what `seen` does to the payment and order in `held` (risks W5, W6, P7).
+pub fn decide_payment(held: &PaymentSnapshot, seen: &ObservedPayment<'_>) -> PaymentPlan {
+    if seen.amount_minor != held.amount_minor || seen.currency != held.currency {
+        return PaymentPlan::Flag(format!(
+            "amount_mismatch: provider reports {} {}, order expects {} {}",
+            seen.amount_minor, seen.currency, held.amount_minor, held.currency
+        ));
+    }
+    if seen.status == PaymentStatus::Succeeded
+        && let Err(mismatch) = check_capture(held.to_capture_minor, seen.amount_received_minor)
+    {
+        return PaymentPlan::Flag(format!("capture_mismatch: {mismatch}"));
+    }
+    let Ok(payment_to) = held.payment.apply(PaymentEvent::Observed(seen.status)) else {
+        return PaymentPlan::Ignore(format!(
+            "stale: {} for a {} payment",
+            seen.status, held.payment
+        ));
+    };
+    let payment = Move {
+        from: held.payment,
+        to: payment_to,
+    };
+    let order = event_for_payment(payment_to).and_then(|event| {
+        let to = held.order.apply(event).ok()?;
+        Some((
+            event,
+            Move {
+                from: held.order,
+                to,
+            },
+        ))
+    });
+    let moves = PaymentMoves {
+        payment,
+        order,
+        stock: StockMove::Keep,
+        captured_minor: None,
+        notify: None,
+        flag: None,
+    };
+    PaymentPlan::Apply(match (payment_to, order) {
+        (PaymentStatus::Succeeded, Some(_)) => PaymentMoves {
+            stock: StockMove::Commit,
+            captured_minor: Some(seen.amount_received_minor),
+            notify: Some("order.paid"),
+            ..moves
+        },
+        // Money taken for an order that cannot be paid any more (canceled in another tab, a
+        // late 3-D Secure): record the truth, commit no stock, and hand it to a person.
+        (PaymentStatus::Succeeded, None) => PaymentMoves {
+            flag: Some(format!(
+                "paid_while_{}: the payment succeeded but the order is {}; refund it",
+                held.order, held.order
+            )),
+            ..moves
+        },
+        (PaymentStatus::Canceled, Some(_)) => PaymentMoves {
+            stock: StockMove::Release,
+            notify: Some("order.canceled"),
+            ..moves
+        },
+        _ => moves,
+    })
+}
+
+/// The order move refunds totalling `refunded_minor` of `captured_minor` cause, if any: a refund
+/// recorded while the order cannot move (disputed, say) changes the amounts only.
+pub fn decide_refunded(
+    order: OrderStatus,
+    captured_minor: i64,
+    refunded_minor: i64,
+) -> Option<(OrderEvent, Move<OrderStatus>)> {
+    if refunded_minor <= 0 {
+        return None;
+    }
+    let event = if refunded_minor >= captured_minor {
+        OrderEvent::RefundedFully
+    } else {
+        OrderEvent::RefundedPartially
+    };
+    let to = order.apply(event).ok()?;
+    (to != order).then_some((event, Move { from: order, to }))
+}
+
+/// The order move a dispute opening or closing causes, if the order can make it.
+pub fn decide_dispute(
+    order: OrderStatus,
+    before_dispute: Option<OrderStatus>,
+    closed: bool,
+) -> Option<(OrderEvent, Move<OrderStatus>)> {
+    let event = if closed {
+        OrderEvent::DisputeClosed {
+            back_to: before_dispute.unwrap_or(OrderStatus::Paid),
+        }
+    } else {
+        OrderEvent::DisputeOpened
+    };
+    let to = order.apply(event).ok()?;
+    Some((event, Move { from: order, to }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderStatus as O;
+    use PaymentStatus as P;
+
+    fn held(order: OrderStatus, payment: PaymentStatus) -> PaymentSnapshot {
+        PaymentSnapshot {
+            order,
+            payment,
+            amount_minor: 1999,
+            currency: "eur".into(),
+            to_capture_minor: 1999,
+        }
+    }
+
+    fn seen(status: PaymentStatus, received: i64) -> ObservedPayment<'static> {
+        ObservedPayment {
+            status,
+            amount_minor: 1999,
+            currency: "eur",
+            amount_received_minor: received,
+        }
+    }
+
+    #[test]
+    fn success_commits_stock_pays_and_notifies() {
+        let plan = decide_payment(
+            &held(O::PendingPayment, P::RequiresPaymentMethod),
+            &seen(P::Succeeded, 1999),
+        );
+        let PaymentPlan::Apply(moves) = plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(moves.payment.to, P::Succeeded);
+        assert_eq!(moves.order.map(|(_, m)| m.to), Some(O::Paid));
+        assert_eq!(
+            (moves.stock, moves.notify, moves.captured_minor),
+            (StockMove::Commit, Some("order.paid"), Some(1999))
+        );
+    }
+
+    #[test]
+    fn risk_w6_short_capture_and_wrong_amounts_are_flagged() {
+        let pending = held(O::PendingPayment, P::RequiresPaymentMethod);
+        assert!(
+            matches!(decide_payment(&pending, &seen(P::Succeeded, 1)), PaymentPlan::Flag(r) if r.starts_with("capture_mismatch"))
+        );
+        let other = ObservedPayment {
+            currency: "usd",
+            ..seen(P::Succeeded, 1999)
+        };
+        assert!(
+            matches!(decide_payment(&pending, &other), PaymentPlan::Flag(r) if r.starts_with("amount_mismatch"))
+        );
+    }
+
+    #[test]
+    fn risk_p7_success_after_cancel_commits_nothing_and_is_flagged() {
+        let plan = decide_payment(
+            &held(O::Canceled, P::RequiresPaymentMethod),
+            &seen(P::Succeeded, 1999),
+        );
+        let PaymentPlan::Apply(moves) = plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(
+            moves.payment.to,
+            P::Succeeded,
+            "the provider's truth is recorded"
+        );
+        assert_eq!(
+            (moves.order, moves.stock, moves.notify),
+            (None, StockMove::Keep, None)
+        );
+        assert!(
+            moves
+                .flag
+                .is_some_and(|f| f.starts_with("paid_while_canceled"))
+        );
+    }
+
+    #[test]
+    fn stale_reports_are_ignored_and_cancel_releases_once() {
+        assert!(matches!(
+            decide_payment(&held(O::Paid, P::Succeeded), &seen(P::RequiresAction, 0)),
+            PaymentPlan::Ignore(_)
+        ));
+        let PaymentPlan::Apply(moves) = decide_payment(
+            &held(O::PendingPayment, P::RequiresPaymentMethod),
+            &seen(P::Canceled, 0),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (moves.stock, moves.notify),
+            (StockMove::Release, Some("order.canceled"))
+        );
+        let PaymentPlan::Apply(moves) = decide_payment(
+            &held(O::Canceled, P::RequiresPaymentMethod),
+            &seen(P::Canceled, 0),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (moves.order, moves.stock, moves.notify),
+            (None, StockMove::Keep, None),
+            "already canceled locally"
+        );
+    }
+
+    #[test]
+    fn refunds_and_disputes_move_the_order_only_where_the_machine_allows() {
+        assert_eq!(
+            decide_refunded(O::Paid, 1999, 500).map(|(_, m)| m.to),
+            Some(O::PartiallyRefunded)
+        );
+        assert_eq!(
+            decide_refunded(O::PartiallyRefunded, 1999, 1999).map(|(_, m)| m.to),
+            Some(O::Refunded)
+        );
+        assert_eq!(decide_refunded(O::Disputed, 1999, 1999), None);
+        assert_eq!(decide_refunded(O::Paid, 1999, 0), None);
+        assert_eq!(
+            decide_dispute(O::Paid, None, false).map(|(_, m)| m.to),
+            Some(O::Disputed)
+        );
+        assert_eq!(
+            decide_dispute(O::Disputed, Some(O::PartiallyRefunded), true).map(|(_, m)| m.to),
+            Some(O::PartiallyRefunded)
+        );
+        assert_eq!(decide_dispute(O::Canceled, None, false), None);
+    }
+}

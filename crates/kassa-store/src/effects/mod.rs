@@ -1,0 +1,66 @@
+//! The effects of provider events, one module per aggregate. Each loads a snapshot with the
+//! order locked, asks `kassa_domain::plan` what to do, and applies that plan with
+//! compare-and-set writes inside the caller's transaction. Effects are keyed by Kassa's ids,
+//! never by which event delivered them (risk W1).
+
+pub(crate) mod dispute;
+pub(crate) mod payment;
+pub(crate) mod refund;
+
+use kassa_app::ports::{Actor, Applied, EventEffect, StoreResult};
+use sqlx::AnyConnection;
+
+use crate::audit::{self, Change};
+use crate::db::{SqlStore, unavailable};
+use crate::outbox;
+
+/// Applies one event's effect; the caller commits it with the inbox mark.
+pub(crate) async fn apply(
+    store: &SqlStore,
+    conn: &mut AnyConnection,
+    effect: &EventEffect,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<Applied> {
+    match effect {
+        EventEffect::PaymentIntent(intent) => {
+            payment::observe(store, conn, intent, actor, now).await
+        }
+        EventEffect::Refunds {
+            payment_intent_id,
+            refunds,
+        } => refund::record(conn, payment_intent_id, refunds, actor, now).await,
+        EventEffect::Dispute { dispute, closed } => {
+            dispute::record(conn, dispute, *closed, actor, now).await
+        }
+        EventEffect::Ignore(reason) => Ok(Applied::Ignored(reason.clone())),
+    }
+}
+
+/// Marks an order for a person, with an audit record and an `order.needs_attention`
+/// notification (once per order).
+pub(crate) async fn flag_order(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    reason: &str,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE orders SET needs_attention = $2, updated_at = $3 WHERE id = $1")
+        .bind(order_id)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let change = Change {
+        entity_type: "order",
+        entity_id: order_id,
+        action: "flagged",
+        before: None,
+        after: Some("needs_attention"),
+        detail: Some(reason),
+    };
+    audit::record(conn, change, actor, now).await?;
+    outbox::notify(conn, "order.needs_attention", order_id, now).await
+}

@@ -1,0 +1,171 @@
+//! A PaymentIntent state reported by the provider (webhook, client sync, reconciliation): the
+//! payment and its order are locked, `plan::decide_payment` decides, and the moves are made.
+
+use kassa_app::ports::{Actor, Applied, ProviderPaymentIntent, StoreError, StoreResult};
+use kassa_domain::payment::PaymentStatus;
+use kassa_domain::plan::{
+    ObservedPayment, PaymentMoves, PaymentPlan, PaymentSnapshot, StockMove, decide_payment,
+};
+use sqlx::{AnyConnection, Row};
+
+use super::flag_order;
+use crate::db::{SqlStore, unavailable};
+use crate::{outbox, transitions};
+
+/// Fault points inside the effect transaction, for tests.
+pub const FAULT_AFTER_PAYMENT_TRANSITION: &str = "webhook.after_payment_transition";
+pub const FAULT_AFTER_STOCK_COMMIT: &str = "webhook.after_stock_commit";
+
+/// Kassa's payment for an intent.
+struct PaymentRow {
+    id: String,
+    order_id: String,
+}
+
+/// Applies the intent's reported state to Kassa's payment for it.
+pub(crate) async fn observe(
+    store: &SqlStore,
+    conn: &mut AnyConnection,
+    intent: &ProviderPaymentIntent,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<Applied> {
+    let Some(payment) = payment_for_intent(conn, intent).await? else {
+        return Ok(Applied::Ignored(format!(
+            "no Kassa payment for {}",
+            intent.id
+        )));
+    };
+    let held = snapshot(conn, &payment).await?;
+    let seen = ObservedPayment {
+        status: intent.status,
+        amount_minor: intent.amount_minor,
+        currency: &intent.currency,
+        amount_received_minor: intent.amount_received_minor,
+    };
+    match decide_payment(&held, &seen) {
+        PaymentPlan::Ignore(reason) => Ok(Applied::Ignored(reason)),
+        PaymentPlan::Flag(reason) => {
+            flag_order(conn, &payment.order_id, &reason, actor, now).await?;
+            Ok(Applied::Flagged(reason))
+        }
+        PaymentPlan::Apply(moves) => {
+            apply_moves(store, conn, &payment, intent, moves, actor, now).await
+        }
+    }
+}
+
+/// Kassa's payment row for an intent: by intent id, or — for an event that arrives before the
+/// checkout recorded the id (risk G1) — by the payment id Kassa put in the intent's metadata.
+async fn payment_for_intent(
+    conn: &mut AnyConnection,
+    intent: &ProviderPaymentIntent,
+) -> StoreResult<Option<PaymentRow>> {
+    let by_metadata = intent
+        .metadata
+        .iter()
+        .find(|(key, _)| key == "kassa_payment_id")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    let row = sqlx::query(
+        "SELECT id, order_id FROM payments
+         WHERE provider_payment_intent_id = $1
+            OR (id = $2 AND provider_payment_intent_id IS NULL)
+         ORDER BY attempt DESC LIMIT 1",
+    )
+    .bind(&intent.id)
+    .bind(by_metadata)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else { return Ok(None) };
+    let payment = PaymentRow {
+        id: row.try_get("id").map_err(unavailable)?,
+        order_id: row.try_get("order_id").map_err(unavailable)?,
+    };
+    sqlx::query("UPDATE payments SET provider_payment_intent_id = $2 WHERE id = $1 AND provider_payment_intent_id IS NULL")
+        .bind(&payment.id)
+        .bind(&intent.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(Some(payment))
+}
+
+/// The order (locked first, as every plan does) and the payment (locked second).
+async fn snapshot(conn: &mut AnyConnection, payment: &PaymentRow) -> StoreResult<PaymentSnapshot> {
+    let order = transitions::lock_order(conn, &payment.order_id).await?;
+    let row = sqlx::query(
+        "UPDATE payments SET version = version WHERE id = $1 RETURNING status, amount, currency",
+    )
+    .bind(&payment.id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let status: String = row.try_get("status").map_err(unavailable)?;
+    let amount_minor: i64 = row.try_get("amount").map_err(unavailable)?;
+    Ok(PaymentSnapshot {
+        order,
+        payment: PaymentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
+        amount_minor,
+        currency: row.try_get("currency").map_err(unavailable)?,
+        to_capture_minor: amount_minor,
+    })
+}
+
+async fn apply_moves(
+    store: &SqlStore,
+    conn: &mut AnyConnection,
+    payment: &PaymentRow,
+    intent: &ProviderPaymentIntent,
+    moves: PaymentMoves,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<Applied> {
+    let order_id = payment.order_id.as_str();
+    transitions::move_payment(conn, order_id, &payment.id, moves.payment, actor, now).await?;
+    store.faults().check(FAULT_AFTER_PAYMENT_TRANSITION)?;
+    sqlx::query(
+        "UPDATE payments SET amount_capturable = $2, amount_received = $3, last_error = COALESCE($4, last_error)
+         WHERE id = $1",
+    )
+    .bind(&payment.id)
+    .bind(intent.amount_capturable_minor)
+    .bind(intent.amount_received_minor)
+    .bind(intent.last_error.as_deref())
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    match moves.stock {
+        StockMove::Keep => {}
+        StockMove::Release => transitions::release_reservations(conn, order_id, actor, now).await?,
+        StockMove::Commit => {
+            if !transitions::commit_reservations(conn, order_id, actor, now).await? {
+                let reason = "stock_unavailable: payment succeeded but the reserved stock was released and is sold out";
+                flag_order(conn, order_id, reason, actor, now).await?;
+                return Ok(Applied::Flagged(reason.into()));
+            }
+            store.faults().check(FAULT_AFTER_STOCK_COMMIT)?;
+        }
+    }
+    if let Some(captured) = moves.captured_minor {
+        sqlx::query("UPDATE orders SET captured_amount = $2 WHERE id = $1")
+            .bind(order_id)
+            .bind(captured)
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    }
+    if let Some((event, step)) = moves.order {
+        transitions::move_order(conn, order_id, event, step, actor, now).await?;
+        if let Some(topic) = moves.notify {
+            outbox::notify(conn, topic, order_id, now).await?;
+        }
+    }
+    if let Some(reason) = moves.flag {
+        flag_order(conn, order_id, &reason, actor, now).await?;
+        return Ok(Applied::Flagged(reason));
+    }
+    Ok(Applied::Done)
+}
