@@ -119,7 +119,8 @@ fn is_refused_in_line(c: char) -> bool {
             | 0x115F | 0x1160 | 0x3164 | 0xFFA0 // Hangul fillers
             | 0x17B4 | 0x17B5
             | 0x180B..=0x180F // Mongolian variation selectors and vowel separator
-            | 0x200B..=0x200F // zero-width space/joiners, LRM, RLM
+            | 0x0600..=0x0605 | 0x06DD | 0x070F | 0x0890 | 0x0891 | 0x08E2 // prepended marks
+            | 0x200B | 0x200E | 0x200F // zero-width space, LRM, RLM (ZWNJ and ZWJ are letters' glue in Persian, Indic scripts and emoji)
             | 0x2028..=0x202E // line/paragraph separators, bidi embeddings and overrides
             | 0x2060..=0x206F // word joiner, invisible operators, bidi isolates
             | 0xFE00..=0xFE0F // variation selectors
@@ -127,6 +128,7 @@ fn is_refused_in_line(c: char) -> bool {
             | 0xFFF0..=0xFFFB // interlinear annotation, specials
             | 0xE000..=0xF8FF // private use
             | 0xFDD0..=0xFDEF // non-characters
+            | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
             | 0xE0000..=0xE007F // tags
             | 0xF0000..=0x10FFFF // supplementary private use
         )
@@ -267,6 +269,12 @@ mod tests {
         let decomposed = "  Zu\u{0308}rich   Hbf ";
         assert_eq!(CITY.normalize(decomposed).as_deref(), Ok("Zürich Hbf"));
         assert_eq!(CITY.normalize("東京").as_deref(), Ok("東京"));
+        // ZWNJ is part of correctly spelled Persian.
+        assert_eq!(
+            CITY.normalize("می\u{200C}خواهم")
+                .map(|s| s.contains('\u{200C}')),
+            Ok(true)
+        );
         assert_eq!(CITY.normalize("   "), Err(TextError::Length));
         assert_eq!(
             CITY.normalize(&"é".repeat(100)).map(|s| s.chars().count()),

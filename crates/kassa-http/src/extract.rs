@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -86,15 +86,18 @@ fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
     let at = (path != "." && !path.contains('?')).then_some(path);
     // "unknown field `price`" / "missing field `sku`": the path names the field itself (unknown)
     // or the object that lacks it (missing); either way the param is the field's full path.
+    let names_a_field = ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|prefix| text.starts_with(prefix));
     let param = match (field_in_backticks(&text), at) {
-        (Some(field), Some(path)) if text.contains("field") => {
+        (Some(field), Some(path)) if names_a_field => {
             if path == field || path.ends_with(&format!(".{field}")) {
                 Some(path)
             } else {
                 Some(format!("{path}.{field}"))
             }
         }
-        (Some(field), None) if text.contains("field") => Some(field),
+        (Some(field), None) if names_a_field => Some(field),
         (_, at) => at,
     };
     let message = if inner.is_syntax() || inner.is_eof() {
@@ -138,24 +141,42 @@ pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'
         .map_err(|_| ApiError::invalid(Some(name.into()), "must be printable ASCII"))
 }
 
-/// Path parameters; a segment that is not UTF-8 or not of the expected type is
-/// `invalid_request`, never a plain-text 400.
+/// Path parameters. Every id in a path (carts, orders, SKUs, events) is an identifier, so a
+/// segment is refused — `invalid_request` naming it — unless it is 1 to
+/// [`PATH_SEGMENT_MAX_CHARS`] ASCII letters, digits, `-`, `_` or `.`: no NUL, control or
+/// non-ASCII text ever reaches a query.
 pub struct ApiPath<T>(pub T);
+
+/// Longest path parameter; Kassa's ids are far shorter.
+pub const PATH_SEGMENT_MAX_CHARS: usize = 128;
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let not_valid = |param: &str| {
+            ApiError::invalid(
+                Some(param.to_owned()),
+                format!(
+                    "must be 1 to {PATH_SEGMENT_MAX_CHARS} characters of ASCII letters, digits, '-', '_' or '.'"
+                ),
+            )
+        };
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_valid("path"))?;
+        for (name, value) in &raw {
+            let shaped = (1..=PATH_SEGMENT_MAX_CHARS).contains(&value.len())
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !shaped {
+                return Err(not_valid(name));
+            }
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
-            Err(PathRejection::FailedToDeserializePathParams(error)) => {
-                let detail = error.body_text();
-                tracing::debug!(%detail, "path refused");
-                Err(ApiError::invalid(
-                    Some("path".into()),
-                    "a path segment is not valid (it must be UTF-8 text of the expected form)",
-                ))
-            }
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(not_valid("path")),
             Err(_) => Err(ApiError::Internal),
         }
     }

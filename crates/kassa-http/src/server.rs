@@ -99,6 +99,8 @@ pub async fn serve(
             tasks.spawn(refuse(stream, permit));
         }
     }
+    // New clients get a refused connection at once rather than waiting in the backlog.
+    drop(listener);
     let _ = stop.send(true);
     let drained = tokio::time::timeout(DRAIN_MAX, async {
         while tasks.join_next().await.is_some() {}
@@ -175,9 +177,11 @@ struct Activity {
 }
 
 impl Activity {
+    /// A new connection is on the header clock from the start: a client that connects and
+    /// says nothing is a slow header, not an idle keep-alive.
     fn new() -> Activity {
         Activity {
-            phase: Mutex::new(Phase::Idle {
+            phase: Mutex::new(Phase::ReadingHead {
                 since: Instant::now(),
             }),
         }

@@ -508,3 +508,21 @@ async fn risk_s6_text_fields_are_shaped_and_stored_normalised(db: TestDb) {
     }
 }
 both_backends!(risk_s6_text_fields_are_shaped_and_stored_normalised);
+
+/// Ids in paths are identifiers: NUL, CR/LF or non-ASCII never reach a query (on PostgreSQL a
+/// NUL would be a database error, a 5xx), they are refused naming the segment.
+async fn risk_s6_path_ids_are_identifiers(db: TestDb) {
+    let server = start(db, 0).await;
+    for (path, key, param) in [
+        ("/v1/carts/%00", PUBLISHABLE, "id"),
+        ("/v1/carts/a%0D%0Ab", PUBLISHABLE, "id"),
+        ("/v1/orders/%E2%80%AEord", SECRET, "id"),
+        ("/v1/inventory/%00", SECRET, "sku"),
+        ("/v1/carts/%ff%fe", PUBLISHABLE, "path"),
+    ] {
+        let (status, body) = server.call(reqwest::Method::GET, path, key, None).await;
+        assert_eq!((status, code(&body)), (400, "invalid_request"), "{path}");
+        assert_eq!(body["error"]["param"], param, "{path}");
+    }
+}
+both_backends!(risk_s6_path_ids_are_identifiers);

@@ -174,3 +174,21 @@ pub fn event_page(list: &Value) -> Parsed<EventPage> {
         has_more: list["has_more"].as_bool().unwrap_or(false),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A succeeded intent without `amount_received` reads as zero received, which the capture
+    /// rule flags (risk W6): absence must never read as "everything".
+    #[test]
+    fn risk_w6_a_missing_amount_received_reads_as_nothing_received() {
+        let object = serde_json::json!({
+            "id": "pi_1", "object": "payment_intent", "status": "succeeded",
+            "amount": 1999, "currency": "eur", "metadata": {}
+        });
+        let intent = payment_intent(&object).expect("parses");
+        assert_eq!(intent.amount_received_minor, 0);
+        assert!(kassa_domain::payment::check_capture(1999, intent.amount_received_minor).is_err());
+    }
+}
