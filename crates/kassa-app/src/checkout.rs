@@ -28,7 +28,6 @@ use crate::ports::{
 };
 use crate::validate;
 
-const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
 /// How long a client should wait before retrying after an unknown provider outcome.
 const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
 
@@ -313,21 +312,9 @@ pub fn provider_key_for_payment(payment_id: &str) -> String {
 }
 
 fn checked_key(input: &CheckoutInput) -> AppResult<KeyRef> {
-    let key = input
-        .idempotency_key
-        .as_deref()
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or(AppError::IdempotencyKeyRequired)?;
-    if key.len() > IDEMPOTENCY_KEY_MAX_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AppError::invalid(
-            "Idempotency-Key",
-            format!("must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} printable ASCII characters"),
-        ));
-    }
     Ok(KeyRef {
         scope: input.key_scope.clone(),
-        key: key.to_owned(),
+        key: validate::idempotency_key(input.idempotency_key.as_deref())?,
     })
 }
 

@@ -23,6 +23,9 @@ pub enum AppError {
     /// The order or payment is not in a state that allows this.
     #[error("{message}")]
     InvalidState { message: String },
+    /// More than is still refundable; `refundable_minor` says how much is.
+    #[error("the amount exceeds what is refundable")]
+    AmountExceedsRefundable { refundable_minor: i64 },
     /// A mutating request that must carry an `Idempotency-Key` did not.
     #[error("this request needs an Idempotency-Key header")]
     IdempotencyKeyRequired,
@@ -40,6 +43,19 @@ pub enum AppError {
     ProviderRefused { message: String },
     #[error("storage failure")]
     Store(#[from] StoreError),
+}
+
+impl From<kassa_domain::commands::Refusal> for AppError {
+    fn from(refusal: kassa_domain::commands::Refusal) -> AppError {
+        use kassa_domain::commands::Refusal;
+        match refusal {
+            Refusal::InvalidState(message) => AppError::InvalidState { message },
+            Refusal::ExceedsRefundable { refundable_minor } => {
+                AppError::AmountExceedsRefundable { refundable_minor }
+            }
+            Refusal::InvalidField { param, message } => AppError::invalid(param, message),
+        }
+    }
 }
 
 impl AppError {

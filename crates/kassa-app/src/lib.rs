@@ -14,6 +14,7 @@ pub mod ids;
 pub mod order_token;
 pub mod orders;
 pub mod ports;
+pub mod refunds;
 pub mod validate;
 pub mod webhooks;
 

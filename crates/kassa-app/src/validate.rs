@@ -15,6 +15,24 @@ pub fn shaped(param: &str, shape: TextShape, value: &str) -> AppResult<String> {
         .map_err(|error| AppError::invalid(param, format!("{} ({error})", shape.describe())))
 }
 
+/// Longest `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
+
+/// The request's `Idempotency-Key`: required, 1 to 255 printable ASCII characters.
+pub fn idempotency_key(key: Option<&str>) -> AppResult<String> {
+    let key = key
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(AppError::IdempotencyKeyRequired)?;
+    if key.len() > IDEMPOTENCY_KEY_MAX_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid(
+            "Idempotency-Key",
+            format!("must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} printable ASCII characters"),
+        ));
+    }
+    Ok(key.to_owned())
+}
+
 pub fn currency(param: &str, code: &str) -> AppResult<Currency> {
     Currency::parse(code).map_err(|error| match error {
         MoneyError::UnknownCurrency(_) => {

@@ -5,6 +5,7 @@
 //! fail on I/O and every rule here is testable with plain values.
 
 pub mod cart;
+pub mod commands;
 pub mod limits;
 pub mod money;
 pub mod order;

@@ -11,6 +11,8 @@ named_states! {
         Held => "held",
         Committed => "committed",
         Released => "released",
+        /// Sold, then given back by a refund with restock.
+        Returned => "returned",
     }
 }
 
@@ -21,6 +23,8 @@ pub enum ReservationEvent {
     /// The payment succeeded after the reservation was released (an expired checkout paid
     /// after all): the stock is taken again, straight into committed, if it is still there.
     CommitAfterRelease,
+    /// A refund with restock gave the sold stock back.
+    Return,
 }
 
 impl ReservationStatus {
@@ -30,6 +34,9 @@ impl ReservationStatus {
             (ReservationStatus::Held, ReservationEvent::Release) => Ok(ReservationStatus::Released),
             (ReservationStatus::Released, ReservationEvent::CommitAfterRelease) => {
                 Ok(ReservationStatus::Committed)
+            }
+            (ReservationStatus::Committed, ReservationEvent::Return) => {
+                Ok(ReservationStatus::Returned)
             }
             (from, event) => Err(IllegalTransition {
                 from: from.as_str(),
@@ -48,11 +55,12 @@ mod tests {
     #[test]
     fn transition_table_is_exactly_this() {
         for &from in S::ALL {
-            for event in [E::Commit, E::Release, E::CommitAfterRelease] {
+            for event in [E::Commit, E::Release, E::CommitAfterRelease, E::Return] {
                 let expected = match (from, event) {
                     (S::Held, E::Commit) => Some(S::Committed),
                     (S::Held, E::Release) => Some(S::Released),
                     (S::Released, E::CommitAfterRelease) => Some(S::Committed),
+                    (S::Committed, E::Return) => Some(S::Returned),
                     _ => None,
                 };
                 assert_eq!(from.apply(event).ok(), expected, "{from} + {event:?}");

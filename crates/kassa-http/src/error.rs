@@ -37,6 +37,8 @@ pub enum ApiError {
     CartAlreadyCheckedOut(String),
     /// 409 `invalid_state`.
     InvalidState(String),
+    /// 422 `amount_exceeds_refundable`, with how much is `refundable`.
+    AmountExceedsRefundable(i64),
     /// 402 `provider_refused`: the provider definitely refused; nothing was charged.
     ProviderRefused(String),
     /// 429 `rate_limited`, with `Retry-After`.
@@ -150,6 +152,13 @@ impl ApiError {
                 message.clone(),
                 json!({}),
             ),
+            ApiError::AmountExceedsRefundable(refundable) => (
+                S::UNPROCESSABLE_ENTITY,
+                None,
+                "amount_exceeds_refundable",
+                "the amount exceeds what is still refundable".into(),
+                json!({ "refundable": refundable }),
+            ),
             ApiError::ProviderRefused(message) => (
                 S::PAYMENT_REQUIRED,
                 None,
@@ -230,6 +239,9 @@ impl From<AppError> for ApiError {
                 retry_after_secs: seconds(retry_after_secs),
             },
             AppError::ProviderRefused { message } => ApiError::ProviderRefused(message),
+            AppError::AmountExceedsRefundable { refundable_minor } => {
+                ApiError::AmountExceedsRefundable(refundable_minor)
+            }
             AppError::Store(error) => {
                 tracing::error!(%error, "storage failure");
                 ApiError::Unavailable

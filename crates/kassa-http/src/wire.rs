@@ -235,6 +235,7 @@ pub struct OrderBody {
     pub needs_attention: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment: Option<OrderPaymentBody>,
+    pub refunds: Vec<RefundBody>,
     /// Only in the customer view: whether the modification window is still open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub can_modify: Option<bool>,
@@ -269,6 +270,7 @@ impl OrderBody {
                     amount: line.amount_minor,
                 })
                 .collect(),
+            refunds: order.refunds.iter().map(RefundBody::from).collect(),
             created: order.created_at,
             capture_method: None,
             needs_attention: None,
@@ -296,6 +298,47 @@ impl OrderBody {
         OrderBody {
             can_modify: Some(can_modify),
             ..OrderBody::common(order)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    pub order_id: String,
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    pub restock: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct RefundBody {
+    pub id: String,
+    pub object: &'static str,
+    pub order_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub restock: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub created: i64,
+}
+
+impl From<&kassa_app::ports::RefundRecord> for RefundBody {
+    fn from(refund: &kassa_app::ports::RefundRecord) -> RefundBody {
+        RefundBody {
+            id: refund.id.clone(),
+            object: "refund",
+            order_id: refund.order_id.clone(),
+            amount: refund.amount_minor,
+            currency: refund.currency.clone(),
+            status: refund.status.as_str().to_owned(),
+            reason: refund.reason.clone(),
+            restock: refund.restock,
+            failure_reason: refund.failure_reason.clone(),
+            created: refund.created_at,
         }
     }
 }

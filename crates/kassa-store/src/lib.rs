@@ -16,6 +16,7 @@ mod health;
 mod inbox;
 mod orders;
 mod outbox;
+mod refunds;
 mod transitions;
 
 pub use db::{Backend, FaultPoints, SqlStore, StoreOpenError};

@@ -32,6 +32,8 @@ impl OrderStore for SqlStore {
         let mut order = order_from_row(&row)?;
         order.lines = lines_of(&mut conn, id).await?;
         order.payment = latest_payment(&mut conn, id).await?;
+        drop(conn);
+        order.refunds = kassa_app::ports::RefundStore::refunds_of(self, id).await?;
         Ok(Some(order))
     }
 
@@ -120,6 +122,7 @@ fn order_from_row(row: &AnyRow) -> StoreResult<OrderRecord> {
         created_at: get_i64("created_at")?,
         lines: Vec::new(),
         payment: None,
+        refunds: Vec::new(),
     })
 }
 

@@ -14,8 +14,21 @@ pub(crate) async fn notify(
     order_id: &str,
     now: i64,
 ) -> StoreResult<()> {
-    let business_key = format!("{topic}:{order_id}");
-    let payload = serde_json::json!({ "type": topic, "order_id": order_id }).to_string();
+    notify_about(conn, topic, order_id, order_id, now).await
+}
+
+/// Queues a notification about `subject_id` (a refund, a dispute) of an order, at most once per
+/// (topic, subject).
+pub(crate) async fn notify_about(
+    conn: &mut AnyConnection,
+    topic: &str,
+    order_id: &str,
+    subject_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let business_key = format!("{topic}:{subject_id}");
+    let payload =
+        serde_json::json!({ "type": topic, "order_id": order_id, "id": subject_id }).to_string();
     sqlx::query(
         "INSERT INTO outbox (id, topic, business_key, payload, status, attempts, next_attempt_at, created_at)
          VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT (business_key) DO NOTHING",

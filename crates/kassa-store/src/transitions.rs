@@ -290,6 +290,32 @@ pub(crate) async fn release_reservations(
     Ok(())
 }
 
+/// Gives back the stock of every committed reservation of an order (a refund with restock).
+/// Each reservation returns once: the machine has no second `Return`.
+pub(crate) async fn return_stock(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<u64> {
+    let mut returned = 0;
+    for reservation in reservations_of(conn, order_id).await? {
+        if reservation.status == ReservationStatus::Committed {
+            settle(
+                conn,
+                order_id,
+                &reservation,
+                ReservationEvent::Return,
+                actor,
+                now,
+            )
+            .await?;
+            returned += 1;
+        }
+    }
+    Ok(returned)
+}
+
 /// Commits every reservation of an order: held ones become sales, released ones take their
 /// stock again. All or nothing: if any released stock is gone, nothing moves and the answer is
 /// `false` (the caller flags the order, risk G2).
@@ -321,7 +347,7 @@ pub(crate) async fn commit_reservations(
         let event = match reservation.status {
             ReservationStatus::Held => ReservationEvent::Commit,
             ReservationStatus::Released => ReservationEvent::CommitAfterRelease,
-            ReservationStatus::Committed => continue,
+            ReservationStatus::Committed | ReservationStatus::Returned => continue,
         };
         settle(conn, order_id, reservation, event, actor, now).await?;
     }
@@ -392,6 +418,9 @@ async fn settle(
         ReservationEvent::Commit => Some(
             "UPDATE inventory_levels SET reserved = reserved - $3, committed = committed + $3, updated_at = $4
              WHERE sku = $1 AND location = $2",
+        ),
+        ReservationEvent::Return => Some(
+            "UPDATE inventory_levels SET committed = committed - $3, updated_at = $4 WHERE sku = $1 AND location = $2",
         ),
         ReservationEvent::CommitAfterRelease => None,
     };

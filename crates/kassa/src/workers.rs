@@ -1,20 +1,16 @@
-//! Background workers, each a loop that takes a bounded batch, sleeps, and stops at the shutdown
-//! signal. Every task is owned by [`Workers`] and joined on shutdown.
+//! Background workers: each a periodic round of bounded work on `App`, run by one loop that
+//! sleeps, runs a round, logs what it did, and stops at the shutdown signal. Every task is owned
+//! by [`Workers`] and joined on shutdown.
 
+use std::future::Future;
 use std::time::Duration;
 
-use kassa_app::App;
+use kassa_app::{App, AppResult};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// How often the checkout completer looks for abandoned checkouts.
-const COMPLETER_PERIOD: Duration = Duration::from_secs(5);
-/// Most checkouts the completer resumes per round.
-const COMPLETER_BATCH_MAX: i64 = 50;
-/// How often the inbox worker retries due webhook events.
-const INBOX_PERIOD: Duration = Duration::from_secs(2);
-/// Most webhook events retried per round.
-const INBOX_BATCH_MAX: i64 = 100;
+/// Most items any worker handles in one round.
+const BATCH_MAX: i64 = 100;
 
 pub struct Workers {
     tasks: JoinSet<()>,
@@ -25,8 +21,28 @@ impl Workers {
     pub fn start(app: App) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(completer(app.clone(), stopped.clone()));
-        tasks.spawn(inbox(app, stopped));
+        let every = |secs| Duration::from_secs(secs);
+        tasks.spawn(periodic(
+            "checkout completer: checkouts resumed",
+            every(5),
+            stopped.clone(),
+            app.clone(),
+            |app| async move { app.complete_stalled_checkouts(BATCH_MAX).await },
+        ));
+        tasks.spawn(periodic(
+            "webhook inbox: events applied on retry",
+            every(2),
+            stopped.clone(),
+            app.clone(),
+            |app| async move { app.process_inbox(BATCH_MAX).await },
+        ));
+        tasks.spawn(periodic(
+            "refund sender: refunds sent",
+            every(5),
+            stopped,
+            app,
+            |app| async move { app.send_unsent_refunds(BATCH_MAX).await },
+        ));
         Workers { tasks, stop }
     }
 
@@ -37,30 +53,26 @@ impl Workers {
     }
 }
 
-async fn completer(app: App, mut stopped: watch::Receiver<bool>) {
+/// Runs `round` every `period` until the shutdown signal; `what` names the count it returns.
+async fn periodic<F, Fut>(
+    what: &'static str,
+    period: Duration,
+    mut stopped: watch::Receiver<bool>,
+    app: App,
+    round: F,
+) where
+    F: Fn(App) -> Fut,
+    Fut: Future<Output = AppResult<usize>>,
+{
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
-            () = tokio::time::sleep(COMPLETER_PERIOD) => {}
+            () = tokio::time::sleep(period) => {}
         }
-        match app.complete_stalled_checkouts(COMPLETER_BATCH_MAX).await {
+        match round(app.clone()).await {
             Ok(0) => {}
-            Ok(driven) => tracing::info!(driven, "checkout completer resumed abandoned checkouts"),
-            Err(error) => tracing::warn!(%error, "checkout completer round failed"),
-        }
-    }
-}
-
-async fn inbox(app: App, mut stopped: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            () = tokio::time::sleep(INBOX_PERIOD) => {}
-        }
-        match app.process_inbox(INBOX_BATCH_MAX).await {
-            Ok(0) => {}
-            Ok(applied) => tracing::info!(applied, "webhook events applied on retry"),
-            Err(error) => tracing::warn!(%error, "webhook inbox round failed"),
+            Ok(count) => tracing::info!(count, "{what}"),
+            Err(error) => tracing::warn!(%error, "round failed: {what}"),
         }
     }
 }

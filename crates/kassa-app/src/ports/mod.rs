@@ -4,6 +4,7 @@ pub mod checkout_store;
 pub mod clock;
 pub mod order_store;
 pub mod provider;
+pub mod refund_store;
 pub mod store;
 pub mod webhook_store;
 
@@ -11,5 +12,6 @@ pub use checkout_store::*;
 pub use clock::{Clock, SystemClock};
 pub use order_store::*;
 pub use provider::*;
+pub use refund_store::*;
 pub use store::*;
 pub use webhook_store::*;

@@ -45,6 +45,8 @@ pub struct OrderRecord {
     pub lines: Vec<OrderLine>,
     /// The latest payment attempt.
     pub payment: Option<PaymentRecord>,
+    /// Every refund, oldest first.
+    pub refunds: Vec<super::refund_store::RefundRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

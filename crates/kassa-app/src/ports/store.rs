@@ -183,6 +183,7 @@ pub trait Store:
     + HealthStore
     + super::CheckoutStore
     + super::OrderStore
+    + super::RefundStore
     + super::WebhookStore
 {
 }
@@ -193,6 +194,7 @@ impl<T> Store for T where
         + HealthStore
         + super::CheckoutStore
         + super::OrderStore
+        + super::RefundStore
         + super::WebhookStore
 {
 }

@@ -5,5 +5,6 @@ pub mod catalog;
 pub mod checkout;
 pub mod health;
 pub mod orders;
+pub mod refunds;
 pub mod sandbox;
 pub mod webhooks;

@@ -15,6 +15,16 @@ pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/v1/orders/{id}", get(order))
         .route("/v1/orders/{id}/events", get(events))
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// Order answers carry personal data and live tokens' results: never cached (risk S2).
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 async fn order(

@@ -1,0 +1,408 @@
+//! Refunds (risk P6) with the real Stripe adapter against the emulator, on both backends: never
+//! more than captured (locally and at the provider), one row whatever order the webhook and the
+//! answer arrive in, a failed refund frees its amount, restock happens once, none while disputed.
+//! Webhooks are the emulator's own events, signed with its secret and fed to Kassa's endpoint
+//! logic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kassa_app::checkout::CheckoutInput;
+use kassa_app::ports::{Actor, ShippingAddress, SystemClock};
+use kassa_app::refunds::RefundInput;
+use kassa_app::{App, AppError};
+use kassa_emulator::{Emulator, EmulatorConfig};
+use kassa_stripe::{StripeClient, StripeConfig, StripeWebhookVerifier};
+use kassa_testkit::{TestDb, app_with_parts, both_backends};
+use serde_json::{Value, json};
+
+const UNIT: i64 = 1250;
+
+struct Shop {
+    app: App,
+    emulator: Emulator,
+    http: reqwest::Client,
+    db: TestDb,
+}
+
+async fn shop(db: TestDb) -> Shop {
+    let emulator = Emulator::start(EmulatorConfig::for_tests())
+        .await
+        .expect("emulator");
+    let mut config = StripeConfig::new(&emulator.base_url(), &emulator.config().secret_key);
+    config.request_timeout = Duration::from_millis(800);
+    config.attempts_max = 2;
+    config.backoff_base = Duration::from_millis(10);
+    let verifier = StripeWebhookVerifier::new(vec![emulator.config().webhook_secret.clone()]);
+    let app = app_with_parts(
+        &db,
+        Arc::new(StripeClient::new(config).expect("client")),
+        Arc::new(SystemClock),
+        Arc::new(verifier),
+    );
+    kassa_testkit::seed_product(&app, "Mug", "MUG", UNIT, "eur", 10).await;
+    Shop {
+        app,
+        emulator,
+        http: reqwest::Client::new(),
+        db,
+    }
+}
+
+fn actor() -> Actor {
+    Actor {
+        kind: "test".into(),
+        request_id: None,
+    }
+}
+
+impl Shop {
+    async fn emulator_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Value {
+        self.http
+            .request(method, format!("{}{path}", self.emulator.base_url()))
+            .bearer_auth(&self.emulator.config().secret_key)
+            .form(form)
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn control(&self, path: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}{path}", self.emulator.base_url()))
+            .bearer_auth(&self.emulator.config().secret_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    /// A paid order of `quantity` mugs: checkout, confirm at the emulator, webhooks delivered.
+    async fn paid_order(&self, quantity: i64) -> (String, String) {
+        let cart = self.app.create_cart("eur").await.expect("cart");
+        self.app
+            .add_cart_line(&cart.id, "MUG", quantity)
+            .await
+            .expect("line");
+        let reply = self
+            .app
+            .checkout(CheckoutInput {
+                cart_id: cart.id.clone(),
+                key_scope: "publishable".into(),
+                idempotency_key: Some(format!("checkout-{}", cart.id)),
+                email: "ada@example.com".into(),
+                shipping: ShippingAddress {
+                    name: "Ada".into(),
+                    line1: "1 St".into(),
+                    city: "London".into(),
+                    postal_code: "N1".into(),
+                    country: "GB".into(),
+                },
+                expected_total_minor: UNIT * quantity,
+                actor: actor(),
+            })
+            .await
+            .expect("checkout");
+        let body: Value = serde_json::from_str(&reply.response.body).expect("json");
+        let order_id = body["order"]["id"].as_str().expect("order").to_owned();
+        let intent = body["payment"]["payment_intent_id"]
+            .as_str()
+            .expect("pi")
+            .to_owned();
+        let confirmed = self
+            .emulator_call(
+                reqwest::Method::POST,
+                &format!("/v1/payment_intents/{intent}/confirm"),
+                &[("payment_method", "pm_card_visa")],
+            )
+            .await;
+        assert_eq!(confirmed["status"], "succeeded");
+        self.deliver_events().await;
+        assert_eq!(self.status(&order_id).await, "paid");
+        (order_id, intent)
+    }
+
+    /// Feeds every event the emulator has sent, signed with its secret, to Kassa (duplicates
+    /// are recorded once).
+    async fn deliver_events(&self) {
+        let list = self
+            .emulator_call(reqwest::Method::GET, "/v1/events?limit=100", &[])
+            .await;
+        let mut events = list["data"].as_array().cloned().unwrap_or_default();
+        events.reverse();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        for event in events {
+            let body = event.to_string();
+            let header = kassa_emulator::signature_header(
+                &self.emulator.config().webhook_secret,
+                now,
+                &body,
+            );
+            self.app
+                .receive_webhook(body.as_bytes(), Some(&header))
+                .await
+                .expect("recorded");
+        }
+    }
+
+    fn refund(&self, order_id: &str, key: &str, amount: Option<i64>, restock: bool) -> RefundInput {
+        RefundInput {
+            order_id: order_id.to_owned(),
+            key_scope: "secret".into(),
+            idempotency_key: Some(key.to_owned()),
+            amount_minor: amount,
+            reason: Some("requested_by_customer".into()),
+            restock,
+            actor: actor(),
+        }
+    }
+
+    async fn status(&self, order_id: &str) -> String {
+        self.app
+            .order(order_id)
+            .await
+            .expect("order")
+            .status
+            .as_str()
+            .to_owned()
+    }
+
+    async fn scalar(&self, sql: &'static str) -> i64 {
+        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("pool");
+        let value: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+        pool.close().await;
+        value
+    }
+
+    /// The refunds the emulator holds for an intent: (count, succeeded total).
+    async fn provider_refunds(&self, intent: &str) -> (usize, i64) {
+        let list = self
+            .emulator_call(
+                reqwest::Method::GET,
+                &format!("/v1/refunds?payment_intent={intent}&limit=100"),
+                &[],
+            )
+            .await;
+        let data = list["data"].as_array().cloned().unwrap_or_default();
+        let succeeded = data
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .filter_map(|r| r["amount"].as_i64())
+            .sum();
+        (data.len(), succeeded)
+    }
+}
+
+async fn risk_p6_concurrent_partial_refunds_never_exceed_the_capture(db: TestDb) {
+    let shop = Arc::new(shop(db).await);
+    let (order_id, intent) = shop.paid_order(2).await;
+    let captured = 2 * UNIT;
+    // 20 refunds of 200 each ask for 4000 of the 2500 captured, all at once.
+    let requests: Vec<_> = (0..20)
+        .map(|n| {
+            let shop = shop.clone();
+            let order_id = order_id.clone();
+            tokio::spawn(async move {
+                let input = shop.refund(&order_id, &format!("partial-{n}"), Some(200), false);
+                shop.app.create_refund(input).await
+            })
+        })
+        .collect();
+    let (mut granted, mut refused) = (0, 0);
+    for request in requests {
+        match request.await.expect("task") {
+            Ok(refund) => {
+                assert_eq!(refund.status.as_str(), "succeeded");
+                granted += 1;
+            }
+            Err(AppError::AmountExceedsRefundable { refundable_minor }) => {
+                assert!(refundable_minor < 200);
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (granted, refused),
+        (12, 8),
+        "12 × 200 fit in 2500, the 13th does not"
+    );
+    let kassa_total = shop
+        .scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE status = 'succeeded'")
+        .await;
+    let (count, provider_total) = shop.provider_refunds(&intent).await;
+    assert!(kassa_total <= captured && provider_total <= captured);
+    assert_eq!(
+        (kassa_total, count, provider_total),
+        (2400, 12, 2400),
+        "Kassa agrees with the provider"
+    );
+    shop.deliver_events().await;
+    let order = shop.app.order(&order_id).await.expect("order");
+    assert_eq!(
+        (order.status.as_str(), order.refunded_amount_minor),
+        ("partially_refunded", 2400)
+    );
+    // The rest, asked for without an amount, empties it.
+    let rest = shop
+        .app
+        .create_refund(shop.refund(&order_id, "rest", None, false))
+        .await
+        .expect("rest");
+    assert_eq!(rest.amount_minor, 100);
+    assert_eq!(shop.status(&order_id).await, "refunded");
+    let again = shop
+        .app
+        .create_refund(shop.refund(&order_id, "more", Some(1), false))
+        .await;
+    assert!(matches!(
+        again,
+        Err(AppError::InvalidState { .. } | AppError::AmountExceedsRefundable { .. })
+    ));
+}
+both_backends!(risk_p6_concurrent_partial_refunds_never_exceed_the_capture);
+
+async fn risk_p6_a_webhook_before_the_answer_makes_one_refund(db: TestDb) {
+    let shop = Arc::new(shop(db).await);
+    let (order_id, intent) = shop.paid_order(1).await;
+    // The provider makes the refund and its answer is lost; the adapter's retry meets a 500.
+    shop.control(
+        "/_emulator/faults",
+        json!({"api": [{"endpoint": "POST /v1/refunds", "answers": ["lose_response", {"status": 500}]}]}),
+    )
+    .await;
+    let request = {
+        let shop = shop.clone();
+        let order_id = order_id.clone();
+        tokio::spawn(async move {
+            shop.app
+                .create_refund(shop.refund(&order_id, "lost", Some(500), false))
+                .await
+        })
+    };
+    // Meanwhile the provider's webhooks about it arrive.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while shop.provider_refunds(&intent).await.0 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the emulator made the refund"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shop.deliver_events().await;
+    let first = request.await.expect("task");
+    assert!(
+        matches!(first, Err(AppError::ProviderUnavailable { .. })),
+        "{first:?}"
+    );
+    // The client retries with the same key: the refund is known, nothing is sent again.
+    let retried = shop
+        .app
+        .create_refund(shop.refund(&order_id, "lost", Some(500), false))
+        .await
+        .expect("retry");
+    assert_eq!(
+        (retried.status.as_str(), retried.amount_minor),
+        ("succeeded", 500)
+    );
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM refunds").await,
+        1,
+        "one row"
+    );
+    assert_eq!(
+        shop.provider_refunds(&intent).await,
+        (1, 500),
+        "one refund at the provider"
+    );
+    assert_eq!(shop.status(&order_id).await, "partially_refunded");
+}
+both_backends!(risk_p6_a_webhook_before_the_answer_makes_one_refund);
+
+async fn risk_p6_a_failed_refund_frees_its_amount_and_restock_happens_once(db: TestDb) {
+    let shop = shop(db).await;
+    let (order_id, _) = shop.paid_order(2).await;
+    shop.control(
+        "/_emulator/faults",
+        json!({"api": [{"endpoint": "POST /v1/refunds", "answers": [{"status": 400}]}]}),
+    )
+    .await;
+    let failed = shop
+        .app
+        .create_refund(shop.refund(&order_id, "refused", None, true))
+        .await
+        .expect("recorded");
+    assert_eq!(failed.status.as_str(), "failed");
+    assert!(failed.failure_reason.is_some());
+    assert_eq!(shop.status(&order_id).await, "paid", "nothing was refunded");
+    // The whole amount is free again: a full refund with restock goes through.
+    let full = shop
+        .app
+        .create_refund(shop.refund(&order_id, "full", None, true))
+        .await
+        .expect("refund");
+    assert_eq!(
+        (full.status.as_str(), full.amount_minor),
+        ("succeeded", 2 * UNIT)
+    );
+    shop.deliver_events().await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&order_id).await, "refunded");
+    let level = &shop.app.inventory("MUG").await.expect("inventory")[0].stock;
+    assert_eq!(
+        (level.on_hand, level.reserved, level.committed),
+        (10, 0, 0),
+        "returned once"
+    );
+    assert_eq!(level.available(), 10);
+    let partial_restock = shop
+        .app
+        .create_refund(shop.refund(&order_id, "again", Some(1), true))
+        .await;
+    assert!(partial_restock.is_err());
+}
+both_backends!(risk_p6_a_failed_refund_frees_its_amount_and_restock_happens_once);
+
+async fn risk_p6_no_refund_while_a_dispute_is_open(db: TestDb) {
+    let shop = shop(db).await;
+    let (order_id, intent) = shop.paid_order(1).await;
+    shop.control(
+        &format!("/_emulator/payment_intents/{intent}/dispute"),
+        json!({}),
+    )
+    .await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&order_id).await, "disputed");
+    let refused = shop
+        .app
+        .create_refund(shop.refund(&order_id, "during-dispute", None, false))
+        .await;
+    assert!(
+        matches!(refused, Err(AppError::InvalidState { .. })),
+        "{refused:?}"
+    );
+    // Same key, same request, after a refusal: refused again, never a refund.
+    let key_reused = shop
+        .app
+        .create_refund(shop.refund(&order_id, "during-dispute", Some(5), false))
+        .await;
+    assert!(key_reused.is_err());
+    assert_eq!(shop.scalar("SELECT COUNT(*) FROM refunds").await, 0);
+}
+both_backends!(risk_p6_no_refund_while_a_dispute_is_open);
