@@ -22,9 +22,9 @@ use crate::cart::view_of;
 use crate::error::{AppError, AppResult};
 use crate::ids::new_id;
 use crate::ports::{
-    Abandoned, Actor, CreatePaymentIntent, KeyClaim, KeyRef, OrderPlan, PendingPayment,
-    PlaceRefusal, ProviderError, ProviderPaymentIntent, RecoveryPoint, ShippingAddress,
-    StoredResponse,
+    Abandoned, Actor, CaptureMethod, CreatePaymentIntent, KeyClaim, KeyRef, OrderPlan,
+    PendingPayment, PlaceRefusal, ProviderError, ProviderPaymentIntent, RecoveryPoint,
+    ShippingAddress, StoredResponse,
 };
 use crate::validate;
 
@@ -116,6 +116,7 @@ impl App {
         let actor = Actor {
             kind: "completer".into(),
             request_id: None,
+            client_ip: None,
         };
         let mut driven = 0;
         for item in stalled {
@@ -149,7 +150,16 @@ impl App {
             capture_method: self.settings.capture_method,
             email: input.email.clone(),
             shipping: input.shipping.clone(),
-            reservation_expires_at: now + self.settings.reservation_ttl_secs,
+            // An authorized order keeps its stock until its capture, after the window.
+            reservation_expires_at: now
+                + match self.settings.capture_method {
+                    CaptureMethod::Automatic => self.settings.reservation_ttl_secs,
+                    CaptureMethod::Manual => self.settings.reservation_ttl_secs.max(
+                        self.settings.modification_window_secs + self.settings.reservation_ttl_secs,
+                    ),
+                },
+            capture_due_at: (self.settings.capture_method == CaptureMethod::Manual)
+                .then_some(now + self.settings.modification_window_secs),
         };
         let expected = input.expected_total_minor;
         let price = move |cart: &crate::ports::Cart| -> Result<PricedCart, PlaceRefusal> {

@@ -11,6 +11,10 @@ pub enum AppError {
         param: Option<String>,
         message: String,
     },
+    /// A credential that does not grant this (an order token for another order, forged or
+    /// expired).
+    #[error("missing or invalid credentials")]
+    Unauthorized,
     #[error("{what} not found")]
     NotFound { what: &'static str },
     #[error("not enough stock")]

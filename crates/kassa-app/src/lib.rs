@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod error;
 pub mod ids;
+pub mod order_commands;
 pub mod order_token;
 pub mod orders;
 pub mod ports;
@@ -34,6 +35,9 @@ pub struct Settings {
     /// worst case, so a live request is never resumed twice, short enough that a crashed one is
     /// resumed soon.
     pub checkout_lock_secs: i64,
+    /// How long after checkout the customer may edit or cancel; manual capture runs when it
+    /// closes (`KASSA_MODIFICATION_WINDOW_SECS`).
+    pub modification_window_secs: i64,
 }
 
 impl Default for Settings {
@@ -42,6 +46,7 @@ impl Default for Settings {
             capture_method: CaptureMethod::Automatic,
             reservation_ttl_secs: 30 * 60,
             checkout_lock_secs: 60,
+            modification_window_secs: 3_600,
         }
     }
 }

@@ -123,13 +123,14 @@ impl App {
         }
     }
 
-    /// Sends refunds whose request went away before the provider answered, and the ones Kassa
-    /// started itself; returns how many got an answer.
+    /// Sends refunds whose request went away before the provider answered (after a grace
+    /// period), and the ones Kassa started itself (at once); returns how many got an answer.
     pub async fn send_unsent_refunds(&self, batch_max: i64) -> AppResult<usize> {
         let before = self.clock.now_secs() - REFUND_SEND_GRACE_SECS;
         let actor = Actor {
             kind: "worker (refund sender)".into(),
             request_id: None,
+            client_ip: None,
         };
         let mut sent = 0;
         for refund in self.store.unsent_refunds(before, batch_max).await? {

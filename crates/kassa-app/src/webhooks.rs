@@ -68,6 +68,7 @@ impl App {
         let actor = Actor {
             kind: "webhook".into(),
             request_id: Some(event.id.clone()),
+            client_ip: None,
         };
         let effect = match self.current_state(effect_of(event)).await {
             Ok(effect) => effect,
@@ -197,6 +198,7 @@ impl App {
         let actor = Actor {
             kind: "sync".into(),
             request_id: None,
+            client_ip: None,
         };
         match self
             .store

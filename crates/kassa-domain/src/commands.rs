@@ -25,6 +25,8 @@ pub struct OrderMoney {
     pub refunds_held_minor: i64,
     /// What lost disputes took back.
     pub dispute_lost_minor: i64,
+    /// What a capture in progress takes.
+    pub capture_minor: Option<i64>,
 }
 
 impl OrderMoney {
@@ -96,7 +98,8 @@ pub fn decide_refund(
 }
 
 /// How much a capture takes: `requested`, or the order's total (after any edits). At most the
-/// total, which is never more than what was authorized.
+/// total, which is never more than what was authorized. A capture already in progress (its
+/// caller went away) is resumed with its own amount.
 pub fn decide_capture(money: &OrderMoney, requested_minor: Option<i64>) -> Result<i64, Refusal> {
     if money.status != OrderStatus::Authorized {
         return Err(Refusal::InvalidState(format!(
@@ -104,10 +107,18 @@ pub fn decide_capture(money: &OrderMoney, requested_minor: Option<i64>) -> Resul
             money.status
         )));
     }
-    if let Some(operation) = money.pending_operation {
-        return Err(Refusal::InvalidState(format!(
-            "a {operation} of this order is in progress"
-        )));
+    match (money.pending_operation, money.capture_minor) {
+        (None, _) => {}
+        (Some(Operation::Capture), Some(in_progress))
+            if requested_minor.is_none_or(|requested| requested == in_progress) =>
+        {
+            return Ok(in_progress);
+        }
+        (Some(operation), _) => {
+            return Err(Refusal::InvalidState(format!(
+                "a {operation} of this order is in progress"
+            )));
+        }
     }
     let amount = requested_minor.unwrap_or(money.total_minor);
     if !(1..=money.total_minor).contains(&amount) {
@@ -164,6 +175,128 @@ pub fn decide_cancel(
     }
 }
 
+/// One line of a placed order as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_amount_minor: i64,
+}
+
+/// A requested line quantity (0 removes the line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineChange {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// A line an edit changes: its new quantity and amount, and the units given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditedLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub amount_minor: i64,
+    pub released: i64,
+}
+
+/// What an edit does: the changed lines and the order's new total (the amount to capture).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditPlan {
+    pub lines: Vec<EditedLine>,
+    pub total_minor: i64,
+}
+
+/// The one policy for changing an order after checkout (risks O1, O2, O3): nothing while a
+/// capture or cancel is in progress; lines only while the payment is authorized and not yet
+/// captured, and only down — anything that would raise the amount is refused, the customer
+/// places a new order instead; the address while the order is not yet paid.
+pub fn decide_edit(
+    money: &OrderMoney,
+    lines: &[HeldLine],
+    changes: &[LineChange],
+) -> Result<EditPlan, Refusal> {
+    if let Some(operation) = money.pending_operation {
+        return Err(Refusal::InvalidState(format!(
+            "a {operation} of this order is in progress; it can no longer be changed"
+        )));
+    }
+    let editable = if changes.is_empty() {
+        matches!(
+            money.status,
+            OrderStatus::PendingPayment | OrderStatus::RequiresAction | OrderStatus::Authorized
+        )
+    } else {
+        money.status == OrderStatus::Authorized
+    };
+    if !editable {
+        return Err(Refusal::InvalidState(if changes.is_empty() {
+            format!("a {} order can no longer be changed", money.status)
+        } else {
+            format!(
+                "lines can change only while the payment is authorized and not yet captured; this order is {}",
+                money.status
+            )
+        }));
+    }
+    let mut edited: Vec<EditedLine> = Vec::with_capacity(changes.len());
+    for change in changes {
+        if edited.iter().any(|line| line.sku == change.sku) {
+            return Err(Refusal::InvalidField {
+                param: "lines",
+                message: format!("{} appears twice", change.sku),
+            });
+        }
+        let Some(held) = lines.iter().find(|line| line.sku == change.sku) else {
+            return Err(raises_amount());
+        };
+        if change.quantity < 0 {
+            return Err(Refusal::InvalidField {
+                param: "lines",
+                message: "quantities are 0 (remove the line) or more".into(),
+            });
+        }
+        if change.quantity > held.quantity {
+            return Err(raises_amount());
+        }
+        edited.push(EditedLine {
+            sku: held.sku.clone(),
+            quantity: change.quantity,
+            amount_minor: held.unit_amount_minor.saturating_mul(change.quantity),
+            released: held.quantity - change.quantity,
+        });
+    }
+    let mut total_minor = 0i64;
+    let mut kept = 0;
+    for held in lines {
+        let (quantity, amount) = match edited.iter().find(|line| line.sku == held.sku) {
+            Some(line) => (line.quantity, line.amount_minor),
+            None => (
+                held.quantity,
+                held.unit_amount_minor.saturating_mul(held.quantity),
+            ),
+        };
+        total_minor = total_minor.saturating_add(amount);
+        kept += usize::from(quantity > 0);
+    }
+    if kept == 0 {
+        return Err(Refusal::InvalidState(
+            "an edit cannot remove every line; cancel the order instead".into(),
+        ));
+    }
+    edited.retain(|line| line.released > 0);
+    Ok(EditPlan {
+        lines: edited,
+        total_minor,
+    })
+}
+
+fn raises_amount() -> Refusal {
+    Refusal::InvalidState(
+        "an order's amount cannot go up after authorization: place a new order for more items"
+            .into(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +310,95 @@ mod tests {
             captured_minor: 1000,
             refunds_held_minor: 300,
             dispute_lost_minor: 0,
+            capture_minor: None,
         }
+    }
+
+    fn held(sku: &str, quantity: i64) -> HeldLine {
+        HeldLine {
+            sku: sku.into(),
+            quantity,
+            unit_amount_minor: 100,
+        }
+    }
+
+    fn change(sku: &str, quantity: i64) -> LineChange {
+        LineChange {
+            sku: sku.into(),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn risk_o1_an_edit_changes_lines_and_amount_together() {
+        let authorized = OrderMoney {
+            captured_minor: 0,
+            refunds_held_minor: 0,
+            ..money(O::Authorized)
+        };
+        let lines = [held("A", 3), held("B", 2)];
+        let plan =
+            decide_edit(&authorized, &lines, &[change("A", 1), change("B", 0)]).expect("edit");
+        assert_eq!(plan.total_minor, 100);
+        assert_eq!(
+            plan.lines
+                .iter()
+                .map(|l| (l.sku.as_str(), l.quantity, l.released))
+                .collect::<Vec<_>>(),
+            [("A", 1, 2), ("B", 0, 2)]
+        );
+        assert!(
+            decide_edit(&authorized, &lines, &[change("A", 0), change("B", 0)]).is_err(),
+            "not every line"
+        );
+        assert_eq!(
+            decide_edit(&authorized, &lines, &[]).map(|p| p.total_minor),
+            Ok(500),
+            "address only"
+        );
+    }
+
+    #[test]
+    fn risk_o2_anything_that_raises_the_amount_is_refused_the_same_way() {
+        let authorized = OrderMoney {
+            captured_minor: 0,
+            refunds_held_minor: 0,
+            ..money(O::Authorized)
+        };
+        let lines = [held("A", 3)];
+        let raise = decide_edit(&authorized, &lines, &[change("A", 4)]);
+        let add = decide_edit(&authorized, &lines, &[change("NEW", 1)]);
+        assert!(matches!(&raise, Err(Refusal::InvalidState(m)) if m.contains("place a new order")));
+        assert_eq!(raise, add, "one policy");
+        assert!(matches!(
+            decide_edit(&money(O::Paid), &lines, &[change("A", 1)]),
+            Err(Refusal::InvalidState(_))
+        ));
+        assert!(matches!(
+            decide_edit(&money(O::PendingPayment), &lines, &[change("A", 1)]),
+            Err(Refusal::InvalidState(_))
+        ));
+    }
+
+    #[test]
+    fn risk_o3_no_edit_while_a_capture_is_in_progress() {
+        let capturing = OrderMoney {
+            pending_operation: Some(Operation::Capture),
+            capture_minor: Some(300),
+            captured_minor: 0,
+            refunds_held_minor: 0,
+            ..money(O::Authorized)
+        };
+        assert!(matches!(
+            decide_edit(&capturing, &[held("A", 3)], &[change("A", 1)]),
+            Err(Refusal::InvalidState(_))
+        ));
+        assert_eq!(
+            decide_capture(&capturing, None),
+            Ok(300),
+            "the capture resumes"
+        );
+        assert!(decide_capture(&capturing, Some(200)).is_err());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct PaymentMoves {
     pub notify: Option<&'static str>,
     /// Also flag the order for a person (the payment moved, the order cannot follow).
     pub flag: Option<String>,
+    /// Give the money back: it was taken for an order that is already canceled.
+    pub refund_received: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,7 @@ pub fn decide_payment(held: &PaymentSnapshot, seen: &ObservedPayment<'_>) -> Pay
         captured_minor: None,
         notify: None,
         flag: None,
+        refund_received: false,
     };
     PaymentPlan::Apply(match (payment_to, order) {
         (PaymentStatus::Succeeded, Some(_)) => PaymentMoves {
@@ -117,11 +120,18 @@ pub fn decide_payment(held: &PaymentSnapshot, seen: &ObservedPayment<'_>) -> Pay
             notify: Some("order.paid"),
             ..moves
         },
-        // Money taken for an order that cannot be paid any more (canceled in another tab, a
-        // late 3-D Secure): record the truth, commit no stock, and hand it to a person.
+        // Money taken for an order already canceled (a second tab, a late 3-D Secure, a slow
+        // payment method): record the truth, commit no stock, give the money back, announce it.
+        (PaymentStatus::Succeeded, None) if held.order == OrderStatus::Canceled => PaymentMoves {
+            captured_minor: Some(seen.amount_received_minor),
+            notify: Some("order.refunded_after_cancel"),
+            refund_received: true,
+            ..moves
+        },
+        // Money taken for an order in no state to take it: a person decides.
         (PaymentStatus::Succeeded, None) => PaymentMoves {
             flag: Some(format!(
-                "paid_while_{}: the payment succeeded but the order is {}; refund it",
+                "paid_while_{}: the payment succeeded but the order is {}",
                 held.order, held.order
             )),
             ..moves
@@ -229,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn risk_p7_success_after_cancel_commits_nothing_and_is_flagged() {
+    fn risk_p7_success_after_cancel_commits_nothing_and_is_refunded() {
         let plan = decide_payment(
             &held(O::Canceled, P::RequiresPaymentMethod),
             &seen(P::Succeeded, 1999),
@@ -242,14 +252,15 @@ mod tests {
             P::Succeeded,
             "the provider's truth is recorded"
         );
-        assert_eq!(
-            (moves.order, moves.stock, moves.notify),
-            (None, StockMove::Keep, None)
+        assert_eq!((moves.order, moves.stock), (None, StockMove::Keep));
+        assert!(moves.refund_received);
+        assert_eq!(moves.notify, Some("order.refunded_after_cancel"));
+        let disputed = decide_payment(
+            &held(O::Disputed, P::RequiresCapture),
+            &seen(P::Succeeded, 1999),
         );
         assert!(
-            moves
-                .flag
-                .is_some_and(|f| f.starts_with("paid_while_canceled"))
+            matches!(disputed, PaymentPlan::Apply(m) if m.flag.is_some() && !m.refund_received)
         );
     }
 

@@ -64,6 +64,39 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> String {
         )
 }
 
+/// Where a request came from, for the audit trail (risk A1): its request id (set on every
+/// request by the request-id layer) and the client's address.
+pub struct Origin {
+    pub request_id: String,
+    pub client_ip: Option<String>,
+}
+
+impl Origin {
+    /// The audit actor for this request, acting as `kind`.
+    pub fn actor(&self, kind: impl Into<String>) -> kassa_app::ports::Actor {
+        kassa_app::ports::Actor {
+            kind: kind.into(),
+            request_id: Some(self.request_id.clone()),
+            client_ip: self.client_ip.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let client_ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        Ok(Origin {
+            request_id: request_id(&parts.headers),
+            client_ip,
+        })
+    }
+}
+
 fn bearer(parts: &Parts) -> Option<&str> {
     parts
         .headers

@@ -224,6 +224,7 @@ impl From<AppError> for ApiError {
                 ApiError::InvalidRequest { param, message }
             }
             AppError::NotFound { what } => ApiError::NotFound(format!("{what} not found")),
+            AppError::Unauthorized => ApiError::Unauthorized,
             AppError::InsufficientStock { skus } => ApiError::InsufficientStock(skus),
             AppError::PriceChanged { total } => ApiError::PriceChanged(total),
             AppError::CartAlreadyCheckedOut { order_id } => {

@@ -34,6 +34,29 @@ impl<T: DeserializeOwned> FromRequest<HttpState> for ApiJson<T> {
     }
 }
 
+/// A JSON body that may also be left out entirely (no body: `T::default()`).
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<HttpState> for ApiJsonOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &HttpState) -> Result<Self, ApiError> {
+        let has_type = request.headers().contains_key(CONTENT_TYPE);
+        let is_json = is_json(request.headers());
+        let bytes = read_body(request, state).await?;
+        if bytes.is_empty() && !has_type {
+            return Ok(ApiJsonOrEmpty(T::default()));
+        }
+        if !is_json {
+            return Err(ApiError::invalid(
+                None,
+                "expected no body, or a JSON body with Content-Type: application/json",
+            ));
+        }
+        parse_json(&bytes).map(ApiJsonOrEmpty)
+    }
+}
+
 /// The whole body, or 408 `request_timeout` if the client has not sent it within
 /// [`crate::ServerLimits::body_read_timeout`], or 413 past the route's size limit.
 pub async fn read_body(request: Request, state: &HttpState) -> Result<Bytes, ApiError> {

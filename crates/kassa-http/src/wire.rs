@@ -304,6 +304,28 @@ impl OrderBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct LineChangeBody {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// `PATCH /v1/orders/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditOrderRequest {
+    pub shipping_address: Option<AddressBody>,
+    pub lines: Option<Vec<LineChangeBody>>,
+}
+
+/// `POST /v1/orders/{id}/capture`; an empty body captures what the order says.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    pub amount: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefundRequest {
     pub order_id: String,
     pub amount: Option<i64>,

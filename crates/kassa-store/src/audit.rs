@@ -23,8 +23,9 @@ pub(crate) async fn record(
     now: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO audit_log (entity_type, entity_id, action, actor, request_id, before_state, after_state, detail, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO audit_log (entity_type, entity_id, action, actor, request_id, before_state, after_state, detail,
+             created_at, client_ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(change.entity_type)
     .bind(change.entity_id)
@@ -35,6 +36,7 @@ pub(crate) async fn record(
     .bind(change.after)
     .bind(change.detail)
     .bind(now)
+    .bind(actor.client_ip.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

@@ -472,8 +472,9 @@ async fn insert_order(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO orders (id, cart_id, status, currency, subtotal, total, capture_method, email,
-             shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country, created_at, updated_at)
-         VALUES ($1, $2, 'pending_payment', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country, created_at, updated_at,
+             capture_due_at)
+         VALUES ($1, $2, 'pending_payment', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
     )
     .bind(&plan.order_id)
     .bind(cart_id)
@@ -488,6 +489,7 @@ async fn insert_order(
     .bind(&plan.shipping.postal_code)
     .bind(&plan.shipping.country)
     .bind(now)
+    .bind(plan.capture_due_at)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

@@ -10,6 +10,7 @@ mod audit;
 mod cart;
 mod catalog;
 mod checkout;
+mod commands;
 mod db;
 mod effects;
 mod health;

@@ -9,12 +9,13 @@ use kassa_app::ports::{
     Actor, NewRefund, RefundOutcome, RefundRecord, RefundStart, RefundStore, StoreError,
     StoreResult,
 };
-use kassa_domain::commands::{Operation, OrderMoney, decide_refund};
+use kassa_domain::commands::decide_refund;
 use kassa_domain::refund::RefundStatus;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, Change};
+use crate::commands::order_money;
 use crate::db::{SqlStore, unavailable};
 use crate::effects::refund::{apply_report, settle_order};
 use crate::transitions::{self, Outcome};
@@ -165,7 +166,8 @@ impl RefundStore for SqlStore {
 
     async fn unsent_refunds(&self, before: i64, limit: i64) -> StoreResult<Vec<RefundRecord>> {
         let rows = sqlx::query(select_refunds!(
-            "WHERE r.status = 'pending' AND r.provider_refund_id IS NULL AND r.created_at <= $1
+            "WHERE r.status = 'pending' AND r.provider_refund_id IS NULL
+               AND (r.created_at <= $1 OR r.client_scope = 'kassa')
              ORDER BY r.created_at, r.id LIMIT $2"
         ))
         .bind(before)
@@ -177,39 +179,7 @@ impl RefundStore for SqlStore {
     }
 }
 
-/// The order's money, read under its lock.
-pub(crate) async fn order_money(
-    conn: &mut AnyConnection,
-    order_id: &str,
-    status: kassa_domain::order::OrderStatus,
-) -> StoreResult<OrderMoney> {
-    let row = sqlx::query(
-        "SELECT total, captured_amount, dispute_lost_amount, pending_operation,
-                (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
-                 WHERE order_id = $1 AND status IN ('pending', 'succeeded')) AS refunds_held
-         FROM orders WHERE id = $1",
-    )
-    .bind(order_id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    let operation: Option<String> = row.try_get("pending_operation").map_err(unavailable)?;
-    Ok(OrderMoney {
-        status,
-        pending_operation: operation
-            .map(|text| {
-                Operation::parse(&text)
-                    .ok_or_else(|| StoreError::Corrupt(format!("pending operation {text:?}")))
-            })
-            .transpose()?,
-        total_minor: row.try_get("total").map_err(unavailable)?,
-        captured_minor: row.try_get("captured_amount").map_err(unavailable)?,
-        refunds_held_minor: row.try_get("refunds_held").map_err(unavailable)?,
-        dispute_lost_minor: row.try_get("dispute_lost_amount").map_err(unavailable)?,
-    })
-}
-
-async fn insert_requested(
+pub(crate) async fn insert_requested(
     conn: &mut AnyConnection,
     new: &NewRefund,
     amount: i64,

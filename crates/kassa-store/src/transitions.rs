@@ -494,3 +494,76 @@ pub(crate) async fn refund(
     audit::record(conn, change, actor, now).await?;
     Ok(Outcome::Moved(to))
 }
+
+/// Gives back `by` units of an order's held reservation of `sku` (an order edit): the whole
+/// reservation is released through its machine, a part shrinks it and the reserved count.
+pub(crate) async fn shrink_reservation(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    sku: &str,
+    by: i64,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let Some(reservation) = reservations_of(conn, order_id)
+        .await?
+        .into_iter()
+        .find(|r| r.sku == sku && r.status == ReservationStatus::Held)
+    else {
+        return Err(StoreError::ImpossibleMove {
+            order_id: order_id.to_owned(),
+            detail: format!("no held reservation of {sku} to shrink"),
+        });
+    };
+    if by >= reservation.quantity {
+        return settle(
+            conn,
+            order_id,
+            &reservation,
+            ReservationEvent::Release,
+            actor,
+            now,
+        )
+        .await;
+    }
+    let shrunk = sqlx::query(
+        "UPDATE reservations SET quantity = quantity - $2, updated_at = $3 WHERE id = $1 AND status = 'held' AND quantity > $2",
+    )
+    .bind(&reservation.id)
+    .bind(by)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if shrunk.rows_affected() != 1 {
+        return Err(StoreError::ImpossibleMove {
+            order_id: order_id.to_owned(),
+            detail: format!("reservation {} did not shrink", reservation.id),
+        });
+    }
+    sqlx::query(
+        "UPDATE inventory_levels SET reserved = reserved - $3, updated_at = $4 WHERE sku = $1 AND location = $2",
+    )
+    .bind(&reservation.sku)
+    .bind(&reservation.location)
+    .bind(by)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let detail = format!(
+        "{} -> {} × {}",
+        reservation.quantity,
+        reservation.quantity - by,
+        sku
+    );
+    let change = Change {
+        entity_type: "reservation",
+        entity_id: &reservation.id,
+        action: "shrunk",
+        before: Some("held"),
+        after: Some("held"),
+        detail: Some(&detail),
+    };
+    audit::record(conn, change, actor, now).await
+}

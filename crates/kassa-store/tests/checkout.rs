@@ -76,6 +76,7 @@ fn input(cart_id: &str, key: &str, expected_total_minor: i64) -> CheckoutInput {
         actor: Actor {
             kind: "test".into(),
             request_id: Some("req_test".into()),
+            client_ip: None,
         },
     }
 }

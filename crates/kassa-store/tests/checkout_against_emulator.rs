@@ -51,6 +51,7 @@ fn input(cart_id: &str) -> CheckoutInput {
         actor: Actor {
             kind: "test".into(),
             request_id: None,
+            client_ip: None,
         },
     }
 }

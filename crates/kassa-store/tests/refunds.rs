@@ -7,211 +7,39 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kassa_app::checkout::CheckoutInput;
-use kassa_app::ports::{Actor, ShippingAddress, SystemClock};
+use kassa_app::AppError;
+use kassa_app::ports::CaptureMethod;
 use kassa_app::refunds::RefundInput;
-use kassa_app::{App, AppError};
-use kassa_emulator::{Emulator, EmulatorConfig};
-use kassa_stripe::{StripeClient, StripeConfig, StripeWebhookVerifier};
-use kassa_testkit::{TestDb, app_with_parts, both_backends};
-use serde_json::{Value, json};
+use kassa_testkit::shop::{EmulatedShop, UNIT, actor};
+use kassa_testkit::{TestDb, both_backends};
+use serde_json::json;
 
-const UNIT: i64 = 1250;
-
-struct Shop {
-    app: App,
-    emulator: Emulator,
-    http: reqwest::Client,
-    db: TestDb,
+async fn shop(db: TestDb) -> EmulatedShop {
+    EmulatedShop::new(db, CaptureMethod::Automatic).await
 }
 
-async fn shop(db: TestDb) -> Shop {
-    let emulator = Emulator::start(EmulatorConfig::for_tests())
-        .await
-        .expect("emulator");
-    let mut config = StripeConfig::new(&emulator.base_url(), &emulator.config().secret_key);
-    config.request_timeout = Duration::from_millis(800);
-    config.attempts_max = 2;
-    config.backoff_base = Duration::from_millis(10);
-    let verifier = StripeWebhookVerifier::new(vec![emulator.config().webhook_secret.clone()]);
-    let app = app_with_parts(
-        &db,
-        Arc::new(StripeClient::new(config).expect("client")),
-        Arc::new(SystemClock),
-        Arc::new(verifier),
-    );
-    kassa_testkit::seed_product(&app, "Mug", "MUG", UNIT, "eur", 10).await;
-    Shop {
-        app,
-        emulator,
-        http: reqwest::Client::new(),
-        db,
+fn refund(order_id: &str, key: &str, amount: Option<i64>, restock: bool) -> RefundInput {
+    RefundInput {
+        order_id: order_id.to_owned(),
+        key_scope: "secret".into(),
+        idempotency_key: Some(key.to_owned()),
+        amount_minor: amount,
+        reason: Some("requested_by_customer".into()),
+        restock,
+        actor: actor(),
     }
 }
 
-fn actor() -> Actor {
-    Actor {
-        kind: "test".into(),
-        request_id: None,
-    }
-}
-
-impl Shop {
-    async fn emulator_call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        form: &[(&str, &str)],
-    ) -> Value {
-        self.http
-            .request(method, format!("{}{path}", self.emulator.base_url()))
-            .bearer_auth(&self.emulator.config().secret_key)
-            .form(form)
-            .send()
-            .await
-            .expect("emulator answers")
-            .json()
-            .await
-            .expect("json")
-    }
-
-    async fn control(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}{path}", self.emulator.base_url()))
-            .bearer_auth(&self.emulator.config().secret_key)
-            .json(&body)
-            .send()
-            .await
-            .expect("emulator answers")
-            .json()
-            .await
-            .unwrap_or(Value::Null)
-    }
-
-    /// A paid order of `quantity` mugs: checkout, confirm at the emulator, webhooks delivered.
-    async fn paid_order(&self, quantity: i64) -> (String, String) {
-        let cart = self.app.create_cart("eur").await.expect("cart");
-        self.app
-            .add_cart_line(&cart.id, "MUG", quantity)
-            .await
-            .expect("line");
-        let reply = self
-            .app
-            .checkout(CheckoutInput {
-                cart_id: cart.id.clone(),
-                key_scope: "publishable".into(),
-                idempotency_key: Some(format!("checkout-{}", cart.id)),
-                email: "ada@example.com".into(),
-                shipping: ShippingAddress {
-                    name: "Ada".into(),
-                    line1: "1 St".into(),
-                    city: "London".into(),
-                    postal_code: "N1".into(),
-                    country: "GB".into(),
-                },
-                expected_total_minor: UNIT * quantity,
-                actor: actor(),
-            })
-            .await
-            .expect("checkout");
-        let body: Value = serde_json::from_str(&reply.response.body).expect("json");
-        let order_id = body["order"]["id"].as_str().expect("order").to_owned();
-        let intent = body["payment"]["payment_intent_id"]
-            .as_str()
-            .expect("pi")
-            .to_owned();
-        let confirmed = self
-            .emulator_call(
-                reqwest::Method::POST,
-                &format!("/v1/payment_intents/{intent}/confirm"),
-                &[("payment_method", "pm_card_visa")],
-            )
-            .await;
-        assert_eq!(confirmed["status"], "succeeded");
-        self.deliver_events().await;
-        assert_eq!(self.status(&order_id).await, "paid");
-        (order_id, intent)
-    }
-
-    /// Feeds every event the emulator has sent, signed with its secret, to Kassa (duplicates
-    /// are recorded once).
-    async fn deliver_events(&self) {
-        let list = self
-            .emulator_call(reqwest::Method::GET, "/v1/events?limit=100", &[])
-            .await;
-        let mut events = list["data"].as_array().cloned().unwrap_or_default();
-        events.reverse();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-        for event in events {
-            let body = event.to_string();
-            let header = kassa_emulator::signature_header(
-                &self.emulator.config().webhook_secret,
-                now,
-                &body,
-            );
-            self.app
-                .receive_webhook(body.as_bytes(), Some(&header))
-                .await
-                .expect("recorded");
-        }
-    }
-
-    fn refund(&self, order_id: &str, key: &str, amount: Option<i64>, restock: bool) -> RefundInput {
-        RefundInput {
-            order_id: order_id.to_owned(),
-            key_scope: "secret".into(),
-            idempotency_key: Some(key.to_owned()),
-            amount_minor: amount,
-            reason: Some("requested_by_customer".into()),
-            restock,
-            actor: actor(),
-        }
-    }
-
-    async fn status(&self, order_id: &str) -> String {
-        self.app
-            .order(order_id)
-            .await
-            .expect("order")
-            .status
-            .as_str()
-            .to_owned()
-    }
-
-    async fn scalar(&self, sql: &'static str) -> i64 {
-        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("pool");
-        let value: i64 = sqlx::query_scalar(sql)
-            .fetch_one(&pool)
-            .await
-            .expect("query");
-        pool.close().await;
-        value
-    }
-
-    /// The refunds the emulator holds for an intent: (count, succeeded total).
-    async fn provider_refunds(&self, intent: &str) -> (usize, i64) {
-        let list = self
-            .emulator_call(
-                reqwest::Method::GET,
-                &format!("/v1/refunds?payment_intent={intent}&limit=100"),
-                &[],
-            )
-            .await;
-        let data = list["data"].as_array().cloned().unwrap_or_default();
-        let succeeded = data
-            .iter()
-            .filter(|r| r["status"] == "succeeded")
-            .filter_map(|r| r["amount"].as_i64())
-            .sum();
-        (data.len(), succeeded)
-    }
+/// A paid order of `quantity` mugs: (order id, PaymentIntent id).
+async fn paid_order(shop: &EmulatedShop, quantity: i64) -> (String, String) {
+    let placed = shop.paid(&[("MUG", quantity)]).await;
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    (placed.order_id, placed.intent_id)
 }
 
 async fn risk_p6_concurrent_partial_refunds_never_exceed_the_capture(db: TestDb) {
     let shop = Arc::new(shop(db).await);
-    let (order_id, intent) = shop.paid_order(2).await;
+    let (order_id, intent) = paid_order(&shop, 2).await;
     let captured = 2 * UNIT;
     // 20 refunds of 200 each ask for 4000 of the 2500 captured, all at once.
     let requests: Vec<_> = (0..20)
@@ -219,7 +47,7 @@ async fn risk_p6_concurrent_partial_refunds_never_exceed_the_capture(db: TestDb)
             let shop = shop.clone();
             let order_id = order_id.clone();
             tokio::spawn(async move {
-                let input = shop.refund(&order_id, &format!("partial-{n}"), Some(200), false);
+                let input = refund(&order_id, &format!("partial-{n}"), Some(200), false);
                 shop.app.create_refund(input).await
             })
         })
@@ -262,14 +90,14 @@ async fn risk_p6_concurrent_partial_refunds_never_exceed_the_capture(db: TestDb)
     // The rest, asked for without an amount, empties it.
     let rest = shop
         .app
-        .create_refund(shop.refund(&order_id, "rest", None, false))
+        .create_refund(refund(&order_id, "rest", None, false))
         .await
         .expect("rest");
     assert_eq!(rest.amount_minor, 100);
     assert_eq!(shop.status(&order_id).await, "refunded");
     let again = shop
         .app
-        .create_refund(shop.refund(&order_id, "more", Some(1), false))
+        .create_refund(refund(&order_id, "more", Some(1), false))
         .await;
     assert!(matches!(
         again,
@@ -280,11 +108,11 @@ both_backends!(risk_p6_concurrent_partial_refunds_never_exceed_the_capture);
 
 async fn risk_p6_a_webhook_before_the_answer_makes_one_refund(db: TestDb) {
     let shop = Arc::new(shop(db).await);
-    let (order_id, intent) = shop.paid_order(1).await;
+    let (order_id, intent) = paid_order(&shop, 1).await;
     // The provider makes the refund and its answer is lost; the adapter's retry meets a 500.
-    shop.control(
-        "/_emulator/faults",
-        json!({"api": [{"endpoint": "POST /v1/refunds", "answers": ["lose_response", {"status": 500}]}]}),
+    shop.fault(
+        "POST /v1/refunds",
+        json!(["lose_response", {"status": 500}]),
     )
     .await;
     let request = {
@@ -292,7 +120,7 @@ async fn risk_p6_a_webhook_before_the_answer_makes_one_refund(db: TestDb) {
         let order_id = order_id.clone();
         tokio::spawn(async move {
             shop.app
-                .create_refund(shop.refund(&order_id, "lost", Some(500), false))
+                .create_refund(refund(&order_id, "lost", Some(500), false))
                 .await
         })
     };
@@ -314,7 +142,7 @@ async fn risk_p6_a_webhook_before_the_answer_makes_one_refund(db: TestDb) {
     // The client retries with the same key: the refund is known, nothing is sent again.
     let retried = shop
         .app
-        .create_refund(shop.refund(&order_id, "lost", Some(500), false))
+        .create_refund(refund(&order_id, "lost", Some(500), false))
         .await
         .expect("retry");
     assert_eq!(
@@ -337,15 +165,12 @@ both_backends!(risk_p6_a_webhook_before_the_answer_makes_one_refund);
 
 async fn risk_p6_a_failed_refund_frees_its_amount_and_restock_happens_once(db: TestDb) {
     let shop = shop(db).await;
-    let (order_id, _) = shop.paid_order(2).await;
-    shop.control(
-        "/_emulator/faults",
-        json!({"api": [{"endpoint": "POST /v1/refunds", "answers": [{"status": 400}]}]}),
-    )
-    .await;
+    let (order_id, _) = paid_order(&shop, 2).await;
+    shop.fault("POST /v1/refunds", json!([{"status": 400}]))
+        .await;
     let failed = shop
         .app
-        .create_refund(shop.refund(&order_id, "refused", None, true))
+        .create_refund(refund(&order_id, "refused", None, true))
         .await
         .expect("recorded");
     assert_eq!(failed.status.as_str(), "failed");
@@ -354,7 +179,7 @@ async fn risk_p6_a_failed_refund_frees_its_amount_and_restock_happens_once(db: T
     // The whole amount is free again: a full refund with restock goes through.
     let full = shop
         .app
-        .create_refund(shop.refund(&order_id, "full", None, true))
+        .create_refund(refund(&order_id, "full", None, true))
         .await
         .expect("refund");
     assert_eq!(
@@ -373,7 +198,7 @@ async fn risk_p6_a_failed_refund_frees_its_amount_and_restock_happens_once(db: T
     assert_eq!(level.available(), 10);
     let partial_restock = shop
         .app
-        .create_refund(shop.refund(&order_id, "again", Some(1), true))
+        .create_refund(refund(&order_id, "again", Some(1), true))
         .await;
     assert!(partial_restock.is_err());
 }
@@ -381,7 +206,7 @@ both_backends!(risk_p6_a_failed_refund_frees_its_amount_and_restock_happens_once
 
 async fn risk_p6_no_refund_while_a_dispute_is_open(db: TestDb) {
     let shop = shop(db).await;
-    let (order_id, intent) = shop.paid_order(1).await;
+    let (order_id, intent) = paid_order(&shop, 1).await;
     shop.control(
         &format!("/_emulator/payment_intents/{intent}/dispute"),
         json!({}),
@@ -391,7 +216,7 @@ async fn risk_p6_no_refund_while_a_dispute_is_open(db: TestDb) {
     assert_eq!(shop.status(&order_id).await, "disputed");
     let refused = shop
         .app
-        .create_refund(shop.refund(&order_id, "during-dispute", None, false))
+        .create_refund(refund(&order_id, "during-dispute", None, false))
         .await;
     assert!(
         matches!(refused, Err(AppError::InvalidState { .. })),
@@ -400,7 +225,7 @@ async fn risk_p6_no_refund_while_a_dispute_is_open(db: TestDb) {
     // Same key, same request, after a refusal: refused again, never a refund.
     let key_reused = shop
         .app
-        .create_refund(shop.refund(&order_id, "during-dispute", Some(5), false))
+        .create_refund(refund(&order_id, "during-dispute", Some(5), false))
         .await;
     assert!(key_reused.is_err());
     assert_eq!(shop.scalar("SELECT COUNT(*) FROM refunds").await, 0);

@@ -70,6 +70,7 @@ impl Shop {
             actor: Actor {
                 kind: "test".into(),
                 request_id: None,
+                client_ip: None,
             },
         };
         let reply = self.app.checkout(input).await;
@@ -733,6 +734,7 @@ async fn risk_g2_partial_shortfall_moves_no_stock_at_all(db: TestDb) {
         actor: Actor {
             kind: "test".into(),
             request_id: None,
+            client_ip: None,
         },
     };
     let body: serde_json::Value = serde_json::from_str(

@@ -160,6 +160,7 @@ macro_rules! both_backends {
 }
 
 pub mod provider;
+pub mod shop;
 pub mod verifier;
 
 /// A clock tests move by hand.

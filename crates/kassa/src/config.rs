@@ -23,6 +23,7 @@ const KNOWN: &[&str] = &[
     "KASSA_SANDBOX_SEED",
     "KASSA_RATE_LIMIT",
     "KASSA_CAPTURE_METHOD",
+    "KASSA_MODIFICATION_WINDOW_SECS",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
     "KASSA_BODY_READ_TIMEOUT_SECS",
     "KASSA_KEEP_ALIVE_IDLE_SECS",
@@ -35,6 +36,10 @@ const TEST_PREFIX: &str = "KASSA_TEST_";
 /// a checkout makes a few; a script making hundreds is stopped.
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
 const RATE_LIMIT_MAX_PER_SEC: u32 = 100_000;
+pub const DEFAULT_MODIFICATION_WINDOW_SECS: u64 = 3_600;
+/// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
+/// capture) must end a full day before that, or the capture may find nothing to take.
+const MODIFICATION_WINDOW_MAX_SECS: u64 = 6 * 86_400;
 /// Longest protocol time limit that may be configured: past an hour a limit protects nothing.
 const TIMEOUT_MAX_SECS: u64 = 3_600;
 /// Most connections that may be configured (each holds a file descriptor and a task).
@@ -67,6 +72,8 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// `true`: authorize at checkout, capture later (manual capture).
     pub capture_manually: bool,
+    /// How long after checkout the customer may edit or cancel; manual capture runs then.
+    pub modification_window_secs: i64,
     /// How long clients may take to send headers and bodies, idle between requests, and how
     /// many connections may be open.
     pub server_limits: ServerLimits,
@@ -174,6 +181,13 @@ impl Config {
                 ));
             }
         };
+        let modification_window_secs = i64::try_from(whole_number(
+            &get,
+            "KASSA_MODIFICATION_WINDOW_SECS",
+            DEFAULT_MODIFICATION_WINDOW_SECS,
+            1..=MODIFICATION_WINDOW_MAX_SECS,
+        )?)
+        .unwrap_or(i64::MAX);
         let server_limits = server_limits(&get)?;
         let mode = match get("STRIPE_SECRET_KEY") {
             None => sandbox_mode(&get)?,
@@ -200,6 +214,7 @@ impl Config {
             publishable_key,
             rate_limit_per_sec,
             capture_manually,
+            modification_window_secs,
             server_limits,
             mode,
         })
@@ -405,7 +420,13 @@ mod tests {
             error_name(&[("KASSA_DATABSE_URL", "sqlite://x.db")]),
             "KASSA_DATABSE_URL"
         );
+        assert_eq!(
+            error_name(&[("KASSA_MODIFICATION_WINDOW_SECS", "604800")]),
+            "KASSA_MODIFICATION_WINDOW_SECS",
+            "a window as long as an authorization lives is refused"
+        );
         for name in [
+            "KASSA_MODIFICATION_WINDOW_SECS",
             "KASSA_HEADER_READ_TIMEOUT_SECS",
             "KASSA_BODY_READ_TIMEOUT_SECS",
             "KASSA_KEEP_ALIVE_IDLE_SECS",

@@ -21,10 +21,9 @@ use crate::demo;
 /// Where sandbox mode keeps what it generates, beside the default SQLite file.
 const SANDBOX_DIR: &str = "./kassa-data";
 const SANDBOX_KEYS_FILE: &str = "sandbox-keys.env";
-/// A customer's order token reads the order for 30 days…
+/// A customer's order token reads the order for 30 days (and may change or cancel it within the
+/// modification window).
 const ORDER_TOKEN_READ_TTL_SECS: i64 = 30 * 86_400;
-/// …and may change or cancel it for the first hour.
-const ORDER_MODIFY_WINDOW_SECS: i64 = 3_600;
 
 /// The payment side: the provider and verifier, and in sandbox mode the emulator behind them.
 struct Payments {
@@ -87,7 +86,7 @@ pub async fn run(config: Config) -> Result<()> {
         order_tokens: OrderTokens::new(
             &keys.secret,
             ORDER_TOKEN_READ_TTL_SECS,
-            ORDER_MODIFY_WINDOW_SECS,
+            config.modification_window_secs,
         ),
         settings: Settings {
             capture_method: if config.capture_manually {
@@ -95,6 +94,7 @@ pub async fn run(config: Config) -> Result<()> {
             } else {
                 CaptureMethod::Automatic
             },
+            modification_window_secs: config.modification_window_secs,
             ..Settings::default()
         },
     });

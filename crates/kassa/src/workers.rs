@@ -39,9 +39,23 @@ impl Workers {
         tasks.spawn(periodic(
             "refund sender: refunds sent",
             every(5),
+            stopped.clone(),
+            app.clone(),
+            |app| async move { app.send_unsent_refunds(BATCH_MAX).await },
+        ));
+        tasks.spawn(periodic(
+            "scheduled capture: orders captured",
+            every(5),
+            stopped.clone(),
+            app.clone(),
+            |app| async move { app.capture_due_orders(BATCH_MAX).await },
+        ));
+        tasks.spawn(periodic(
+            "operation finisher: captures and cancels finished",
+            every(10),
             stopped,
             app,
-            |app| async move { app.send_unsent_refunds(BATCH_MAX).await },
+            |app| async move { app.finish_pending_operations(BATCH_MAX).await },
         ));
         Workers { tasks, stop }
     }

@@ -76,7 +76,10 @@ pub enum KeyClaim {
 pub struct Actor {
     /// `storefront`, `operator`, `webhook`, `completer`, …
     pub kind: String,
+    /// The request id (`X-Request-Id`), or the provider event id for a webhook.
     pub request_id: Option<String>,
+    /// The client's address, for changes made over HTTP.
+    pub client_ip: Option<String>,
 }
 
 /// Everything the local phase writes, decided by the app before the transaction.
@@ -89,6 +92,8 @@ pub struct OrderPlan {
     pub email: String,
     pub shipping: ShippingAddress,
     pub reservation_expires_at: i64,
+    /// Manual capture: when the modification window closes and the capture falls due.
+    pub capture_due_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

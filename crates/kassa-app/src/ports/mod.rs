@@ -2,6 +2,7 @@
 
 pub mod checkout_store;
 pub mod clock;
+pub mod command_store;
 pub mod order_store;
 pub mod provider;
 pub mod refund_store;
@@ -10,6 +11,7 @@ pub mod webhook_store;
 
 pub use checkout_store::*;
 pub use clock::{Clock, SystemClock};
+pub use command_store::*;
 pub use order_store::*;
 pub use provider::*;
 pub use refund_store::*;

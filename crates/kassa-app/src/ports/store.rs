@@ -183,6 +183,7 @@ pub trait Store:
     + HealthStore
     + super::CheckoutStore
     + super::OrderStore
+    + super::OrderCommandStore
     + super::RefundStore
     + super::WebhookStore
 {
@@ -194,6 +195,7 @@ impl<T> Store for T where
         + HealthStore
         + super::CheckoutStore
         + super::OrderStore
+        + super::OrderCommandStore
         + super::RefundStore
         + super::WebhookStore
 {

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kassa_app::AppError;
 use kassa_app::checkout::{CheckoutCreated, CheckoutInput, CheckoutRenderer};
-use kassa_app::ports::{Actor, ShippingAddress, StoredResponse};
+use kassa_app::ports::{ShippingAddress, StoredResponse};
 use serde_json::json;
 
 use crate::HttpState;
-use crate::auth::{StorefrontKey, request_id};
+use crate::auth::{Origin, StorefrontKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, single_header};
 use crate::wire::CheckoutRequest;
@@ -23,6 +23,7 @@ pub fn router() -> Router<HttpState> {
 
 async fn checkout(
     key: StorefrontKey,
+    origin: Origin,
     State(state): State<HttpState>,
     ApiPath(cart_id): ApiPath<String>,
     headers: HeaderMap,
@@ -43,10 +44,7 @@ async fn checkout(
             country: address.country,
         },
         expected_total_minor: body.expected_total,
-        actor: Actor {
-            kind: format!("storefront ({} key)", key.scope),
-            request_id: Some(request_id(&headers)),
-        },
+        actor: origin.actor(format!("storefront ({} key)", key.scope)),
     };
     let reply = state.app.checkout(input).await?;
     let status =

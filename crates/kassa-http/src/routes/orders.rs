@@ -1,20 +1,27 @@
-//! Orders: `GET /v1/orders/{id}` for the operator (secret key) or the customer (order token as
-//! the Bearer credential, never in the URL), and the audit trail for the operator.
+//! Orders: read (`GET /v1/orders/{id}`), change (`PATCH`), cancel and capture, for the operator
+//! (secret key) or the customer (order token as the Bearer credential, never in the URL; reads
+//! for 30 days, changes inside the modification window). Every answer is `Cache-Control:
+//! no-store`.
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use kassa_app::order_commands::{EditRequest, Requester};
+use kassa_app::ports::ShippingAddress;
+use kassa_domain::commands::LineChange;
 
 use crate::HttpState;
-use crate::auth::{OrderReader, SecretKey};
+use crate::auth::{OrderReader, Origin, SecretKey};
 use crate::error::ApiError;
-use crate::extract::ApiPath;
-use crate::wire::{AuditEventBody, OrderBody};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath};
+use crate::wire::{AuditEventBody, CaptureRequest, EditOrderRequest, OrderBody};
 
 pub fn router() -> Router<HttpState> {
     Router::new()
-        .route("/v1/orders/{id}", get(order))
+        .route("/v1/orders/{id}", get(order).patch(edit))
         .route("/v1/orders/{id}/events", get(events))
+        .route("/v1/orders/{id}/cancel", post(cancel))
+        .route("/v1/orders/{id}/capture", post(capture))
         .layer(axum::middleware::map_response(no_store))
 }
 
@@ -32,17 +39,98 @@ async fn order(
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
-    match reader {
-        OrderReader::Operator => Ok(Json(OrderBody::full(&state.app.order(&id).await?))),
-        OrderReader::Customer { token } => {
+    view(&state, &id, &requester(reader)).await
+}
+
+/// The order as `requester` may see it: everything for the operator, masked for the customer.
+async fn view(
+    state: &HttpState,
+    id: &str,
+    requester: &Requester,
+) -> Result<Json<OrderBody>, ApiError> {
+    match requester {
+        Requester::Operator => Ok(Json(OrderBody::full(&state.app.order(id).await?))),
+        Requester::Customer { token } => {
             let view = state
                 .app
-                .order_for_customer(&id, &token)
+                .order_for_customer(id, token)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
             Ok(Json(OrderBody::for_customer(&view.order, view.can_modify)))
         }
     }
+}
+
+fn requester(reader: OrderReader) -> Requester {
+    match reader {
+        OrderReader::Operator => Requester::Operator,
+        OrderReader::Customer { token } => Requester::Customer { token },
+    }
+}
+
+fn actor_kind(requester: &Requester) -> &'static str {
+    match requester {
+        Requester::Operator => "operator (secret key)",
+        Requester::Customer { .. } => "customer (order token)",
+    }
+}
+
+async fn edit(
+    reader: OrderReader,
+    origin: Origin,
+    State(state): State<HttpState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<EditOrderRequest>,
+) -> Result<Json<OrderBody>, ApiError> {
+    let requester = requester(reader);
+    let request = EditRequest {
+        shipping: body.shipping_address.map(|a| ShippingAddress {
+            name: a.name,
+            line1: a.line1,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }),
+        lines: body
+            .lines
+            .unwrap_or_default()
+            .into_iter()
+            .map(|line| LineChange {
+                sku: line.sku,
+                quantity: line.quantity,
+            })
+            .collect(),
+    };
+    let actor = origin.actor(actor_kind(&requester));
+    state
+        .app
+        .edit_order(&id, request, &requester, &actor)
+        .await?;
+    view(&state, &id, &requester).await
+}
+
+async fn cancel(
+    reader: OrderReader,
+    origin: Origin,
+    State(state): State<HttpState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<OrderBody>, ApiError> {
+    let requester = requester(reader);
+    let actor = origin.actor(actor_kind(&requester));
+    state.app.cancel_order(&id, &requester, &actor).await?;
+    view(&state, &id, &requester).await
+}
+
+async fn capture(
+    _: SecretKey,
+    origin: Origin,
+    State(state): State<HttpState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<CaptureRequest>,
+) -> Result<Json<OrderBody>, ApiError> {
+    let actor = origin.actor("operator (secret key)");
+    let order = state.app.capture_order(&id, body.amount, &actor).await?;
+    Ok(Json(OrderBody::full(&order)))
 }
 
 async fn events(

@@ -6,11 +6,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use kassa_app::ports::Actor;
 use kassa_app::refunds::RefundInput;
 
 use crate::HttpState;
-use crate::auth::{SecretKey, request_id};
+use crate::auth::{Origin, SecretKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, single_header};
 use crate::wire::{RefundBody, RefundRequest};
@@ -21,6 +20,7 @@ pub fn router() -> Router<HttpState> {
 
 async fn create(
     _: SecretKey,
+    origin: Origin,
     State(state): State<HttpState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RefundRequest>,
@@ -32,10 +32,7 @@ async fn create(
         amount_minor: body.amount,
         reason: body.reason,
         restock: body.restock.unwrap_or(false),
-        actor: Actor {
-            kind: "operator (secret key)".into(),
-            request_id: Some(request_id(&headers)),
-        },
+        actor: origin.actor("operator (secret key)"),
     };
     let refund = state.app.create_refund(input).await?;
     Ok((StatusCode::CREATED, Json(RefundBody::from(&refund))))

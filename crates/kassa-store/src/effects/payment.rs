@@ -1,7 +1,9 @@
 //! A PaymentIntent state reported by the provider (webhook, client sync, reconciliation): the
 //! payment and its order are locked, `plan::decide_payment` decides, and the moves are made.
 
-use kassa_app::ports::{Actor, Applied, ProviderPaymentIntent, StoreError, StoreResult};
+use kassa_app::ports::{Actor, Applied, NewRefund, ProviderPaymentIntent, StoreError, StoreResult};
+use kassa_domain::commands::Operation;
+use kassa_domain::order::OrderStatus;
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::plan::{
     ObservedPayment, PaymentMoves, PaymentPlan, PaymentSnapshot, StockMove, decide_payment,
@@ -9,12 +11,39 @@ use kassa_domain::plan::{
 use sqlx::{AnyConnection, Row};
 
 use super::flag_order;
+use crate::commands::end_operation_in;
 use crate::db::{SqlStore, unavailable};
+use crate::refunds::insert_requested;
 use crate::{outbox, transitions};
 
 /// Fault points inside the effect transaction, for tests.
 pub const FAULT_AFTER_PAYMENT_TRANSITION: &str = "webhook.after_payment_transition";
 pub const FAULT_AFTER_STOCK_COMMIT: &str = "webhook.after_stock_commit";
+
+/// Money taken for a canceled order goes back: a refund of everything received is recorded as
+/// pending (the refund sender calls the provider), with a key derived from the payment, so it is
+/// made once however often the success is reported.
+async fn refund_after_cancel(
+    conn: &mut AnyConnection,
+    payment: &PaymentRow,
+    intent: &ProviderPaymentIntent,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let refund_id = format!("ref_after_cancel_{}", payment.id);
+    let new = NewRefund {
+        provider_idempotency_key: format!("kassa-refund-{refund_id}"),
+        refund_id,
+        order_id: payment.order_id.clone(),
+        client_scope: "kassa".into(),
+        client_key: format!("paid-after-cancel:{}", payment.id),
+        request_hash: String::new(),
+        requested_minor: Some(intent.amount_received_minor),
+        reason: None,
+        restock: false,
+    };
+    insert_requested(conn, &new, intent.amount_received_minor, actor, now).await
+}
 
 /// Kassa's payment for an intent.
 struct PaymentRow {
@@ -103,14 +132,22 @@ async fn snapshot(conn: &mut AnyConnection, payment: &PaymentRow) -> StoreResult
     .await
     .map_err(unavailable)?;
     let status: String = row.try_get("status").map_err(unavailable)?;
-    let amount_minor: i64 = row.try_get("amount").map_err(unavailable)?;
+    // What Kassa decided to capture: the amount of a capture in progress, else the order's
+    // total (lower than the authorized amount after an edit).
+    let to_capture_minor: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN capture_amount IS NULL THEN total ELSE capture_amount END FROM orders WHERE id = $1",
+    )
+    .bind(&payment.order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
     Ok(PaymentSnapshot {
         order,
         payment: PaymentStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
-        amount_minor,
+        amount_minor: row.try_get("amount").map_err(unavailable)?,
         currency: row.try_get("currency").map_err(unavailable)?,
-        to_capture_minor: amount_minor,
+        to_capture_minor,
     })
 }
 
@@ -159,6 +196,23 @@ async fn apply_moves(
     }
     if let Some((event, step)) = moves.order {
         transitions::move_order(conn, order_id, event, step, actor, now).await?;
+        // The provider call an operation was waiting for has settled.
+        match step.to {
+            OrderStatus::Paid => {
+                end_operation_in(conn, order_id, Operation::Capture, actor, now).await?;
+            }
+            OrderStatus::Canceled => {
+                end_operation_in(conn, order_id, Operation::Capture, actor, now).await?;
+                end_operation_in(conn, order_id, Operation::Cancel, actor, now).await?;
+            }
+            _ => {}
+        }
+        if let Some(topic) = moves.notify {
+            outbox::notify(conn, topic, order_id, now).await?;
+        }
+    }
+    if moves.refund_received {
+        refund_after_cancel(conn, payment, intent, actor, now).await?;
         if let Some(topic) = moves.notify {
             outbox::notify(conn, topic, order_id, now).await?;
         }

@@ -1,0 +1,270 @@
+//! A shop wired to the Stripe emulator through the real adapter: an `App` on a test database,
+//! a clock the test moves, and the emulator's own events fed to Kassa's webhook path (signed with
+//! the emulator's secret at the app's time). For tests of what happens after checkout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kassa_app::App;
+use kassa_app::checkout::CheckoutInput;
+use kassa_app::ports::{Actor, CaptureMethod, Clock, ShippingAddress};
+use kassa_emulator::{Emulator, EmulatorConfig};
+use kassa_stripe::{StripeClient, StripeConfig, StripeWebhookVerifier};
+use serde_json::{Value, json};
+
+use crate::{TEST_SECRET_KEY, TestClock, TestDb};
+
+/// The unit price of the shop's products (MUG and TEE).
+pub const UNIT: i64 = 1250;
+/// Units of each product on hand at the start.
+pub const STOCK: i64 = 10;
+
+pub struct EmulatedShop {
+    pub app: App,
+    pub emulator: Emulator,
+    pub clock: Arc<TestClock>,
+    pub db: TestDb,
+    http: reqwest::Client,
+}
+
+/// A checkout placed and not yet paid.
+pub struct Placed {
+    pub order_id: String,
+    pub intent_id: String,
+    pub client_secret: String,
+    pub order_token: String,
+}
+
+pub fn actor() -> Actor {
+    Actor {
+        kind: "test".into(),
+        request_id: None,
+        client_ip: None,
+    }
+}
+
+impl EmulatedShop {
+    pub async fn new(db: TestDb, capture: CaptureMethod) -> EmulatedShop {
+        let emulator = Emulator::start(EmulatorConfig::for_tests())
+            .await
+            .expect("emulator starts");
+        let app = EmulatedShop::app_for(&db, &emulator, capture);
+        let clock = app.1;
+        let app = app.0;
+        for (name, sku) in [("Mug", "MUG"), ("Tee", "TEE")] {
+            crate::seed_product(&app, name, sku, UNIT, "eur", STOCK).await;
+        }
+        EmulatedShop {
+            app,
+            emulator,
+            clock,
+            db,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Another `App` on the same database and emulator (a second `kassa serve` instance).
+    pub fn second_instance(&self, capture: CaptureMethod) -> App {
+        let (app, clock) = EmulatedShop::app_for(&self.db, &self.emulator, capture);
+        clock.advance(self.clock.now_secs() - clock.now_secs());
+        app
+    }
+
+    fn app_for(db: &TestDb, emulator: &Emulator, capture: CaptureMethod) -> (App, Arc<TestClock>) {
+        let mut config = StripeConfig::new(&emulator.base_url(), &emulator.config().secret_key);
+        config.request_timeout = Duration::from_millis(800);
+        config.attempts_max = 2;
+        config.backoff_base = Duration::from_millis(10);
+        let verifier = StripeWebhookVerifier::new(vec![emulator.config().webhook_secret.clone()]);
+        let clock = TestClock::new();
+        let app = App::new(kassa_app::AppParts {
+            store: Arc::new(db.store.clone()),
+            provider: Arc::new(StripeClient::new(config).expect("client")),
+            clock: clock.clone(),
+            renderer: Arc::new(kassa_http::JsonCheckoutRenderer),
+            verifier: Arc::new(verifier),
+            order_tokens: kassa_app::order_token::OrderTokens::new(
+                TEST_SECRET_KEY,
+                30 * 86_400,
+                3_600,
+            ),
+            settings: kassa_app::Settings {
+                capture_method: capture,
+                ..kassa_app::Settings::default()
+            },
+        });
+        (app, clock)
+    }
+
+    /// Places a checkout of `lines` (SKU, quantity) at the shop's prices.
+    pub async fn checkout(&self, lines: &[(&str, i64)]) -> Placed {
+        let cart = self.app.create_cart("eur").await.expect("cart");
+        for (sku, quantity) in lines {
+            self.app
+                .add_cart_line(&cart.id, sku, *quantity)
+                .await
+                .expect("line");
+        }
+        let total = lines.iter().map(|(_, q)| q * UNIT).sum();
+        let reply = self
+            .app
+            .checkout(CheckoutInput {
+                cart_id: cart.id.clone(),
+                key_scope: "publishable".into(),
+                idempotency_key: Some(format!("checkout-{}", cart.id)),
+                email: "ada@example.com".into(),
+                shipping: ShippingAddress {
+                    name: "Ada Lovelace".into(),
+                    line1: "1 Analytical St".into(),
+                    city: "London".into(),
+                    postal_code: "N1 1AA".into(),
+                    country: "GB".into(),
+                },
+                expected_total_minor: total,
+                actor: actor(),
+            })
+            .await
+            .expect("checkout");
+        let body: Value = serde_json::from_str(&reply.response.body).expect("json");
+        let text = |value: &Value| value.as_str().expect("string").to_owned();
+        Placed {
+            order_id: text(&body["order"]["id"]),
+            intent_id: text(&body["payment"]["payment_intent_id"]),
+            client_secret: text(&body["payment"]["client_secret"]),
+            order_token: text(&body["order_token"]),
+        }
+    }
+
+    /// The customer confirms with `payment_method`; returns the intent's status.
+    pub async fn confirm(&self, placed: &Placed, payment_method: &str) -> Value {
+        self.stripe(
+            reqwest::Method::POST,
+            &format!("/v1/payment_intents/{}/confirm", placed.intent_id),
+            &[("payment_method", payment_method)],
+        )
+        .await
+    }
+
+    /// Checkout, confirmation with `pm_card_visa`, webhooks delivered.
+    pub async fn paid(&self, lines: &[(&str, i64)]) -> Placed {
+        let placed = self.checkout(lines).await;
+        self.confirm(&placed, "pm_card_visa").await;
+        self.deliver_events().await;
+        placed
+    }
+
+    /// A call of the emulator's Stripe API with its secret key (form-encoded).
+    pub async fn stripe(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Value {
+        self.http
+            .request(method, format!("{}{path}", self.emulator.base_url()))
+            .bearer_auth(&self.emulator.config().secret_key)
+            .form(form)
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    /// A call of the emulator's control API (`/_emulator/…`, JSON).
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}{path}", self.emulator.base_url()))
+            .bearer_auth(&self.emulator.config().secret_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    /// Makes the emulator's next answers to `endpoint` (e.g. `POST /v1/refunds`) these faults.
+    pub async fn fault(&self, endpoint: &str, answers: Value) {
+        self.control(
+            "/_emulator/faults",
+            json!({"api": [{"endpoint": endpoint, "answers": answers}]}),
+        )
+        .await;
+    }
+
+    /// Feeds every event the emulator has sent to Kassa, oldest first, signed with its secret
+    /// at the app's time (duplicates are recorded once).
+    pub async fn deliver_events(&self) {
+        let list = self
+            .stripe(reqwest::Method::GET, "/v1/events?limit=100", &[])
+            .await;
+        let mut events = list["data"].as_array().cloned().unwrap_or_default();
+        events.reverse();
+        let secret = &self.emulator.config().webhook_secret;
+        for event in events {
+            let body = event.to_string();
+            let header = kassa_emulator::signature_header(secret, self.clock.now_secs(), &body);
+            self.app
+                .receive_webhook(body.as_bytes(), Some(&header))
+                .await
+                .expect("recorded");
+        }
+    }
+
+    pub async fn status(&self, order_id: &str) -> String {
+        self.app
+            .order(order_id)
+            .await
+            .expect("order")
+            .status
+            .as_str()
+            .to_owned()
+    }
+
+    /// (available, reserved, committed) of `sku`.
+    pub async fn stock(&self, sku: &str) -> (i64, i64, i64) {
+        let level = &self.app.inventory(sku).await.expect("inventory")[0].stock;
+        (level.available(), level.reserved, level.committed)
+    }
+
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("pool");
+        let value: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+        pool.close().await;
+        value
+    }
+
+    /// The emulator's refunds of an intent: (count, succeeded total).
+    pub async fn provider_refunds(&self, intent: &str) -> (usize, i64) {
+        let list = self
+            .stripe(
+                reqwest::Method::GET,
+                &format!("/v1/refunds?payment_intent={intent}&limit=100"),
+                &[],
+            )
+            .await;
+        let data = list["data"].as_array().cloned().unwrap_or_default();
+        let succeeded = data
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .filter_map(|r| r["amount"].as_i64())
+            .sum();
+        (data.len(), succeeded)
+    }
+
+    /// The emulator's view of an intent.
+    pub async fn intent(&self, intent: &str) -> Value {
+        self.stripe(
+            reqwest::Method::GET,
+            &format!("/v1/payment_intents/{intent}"),
+            &[],
+        )
+        .await
+    }
+}
