@@ -38,6 +38,7 @@ impl App {
         order.email = mask(&order.email);
         order.shipping.name = mask(&order.shipping.name);
         order.shipping.line1 = mask(&order.shipping.line1);
+        order.shipping.postal_code = mask(&order.shipping.postal_code);
         if let Some(payment) = order.payment.as_mut() {
             payment.client_secret = None;
         }

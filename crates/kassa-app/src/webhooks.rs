@@ -302,7 +302,9 @@ pub fn effect_of(event: &ProviderEvent) -> EventEffect {
                 None => not_acted_on(kind),
             }
         }
-        ProviderEventObject::Dispute(dispute) if kind == "charge.dispute.created" => {
+        ProviderEventObject::Dispute(dispute)
+            if kind == "charge.dispute.created" || kind == "charge.dispute.updated" =>
+        {
             EventEffect::Dispute {
                 dispute: dispute.clone(),
                 closed: false,

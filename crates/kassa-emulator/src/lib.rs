@@ -62,6 +62,23 @@ pub struct Emulator {
     tasks: JoinSet<()>,
 }
 
+/// How often the emulator settles what happens "a moment later" at Stripe.
+const SETTLE_PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Settles delayed outcomes (refunds of `pm_card_refundFail` failing) until shutdown.
+async fn settle(world: Arc<Mutex<world::World>>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(SETTLE_PERIOD) => {}
+        }
+        world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .fail_due_refunds(std::time::Instant::now());
+    }
+}
+
 impl Emulator {
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -75,12 +92,14 @@ impl Emulator {
             stopped: stopped.clone(),
         };
         let mut tasks = JoinSet::new();
+        let world_for_settling = world.clone();
         tasks.spawn(webhooks::deliver(
             world,
             config.webhook_secret.clone(),
             queue,
             stopped.clone(),
         ));
+        tasks.spawn(settle(world_for_settling, stopped.clone()));
         let router = http::router(shared);
         let mut until_stopped = stopped;
         tasks.spawn(async move {

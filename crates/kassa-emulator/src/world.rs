@@ -23,6 +23,11 @@ pub const EVENTS_KEPT_MAX: usize = 100_000;
 pub type Refusal = (u16, Value);
 pub type Outcome = Result<Value, Refusal>;
 
+/// The test payment method whose refunds fail after succeeding.
+pub const REFUND_FAIL_METHOD: &str = "pm_card_refundFail";
+/// How long after it succeeded such a refund fails.
+pub const REFUND_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+
 pub fn invalid(code: &str, message: &str, param: Option<&str>) -> Refusal {
     (
         400,
@@ -80,6 +85,9 @@ pub struct World {
     /// Creation order of intents and refunds, for lists.
     pub intent_order: Vec<String>,
     pub refund_order: Vec<String>,
+    /// Refunds of `pm_card_refundFail` payments and when they fail, as Stripe's test card does:
+    /// the refund succeeds, then fails a moment later.
+    pub refund_failures: Vec<(String, std::time::Instant)>,
     pub events: VecDeque<Value>,
     pub idempotency: HashMap<(String, String), IdempotentEntry>,
     pub api_faults: Vec<(String, VecDeque<ApiFault>)>,
@@ -100,6 +108,7 @@ impl World {
             disputes: BTreeMap::new(),
             intent_order: Vec::new(),
             refund_order: Vec::new(),
+            refund_failures: Vec::new(),
             events: VecDeque::new(),
             idempotency: HashMap::new(),
             api_faults: Vec::new(),
@@ -472,7 +481,11 @@ impl World {
             now,
         );
         self.refunds.insert(id.clone(), refund.clone());
-        self.refund_order.push(id);
+        self.refund_order.push(id.clone());
+        if charge["payment_method"] == REFUND_FAIL_METHOD {
+            let due = std::time::Instant::now() + REFUND_FAILURE_DELAY;
+            self.refund_failures.push((id, due));
+        }
         let charge = self.record_refund_on_charge(&charge_id, &refund, amount);
         self.emit("refund.created", &refund, None);
         self.emit("charge.refunded", &charge, None);
@@ -490,6 +503,39 @@ impl World {
             list.insert(0, refund.clone());
         }
         charge.clone()
+    }
+
+    /// Fails the refunds of `pm_card_refundFail` payments whose time has come: the money returns
+    /// to the charge, and Stripe's `refund.updated`, `refund.failed` and `charge.refund.updated`
+    /// are sent.
+    pub fn fail_due_refunds(&mut self, now: std::time::Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.refund_failures)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.refund_failures = later;
+        for (id, _) in due {
+            let Some(refund) = self.refunds.get_mut(&id) else {
+                continue;
+            };
+            refund["status"] = json!("failed");
+            refund["failure_reason"] = json!("expired_or_canceled_card");
+            let refund = refund.clone();
+            let amount = refund["amount"].as_i64().unwrap_or(0);
+            let charge_id = refund["charge"].as_str().unwrap_or_default().to_owned();
+            if let Some(charge) = self.charges.get_mut(&charge_id) {
+                let refunded = charge["amount_refunded"].as_i64().unwrap_or(0) - amount;
+                charge["amount_refunded"] = json!(refunded.max(0));
+                charge["refunded"] = json!(false);
+                if let Some(list) = charge["refunds"]["data"].as_array_mut() {
+                    for entry in list.iter_mut().filter(|entry| entry["id"] == id.as_str()) {
+                        *entry = refund.clone();
+                    }
+                }
+            }
+            self.emit("refund.updated", &refund, None);
+            self.emit("refund.failed", &refund, None);
+            self.emit("charge.refund.updated", &refund, None);
+        }
     }
 
     pub fn refund(&self, id: &str) -> Outcome {

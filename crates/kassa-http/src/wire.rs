@@ -236,6 +236,9 @@ pub struct OrderBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment: Option<OrderPaymentBody>,
     pub refunds: Vec<RefundBody>,
+    pub disputes: Vec<DisputeBody>,
+    /// What lost disputes took back: no longer refundable.
+    pub dispute_lost_amount: i64,
     /// Only in the customer view: whether the modification window is still open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub can_modify: Option<bool>,
@@ -271,6 +274,8 @@ impl OrderBody {
                 })
                 .collect(),
             refunds: order.refunds.iter().map(RefundBody::from).collect(),
+            disputes: order.disputes.iter().map(DisputeBody::from).collect(),
+            dispute_lost_amount: order.dispute_lost_minor,
             created: order.created_at,
             capture_method: None,
             needs_attention: None,
@@ -366,12 +371,36 @@ impl From<&kassa_app::ports::RefundRecord> for RefundBody {
 }
 
 #[derive(Serialize)]
+pub struct DisputeBody {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub reason: Option<String>,
+    pub status: String,
+    pub evidence_due_by: Option<i64>,
+}
+
+impl From<&kassa_app::ports::DisputeRecord> for DisputeBody {
+    fn from(dispute: &kassa_app::ports::DisputeRecord) -> DisputeBody {
+        DisputeBody {
+            id: dispute.id.clone(),
+            amount: dispute.amount_minor,
+            currency: dispute.currency.clone(),
+            reason: dispute.reason.clone(),
+            status: dispute.status.clone(),
+            evidence_due_by: dispute.evidence_due_by,
+        }
+    }
+}
+
+#[derive(Serialize)]
 pub struct AuditEventBody {
     pub entity_type: String,
     pub entity_id: String,
     pub action: String,
     pub actor: String,
     pub request_id: Option<String>,
+    pub client_ip: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
     pub detail: Option<String>,
@@ -386,6 +415,7 @@ impl From<&kassa_app::ports::AuditRecord> for AuditEventBody {
             action: record.action.clone(),
             actor: record.actor.clone(),
             request_id: record.request_id.clone(),
+            client_ip: record.client_ip.clone(),
             before: record.before_state.clone(),
             after: record.after_state.clone(),
             detail: record.detail.clone(),

@@ -15,10 +15,15 @@ struct Server {
 }
 
 async fn start(db: TestDb, rate_limit_per_sec: u32) -> Server {
+    let app = kassa_testkit::app(&db);
+    start_app(db, app, rate_limit_per_sec).await
+}
+
+async fn start_app(db: TestDb, app: kassa_app::App, rate_limit_per_sec: u32) -> Server {
     // reqwest is built without a default TLS provider; tests speak plain HTTP but it still asks.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let state = HttpState {
-        app: kassa_testkit::app(&db),
+        app,
         keys: ApiKeys {
             secret: SECRET.into(),
             publishable: PUBLISHABLE.into(),
@@ -526,3 +531,224 @@ async fn risk_s6_path_ids_are_identifiers(db: TestDb) {
     }
 }
 both_backends!(risk_s6_path_ids_are_identifiers);
+
+/// A shop on a test clock with one order placed over HTTP: (server, clock, order id, token,
+/// PaymentIntent id).
+async fn placed_order(
+    db: TestDb,
+) -> (
+    Server,
+    std::sync::Arc<kassa_testkit::TestClock>,
+    String,
+    String,
+    String,
+) {
+    let clock = kassa_testkit::TestClock::new();
+    let app = kassa_testkit::app_with_clock(
+        &db,
+        std::sync::Arc::new(kassa_testkit::provider::FakeProvider::new()),
+        clock.clone(),
+    );
+    let server = start_app(db, app, 0).await;
+    let cart = server.seed_mug().await;
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/inventory/MUG",
+            SECRET,
+            Some(json!({"on_hand": 3})),
+        )
+        .await;
+    server
+        .post(
+            &format!("/v1/carts/{cart}/lines"),
+            PUBLISHABLE,
+            json!({"sku": "MUG", "quantity": 1}),
+        )
+        .await;
+    let body = json!({
+        "email": "ada@example.com",
+        "shipping_address": {"name": "Ada Lovelace", "line1": "1 Analytical St", "city": "London",
+                             "postal_code": "N1 1AA", "country": "GB"},
+        "expected_total": 1250
+    });
+    let created: Value = server
+        .http
+        .post(format!("{}/v1/carts/{cart}/checkout", server.base))
+        .bearer_auth(PUBLISHABLE)
+        .header("Idempotency-Key", "place")
+        .json(&body)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let text = |v: &Value| v.as_str().expect("string").to_owned();
+    (
+        server,
+        clock,
+        text(&created["order"]["id"]),
+        text(&created["order_token"]),
+        text(&created["payment"]["payment_intent_id"]),
+    )
+}
+
+/// The customer reads their own order with its token only, masked, never cached; nothing is
+/// found by a PaymentIntent id (risk S2).
+async fn risk_s2_an_order_is_read_with_its_token_masked_and_never_cached(db: TestDb) {
+    let (server, _, order_id, token, intent_id) = placed_order(db).await;
+    let path = format!("/v1/orders/{order_id}");
+    let response = server
+        .http
+        .get(format!("{}{path}", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let order: Value = response.json().await.expect("json");
+    assert_eq!(order["email"], "a**************");
+    assert_eq!(
+        order["shipping_address"],
+        json!({"name": "A** L*******", "line1": "1 A********* S*", "city": "London",
+               "postal_code": "N* 1**", "country": "GB"})
+    );
+    assert_eq!(
+        (order["total"].as_i64(), order["refunds"].clone()),
+        (Some(1250), json!([]))
+    );
+    assert!(
+        order.get("payment").is_none(),
+        "no client secret or intent for the customer"
+    );
+    for (credential, status) in [
+        (PUBLISHABLE.to_owned(), 403),
+        ("otk_forged.1.00".to_owned(), 401),
+        (token.replace(&order_id, "ord_other"), 401),
+    ] {
+        let (got, body) = server
+            .call(reqwest::Method::GET, &path, &credential, None)
+            .await;
+        assert_eq!(got, status, "{credential}: {body}");
+    }
+    let (status, _) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{intent_id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "a PaymentIntent id is no way in");
+    let (status, _) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{intent_id}"),
+            SECRET,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "nor for the operator");
+    let (status, full) = server.call(reqwest::Method::GET, &path, SECRET, None).await;
+    assert_eq!(
+        (status, full["email"].as_str()),
+        (200, Some("ada@example.com"))
+    );
+}
+both_backends!(risk_s2_an_order_is_read_with_its_token_masked_and_never_cached);
+
+/// The token changes the order only within the window counted from the order's creation, and
+/// reads it for 30 days (risk S3).
+async fn risk_s3_the_token_changes_only_within_the_window(db: TestDb) {
+    let (server, clock, order_id, token, _) = placed_order(db).await;
+    let path = format!("/v1/orders/{order_id}");
+    let address = json!({"shipping_address": {"name": "Ada King", "line1": "2 Engine Row",
+                         "city": "London", "postal_code": "N1 2BB", "country": "GB"}});
+    let (status, body) = server
+        .call(reqwest::Method::PATCH, &path, &token, Some(address.clone()))
+        .await;
+    assert_eq!(
+        (status, body["shipping_address"]["city"].as_str()),
+        (200, Some("London")),
+        "{body}"
+    );
+    assert_eq!(body["can_modify"], true);
+    clock.advance(3_600);
+    let (status, body) = server
+        .call(reqwest::Method::PATCH, &path, &token, Some(address.clone()))
+        .await;
+    assert_eq!((status, code(&body)), (409, "invalid_state"), "{body}");
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("{path}/cancel"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (409, "invalid_state"),
+        "no cancel after the window"
+    );
+    let (status, body) = server.call(reqwest::Method::GET, &path, &token, None).await;
+    assert_eq!(
+        (status, body["can_modify"].as_bool()),
+        (200, Some(false)),
+        "still reads"
+    );
+    clock.advance(30 * 86_400);
+    let (status, _) = server.call(reqwest::Method::GET, &path, &token, None).await;
+    assert_eq!(status, 401, "reads for 30 days only");
+}
+both_backends!(risk_s3_the_token_changes_only_within_the_window);
+
+/// Every change records who made it, the request id, the client's address, before and after
+/// (risk A1), and the operator reads it at /events.
+async fn risk_a1_changes_record_who_which_request_and_from_where(db: TestDb) {
+    let (server, _, order_id, token, _) = placed_order(db).await;
+    let canceled = server
+        .http
+        .post(format!("{}/v1/orders/{order_id}/cancel", server.base))
+        .bearer_auth(&token)
+        .header("X-Request-Id", "trace-a1")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(canceled.status().as_u16(), 200);
+    assert_eq!(
+        canceled.json::<Value>().await.expect("json")["status"],
+        "canceled"
+    );
+    let (_, events) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{order_id}/events"),
+            SECRET,
+            None,
+        )
+        .await;
+    let events = events["data"].as_array().cloned().unwrap_or_default();
+    let order_canceled = events
+        .iter()
+        .find(|e| e["entity_type"] == "order" && e["after"] == "canceled")
+        .expect("the order's move is recorded");
+    assert_eq!(order_canceled["before"], "pending_payment");
+    assert_eq!(order_canceled["actor"], "customer (order token)");
+    assert_eq!(order_canceled["request_id"], "trace-a1");
+    assert_eq!(order_canceled["client_ip"], "127.0.0.1");
+    let released = events
+        .iter()
+        .filter(|e| e["entity_type"] == "reservation" && e["after"] == "released")
+        .count();
+    assert_eq!(released, 1, "the stock's move too");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["actor"].is_string() && e["created"].is_i64()),
+        "{events:?}"
+    );
+}
+both_backends!(risk_a1_changes_record_who_which_request_and_from_where);

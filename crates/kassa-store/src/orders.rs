@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    Actor, AuditRecord, CaptureMethod, OrderLine, OrderRecord, OrderStore, PaymentRecord,
-    ShippingAddress, StoreError, StoreResult,
+    Actor, AuditRecord, CaptureMethod, DisputeRecord, OrderLine, OrderRecord, OrderStore,
+    PaymentRecord, ShippingAddress, StoreError, StoreResult,
 };
 use kassa_domain::Money;
 use kassa_domain::order::OrderStatus;
@@ -21,7 +21,7 @@ impl OrderStore for SqlStore {
         let row = sqlx::query(
             "SELECT id, cart_id, status, currency, subtotal, total, captured_amount, refunded_amount, capture_method,
                     email, shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country,
-                    needs_attention, created_at
+                    needs_attention, created_at, dispute_lost_amount
              FROM orders WHERE id = $1",
         )
         .bind(id)
@@ -32,6 +32,7 @@ impl OrderStore for SqlStore {
         let mut order = order_from_row(&row)?;
         order.lines = lines_of(&mut conn, id).await?;
         order.payment = latest_payment(&mut conn, id).await?;
+        order.disputes = disputes_of(&mut conn, id).await?;
         drop(conn);
         order.refunds = kassa_app::ports::RefundStore::refunds_of(self, id).await?;
         Ok(Some(order))
@@ -39,12 +40,13 @@ impl OrderStore for SqlStore {
 
     async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT entity_type, entity_id, action, actor, request_id, before_state, after_state, detail, created_at
+            "SELECT entity_type, entity_id, action, actor, request_id, client_ip, before_state, after_state, detail, created_at
              FROM audit_log
              WHERE (entity_type = 'order' AND entity_id = $1)
                 OR (entity_type = 'payment' AND entity_id IN (SELECT id FROM payments WHERE order_id = $1))
                 OR (entity_type = 'reservation' AND entity_id IN (SELECT id FROM reservations WHERE order_id = $1))
                 OR (entity_type = 'refund' AND entity_id IN (SELECT id FROM refunds WHERE order_id = $1))
+                OR (entity_type = 'dispute' AND entity_id IN (SELECT id FROM disputes WHERE order_id = $1))
              ORDER BY seq",
         )
         .bind(order_id)
@@ -59,6 +61,7 @@ impl OrderStore for SqlStore {
                     action: row.try_get("action").map_err(unavailable)?,
                     actor: row.try_get("actor").map_err(unavailable)?,
                     request_id: row.try_get("request_id").map_err(unavailable)?,
+                    client_ip: row.try_get("client_ip").map_err(unavailable)?,
                     before_state: row.try_get("before_state").map_err(unavailable)?,
                     after_state: row.try_get("after_state").map_err(unavailable)?,
                     detail: row.try_get("detail").map_err(unavailable)?,
@@ -93,6 +96,29 @@ impl SqlStore {
     }
 }
 
+async fn disputes_of(conn: &mut AnyConnection, order_id: &str) -> StoreResult<Vec<DisputeRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, amount, currency, reason, status, evidence_due_by FROM disputes
+         WHERE order_id = $1 ORDER BY created_at, id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    rows.iter()
+        .map(|row| {
+            Ok(DisputeRecord {
+                id: row.try_get("id").map_err(unavailable)?,
+                amount_minor: row.try_get("amount").map_err(unavailable)?,
+                currency: row.try_get("currency").map_err(unavailable)?,
+                reason: row.try_get("reason").map_err(unavailable)?,
+                status: row.try_get("status").map_err(unavailable)?,
+                evidence_due_by: row.try_get("evidence_due_by").map_err(unavailable)?,
+            })
+        })
+        .collect()
+}
+
 fn order_from_row(row: &AnyRow) -> StoreResult<OrderRecord> {
     let get_i64 = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
     let get_text = |name: &str| row.try_get::<String, _>(name).map_err(unavailable);
@@ -123,6 +149,8 @@ fn order_from_row(row: &AnyRow) -> StoreResult<OrderRecord> {
         lines: Vec::new(),
         payment: None,
         refunds: Vec::new(),
+        disputes: Vec::new(),
+        dispute_lost_minor: row.try_get("dispute_lost_amount").map_err(unavailable)?,
     })
 }
 

@@ -427,3 +427,82 @@ async fn risk_p7_a_payment_succeeding_for_a_canceled_order_is_refunded(db: TestD
     );
 }
 both_backends!(risk_p7_a_payment_succeeding_for_a_canceled_order_is_refunded);
+
+/// A dispute is tracked on its order (amount, reason, status, evidence due date); the order is
+/// `disputed` while it is open and returns when it closes; a lost dispute's amount is gone, so
+/// it can no longer be refunded. Each step is audited and announced.
+async fn disputes_are_tracked_and_a_lost_one_counts_as_gone(db: TestDb) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let placed = shop.paid(&[("MUG", 2)]).await;
+    let dispute = shop
+        .control(
+            &format!("/_emulator/payment_intents/{}/dispute", placed.intent_id),
+            json!({}),
+        )
+        .await;
+    shop.deliver_events().await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(order.status.as_str(), "disputed");
+    let tracked = &order.disputes[0];
+    assert_eq!(
+        (
+            tracked.amount_minor,
+            tracked.reason.as_deref(),
+            tracked.status.as_str()
+        ),
+        (2 * UNIT, Some("fraudulent"), "needs_response")
+    );
+    assert!(tracked.evidence_due_by.is_some());
+    let id = dispute["id"].as_str().expect("dispute id");
+    shop.control(
+        &format!("/_emulator/disputes/{id}/close"),
+        json!({"outcome": "lost"}),
+    )
+    .await;
+    shop.deliver_events().await;
+    shop.deliver_events().await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(
+        (order.status.as_str(), order.disputes[0].status.as_str()),
+        ("paid", "lost")
+    );
+    assert_eq!(order.dispute_lost_minor, 2 * UNIT, "counted once");
+    let refund = shop
+        .app
+        .create_refund(kassa_app::refunds::RefundInput {
+            order_id: placed.order_id.clone(),
+            key_scope: "secret".into(),
+            idempotency_key: Some("after-lost".into()),
+            amount_minor: None,
+            reason: None,
+            restock: false,
+            actor: actor(),
+        })
+        .await;
+    assert!(
+        matches!(
+            refund,
+            Err(AppError::AmountExceedsRefundable {
+                refundable_minor: 0
+            })
+        ),
+        "{refund:?}"
+    );
+    assert_eq!(
+        shop.scalar(
+            "SELECT COUNT(*) FROM outbox WHERE topic IN ('dispute.created', 'dispute.closed')"
+        )
+        .await,
+        2
+    );
+    let audit = shop
+        .app
+        .order_events(&placed.order_id)
+        .await
+        .expect("audit");
+    assert_eq!(
+        audit.iter().filter(|e| e.entity_type == "dispute").count(),
+        2
+    );
+}
+both_backends!(disputes_are_tracked_and_a_lost_one_counts_as_gone);

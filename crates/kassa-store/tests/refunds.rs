@@ -231,3 +231,52 @@ async fn risk_p6_no_refund_while_a_dispute_is_open(db: TestDb) {
     assert_eq!(shop.scalar("SELECT COUNT(*) FROM refunds").await, 0);
 }
 both_backends!(risk_p6_no_refund_while_a_dispute_is_open);
+
+/// A refund that succeeds and then fails at the provider (`pm_card_refundFail`) frees its
+/// amount again and flags the order for a person; it is never counted as money returned.
+async fn risk_p6_a_refund_that_fails_later_frees_its_amount(db: TestDb) {
+    let shop = shop(db).await;
+    let placed = shop.checkout(&[("MUG", 2)]).await;
+    shop.confirm(&placed, "pm_card_refundFail").await;
+    shop.deliver_events().await;
+    let first = shop
+        .app
+        .create_refund(refund(&placed.order_id, "will-fail", Some(500), false))
+        .await
+        .expect("refund");
+    assert_eq!(first.status.as_str(), "succeeded");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while shop.provider_refunds(&placed.intent_id).await.1 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the emulator failed the refund"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shop.deliver_events().await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(order.refunds[0].status.as_str(), "failed");
+    assert_eq!(
+        order.refunded_amount_minor, 0,
+        "nothing was returned after all"
+    );
+    assert!(
+        order
+            .needs_attention
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("refund_reversed")),
+        "{:?}",
+        order.needs_attention
+    );
+    let again = shop
+        .app
+        .create_refund(refund(&placed.order_id, "again", None, false))
+        .await
+        .expect("refund");
+    assert_eq!(
+        again.amount_minor,
+        2 * UNIT,
+        "the failed amount is refundable again"
+    );
+}
+both_backends!(risk_p6_a_refund_that_fails_later_frees_its_amount);

@@ -397,6 +397,8 @@ async fn risk_w5_every_payment_outcome_is_handled(db: TestDb) {
         amount_minor: 2500,
         currency: "eur".into(),
         status: "needs_response".into(),
+        reason: Some("fraudulent".into()),
+        evidence_due_by: Some(1_800_604_800),
     };
     shop.deliver(&ProviderEvent {
         id: "e8".into(),
@@ -410,7 +412,10 @@ async fn risk_w5_every_payment_outcome_is_handled(db: TestDb) {
         id: "e9".into(),
         event_type: "charge.dispute.closed".into(),
         created_secs: 0,
-        object: ProviderEventObject::Dispute(dispute),
+        object: ProviderEventObject::Dispute(ProviderDispute {
+            status: "won".into(),
+            ..dispute
+        }),
     })
     .await;
     assert_eq!(

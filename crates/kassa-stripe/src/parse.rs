@@ -133,6 +133,8 @@ fn dispute(object: &Value) -> Parsed<ProviderDispute> {
         amount_minor: integer(object, "amount")?,
         currency: text(object, "currency")?,
         status: text(object, "status")?,
+        reason: object["reason"].as_str().map(str::to_owned),
+        evidence_due_by: object["evidence_details"]["due_by"].as_i64(),
     })
 }
 

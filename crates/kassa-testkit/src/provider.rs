@@ -163,21 +163,47 @@ impl PaymentProvider for FakeProvider {
             })
     }
 
+    /// Cancels as Stripe does: only an intent not yet succeeded or canceled.
     async fn cancel_payment_intent(
         &self,
         id: &str,
         _key: &str,
     ) -> ProviderResult<ProviderPaymentIntent> {
+        let current = self.retrieve_payment_intent(id).await?;
+        if current.status.is_terminal() {
+            return Err(ProviderError::Definite {
+                code: "payment_intent_unexpected_state".into(),
+                message: format!("cannot cancel a {} intent", current.status),
+            });
+        }
+        self.set_status(id, PaymentStatus::Canceled);
         self.retrieve_payment_intent(id).await
     }
 
+    /// Captures as Stripe does: only an intent waiting for capture, at most what it holds.
     async fn capture_payment_intent(
         &self,
         id: &str,
-        _amount: Option<i64>,
+        amount: Option<i64>,
         _key: &str,
     ) -> ProviderResult<ProviderPaymentIntent> {
-        self.retrieve_payment_intent(id).await
+        let current = self.retrieve_payment_intent(id).await?;
+        if current.status != PaymentStatus::RequiresCapture {
+            return Err(ProviderError::Definite {
+                code: "payment_intent_unexpected_state".into(),
+                message: format!("cannot capture a {} intent", current.status),
+            });
+        }
+        self.set_status(id, PaymentStatus::Succeeded);
+        let mut state = self.lock();
+        let intent = state
+            .intents
+            .values_mut()
+            .find(|intent| intent.id == id)
+            .ok_or_else(|| unknown("intent vanished"))?;
+        intent.amount_received_minor = amount.unwrap_or(intent.amount_minor);
+        intent.amount_capturable_minor = 0;
+        Ok(intent.clone())
     }
 
     async fn create_refund(&self, _request: CreateRefund) -> ProviderResult<ProviderRefund> {

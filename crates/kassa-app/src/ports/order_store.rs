@@ -28,6 +28,17 @@ pub struct PaymentRecord {
     pub last_error: Option<String>,
 }
 
+/// A dispute of the order's payment, as the provider last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeRecord {
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub reason: Option<String>,
+    pub status: String,
+    pub evidence_due_by: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRecord {
     pub id: String,
@@ -47,6 +58,10 @@ pub struct OrderRecord {
     pub payment: Option<PaymentRecord>,
     /// Every refund, oldest first.
     pub refunds: Vec<super::refund_store::RefundRecord>,
+    /// Every dispute, oldest first.
+    pub disputes: Vec<DisputeRecord>,
+    /// What lost disputes took back.
+    pub dispute_lost_minor: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +71,7 @@ pub struct AuditRecord {
     pub action: String,
     pub actor: String,
     pub request_id: Option<String>,
+    pub client_ip: Option<String>,
     pub before_state: Option<String>,
     pub after_state: Option<String>,
     pub detail: Option<String>,

@@ -170,8 +170,12 @@ pub struct ProviderDispute {
     pub payment_intent_id: Option<String>,
     pub amount_minor: i64,
     pub currency: String,
-    /// Stripe's dispute status (`needs_response`, `won`, `lost`, …).
+    /// Stripe's dispute status (`needs_response`, `under_review`, `won`, `lost`, …).
     pub status: String,
+    /// Stripe's reason (`fraudulent`, `product_not_received`, …).
+    pub reason: Option<String>,
+    /// When evidence is due (`evidence_details.due_by`).
+    pub evidence_due_by: Option<i64>,
 }
 
 /// The object an event is about (`data.object`), parsed into the port's types.

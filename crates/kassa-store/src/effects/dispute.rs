@@ -1,11 +1,14 @@
-//! Disputes the provider reports (`charge.dispute.created|closed`): the order moves to
-//! `disputed` and back to where it was (`plan::decide_dispute`), with a notification each way.
+//! Disputes the provider reports (`charge.dispute.created|updated|closed`): each tracked in its
+//! own row (amount, reason, status, evidence due date), the order moved to `disputed` and back
+//! to where it was when the dispute closes (`plan::decide_dispute`); a lost dispute's amount is
+//! counted as gone (no longer refundable), once. Each step is audited and announced.
 
 use kassa_app::ports::{Actor, Applied, ProviderDispute, StoreResult};
 use kassa_domain::order::OrderStatus;
 use kassa_domain::plan::decide_dispute;
 use sqlx::AnyConnection;
 
+use crate::audit::{self, Change};
 use crate::db::unavailable;
 use crate::{outbox, transitions};
 
@@ -32,33 +35,124 @@ pub(crate) async fn record(
         return Ok(Applied::Ignored(format!("no Kassa order for {intent_id}")));
     };
     let status = transitions::lock_order(conn, &order_id).await?;
+    let before = upsert(conn, &order_id, dispute, actor, now).await?;
+    if before.as_deref() == Some(dispute.status.as_str()) {
+        return Ok(Applied::Ignored(format!(
+            "dispute {} is already {}",
+            dispute.id, dispute.status
+        )));
+    }
+    if dispute.status == "lost" {
+        sqlx::query(
+            "UPDATE orders SET dispute_lost_amount = dispute_lost_amount + $2 WHERE id = $1",
+        )
+        .bind(&order_id)
+        .bind(dispute.amount_minor)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    }
+    let topic = match (before.is_none(), closed) {
+        (true, _) => "dispute.created",
+        (false, true) => "dispute.closed",
+        (false, false) => "dispute.updated",
+    };
+    let subject = format!("{}:{}", dispute.id, dispute.status);
+    outbox::notify_about(conn, topic, &order_id, &subject, now).await?;
+    move_order(conn, &order_id, status, closed, actor, now).await?;
+    Ok(Applied::Done)
+}
+
+/// The order goes to `disputed` when a dispute opens and back when it closes, where the machine
+/// allows (an update of an open dispute moves nothing).
+async fn move_order(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    status: OrderStatus,
+    closed: bool,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
     let before_dispute: Option<String> =
         sqlx::query_scalar("SELECT status_before_dispute FROM orders WHERE id = $1")
-            .bind(&order_id)
+            .bind(order_id)
             .fetch_one(&mut *conn)
             .await
             .map_err(unavailable)?;
     let before_dispute = before_dispute.as_deref().and_then(OrderStatus::parse);
     let Some((event, step)) = decide_dispute(status, before_dispute, closed) else {
-        return Ok(Applied::Ignored(format!(
-            "order {order_id} is {status}; dispute event not applicable"
-        )));
+        return Ok(());
     };
-    transitions::move_order(conn, &order_id, event, step, actor, now).await?;
+    transitions::move_order(conn, order_id, event, step, actor, now).await?;
     if !closed {
         // Remembered only once the dispute really opened, to return to when it closes.
         sqlx::query("UPDATE orders SET status_before_dispute = $2 WHERE id = $1")
-            .bind(&order_id)
+            .bind(order_id)
             .bind(status.as_str())
             .execute(&mut *conn)
             .await
             .map_err(unavailable)?;
     }
-    let topic = if closed {
-        "order.dispute_closed"
+    Ok(())
+}
+
+/// Records the dispute as reported; returns the status it had before (`None`: new).
+async fn upsert(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    dispute: &ProviderDispute,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    let before: Option<String> = sqlx::query_scalar("SELECT status FROM disputes WHERE id = $1")
+        .bind(&dispute.id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if before.is_none() {
+        sqlx::query(
+            "INSERT INTO disputes (id, order_id, amount, currency, reason, status, evidence_due_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(&dispute.id)
+        .bind(order_id)
+        .bind(dispute.amount_minor)
+        .bind(&dispute.currency)
+        .bind(dispute.reason.as_deref())
+        .bind(&dispute.status)
+        .bind(dispute.evidence_due_by)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    } else if before.as_deref() != Some(dispute.status.as_str()) {
+        sqlx::query(
+            "UPDATE disputes SET status = $2, amount = $3, reason = $4, evidence_due_by = $5, updated_at = $6 WHERE id = $1",
+        )
+        .bind(&dispute.id)
+        .bind(&dispute.status)
+        .bind(dispute.amount_minor)
+        .bind(dispute.reason.as_deref())
+        .bind(dispute.evidence_due_by)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
     } else {
-        "order.disputed"
+        return Ok(before);
+    }
+    let change = Change {
+        entity_type: "dispute",
+        entity_id: &dispute.id,
+        action: if before.is_none() {
+            "recorded"
+        } else {
+            "status_changed"
+        },
+        before: before.as_deref(),
+        after: Some(&dispute.status),
+        detail: dispute.reason.as_deref(),
     };
-    outbox::notify(conn, topic, &order_id, now).await?;
-    Ok(Applied::Done)
+    audit::record(conn, change, actor, now).await?;
+    Ok(before)
 }
