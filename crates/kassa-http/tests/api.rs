@@ -87,6 +87,30 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A cart holding one MUG (of 3 on hand), ready for checkout.
+    async fn cart_with_one_mug(&self) -> String {
+        let cart = self.seed_mug().await;
+        let stock = Some(json!({"on_hand": 3}));
+        self.call(reqwest::Method::PUT, "/v1/inventory/MUG", SECRET, stock)
+            .await;
+        let line = json!({"sku": "MUG", "quantity": 1});
+        self.post(&format!("/v1/carts/{cart}/lines"), PUBLISHABLE, line)
+            .await;
+        cart
+    }
+}
+
+/// A checkout body for one MUG, shipped to `name` at `line1`, `postal_code`, London, GB.
+fn checkout_body(name: &str, line1: &str, postal_code: &str) -> Value {
+    json!({
+        "email": "ada@example.com",
+        "shipping_address": {"name": name, "line1": line1, "city": "London",
+                             "postal_code": postal_code, "country": "GB"},
+        "expected_total": 1250
+    })
+}
+
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
@@ -292,27 +316,8 @@ both_backends!(inventory_and_variants_round_trip);
 
 async fn risk_g5_checkout_over_http_is_idempotent_and_says_so(db: TestDb) {
     let server = start(db, 0).await;
-    let cart = server.seed_mug().await;
-    server
-        .call(
-            reqwest::Method::PUT,
-            "/v1/inventory/MUG",
-            SECRET,
-            Some(json!({"on_hand": 3})),
-        )
-        .await;
-    server
-        .post(
-            &format!("/v1/carts/{cart}/lines"),
-            PUBLISHABLE,
-            json!({"sku": "MUG", "quantity": 1}),
-        )
-        .await;
-    let body = json!({
-        "email": "ada@example.com",
-        "shipping_address": {"name": "Ada", "line1": "1 St", "city": "London", "postal_code": "N1", "country": "GB"},
-        "expected_total": 1250
-    });
+    let cart = server.cart_with_one_mug().await;
+    let body = checkout_body("Ada", "1 St", "N1");
     let url = format!("{}/v1/carts/{cart}/checkout", server.base);
     let send = |key: Option<&'static str>| {
         let mut request = server.http.post(&url).bearer_auth(PUBLISHABLE).json(&body);
@@ -550,28 +555,8 @@ async fn placed_order(
         clock.clone(),
     );
     let server = start_app(db, app, 0).await;
-    let cart = server.seed_mug().await;
-    server
-        .call(
-            reqwest::Method::PUT,
-            "/v1/inventory/MUG",
-            SECRET,
-            Some(json!({"on_hand": 3})),
-        )
-        .await;
-    server
-        .post(
-            &format!("/v1/carts/{cart}/lines"),
-            PUBLISHABLE,
-            json!({"sku": "MUG", "quantity": 1}),
-        )
-        .await;
-    let body = json!({
-        "email": "ada@example.com",
-        "shipping_address": {"name": "Ada Lovelace", "line1": "1 Analytical St", "city": "London",
-                             "postal_code": "N1 1AA", "country": "GB"},
-        "expected_total": 1250
-    });
+    let cart = server.cart_with_one_mug().await;
+    let body = checkout_body("Ada Lovelace", "1 Analytical St", "N1 1AA");
     let created: Value = server
         .http
         .post(format!("{}/v1/carts/{cart}/checkout", server.base))

@@ -353,22 +353,15 @@ pub(crate) async fn end_operation_in(
 }
 
 async fn held_lines(conn: &mut AnyConnection, order_id: &str) -> StoreResult<Vec<HeldLine>> {
-    let rows = sqlx::query(
-        "SELECT sku, quantity, unit_amount FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-    )
-    .bind(order_id)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    rows.iter()
-        .map(|row| {
-            Ok(HeldLine {
-                sku: row.try_get("sku").map_err(unavailable)?,
-                quantity: row.try_get("quantity").map_err(unavailable)?,
-                unit_amount_minor: row.try_get("unit_amount").map_err(unavailable)?,
-            })
+    Ok(crate::orders::lines_of(conn, order_id)
+        .await?
+        .into_iter()
+        .map(|line| HeldLine {
+            sku: line.sku,
+            quantity: line.quantity,
+            unit_amount_minor: line.unit_amount_minor,
         })
-        .collect()
+        .collect())
 }
 
 /// The real order lines, the total and the reservations change together (risk O1).

@@ -154,7 +154,10 @@ fn order_from_row(row: &AnyRow) -> StoreResult<OrderRecord> {
     })
 }
 
-async fn lines_of(conn: &mut AnyConnection, order_id: &str) -> StoreResult<Vec<OrderLine>> {
+pub(crate) async fn lines_of(
+    conn: &mut AnyConnection,
+    order_id: &str,
+) -> StoreResult<Vec<OrderLine>> {
     let rows = sqlx::query(
         "SELECT sku, product_name, quantity, unit_amount, amount FROM order_lines WHERE order_id = $1 ORDER BY line_no",
     )
