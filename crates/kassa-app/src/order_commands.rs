@@ -8,6 +8,7 @@
 use kassa_domain::commands::{LineChange, Operation};
 use kassa_domain::limits::LINE_QUANTITY_MAX;
 use kassa_domain::payment::PaymentStatus;
+use kassa_domain::refund::RefundStatus;
 use kassa_domain::text::fields;
 
 use crate::App;
@@ -78,13 +79,24 @@ impl App {
             CaptureStart::Refused(refusal) => return Err(refusal.into()),
             CaptureStart::OrderMissing => return Err(AppError::NotFound { what: "order" }),
         };
-        let key = format!("kassa-capture-{payment_id}");
+        // The amount is part of the key: a later capture of another amount is another request.
+        let key = format!("kassa-capture-{payment_id}-{amount}");
         match self
             .provider
             .capture_payment_intent(&intent_id, Some(amount), &key)
             .await
         {
-            Ok(intent) => self.observe_intent(&intent, actor).await?,
+            Ok(intent) => {
+                self.observe_intent(&intent, actor).await?;
+                if intent.status != PaymentStatus::Succeeded {
+                    self.store
+                        .end_operation(order_id, Operation::Capture, actor, self.clock.now_secs())
+                        .await?;
+                    return Err(AppError::InvalidState {
+                        message: format!("the payment provider left the payment {}", intent.status),
+                    });
+                }
+            }
             Err(ProviderError::Definite { message, .. }) => {
                 // The provider will not capture (expired, canceled, captured already): apply
                 // what it holds and give the order back.
@@ -113,7 +125,8 @@ impl App {
         requester: &Requester,
         actor: &Actor,
     ) -> AppResult<OrderRecord> {
-        self.check_may_modify(order_id, requester).await?;
+        // The operator may cancel at any time; the customer inside the window.
+        self.check_may_modify(order_id, requester, false).await?;
         let now = self.clock.now_secs();
         match self.store.begin_cancel(order_id, actor, now).await? {
             CancelStart::OrderMissing => return Err(AppError::NotFound { what: "order" }),
@@ -160,27 +173,47 @@ impl App {
         }
     }
 
-    /// The refund a cancel after capture makes: everything still refundable, with restock,
-    /// under a key derived from the order so a resumed cancel never refunds twice.
+    /// The refund a cancel after capture makes: everything still refundable, with restock. Its
+    /// key is derived from the order and the number of its refunds that failed, so a resumed
+    /// cancel asks for the same refund and a new cancel after a refused one asks afresh.
     async fn refund_for_cancel(&self, order_id: &str, actor: &Actor) -> AppResult<()> {
+        let failed = self
+            .order(order_id)
+            .await?
+            .refunds
+            .iter()
+            .filter(|refund| refund.status == RefundStatus::Failed)
+            .count();
         let input = RefundInput {
             order_id: order_id.to_owned(),
             key_scope: "kassa".into(),
-            idempotency_key: Some(format!("cancel:{order_id}")),
+            idempotency_key: Some(format!("cancel:{order_id}:{failed}")),
             amount_minor: None,
             reason: Some("requested_by_customer".into()),
             restock: true,
             actor: actor.clone(),
         };
-        match self.create_refund(input).await {
-            Ok(_) | Err(AppError::AmountExceedsRefundable { .. }) => {}
+        let refused = match self.create_refund(input).await {
+            Ok(refund) if refund.status == RefundStatus::Failed => Some(
+                refund
+                    .failure_reason
+                    .unwrap_or_else(|| "no reason given".into()),
+            ),
+            Ok(_) | Err(AppError::AmountExceedsRefundable { .. }) => None,
             Err(error) => return Err(error),
-        }
+        };
         let now = self.clock.now_secs();
-        Ok(self
-            .store
+        self.store
             .end_operation(order_id, Operation::Cancel, actor, now)
-            .await?)
+            .await?;
+        match refused {
+            None => Ok(()),
+            Some(reason) => Err(AppError::InvalidState {
+                message: format!(
+                    "the payment provider refused the refund ({reason}); the order stays paid"
+                ),
+            }),
+        }
     }
 
     /// Changes an order inside its modification window: the shipping address, and while the
@@ -193,7 +226,7 @@ impl App {
         actor: &Actor,
     ) -> AppResult<OrderRecord> {
         let edit = checked_edit(request)?;
-        self.check_may_modify(order_id, requester).await?;
+        self.check_may_modify(order_id, requester, true).await?;
         let now = self.clock.now_secs();
         match self.store.edit_order(order_id, &edit, actor, now).await? {
             EditOutcome::Edited => self.order(order_id).await,
@@ -202,9 +235,15 @@ impl App {
         }
     }
 
-    /// Changes are allowed only inside the modification window, counted from the order's
-    /// creation, for the operator and the customer alike (risk S3).
-    async fn check_may_modify(&self, order_id: &str, requester: &Requester) -> AppResult<()> {
+    /// The customer changes an order only inside the modification window, counted from the
+    /// order's creation (risk S3); the operator too when `operator_in_window` (edits), not for a
+    /// cancel.
+    async fn check_may_modify(
+        &self,
+        order_id: &str,
+        requester: &Requester,
+        operator_in_window: bool,
+    ) -> AppResult<()> {
         let now = self.clock.now_secs();
         if let Requester::Customer { token } = requester {
             match self.order_tokens.verify(token, order_id, now) {
@@ -214,7 +253,7 @@ impl App {
             }
         }
         let order = self.order(order_id).await?;
-        if now - order.created_at >= self.settings.modification_window_secs {
+        if operator_in_window && now - order.created_at >= self.settings.modification_window_secs {
             return Err(window_closed());
         }
         Ok(())

@@ -140,7 +140,8 @@ pub enum CancelPath {
     AtProvider,
     /// Captured: a full refund of what is still refundable, with restock.
     RefundAll { amount_minor: i64 },
-    /// Already canceled: answer with the order as it is.
+    /// Already canceled (or, for a cancel already under way, fully refunded): nothing is left
+    /// to do but clear the pending operation.
     AlreadyCanceled,
 }
 
@@ -149,10 +150,19 @@ pub fn decide_cancel(
     payment: Option<PaymentStatus>,
 ) -> Result<CancelPath, Refusal> {
     match (money.status, money.pending_operation) {
-        (OrderStatus::Canceled, _) => Ok(CancelPath::AlreadyCanceled),
+        (OrderStatus::Canceled, _) | (OrderStatus::Refunded, Some(Operation::Cancel)) => {
+            Ok(CancelPath::AlreadyCanceled)
+        }
         (_, Some(Operation::Capture)) => Err(Refusal::InvalidState(
             "a capture of this order is in progress".into(),
         )),
+        // A cancel after capture already under way: its refund is made under its own key, so
+        // resuming asks for it again and gets the same one.
+        (OrderStatus::Paid | OrderStatus::PartiallyRefunded, Some(Operation::Cancel)) => {
+            Ok(CancelPath::RefundAll {
+                amount_minor: money.refundable_minor(),
+            })
+        }
         (
             OrderStatus::PendingPayment | OrderStatus::RequiresAction | OrderStatus::Authorized,
             _,

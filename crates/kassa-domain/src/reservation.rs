@@ -13,6 +13,8 @@ named_states! {
         Released => "released",
         /// Sold, then given back by a refund with restock.
         Returned => "returned",
+        /// Taken out of the order by an edit: final, never committed again.
+        Removed => "removed",
     }
 }
 
@@ -25,6 +27,8 @@ pub enum ReservationEvent {
     CommitAfterRelease,
     /// A refund with restock gave the sold stock back.
     Return,
+    /// An order edit removed the line this reservation held.
+    Remove,
 }
 
 impl ReservationStatus {
@@ -38,6 +42,7 @@ impl ReservationStatus {
             (ReservationStatus::Committed, ReservationEvent::Return) => {
                 Ok(ReservationStatus::Returned)
             }
+            (ReservationStatus::Held, ReservationEvent::Remove) => Ok(ReservationStatus::Removed),
             (from, event) => Err(IllegalTransition {
                 from: from.as_str(),
                 event: format!("{event:?}"),
@@ -55,12 +60,19 @@ mod tests {
     #[test]
     fn transition_table_is_exactly_this() {
         for &from in S::ALL {
-            for event in [E::Commit, E::Release, E::CommitAfterRelease, E::Return] {
+            for event in [
+                E::Commit,
+                E::Release,
+                E::CommitAfterRelease,
+                E::Return,
+                E::Remove,
+            ] {
                 let expected = match (from, event) {
                     (S::Held, E::Commit) => Some(S::Committed),
                     (S::Held, E::Release) => Some(S::Released),
                     (S::Released, E::CommitAfterRelease) => Some(S::Committed),
                     (S::Committed, E::Return) => Some(S::Returned),
+                    (S::Held, E::Remove) => Some(S::Removed),
                     _ => None,
                 };
                 assert_eq!(from.apply(event).ok(), expected, "{from} + {event:?}");

@@ -87,7 +87,13 @@ impl OrderCommandStore for SqlStore {
             Err(refusal) => return Ok(CancelStart::Refused(refusal)),
         };
         let start = match (path, payment) {
-            (CancelPath::AlreadyCanceled, _) => return Ok(CancelStart::AlreadyCanceled),
+            (CancelPath::AlreadyCanceled, _) => {
+                if let Some(operation) = money.pending_operation {
+                    end_operation_in(&mut tx, order_id, operation, actor, now).await?;
+                    tx.commit().await.map_err(unavailable)?;
+                }
+                return Ok(CancelStart::AlreadyCanceled);
+            }
             (CancelPath::AtProvider, Some((payment_id, payment_intent_id, _))) => {
                 CancelStart::AtProvider {
                     payment_id,
@@ -178,7 +184,7 @@ impl OrderCommandStore for SqlStore {
     async fn orders_due_for_capture(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'authorized' AND pending_operation IS NULL
-               AND capture_due_at IS NOT NULL AND capture_due_at <= $1
+               AND needs_attention IS NULL AND capture_due_at IS NOT NULL AND capture_due_at <= $1
              ORDER BY capture_due_at, id LIMIT $2",
         )
         .bind(now)
@@ -196,6 +202,7 @@ impl OrderCommandStore for SqlStore {
     ) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
             "SELECT id FROM orders WHERE pending_operation = $1 AND updated_at <= $2
+               AND needs_attention IS NULL
              ORDER BY updated_at, id LIMIT $3",
         )
         .bind(operation.as_str())
@@ -372,7 +379,11 @@ async fn apply_edit(
     actor: &Actor,
     now: i64,
 ) -> StoreResult<()> {
-    for line in &plan.lines {
+    // By SKU, the order every stock write takes, so two transactions never wait on each other
+    // in a circle.
+    let mut lines: Vec<_> = plan.lines.iter().collect();
+    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+    for line in lines {
         if line.quantity == 0 {
             sqlx::query("DELETE FROM order_lines WHERE order_id = $1 AND sku = $2")
                 .bind(order_id)

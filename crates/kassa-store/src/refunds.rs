@@ -78,7 +78,7 @@ impl RefundStore for SqlStore {
                 return Ok(RefundStart::Refused(refusal));
             }
         };
-        insert_requested(&mut tx, new, amount, actor, now).await?;
+        insert_requested(&mut tx, new, None, amount, actor, now).await?;
         let record = refund_in(&mut tx, &new.refund_id).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(RefundStart::Started(record))
@@ -92,8 +92,10 @@ impl RefundStore for SqlStore {
         now: i64,
     ) -> StoreResult<RefundRecord> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let order_id = refund_in(&mut tx, refund_id).await?.order_id;
+        let order = transitions::lock_order(&mut tx, &order_id).await?;
+        // Read again under the lock: a webhook may have moved it meanwhile.
         let before = refund_in(&mut tx, refund_id).await?;
-        let order = transitions::lock_order(&mut tx, &before.order_id).await?;
         match outcome {
             RefundOutcome::Provider(reported) => {
                 let payment_id: String =
@@ -120,14 +122,16 @@ impl RefundStore for SqlStore {
                 )
                 .await?;
             }
+            // Only a pending refund fails on a refusal of Kassa's own call (a re-send after the
+            // provider forgot the key, say); a success is reversed only by the provider's report.
+            RefundOutcome::Refused(_) if before.status != RefundStatus::Pending => {}
             RefundOutcome::Refused(reason) => {
-                let current = refund_in(&mut tx, refund_id).await?;
                 let failed = RefundStatus::Failed;
                 match transitions::refund(
                     &mut tx,
-                    &current.order_id,
+                    &before.order_id,
                     refund_id,
-                    current.status,
+                    before.status,
                     failed,
                     actor,
                     now,
@@ -179,17 +183,21 @@ impl RefundStore for SqlStore {
     }
 }
 
+/// Records a refund as pending, of `payment_id` or else the order's succeeded payment.
 pub(crate) async fn insert_requested(
     conn: &mut AnyConnection,
     new: &NewRefund,
+    payment_id: Option<&str>,
     amount: i64,
     actor: &Actor,
     now: i64,
 ) -> StoreResult<()> {
     let payment: Option<(String, String)> = sqlx::query_as(
-        "SELECT id, currency FROM payments WHERE order_id = $1 AND status = 'succeeded' ORDER BY attempt DESC LIMIT 1",
+        "SELECT id, currency FROM payments WHERE order_id = $1 AND status = 'succeeded' AND ($2 = '' OR id = $2)
+         ORDER BY attempt DESC LIMIT 1",
     )
     .bind(&new.order_id)
+    .bind(payment_id.unwrap_or_default())
     .fetch_optional(&mut *conn)
     .await
     .map_err(unavailable)?;

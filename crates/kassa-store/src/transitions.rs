@@ -347,7 +347,11 @@ pub(crate) async fn commit_reservations(
         let event = match reservation.status {
             ReservationStatus::Held => ReservationEvent::Commit,
             ReservationStatus::Released => ReservationEvent::CommitAfterRelease,
-            ReservationStatus::Committed | ReservationStatus::Returned => continue,
+            ReservationStatus::Committed
+            | ReservationStatus::Returned
+            | ReservationStatus::Removed => {
+                continue;
+            }
         };
         settle(conn, order_id, reservation, event, actor, now).await?;
     }
@@ -412,7 +416,7 @@ async fn settle(
         });
     }
     let stock_sql = match event {
-        ReservationEvent::Release => Some(
+        ReservationEvent::Release | ReservationEvent::Remove => Some(
             "UPDATE inventory_levels SET reserved = reserved - $3, updated_at = $4 WHERE sku = $1 AND location = $2",
         ),
         ReservationEvent::Commit => Some(
@@ -516,11 +520,13 @@ pub(crate) async fn shrink_reservation(
         });
     };
     if by >= reservation.quantity {
+        // Removed, not released: a released reservation is taken again if the order is paid
+        // after all, and this line is no longer part of the order.
         return settle(
             conn,
             order_id,
             &reservation,
-            ReservationEvent::Release,
+            ReservationEvent::Remove,
             actor,
             now,
         )

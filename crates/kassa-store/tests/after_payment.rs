@@ -85,6 +85,11 @@ async fn risk_o1_an_edit_changes_lines_amount_and_stock_together(db: TestDb) {
         UNIT
     );
     assert_eq!(shop.stock("MUG").await, (STOCK - 1, 0, 1));
+    assert_eq!(
+        shop.stock("TEE").await,
+        (STOCK, 0, 0),
+        "the removed line is not sold at capture"
+    );
     let events = shop
         .app
         .order_events(&placed.order_id)
@@ -324,8 +329,10 @@ async fn risk_p5_a_cancel_whose_answer_is_lost_is_finished_later(db: TestDb) {
             .await,
         1
     );
-    // Nobody retries: the background worker finishes it with the same provider key.
-    shop.clock.advance(OPERATION_RESUME_AFTER_SECS);
+    // Nobody retries: the background worker finishes it with the same provider key, even once
+    // the customer's modification window has closed.
+    shop.clock
+        .advance(WINDOW_SECS + OPERATION_RESUME_AFTER_SECS);
     assert_eq!(
         shop.app.finish_pending_operations(10).await.expect("round"),
         1
@@ -506,3 +513,44 @@ async fn disputes_are_tracked_and_a_lost_one_counts_as_gone(db: TestDb) {
     );
 }
 both_backends!(disputes_are_tracked_and_a_lost_one_counts_as_gone);
+
+/// A cancel after capture whose refund the provider refuses answers an error (never a silent
+/// 200), leaves the order paid and flagged, and a later cancel asks for a new refund.
+async fn risk_p5_a_cancel_whose_refund_is_refused_says_so_and_can_be_retried(db: TestDb) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let placed = shop.paid(&[("MUG", 1)]).await;
+    shop.fault("POST /v1/refunds", json!([{"status": 400}]))
+        .await;
+    let refused = shop
+        .app
+        .cancel_order(&placed.order_id, &Requester::Operator, &actor())
+        .await;
+    assert!(
+        matches!(refused, Err(AppError::InvalidState { .. })),
+        "{refused:?}"
+    );
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(order.status.as_str(), "paid");
+    assert!(
+        order
+            .needs_attention
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("kassa_refund_failed")),
+        "{:?}",
+        order.needs_attention
+    );
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM orders WHERE pending_operation IS NOT NULL")
+            .await,
+        0,
+        "nothing left pending forever"
+    );
+    let retried = shop
+        .app
+        .cancel_order(&placed.order_id, &Requester::Operator, &actor())
+        .await
+        .expect("canceled by a new refund");
+    assert_eq!(retried.status.as_str(), "refunded");
+    assert_eq!(shop.provider_refunds(&placed.intent_id).await, (1, UNIT));
+}
+both_backends!(risk_p5_a_cancel_whose_refund_is_refused_says_so_and_can_be_retried);

@@ -920,3 +920,46 @@ async fn risk_w3_an_impossible_move_rolls_back_everything_and_flags_the_order(db
     pool.close().await;
 }
 both_backends!(risk_w3_an_impossible_move_rolls_back_everything_and_flags_the_order);
+
+/// A closed dispute stays closed whatever order its reports arrive in: a late `created` after
+/// `closed (lost)` neither reopens it nor counts the loss twice.
+async fn risk_w5_a_late_dispute_report_does_not_reopen_a_closed_one(db: TestDb) {
+    let shop = shop(db, 10).await;
+    let placed = shop.place(2, "k").await;
+    shop.deliver(&succeeded("evt_paid", &placed.intent)).await;
+    let dispute = |status: &str| ProviderDispute {
+        id: "dp_late".into(),
+        charge_id: "ch_1".into(),
+        payment_intent_id: Some(placed.intent.id.clone()),
+        amount_minor: 2500,
+        currency: "eur".into(),
+        status: status.into(),
+        reason: Some("fraudulent".into()),
+        evidence_due_by: None,
+    };
+    let deliver = |id: &'static str, kind: &'static str, status: &str| ProviderEvent {
+        id: id.into(),
+        event_type: kind.into(),
+        created_secs: 0,
+        object: ProviderEventObject::Dispute(dispute(status)),
+    };
+    shop.deliver(&deliver("evt_closed", "charge.dispute.closed", "lost"))
+        .await;
+    shop.deliver(&deliver(
+        "evt_created",
+        "charge.dispute.created",
+        "needs_response",
+    ))
+    .await;
+    shop.deliver(&deliver(
+        "evt_closed_again",
+        "charge.dispute.closed",
+        "lost",
+    ))
+    .await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(order.status.as_str(), "paid");
+    assert_eq!(order.disputes[0].status, "lost");
+    assert_eq!(order.dispute_lost_minor, 2500, "counted once");
+}
+both_backends!(risk_w5_a_late_dispute_report_does_not_reopen_a_closed_one);

@@ -35,6 +35,17 @@ pub(crate) async fn record(
         return Ok(Applied::Ignored(format!("no Kassa order for {intent_id}")));
     };
     let status = transitions::lock_order(conn, &order_id).await?;
+    let known: Option<String> = sqlx::query_scalar("SELECT status FROM disputes WHERE id = $1")
+        .bind(&dispute.id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if known.as_deref().is_some_and(is_final) && !is_final(&dispute.status) {
+        return Ok(Applied::Ignored(format!(
+            "dispute {} is closed; an older report of it changes nothing",
+            dispute.id
+        )));
+    }
     let before = upsert(conn, &order_id, dispute, actor, now).await?;
     if before.as_deref() == Some(dispute.status.as_str()) {
         return Ok(Applied::Ignored(format!(
@@ -42,7 +53,7 @@ pub(crate) async fn record(
             dispute.id, dispute.status
         )));
     }
-    if dispute.status == "lost" {
+    if dispute.status == "lost" && before.as_deref() != Some("lost") {
         sqlx::query(
             "UPDATE orders SET dispute_lost_amount = dispute_lost_amount + $2 WHERE id = $1",
         )
@@ -61,6 +72,11 @@ pub(crate) async fn record(
     outbox::notify_about(conn, topic, &order_id, &subject, now).await?;
     move_order(conn, &order_id, status, closed, actor, now).await?;
     Ok(Applied::Done)
+}
+
+/// A dispute in one of these statuses is over; no later report reopens it.
+fn is_final(status: &str) -> bool {
+    matches!(status, "won" | "lost" | "warning_closed")
 }
 
 /// The order goes to `disputed` when a dispute opens and back when it closes, where the machine

@@ -20,6 +20,19 @@ use crate::{outbox, transitions};
 pub const FAULT_AFTER_PAYMENT_TRANSITION: &str = "webhook.after_payment_transition";
 pub const FAULT_AFTER_STOCK_COMMIT: &str = "webhook.after_stock_commit";
 
+/// Flags the order for a person and gives up a capture it was waiting for: with the order in
+/// someone's hands, no worker should retry the capture behind their back.
+async fn flag_for_attention(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    reason: &str,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    flag_order(conn, order_id, reason, actor, now).await?;
+    end_operation_in(conn, order_id, Operation::Capture, actor, now).await
+}
+
 /// Money taken for a canceled order goes back: a refund of everything received is recorded as
 /// pending (the refund sender calls the provider), with a key derived from the payment, so it is
 /// made once however often the success is reported.
@@ -42,7 +55,16 @@ async fn refund_after_cancel(
         reason: None,
         restock: false,
     };
-    insert_requested(conn, &new, intent.amount_received_minor, actor, now).await
+    let paid_by = Some(payment.id.as_str());
+    insert_requested(
+        conn,
+        &new,
+        paid_by,
+        intent.amount_received_minor,
+        actor,
+        now,
+    )
+    .await
 }
 
 /// Kassa's payment for an intent.
@@ -75,7 +97,7 @@ pub(crate) async fn observe(
     match decide_payment(&held, &seen) {
         PaymentPlan::Ignore(reason) => Ok(Applied::Ignored(reason)),
         PaymentPlan::Flag(reason) => {
-            flag_order(conn, &payment.order_id, &reason, actor, now).await?;
+            flag_for_attention(conn, &payment.order_id, &reason, actor, now).await?;
             Ok(Applied::Flagged(reason))
         }
         PaymentPlan::Apply(moves) => {
@@ -180,7 +202,7 @@ async fn apply_moves(
         StockMove::Commit => {
             if !transitions::commit_reservations(conn, order_id, actor, now).await? {
                 let reason = "stock_unavailable: payment succeeded but the reserved stock was released and is sold out";
-                flag_order(conn, order_id, reason, actor, now).await?;
+                flag_for_attention(conn, order_id, reason, actor, now).await?;
                 return Ok(Applied::Flagged(reason.into()));
             }
             store.faults().check(FAULT_AFTER_STOCK_COMMIT)?;
@@ -218,7 +240,7 @@ async fn apply_moves(
         }
     }
     if let Some(reason) = moves.flag {
-        flag_order(conn, order_id, &reason, actor, now).await?;
+        flag_for_attention(conn, order_id, &reason, actor, now).await?;
         return Ok(Applied::Flagged(reason));
     }
     Ok(Applied::Done)

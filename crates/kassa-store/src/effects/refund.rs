@@ -171,6 +171,20 @@ pub(crate) async fn settle_order(
         let reason = "refund_reversed: a refund reported succeeded has since failed";
         flag_order(conn, order_id, reason, actor, now).await?;
     }
+    // A refund Kassa started on its own (money taken for a canceled order, a cancel after
+    // capture) that failed means a customer is not paid back: a person must know, once.
+    let (kassa_failed, flagged): (i64, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM refunds WHERE order_id = $1 AND status = 'failed' AND client_scope = 'kassa'),
+                needs_attention FROM orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if kassa_failed > 0 && flagged.is_none() {
+        let reason = "kassa_refund_failed: a refund Kassa started was refused; the customer is not paid back";
+        flag_order(conn, order_id, reason, actor, now).await?;
+    }
     let mut restock = false;
     for row in &succeeded {
         let id: String = row.try_get("id").map_err(unavailable)?;
