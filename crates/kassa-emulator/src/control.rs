@@ -155,7 +155,8 @@ async fn advance(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
 }
 
 /// `{"api": [{"endpoint": "POST /v1/payment_intents", "answers": [{"status": 500}, {"hang_ms": 100}, "lose_response"]}],
-///   "webhooks": {"copies": 2, "reorder": true, "delay_ms": 0, "drop_first": false}}` — both parts optional.
+///   "webhooks": {"copies": 2, "reorder": true, "delay_ms": 0, "drop_first": false, "drop": false}}`
+///   — both parts optional.
 async fn set_faults(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let body = match guard(&shared, &headers, &body) {
         Ok(body) => body,
@@ -196,6 +197,7 @@ async fn set_faults(State(shared): State<Shared>, headers: HeaderMap, body: Byte
         reorder: hooks["reorder"].as_bool().unwrap_or(false),
         delay_ms: hooks["delay_ms"].as_u64().unwrap_or(0).min(60_000),
         drop_first: hooks["drop_first"].as_bool().unwrap_or(false),
+        drop: hooks["drop"].as_bool().unwrap_or(false),
     };
     let mut world = shared.world();
     world.api_faults.extend(api);

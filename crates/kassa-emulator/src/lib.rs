@@ -84,8 +84,7 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let (deliveries, queue) = tokio::sync::mpsc::channel(webhooks::QUEUE_MAX);
-        let world = Arc::new(Mutex::new(world::World::new(&config, deliveries)));
+        let world = Arc::new(Mutex::new(world::World::new(&config)));
         let shared = http::Shared {
             world: world.clone(),
             config: config.clone(),
@@ -96,7 +95,6 @@ impl Emulator {
         tasks.spawn(webhooks::deliver(
             world,
             config.webhook_secret.clone(),
-            queue,
             stopped.clone(),
         ));
         tasks.spawn(settle(world_for_settling, stopped.clone()));

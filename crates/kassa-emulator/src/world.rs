@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use crate::EmulatorConfig;
 use crate::currency::check_amount;
@@ -73,6 +75,9 @@ pub struct WebhookFaults {
     pub delay_ms: u64,
     /// Drop the first attempt of every event; it is redelivered by the retry.
     pub drop_first: bool,
+    /// Drop every delivery until cleared (the events stay listed in `GET /v1/events`), as a
+    /// webhook endpoint that was down for a while misses them.
+    pub drop: bool,
 }
 
 pub struct World {
@@ -94,11 +99,15 @@ pub struct World {
     pub webhook_faults: WebhookFaults,
     pub endpoints: Vec<String>,
     pub deliveries: Vec<Value>,
-    queue: mpsc::Sender<Value>,
+    /// Events waiting for delivery, oldest first. Never truncated: under load the deliverer falls
+    /// behind and catches up, it does not drop.
+    pub outbound: VecDeque<Value>,
+    /// Wakes the deliverer when `outbound` grows.
+    pub outbound_ready: Arc<Notify>,
 }
 
 impl World {
-    pub fn new(config: &EmulatorConfig, queue: mpsc::Sender<Value>) -> World {
+    pub fn new(config: &EmulatorConfig) -> World {
         World {
             clock_offset_secs: 0,
             rng: StdRng::seed_from_u64(config.seed),
@@ -118,7 +127,8 @@ impl World {
             },
             endpoints: config.webhook_endpoints.clone(),
             deliveries: Vec::new(),
-            queue,
+            outbound: VecDeque::new(),
+            outbound_ready: Arc::new(Notify::new()),
         }
     }
 
@@ -137,7 +147,7 @@ impl World {
         format!("{prefix}_{suffix}")
     }
 
-    /// Records an event and queues it for delivery.
+    /// Records an event and queues it for delivery (never dropped).
     pub fn emit(&mut self, kind: &str, object: &Value, request: Option<(&str, Option<&str>)>) {
         let id = self.new_id("evt");
         let event = objects::event(&id, kind, object, self.now(), request);
@@ -145,9 +155,8 @@ impl World {
             self.events.pop_front();
         }
         self.events.push_back(event.clone());
-        if self.queue.try_send(event).is_err() {
-            tracing::warn!(%id, "webhook queue full; event kept for GET /v1/events only");
-        }
+        self.outbound.push_back(event);
+        self.outbound_ready.notify_one();
     }
 
     pub fn create_intent(&mut self, form: &BTreeMap<String, String>, metadata: Value) -> Outcome {
@@ -631,4 +640,21 @@ pub fn pattern_matches(pattern: &str, request: &str) -> bool {
             .iter()
             .zip(&request)
             .all(|(p, r)| *p == "*" || p == r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However far delivery falls behind, no event is dropped for lack of room: the old bounded
+    /// queue refused everything past 10,000.
+    #[test]
+    fn events_wait_for_delivery_without_limit() {
+        let mut world = World::new(&EmulatorConfig::for_tests());
+        let object = json!({"id": "pi_x", "object": "payment_intent"});
+        for _ in 0..20_000 {
+            world.emit("payment_intent.created", &object, None);
+        }
+        assert_eq!(world.outbound.len(), 20_000);
+    }
 }
