@@ -15,6 +15,7 @@ pub mod order_commands;
 pub mod order_token;
 pub mod orders;
 pub mod ports;
+pub mod reconcile;
 pub mod refunds;
 pub mod validate;
 pub mod webhooks;

@@ -29,7 +29,7 @@ pub const IN_FLIGHT_MAX: usize = 64;
 const BATCH_MAX: usize = 256;
 /// Under the reorder fault: how long events are gathered, and the gap between their starts.
 const REORDER_GATHER: Duration = Duration::from_millis(50);
-const REORDER_STAGGER: Duration = Duration::from_millis(20);
+const REORDER_STAGGER: Duration = Duration::from_millis(100);
 /// Most deliveries remembered for `GET /_emulator/webhook_deliveries`.
 const DELIVERIES_KEPT_MAX: usize = 10_000;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -64,6 +64,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::sandbox::router())
         .merge(routes::webhooks::router())
         .merge(routes::refunds::router())
+        .merge(routes::admin::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .layer(CatchPanicLayer::custom(middleware::panic_answer))

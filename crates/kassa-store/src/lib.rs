@@ -17,6 +17,7 @@ mod health;
 mod inbox;
 mod orders;
 mod outbox;
+mod reconcile;
 mod refunds;
 mod transitions;
 

@@ -32,6 +32,7 @@ macro_rules! select_refunds {
         )
     };
 }
+pub(crate) use select_refunds;
 
 #[async_trait]
 impl RefundStore for SqlStore {
@@ -255,7 +256,7 @@ pub(crate) async fn refund_in(
     refund_from_row(&row)
 }
 
-fn refund_from_row(row: &AnyRow) -> StoreResult<RefundRecord> {
+pub(crate) fn refund_from_row(row: &AnyRow) -> StoreResult<RefundRecord> {
     let status: String = row.try_get("status").map_err(unavailable)?;
     let restock: i64 = row.try_get("restock").map_err(unavailable)?;
     Ok(RefundRecord {

@@ -168,6 +168,7 @@ pub fn event_page(list: &Value) -> Parsed<EventPage> {
                 id: text(event, "id")?,
                 event_type: text(event, "type")?,
                 created_secs: integer(event, "created")?,
+                payload: event.to_string(),
             })
         })
         .collect::<Parsed<Vec<_>>>()?;

@@ -54,13 +54,24 @@ impl EmulatedShop {
         for (name, sku) in [("Mug", "MUG"), ("Tee", "TEE")] {
             crate::seed_product(&app, name, sku, UNIT, "eur", STOCK).await;
         }
-        EmulatedShop {
+        let shop = EmulatedShop {
             app,
             emulator,
             clock,
             db,
             http: reqwest::Client::new(),
-        }
+        };
+        // The emulator's clock reads what the app's test clock reads, so event times and
+        // cursors into the event list agree.
+        let real_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        shop.control(
+            "/_emulator/clock/advance",
+            json!({"seconds": shop.clock.now_secs() - real_now}),
+        )
+        .await;
+        shop
     }
 
     /// Another `App` on the same database and emulator (a second `kassa serve` instance).

@@ -24,6 +24,7 @@ const KNOWN: &[&str] = &[
     "KASSA_RATE_LIMIT",
     "KASSA_CAPTURE_METHOD",
     "KASSA_MODIFICATION_WINDOW_SECS",
+    "KASSA_RECONCILE_INTERVAL_SECS",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
     "KASSA_BODY_READ_TIMEOUT_SECS",
     "KASSA_KEEP_ALIVE_IDLE_SECS",
@@ -37,6 +38,7 @@ const TEST_PREFIX: &str = "KASSA_TEST_";
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
 const RATE_LIMIT_MAX_PER_SEC: u32 = 100_000;
 pub const DEFAULT_MODIFICATION_WINDOW_SECS: u64 = 3_600;
+pub const DEFAULT_RECONCILE_INTERVAL_SECS: u64 = 60;
 /// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
 /// capture) must end a full day before that, or the capture may find nothing to take.
 const MODIFICATION_WINDOW_MAX_SECS: u64 = 6 * 86_400;
@@ -74,6 +76,8 @@ pub struct Config {
     pub capture_manually: bool,
     /// How long after checkout the customer may edit or cancel; manual capture runs then.
     pub modification_window_secs: i64,
+    /// How often reconciliation runs: a missed webhook is recovered within this.
+    pub reconcile_interval_secs: u64,
     /// How long clients may take to send headers and bodies, idle between requests, and how
     /// many connections may be open.
     pub server_limits: ServerLimits,
@@ -188,6 +192,12 @@ impl Config {
             1..=MODIFICATION_WINDOW_MAX_SECS,
         )?)
         .unwrap_or(i64::MAX);
+        let reconcile_interval_secs = whole_number(
+            &get,
+            "KASSA_RECONCILE_INTERVAL_SECS",
+            DEFAULT_RECONCILE_INTERVAL_SECS,
+            5..=3_600,
+        )?;
         let server_limits = server_limits(&get)?;
         let mode = match get("STRIPE_SECRET_KEY") {
             None => sandbox_mode(&get)?,
@@ -215,6 +225,7 @@ impl Config {
             rate_limit_per_sec,
             capture_manually,
             modification_window_secs,
+            reconcile_interval_secs,
             server_limits,
             mode,
         })
@@ -426,6 +437,7 @@ mod tests {
             "a window as long as an authorization lives is refused"
         );
         for name in [
+            "KASSA_RECONCILE_INTERVAL_SECS",
             "KASSA_MODIFICATION_WINDOW_SECS",
             "KASSA_HEADER_READ_TIMEOUT_SECS",
             "KASSA_BODY_READ_TIMEOUT_SECS",

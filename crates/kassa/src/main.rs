@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod operator;
 mod serve;
 mod workers;
 
@@ -39,10 +40,17 @@ enum Command {
     Migrate,
     /// Validate the configuration and exit (0 when valid).
     CheckConfig,
+    /// Bring Kassa's books back to Stripe's: check every payment and refund still in motion and
+    /// recover missed webhook events, then print a summary. In sandbox mode it asks the running
+    /// `kassa serve`.
+    Reconcile,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every HTTPS client in this process (Stripe, the operator commands) uses ring, installed
+    // once here; a second install (a test harness did it first) changes nothing.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Logs go to stderr; stdout carries only what the operator is meant to read (the banner).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -73,6 +81,7 @@ fn main() -> ExitCode {
             Command::Serve => serve::run(config).await,
             Command::Sim => serve::sim(&config).await,
             Command::Migrate => serve::migrate(&config).await,
+            Command::Reconcile => operator::reconcile(&config).await,
             Command::CheckConfig => {
                 println!("configuration is valid");
                 Ok(())

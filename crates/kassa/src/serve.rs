@@ -77,34 +77,15 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {} (KASSA_LISTEN)", config.listen))?;
     let address = listener.local_addr()?;
     let payments = payments(&config, address).await?;
-    let app = App::new(AppParts {
-        store: Arc::new(store.clone()),
-        provider: payments.provider,
-        clock: Arc::new(SystemClock),
-        renderer: Arc::new(JsonCheckoutRenderer),
-        verifier: payments.verifier,
-        order_tokens: OrderTokens::new(
-            &keys.secret,
-            ORDER_TOKEN_READ_TTL_SECS,
-            config.modification_window_secs,
-        ),
-        settings: Settings {
-            capture_method: if config.capture_manually {
-                CaptureMethod::Manual
-            } else {
-                CaptureMethod::Automatic
-            },
-            modification_window_secs: config.modification_window_secs,
-            ..Settings::default()
-        },
-    });
+    let app = build_app(&config, &store, &payments, &keys);
     if let Mode::Sandbox {
         seed_demo: true, ..
     } = config.mode
     {
         demo::load(&app).await.context("loading the demo catalog")?;
     }
-    let workers = crate::workers::Workers::start(app.clone());
+    let reconcile_every = std::time::Duration::from_secs(config.reconcile_interval_secs);
+    let workers = crate::workers::Workers::start(app.clone(), reconcile_every);
     let state = HttpState {
         app,
         keys: keys.clone(),
@@ -121,6 +102,45 @@ pub async fn run(config: Config) -> Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The application over `store` and the payment side, with the configuration's policies.
+fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiKeys) -> App {
+    App::new(AppParts {
+        store: Arc::new(store.clone()),
+        provider: payments.provider.clone(),
+        clock: Arc::new(SystemClock),
+        renderer: Arc::new(JsonCheckoutRenderer),
+        verifier: payments.verifier.clone(),
+        order_tokens: OrderTokens::new(
+            &keys.secret,
+            ORDER_TOKEN_READ_TTL_SECS,
+            config.modification_window_secs,
+        ),
+        settings: Settings {
+            capture_method: if config.capture_manually {
+                CaptureMethod::Manual
+            } else {
+                CaptureMethod::Automatic
+            },
+            modification_window_secs: config.modification_window_secs,
+            ..Settings::default()
+        },
+    })
+}
+
+/// `kassa reconcile` in live mode: an app on the database and Stripe, for one run.
+pub async fn live_app(config: &Config) -> Result<App> {
+    let store = SqlStore::open(&config.database_url).await?;
+    let keys = api_keys(config)?;
+    let unused: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let payments = payments(config, unused).await?;
+    Ok(build_app(config, &store, &payments, &keys))
+}
+
+/// The sandbox's secret key, as `kassa serve` generated and kept it.
+pub fn sandbox_secret_key(config: &Config) -> Result<String> {
+    Ok(api_keys(config)?.secret)
 }
 
 /// Stripe in live mode; in sandbox mode the emulator, started here with its webhooks pointed at

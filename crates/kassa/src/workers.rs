@@ -18,7 +18,8 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn start(app: App) -> Workers {
+    /// Starts every worker; reconciliation runs every `reconcile_every`.
+    pub fn start(app: App, reconcile_every: Duration) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let every = |secs| Duration::from_secs(secs);
@@ -53,9 +54,22 @@ impl Workers {
         tasks.spawn(periodic(
             "operation finisher: captures and cancels finished",
             every(10),
+            stopped.clone(),
+            app.clone(),
+            |app| async move { app.finish_pending_operations(BATCH_MAX).await },
+        ));
+        tasks.spawn(periodic(
+            "reconciliation: missed provider events recovered",
+            reconcile_every,
             stopped,
             app,
-            |app| async move { app.finish_pending_operations(BATCH_MAX).await },
+            |app| async move {
+                let report = app.reconcile(&kassa_app::reconcile::Quietly).await?;
+                if !report.differences.is_empty() {
+                    tracing::warn!(differences = ?report.differences, "reconciliation found differences");
+                }
+                Ok(report.events_recovered)
+            },
         ));
         Workers { tasks, stop }
     }

@@ -111,29 +111,12 @@ async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-async fn checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks(
-    db: TestDb,
-) {
-    let kassa = start(&db.url);
-    let sandbox = kassa.get("/v1/sandbox").await;
+/// A checkout of 2 TEE-M and 1 MUG, confirmed at the emulator as Stripe.js would (publishable
+/// key and client secret); returns the order id.
+async fn checkout_and_confirm(kassa: &Kassa, sandbox: &Value) -> String {
     let stripe = sandbox["stripe_api_base"]
         .as_str()
-        .expect("emulator address")
-        .to_owned();
-    let stripe_secret = sandbox["stripe_secret_key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
-    let faults = json!({"webhooks": {"copies": 3, "reorder": true}});
-    kassa
-        .call(
-            reqwest::Method::POST,
-            &format!("{stripe}/_emulator/faults"),
-            &stripe_secret,
-            Some(faults),
-        )
-        .await;
-
+        .expect("emulator address");
     let cart = kassa
         .call(
             reqwest::Method::POST,
@@ -201,6 +184,34 @@ async fn checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and
         .await
         .expect("json");
     assert_eq!(confirmed["status"], "succeeded");
+
+    order_id
+}
+
+async fn checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks(
+    db: TestDb,
+) {
+    let kassa = start(&db.url);
+    let sandbox = kassa.get("/v1/sandbox").await;
+    let stripe = sandbox["stripe_api_base"]
+        .as_str()
+        .expect("emulator address")
+        .to_owned();
+    let stripe_secret = sandbox["stripe_secret_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let faults = json!({"webhooks": {"copies": 3, "reorder": true}});
+    kassa
+        .call(
+            reqwest::Method::POST,
+            &format!("{stripe}/_emulator/faults"),
+            &stripe_secret,
+            Some(faults),
+        )
+        .await;
+
+    let order_id = checkout_and_confirm(&kassa, &sandbox).await;
 
     let order_path = format!("/v1/orders/{order_id}");
     wait_until("the order to be paid", async || {
@@ -285,3 +296,72 @@ async fn checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and
 both_backends!(
     checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks
 );
+
+/// Every webhook is dropped (the endpoint was down): the confirmed order stays unpaid until
+/// `kassa reconcile` asks the running sandbox to reconcile; then it is paid, stock committed.
+async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost(db: TestDb) {
+    let kassa = start(&db.url);
+    let sandbox = kassa.get("/v1/sandbox").await;
+    let stripe = sandbox["stripe_api_base"]
+        .as_str()
+        .expect("emulator")
+        .to_owned();
+    let stripe_secret = sandbox["stripe_secret_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    kassa
+        .call(
+            reqwest::Method::POST,
+            &format!("{stripe}/_emulator/faults"),
+            &stripe_secret,
+            Some(json!({"webhooks": {"drop": true}})),
+        )
+        .await;
+    let order_id = checkout_and_confirm(&kassa, &sandbox).await;
+    wait_until("the payment's webhooks to be dropped", async || {
+        let deliveries = kassa
+            .call(
+                reqwest::Method::GET,
+                &format!("{stripe}/_emulator/webhook_deliveries"),
+                &stripe_secret,
+                None,
+            )
+            .await;
+        deliveries["data"].as_array().is_some_and(|list| {
+            list.iter().any(|d| {
+                d["type"] == "payment_intent.succeeded" && d["outcome"] == "dropped (fault)"
+            })
+        })
+    })
+    .await;
+    let order_path = format!("/v1/orders/{order_id}");
+    assert_eq!(kassa.get(&order_path).await["status"], "pending_payment");
+
+    let listen = kassa.base.trim_start_matches("http://").to_owned();
+    let output = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .arg("reconcile")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KASSA_LISTEN", &listen)
+        .env("KASSA_DATABASE_URL", &db.url)
+        .env("KASSA_SECRET_KEY", SECRET)
+        .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
+        .output()
+        .expect("kassa reconcile runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("payments checked"), "{stdout}");
+    let order = kassa.get(&order_path).await;
+    assert_eq!(
+        (order["status"].as_str(), order["captured_amount"].as_i64()),
+        (Some("paid"), Some(5248))
+    );
+    let tee = kassa.get("/v1/inventory/TEE-M").await;
+    assert_eq!(tee["locations"][0]["committed"].as_i64(), Some(2));
+}
+both_backends!(risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost);

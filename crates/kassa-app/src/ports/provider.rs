@@ -89,6 +89,9 @@ pub struct ProviderEventSummary {
     pub id: String,
     pub event_type: String,
     pub created_secs: i64,
+    /// The event's JSON as listed, to record in the inbox like a delivered webhook. Fetched
+    /// from the provider's API with the secret key, so it needs no signature.
+    pub payload: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -185,6 +185,7 @@ pub trait Store:
     + super::OrderStore
     + super::OrderCommandStore
     + super::RefundStore
+    + super::ReconcileStore
     + super::WebhookStore
 {
 }
@@ -197,6 +198,7 @@ impl<T> Store for T where
         + super::OrderStore
         + super::OrderCommandStore
         + super::RefundStore
+        + super::ReconcileStore
         + super::WebhookStore
 {
 }

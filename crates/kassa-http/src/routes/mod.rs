@@ -1,5 +1,6 @@
 //! One module per resource; each exports a `router()`.
 
+pub mod admin;
 pub mod carts;
 pub mod catalog;
 pub mod checkout;

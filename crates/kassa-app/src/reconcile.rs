@@ -1,0 +1,226 @@
+//! Reconciliation (risks R1, W4): Kassa's books brought back to the provider's truth after any
+//! fault. Every payment and refund still in motion is fetched from the provider and its state
+//! applied through the same plan path as webhooks; the provider's events since a stored cursor
+//! are paged through and the unseen ones recorded in the inbox and applied, so a missed webhook
+//! is recovered within one period. What cannot be repaired is reported and the order flagged.
+
+use kassa_domain::payment::PaymentStatus;
+
+use crate::App;
+use crate::error::AppResult;
+use crate::ports::{Actor, ProviderError, Recorded, RefundOutcome};
+
+/// Most payments and most refunds checked in one run.
+pub const RECONCILE_ITEMS_MAX: i64 = 1_000;
+/// Most pages (of [`EVENTS_PAGE_MAX`]) of the provider's events read in one run.
+pub const EVENT_PAGES_MAX: usize = 100;
+const EVENTS_PAGE_MAX: u32 = 100;
+/// How far before the cursor each run looks again: events created in the same second as the
+/// last one seen, or listed late, are not missed (the inbox makes the overlap harmless).
+const EVENTS_OVERLAP_SECS: i64 = 300;
+/// Where the first run starts reading the provider's events.
+const EVENTS_FIRST_LOOKBACK_SECS: i64 = 86_400;
+const EVENTS_CURSOR: &str = "provider_events";
+
+/// Told what reconciliation is doing, for a progress bar.
+pub trait ReconcileProgress: Send + Sync {
+    /// A step begins; `total` items, when known.
+    fn step(&self, name: &'static str, total: Option<u64>);
+    fn advance(&self);
+}
+
+/// For callers that show no progress.
+pub struct Quietly;
+
+impl ReconcileProgress for Quietly {
+    fn step(&self, _: &'static str, _: Option<u64>) {}
+    fn advance(&self) {}
+}
+
+/// What one run found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub payments_checked: usize,
+    pub refunds_checked: usize,
+    pub events_read: usize,
+    /// Events the inbox had never seen (missed webhooks), now recorded and applied.
+    pub events_recovered: usize,
+    /// Calls the provider did not answer; those items are checked again next run.
+    pub provider_errors: usize,
+    /// Differences that could not be repaired: (order id, what differs). Each order is flagged.
+    pub differences: Vec<(String, String)>,
+}
+
+fn reconciler() -> Actor {
+    Actor {
+        kind: "worker (reconciliation)".into(),
+        request_id: None,
+        client_ip: None,
+    }
+}
+
+impl App {
+    /// One reconciliation run.
+    pub async fn reconcile(&self, progress: &dyn ReconcileProgress) -> AppResult<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        self.reconcile_payments(progress, &mut report).await?;
+        self.reconcile_refunds(progress, &mut report).await?;
+        self.recover_events(progress, &mut report).await?;
+        for (order_id, what) in &report.differences {
+            let reason = format!("reconciliation: {what}");
+            if let Err(error) = self
+                .store
+                .flag_order(order_id, &reason, &reconciler(), self.clock.now_secs())
+                .await
+            {
+                tracing::error!(%order_id, %error, "could not flag a difference");
+            }
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_payments(
+        &self,
+        progress: &dyn ReconcileProgress,
+        report: &mut ReconcileReport,
+    ) -> AppResult<()> {
+        let payments = self.store.payments_in_motion(RECONCILE_ITEMS_MAX).await?;
+        progress.step("payments", u64::try_from(payments.len()).ok());
+        let actor = reconciler();
+        for payment in payments {
+            progress.advance();
+            report.payments_checked += 1;
+            let intent = match self
+                .provider
+                .retrieve_payment_intent(&payment.payment_intent_id)
+                .await
+            {
+                Ok(intent) => intent,
+                Err(ProviderError::Unknown { .. }) => {
+                    report.provider_errors += 1;
+                    continue;
+                }
+                Err(ProviderError::Definite { message, .. }) => {
+                    let what = format!(
+                        "{} unknown to the provider: {message}",
+                        payment.payment_intent_id
+                    );
+                    report.differences.push((payment.order_id, what));
+                    continue;
+                }
+            };
+            let now = self.clock.now_secs();
+            if let Err(error) = self
+                .store
+                .observe_payment_intent(&intent, &actor, now)
+                .await
+            {
+                self.surface_impossible_move(&error, &actor).await;
+                return Err(error.into());
+            }
+            let held = self.store.payment_status(&payment.payment_id).await?;
+            if held != Some(intent.status) {
+                let what = format!(
+                    "payment {} is {} at the provider but {} here",
+                    payment.payment_id,
+                    intent.status,
+                    held.map_or("missing", PaymentStatus::as_str)
+                );
+                report.differences.push((payment.order_id, what));
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_refunds(
+        &self,
+        progress: &dyn ReconcileProgress,
+        report: &mut ReconcileReport,
+    ) -> AppResult<()> {
+        let refunds = self.store.refunds_in_motion(RECONCILE_ITEMS_MAX).await?;
+        progress.step("refunds", u64::try_from(refunds.len()).ok());
+        let actor = reconciler();
+        for refund in refunds {
+            progress.advance();
+            report.refunds_checked += 1;
+            let Some(provider_id) = refund.provider_refund_id.as_deref() else {
+                continue;
+            };
+            match self.provider.retrieve_refund(provider_id).await {
+                Ok(reported) => {
+                    let outcome = RefundOutcome::Provider(reported);
+                    let now = self.clock.now_secs();
+                    if let Err(error) = self
+                        .store
+                        .finish_refund(&refund.id, &outcome, &actor, now)
+                        .await
+                    {
+                        self.surface_impossible_move(&error, &actor).await;
+                        return Err(error.into());
+                    }
+                }
+                Err(ProviderError::Unknown { .. }) => report.provider_errors += 1,
+                Err(ProviderError::Definite { message, .. }) => {
+                    let what = format!("refund {} unknown to the provider: {message}", refund.id);
+                    report.differences.push((refund.order_id, what));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pages through the provider's events since the cursor (newest first) and records and
+    /// applies the ones the inbox never saw.
+    async fn recover_events(
+        &self,
+        progress: &dyn ReconcileProgress,
+        report: &mut ReconcileReport,
+    ) -> AppResult<()> {
+        let now = self.clock.now_secs();
+        let cursor = self
+            .store
+            .cursor(EVENTS_CURSOR)
+            .await?
+            .unwrap_or(now - EVENTS_FIRST_LOOKBACK_SECS);
+        let since = cursor - EVENTS_OVERLAP_SECS;
+        progress.step("provider events", None);
+        let mut newest = cursor;
+        let mut after: Option<String> = None;
+        for _ in 0..EVENT_PAGES_MAX {
+            let page = match self
+                .provider
+                .list_events(since, after.as_deref(), EVENTS_PAGE_MAX)
+                .await
+            {
+                Ok(page) => page,
+                Err(_) => {
+                    report.provider_errors += 1;
+                    // The cursor stays: the next run reads these events again.
+                    return Ok(());
+                }
+            };
+            for event in &page.events {
+                progress.advance();
+                report.events_read += 1;
+                newest = newest.max(event.created_secs);
+                let recorded = self
+                    .store
+                    .record_event(&event.id, &event.event_type, &event.payload, now)
+                    .await?;
+                if recorded == Recorded::New {
+                    report.events_recovered += 1;
+                    if let Ok(parsed) = self.verifier.parse(event.payload.as_bytes()) {
+                        // A failure stays in the inbox for its retry worker, as for a webhook.
+                        let _ = self.apply_provider_event(&parsed).await;
+                    }
+                }
+            }
+            match page.events.last() {
+                Some(last) if page.has_more => after = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        self.store.set_cursor(EVENTS_CURSOR, newest, now).await?;
+        Ok(())
+    }
+}
