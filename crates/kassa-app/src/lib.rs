@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod error;
 pub mod ids;
+pub mod janitor;
 pub mod order_commands;
 pub mod order_token;
 pub mod orders;
@@ -39,6 +40,8 @@ pub struct Settings {
     /// How long after checkout the customer may edit or cancel; manual capture runs when it
     /// closes (`KASSA_MODIFICATION_WINDOW_SECS`).
     pub modification_window_secs: i64,
+    /// Inactivity after which an open cart expires (`KASSA_CART_TTL_SECS`).
+    pub cart_ttl_secs: i64,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             reservation_ttl_secs: 30 * 60,
             checkout_lock_secs: 60,
             modification_window_secs: 3_600,
+            cart_ttl_secs: 86_400,
         }
     }
 }

@@ -273,7 +273,7 @@ impl App {
             .await)
     }
 
-    /// Finishes captures and cancels whose request went away mid-way (risk P5).
+    /// Finishes captures, cancels and expiries whose request went away mid-way (risk P5).
     pub async fn finish_pending_operations(&self, batch_max: i64) -> AppResult<usize> {
         let idle_before = self.clock.now_secs() - OPERATION_RESUME_AFTER_SECS;
         let captures = self
@@ -283,6 +283,10 @@ impl App {
         let cancels = self
             .store
             .orders_with_operation(Operation::Cancel, idle_before, batch_max)
+            .await?;
+        let expiries = self
+            .store
+            .orders_with_operation(Operation::Expire, idle_before, batch_max)
             .await?;
         let actor = worker("operation finisher");
         let captured = self
@@ -297,7 +301,16 @@ impl App {
                 async move { app.cancel_order(&id, &Requester::Operator, &actor).await }
             })
             .await;
-        Ok(captured + canceled)
+        let mut expired = 0;
+        for order_id in expiries {
+            match self.expire_checkout(&order_id).await {
+                Ok(_) => expired += 1,
+                Err(error) => {
+                    tracing::warn!(%order_id, %error, "finishing an expiry failed; will retry")
+                }
+            }
+        }
+        Ok(captured + canceled + expired)
     }
 
     /// Runs `command` for each order; one failing never stops the others (it is logged and
@@ -317,7 +330,7 @@ impl App {
         done
     }
 
-    async fn current_intent(&self, intent_id: &str) -> AppResult<ProviderPaymentIntent> {
+    pub(crate) async fn current_intent(&self, intent_id: &str) -> AppResult<ProviderPaymentIntent> {
         self.provider
             .retrieve_payment_intent(intent_id)
             .await
@@ -325,7 +338,11 @@ impl App {
     }
 
     /// Applies the provider's view of an intent through the webhook plan path.
-    async fn observe_intent(&self, intent: &ProviderPaymentIntent, actor: &Actor) -> AppResult<()> {
+    pub(crate) async fn observe_intent(
+        &self,
+        intent: &ProviderPaymentIntent,
+        actor: &Actor,
+    ) -> AppResult<()> {
         let now = self.clock.now_secs();
         match self.store.observe_payment_intent(intent, actor, now).await {
             Ok(_) => Ok(()),

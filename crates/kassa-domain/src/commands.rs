@@ -11,6 +11,9 @@ named_states! {
     pub enum Operation {
         Capture => "capture",
         Cancel => "cancel",
+        /// The janitor canceling an abandoned checkout whose stock hold expired; unlike a
+        /// cancel, a payment found succeeded is kept, not refunded.
+        Expire => "expire",
     }
 }
 

@@ -15,6 +15,7 @@ mod db;
 mod effects;
 mod health;
 mod inbox;
+mod janitor;
 mod orders;
 mod outbox;
 mod reconcile;

@@ -25,6 +25,8 @@ const KNOWN: &[&str] = &[
     "KASSA_CAPTURE_METHOD",
     "KASSA_MODIFICATION_WINDOW_SECS",
     "KASSA_RECONCILE_INTERVAL_SECS",
+    "KASSA_RESERVATION_TTL_SECS",
+    "KASSA_CART_TTL_SECS",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
     "KASSA_BODY_READ_TIMEOUT_SECS",
     "KASSA_KEEP_ALIVE_IDLE_SECS",
@@ -39,6 +41,11 @@ pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
 const RATE_LIMIT_MAX_PER_SEC: u32 = 100_000;
 pub const DEFAULT_MODIFICATION_WINDOW_SECS: u64 = 3_600;
 pub const DEFAULT_RECONCILE_INTERVAL_SECS: u64 = 60;
+/// Half an hour: long enough to type a card number and pass 3-D Secure, short enough that an
+/// abandoned checkout does not keep the last units from other customers for long.
+pub const DEFAULT_RESERVATION_TTL_SECS: u64 = 1_800;
+/// A day of inactivity.
+pub const DEFAULT_CART_TTL_SECS: u64 = 86_400;
 /// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
 /// capture) must end a full day before that, or the capture may find nothing to take.
 const MODIFICATION_WINDOW_MAX_SECS: u64 = 6 * 86_400;
@@ -78,6 +85,11 @@ pub struct Config {
     pub modification_window_secs: i64,
     /// How often reconciliation runs: a missed webhook is recovered within this.
     pub reconcile_interval_secs: u64,
+    /// How long an unpaid checkout holds its stock before the janitor cancels it (extended
+    /// while a payment is in progress).
+    pub reservation_ttl_secs: i64,
+    /// Inactivity after which an open cart expires.
+    pub cart_ttl_secs: i64,
     /// How long clients may take to send headers and bodies, idle between requests, and how
     /// many connections may be open.
     pub server_limits: ServerLimits,
@@ -198,6 +210,17 @@ impl Config {
             DEFAULT_RECONCILE_INTERVAL_SECS,
             5..=3_600,
         )?;
+        let seconds_setting = |name: &str, default: u64, max: u64| {
+            whole_number(&get, name, default, 60..=max)
+                .map(|secs| i64::try_from(secs).unwrap_or(i64::MAX))
+        };
+        let reservation_ttl_secs = seconds_setting(
+            "KASSA_RESERVATION_TTL_SECS",
+            DEFAULT_RESERVATION_TTL_SECS,
+            86_400,
+        )?;
+        let cart_ttl_secs =
+            seconds_setting("KASSA_CART_TTL_SECS", DEFAULT_CART_TTL_SECS, 90 * 86_400)?;
         let server_limits = server_limits(&get)?;
         let mode = match get("STRIPE_SECRET_KEY") {
             None => sandbox_mode(&get)?,
@@ -226,6 +249,8 @@ impl Config {
             capture_manually,
             modification_window_secs,
             reconcile_interval_secs,
+            reservation_ttl_secs,
+            cart_ttl_secs,
             server_limits,
             mode,
         })
@@ -437,6 +462,8 @@ mod tests {
             "a window as long as an authorization lives is refused"
         );
         for name in [
+            "KASSA_RESERVATION_TTL_SECS",
+            "KASSA_CART_TTL_SECS",
             "KASSA_RECONCILE_INTERVAL_SECS",
             "KASSA_MODIFICATION_WINDOW_SECS",
             "KASSA_HEADER_READ_TIMEOUT_SECS",

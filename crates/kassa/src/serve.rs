@@ -124,6 +124,8 @@ fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiK
                 CaptureMethod::Automatic
             },
             modification_window_secs: config.modification_window_secs,
+            reservation_ttl_secs: config.reservation_ttl_secs,
+            cart_ttl_secs: config.cart_ttl_secs,
             ..Settings::default()
         },
     })

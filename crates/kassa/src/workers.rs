@@ -59,6 +59,19 @@ impl Workers {
             |app| async move { app.finish_pending_operations(BATCH_MAX).await },
         ));
         tasks.spawn(periodic(
+            "janitor: expired checkouts canceled",
+            every(10),
+            stopped.clone(),
+            app.clone(),
+            |app| async move {
+                let report = app.run_janitor().await?;
+                if report.extended + report.paid_meanwhile > 0 || report.carts_expired > 0 {
+                    tracing::info!(?report, "janitor round");
+                }
+                Ok(report.canceled)
+            },
+        ));
+        tasks.spawn(periodic(
             "reconciliation: missed provider events recovered",
             reconcile_every,
             stopped,

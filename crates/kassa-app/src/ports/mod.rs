@@ -3,6 +3,7 @@
 pub mod checkout_store;
 pub mod clock;
 pub mod command_store;
+pub mod janitor_store;
 pub mod order_store;
 pub mod provider;
 pub mod reconcile_store;
@@ -13,6 +14,7 @@ pub mod webhook_store;
 pub use checkout_store::*;
 pub use clock::{Clock, SystemClock};
 pub use command_store::*;
+pub use janitor_store::*;
 pub use order_store::*;
 pub use provider::*;
 pub use reconcile_store::*;

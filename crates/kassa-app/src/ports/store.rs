@@ -184,6 +184,7 @@ pub trait Store:
     + super::CheckoutStore
     + super::OrderStore
     + super::OrderCommandStore
+    + super::JanitorStore
     + super::RefundStore
     + super::ReconcileStore
     + super::WebhookStore
@@ -197,6 +198,7 @@ impl<T> Store for T where
         + super::CheckoutStore
         + super::OrderStore
         + super::OrderCommandStore
+        + super::JanitorStore
         + super::RefundStore
         + super::ReconcileStore
         + super::WebhookStore

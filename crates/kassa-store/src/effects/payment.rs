@@ -220,12 +220,15 @@ async fn apply_moves(
         transitions::move_order(conn, order_id, event, step, actor, now).await?;
         // The provider call an operation was waiting for has settled.
         match step.to {
-            OrderStatus::Paid => {
+            OrderStatus::Paid | OrderStatus::Authorized => {
                 end_operation_in(conn, order_id, Operation::Capture, actor, now).await?;
+                // Paid after all while the janitor was expiring it: the payment stands.
+                end_operation_in(conn, order_id, Operation::Expire, actor, now).await?;
             }
             OrderStatus::Canceled => {
-                end_operation_in(conn, order_id, Operation::Capture, actor, now).await?;
-                end_operation_in(conn, order_id, Operation::Cancel, actor, now).await?;
+                for operation in Operation::ALL {
+                    end_operation_in(conn, order_id, *operation, actor, now).await?;
+                }
             }
             _ => {}
         }

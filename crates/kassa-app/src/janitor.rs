@@ -1,0 +1,146 @@
+//! The janitor (risks G4, G9, P9): abandoned checkouts stop holding stock, idle carts expire.
+//!
+//! A checkout whose stock hold expired is first asked about at the provider: a payment in
+//! progress (3-D Secure, a slow method) extends the hold, so a customer mid-payment never loses
+//! the stock; a payment that succeeded is applied, never canceled. Only an abandoned one is
+//! canceled — at the provider *first*, the order marked `expire` meanwhile — and only a confirmed
+//! cancel releases its reservations. An unknown answer leaves everything as it is for the next
+//! round (or the operation finisher).
+
+use kassa_domain::commands::Operation;
+use kassa_domain::payment::PaymentStatus;
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+use crate::ports::{Actor, ProviderError};
+
+/// Most checkouts and most carts the janitor handles per round.
+pub const JANITOR_BATCH_MAX: i64 = 100;
+
+/// What the janitor did with one expired checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Canceled at the provider, then here; stock released.
+    Canceled,
+    /// A payment is in progress: the hold was extended.
+    Extended,
+    /// The provider had taken the payment (or holds it): applied, nothing canceled.
+    PaidMeanwhile,
+    /// Nothing to do (not awaiting payment any more, no intent yet, another operation).
+    Skipped,
+}
+
+/// A round's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JanitorReport {
+    pub canceled: usize,
+    pub extended: usize,
+    pub paid_meanwhile: usize,
+    pub carts_expired: u64,
+}
+
+fn janitor() -> Actor {
+    Actor {
+        kind: "worker (janitor)".into(),
+        request_id: None,
+        client_ip: None,
+    }
+}
+
+impl App {
+    /// One janitor round over expired checkouts and idle carts.
+    pub async fn run_janitor(&self) -> AppResult<JanitorReport> {
+        let now = self.clock.now_secs();
+        let mut report = JanitorReport::default();
+        for order_id in self.store.expired_checkouts(now, JANITOR_BATCH_MAX).await? {
+            match self.expire_checkout(&order_id).await {
+                Ok(Expiry::Canceled) => report.canceled += 1,
+                Ok(Expiry::Extended) => report.extended += 1,
+                Ok(Expiry::PaidMeanwhile) => report.paid_meanwhile += 1,
+                Ok(Expiry::Skipped) => {}
+                // One checkout failing never stops the others; it is tried again next round.
+                Err(error) => tracing::warn!(%order_id, %error, "expiring a checkout failed"),
+            }
+        }
+        let idle_since = now - self.settings.cart_ttl_secs;
+        report.carts_expired = self
+            .store
+            .expire_carts(idle_since, JANITOR_BATCH_MAX)
+            .await?;
+        Ok(report)
+    }
+
+    /// Expires one checkout whose stock hold ran out, asking the provider first.
+    pub async fn expire_checkout(&self, order_id: &str) -> AppResult<Expiry> {
+        let actor = janitor();
+        let order = self.order(order_id).await?;
+        if !order.status.is_awaiting_payment() {
+            return Ok(Expiry::Skipped);
+        }
+        let Some((payment_id, intent_id)) = order
+            .payment
+            .and_then(|payment| Some((payment.id, payment.payment_intent_id?)))
+        else {
+            // The intent may not exist yet: the checkout completer settles that first.
+            return Ok(Expiry::Skipped);
+        };
+        let current = self.current_intent(&intent_id).await?;
+        self.observe_intent(&current, &actor).await?;
+        match current.status {
+            PaymentStatus::RequiresAction | PaymentStatus::Processing => {
+                let until = self.clock.now_secs() + self.settings.reservation_ttl_secs;
+                let now = self.clock.now_secs();
+                self.store
+                    .extend_reservations(order_id, until, &actor, now)
+                    .await?;
+                Ok(Expiry::Extended)
+            }
+            PaymentStatus::Succeeded | PaymentStatus::RequiresCapture => Ok(Expiry::PaidMeanwhile),
+            PaymentStatus::RequiresPaymentMethod => {
+                self.cancel_abandoned(order_id, &payment_id, &intent_id, &actor)
+                    .await
+            }
+            PaymentStatus::Canceled | PaymentStatus::Creating | PaymentStatus::Failed => {
+                Ok(Expiry::Skipped)
+            }
+        }
+    }
+
+    async fn cancel_abandoned(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+        intent_id: &str,
+        actor: &Actor,
+    ) -> AppResult<Expiry> {
+        let now = self.clock.now_secs();
+        if !self.store.begin_expire(order_id, actor, now).await? {
+            return Ok(Expiry::Skipped);
+        }
+        let key = format!("kassa-cancel-{payment_id}");
+        let current = match self.provider.cancel_payment_intent(intent_id, &key).await {
+            Ok(intent) => intent,
+            // Not cancelable any more: the customer paid (or is paying) meanwhile.
+            Err(ProviderError::Definite { .. }) => self.current_intent(intent_id).await?,
+            Err(ProviderError::Unknown { .. }) => {
+                return Err(AppError::ProviderUnavailable {
+                    retry_after_secs: 2,
+                });
+            }
+        };
+        // Canceled: the order is canceled and its stock released, the mark cleared, in one
+        // transaction. Paid: applied, the mark cleared; nothing is refunded.
+        self.observe_intent(&current, actor).await?;
+        match current.status {
+            PaymentStatus::Canceled => Ok(Expiry::Canceled),
+            PaymentStatus::Succeeded | PaymentStatus::RequiresCapture => Ok(Expiry::PaidMeanwhile),
+            _ => {
+                let now = self.clock.now_secs();
+                self.store
+                    .end_operation(order_id, Operation::Expire, actor, now)
+                    .await?;
+                Ok(Expiry::Skipped)
+            }
+        }
+    }
+}
