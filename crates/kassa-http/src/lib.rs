@@ -18,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod notify;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;

@@ -1,11 +1,12 @@
 //! The transactional outbox: merchant notifications written in the same transaction as the
-//! change they announce, at most once per (topic, order). Callers write one only for a change
-//! that happened.
+//! change they announce, at most once per business key. Callers write one only for a change that
+//! happened. Delivery claims each with a lease, then marks it delivered, failed or dead.
 
-use kassa_app::ports::StoreResult;
+use async_trait::async_trait;
+use kassa_app::ports::{Notification, NotificationStatus, OutboxStore, StoreError, StoreResult};
 use sqlx::AnyConnection;
 
-use crate::db::unavailable;
+use crate::db::{SqlStore, unavailable};
 
 /// Queues a merchant notification at most once per (topic, order).
 pub(crate) async fn notify(
@@ -42,4 +43,119 @@ pub(crate) async fn notify_about(
     .await
     .map_err(unavailable)?;
     Ok(())
+}
+
+fn notification_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Notification> {
+    use sqlx::Row;
+    let status: String = row.try_get("status").map_err(unavailable)?;
+    Ok(Notification {
+        id: row.try_get("id").map_err(unavailable)?,
+        topic: row.try_get("topic").map_err(unavailable)?,
+        payload: row.try_get("payload").map_err(unavailable)?,
+        status: NotificationStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("outbox status {status:?}")))?,
+        attempts: row.try_get("attempts").map_err(unavailable)?,
+        last_error: row.try_get("last_error").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+    })
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn due_notifications(&self, now: i64, limit: i64) -> StoreResult<Vec<Notification>> {
+        let rows = sqlx::query(
+            "SELECT id, topic, payload, status, attempts, last_error, created_at FROM outbox
+             WHERE status IN ('pending', 'failed') AND next_attempt_at <= $1
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    async fn claim_notification(&self, id: &str, lease_secs: i64, now: i64) -> StoreResult<bool> {
+        let claimed = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $3
+             WHERE id = $1 AND status IN ('pending', 'failed') AND next_attempt_at <= $2",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(now + lease_secs)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn mark_delivered(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'delivered', delivered_at = $2, attempts = attempts + 1, last_error = NULL
+             WHERE id = $1 AND status IN ('pending', 'failed')",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn mark_notification_failed(
+        &self,
+        id: &str,
+        error: &str,
+        attempts_max: i64,
+        backoff_secs: i64,
+        now: i64,
+    ) -> StoreResult<NotificationStatus> {
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE outbox
+             SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
+                 status = CASE WHEN attempts + 1 >= $4 THEN 'dead' ELSE 'failed' END
+             WHERE id = $1 AND status IN ('pending', 'failed') RETURNING status",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(now + backoff_secs)
+        .bind(attempts_max)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let status = status.unwrap_or_else(|| "delivered".into());
+        NotificationStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("outbox status {status:?}")))
+    }
+
+    async fn notifications(
+        &self,
+        status: NotificationStatus,
+        limit: i64,
+    ) -> StoreResult<Vec<Notification>> {
+        let rows = sqlx::query(
+            "SELECT id, topic, payload, status, attempts, last_error, created_at FROM outbox
+             WHERE status = $1 ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(status.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    async fn replay_notification(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let replayed = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2
+             WHERE id = $1 AND status IN ('failed', 'dead')",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(replayed.rows_affected() == 1)
+    }
 }

@@ -27,6 +27,8 @@ const KNOWN: &[&str] = &[
     "KASSA_RECONCILE_INTERVAL_SECS",
     "KASSA_RESERVATION_TTL_SECS",
     "KASSA_CART_TTL_SECS",
+    "KASSA_NOTIFY_URLS",
+    "KASSA_NOTIFY_SECRET",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
     "KASSA_BODY_READ_TIMEOUT_SECS",
     "KASSA_KEEP_ALIVE_IDLE_SECS",
@@ -90,6 +92,10 @@ pub struct Config {
     pub reservation_ttl_secs: i64,
     /// Inactivity after which an open cart expires.
     pub cart_ttl_secs: i64,
+    /// Where merchant notifications are POSTed; empty: none are sent.
+    pub notify_urls: Vec<String>,
+    /// What signs them; `None` in sandbox mode when unset (generated and kept).
+    pub notify_secret: Option<String>,
     /// How long clients may take to send headers and bodies, idle between requests, and how
     /// many connections may be open.
     pub server_limits: ServerLimits,
@@ -221,11 +227,25 @@ impl Config {
         )?;
         let cart_ttl_secs =
             seconds_setting("KASSA_CART_TTL_SECS", DEFAULT_CART_TTL_SECS, 90 * 86_400)?;
+        let notify_urls = notify_urls(get("KASSA_NOTIFY_URLS"))?;
+        let notify_secret = get("KASSA_NOTIFY_SECRET");
+        if notify_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 16)
+        {
+            return Err(bad("KASSA_NOTIFY_SECRET", "must be at least 16 characters"));
+        }
         let server_limits = server_limits(&get)?;
         let mode = match get("STRIPE_SECRET_KEY") {
             None => sandbox_mode(&get)?,
             Some(stripe_key) => Mode::Stripe(stripe_settings(&get, stripe_key)?),
         };
+        if matches!(mode, Mode::Stripe(_)) && !notify_urls.is_empty() && notify_secret.is_none() {
+            return Err(bad(
+                "KASSA_NOTIFY_SECRET",
+                "required when KASSA_NOTIFY_URLS is set outside sandbox mode",
+            ));
+        }
         if matches!(mode, Mode::Stripe(_)) {
             if secret_key.is_none() {
                 return Err(bad(
@@ -251,6 +271,8 @@ impl Config {
             reconcile_interval_secs,
             reservation_ttl_secs,
             cart_ttl_secs,
+            notify_urls,
+            notify_secret,
             server_limits,
             mode,
         })
@@ -312,6 +334,28 @@ fn stripe_settings(
         api_base: api_base.trim_end_matches('/').to_owned(),
         webhook_secrets,
     })
+}
+
+/// Comma-separated http(s) URLs.
+fn notify_urls(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Ok(url.to_owned())
+            } else {
+                Err(bad(
+                    "KASSA_NOTIFY_URLS",
+                    format!("{url:?} is not an http(s) URL"),
+                ))
+            }
+        })
+        .collect()
 }
 
 /// A whole number setting within `range`, or `default` when unset.
@@ -460,6 +504,14 @@ mod tests {
             error_name(&[("KASSA_MODIFICATION_WINDOW_SECS", "604800")]),
             "KASSA_MODIFICATION_WINDOW_SECS",
             "a window as long as an authorization lives is refused"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_NOTIFY_URLS", "ftp://shop.example/hook")]),
+            "KASSA_NOTIFY_URLS"
+        );
+        assert_eq!(
+            error_name(&[("KASSA_NOTIFY_SECRET", "short")]),
+            "KASSA_NOTIFY_SECRET"
         );
         for name in [
             "KASSA_RESERVATION_TTL_SECS",

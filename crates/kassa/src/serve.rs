@@ -85,7 +85,18 @@ pub async fn run(config: Config) -> Result<()> {
         demo::load(&app).await.context("loading the demo catalog")?;
     }
     let reconcile_every = std::time::Duration::from_secs(config.reconcile_interval_secs);
-    let workers = crate::workers::Workers::start(app.clone(), reconcile_every);
+    let notify_secret = match &config.notify_secret {
+        Some(secret) => secret.clone(),
+        None => sandbox_value("KASSA_NOTIFY_SECRET", "whsec_kassa_")?,
+    };
+    let notifier =
+        kassa_http::notify::HttpNotifier::new(notify_secret).map_err(anyhow::Error::msg)?;
+    let workers = crate::workers::Workers::start(
+        app.clone(),
+        reconcile_every,
+        Arc::new(notifier),
+        config.notify_urls.clone(),
+    );
     let state = HttpState {
         app,
         keys: keys.clone(),
@@ -232,16 +243,36 @@ fn api_keys(config: &Config) -> Result<ApiKeys> {
         .clone()
         .or_else(|| stored.get("KASSA_PUBLISHABLE_KEY").cloned())
         .unwrap_or_else(|| generated("pk_test_"));
+    // Kept with whatever else the file holds (the notification secret).
+    let mut kept = stored;
+    kept.insert("KASSA_SECRET_KEY".into(), secret.clone());
+    kept.insert("KASSA_PUBLISHABLE_KEY".into(), publishable.clone());
+    let text: String = kept
+        .iter()
+        .map(|(name, value)| format!("{name}={value}\n"))
+        .collect();
     std::fs::create_dir_all(SANDBOX_DIR).with_context(|| format!("cannot create {SANDBOX_DIR}"))?;
-    std::fs::write(
-        &path,
-        format!("KASSA_SECRET_KEY={secret}\nKASSA_PUBLISHABLE_KEY={publishable}\n"),
-    )
-    .with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(ApiKeys {
         secret,
         publishable,
     })
+}
+
+/// A value kept in the sandbox keys file under `name`, generated (`prefix` + random) and kept
+/// there the first time.
+fn sandbox_value(name: &str, prefix: &str) -> Result<String> {
+    let path = PathBuf::from(SANDBOX_DIR).join(SANDBOX_KEYS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let stored = crate::config::parse_file(&text).unwrap_or_default();
+    if let Some(value) = stored.get(name) {
+        return Ok(value.clone());
+    }
+    let value = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+    std::fs::create_dir_all(SANDBOX_DIR).with_context(|| format!("cannot create {SANDBOX_DIR}"))?;
+    std::fs::write(&path, format!("{text}{name}={value}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(value)
 }
 
 /// A SQLite file's folder is created on first start; PostgreSQL URLs are left alone.

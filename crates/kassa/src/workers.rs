@@ -3,8 +3,10 @@
 //! by [`Workers`] and joined on shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use kassa_app::notifications::Notifier;
 use kassa_app::{App, AppResult};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,8 +20,14 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts every worker; reconciliation runs every `reconcile_every`.
-    pub fn start(app: App, reconcile_every: Duration) -> Workers {
+    /// Starts every worker; reconciliation runs every `reconcile_every`; notifications go to
+    /// `notify_urls` through `notifier`.
+    pub fn start(
+        app: App,
+        reconcile_every: Duration,
+        notifier: Arc<dyn Notifier>,
+        notify_urls: Vec<String>,
+    ) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let every = |secs| Duration::from_secs(secs);
@@ -57,6 +65,20 @@ impl Workers {
             stopped.clone(),
             app.clone(),
             |app| async move { app.finish_pending_operations(BATCH_MAX).await },
+        ));
+        let urls = Arc::new(notify_urls);
+        tasks.spawn(periodic(
+            "outbox: merchant notifications delivered",
+            every(2),
+            stopped.clone(),
+            app.clone(),
+            move |app| {
+                let (notifier, urls) = (notifier.clone(), urls.clone());
+                async move {
+                    app.deliver_notifications(notifier.as_ref(), &urls, BATCH_MAX)
+                        .await
+                }
+            },
         ));
         tasks.spawn(periodic(
             "janitor: expired checkouts canceled",

@@ -185,6 +185,7 @@ pub trait Store:
     + super::OrderStore
     + super::OrderCommandStore
     + super::JanitorStore
+    + super::OutboxStore
     + super::RefundStore
     + super::ReconcileStore
     + super::WebhookStore
@@ -199,6 +200,7 @@ impl<T> Store for T where
         + super::OrderStore
         + super::OrderCommandStore
         + super::JanitorStore
+        + super::OutboxStore
         + super::RefundStore
         + super::ReconcileStore
         + super::WebhookStore
