@@ -25,7 +25,15 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
     request
         .headers_mut()
         .insert(REQUEST_ID_HEADER, value.clone());
-    let mut response = next.run(request).await;
+    // Everything logged while handling the request carries its id. The path is logged, never
+    // the query or the body: those can carry what S8 keeps out of logs.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, value);
     response
 }

@@ -51,14 +51,7 @@ fn main() -> ExitCode {
     // Every HTTPS client in this process (Stripe, the operator commands) uses ring, installed
     // once here; a second install (a test harness did it first) changes nothing.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Logs go to stderr; stdout carries only what the operator is meant to read (the banner).
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    init_logs();
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(message) => {
@@ -94,6 +87,26 @@ fn main() -> ExitCode {
             eprintln!("kassa: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr (stdout carries only what the operator is meant to read, the banner): plain
+/// text on a terminal, one JSON object per line otherwise, for a log collector. They never
+/// carry secrets, card data or a customer's e-mail or address (risk S8): the code logs ids.
+fn init_logs() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if std::io::stderr().is_terminal() {
+        logs.init();
+    } else {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     }
 }
 

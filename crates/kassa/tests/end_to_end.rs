@@ -26,6 +26,11 @@ impl Drop for Kassa {
 }
 
 fn start(database_url: &str) -> Kassa {
+    start_logging(database_url, None)
+}
+
+/// `kassa serve` with its logs (stderr) written to `logs` when given.
+fn start_logging(database_url: &str, logs: Option<&std::path::Path>) -> Kassa {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("kassa-e2e-{}", uuid_like()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -41,7 +46,10 @@ fn start(database_url: &str) -> Kassa {
         .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
         .env("KASSA_RATE_LIMIT", "0")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match logs {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("kassa starts");
     let stdout = child.stdout.take().expect("piped");
@@ -365,3 +373,56 @@ async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost
     assert_eq!(tee["locations"][0]["committed"].as_i64(), Some(2));
 }
 both_backends!(risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost);
+
+/// What Kassa logs is JSON a collector reads, every request's lines carry its id, and nothing in
+/// them is a secret, a client secret or a customer's e-mail, name or street (risk S8).
+async fn risk_s8_logs_carry_request_ids_and_no_secrets_or_personal_data(db: TestDb) {
+    let logs = std::env::temp_dir().join(format!("kassa-e2e-logs-{}.log", uuid_like()));
+    let kassa = start_logging(&db.url, Some(&logs));
+    let sandbox = kassa.get("/v1/sandbox").await;
+    let order_id = checkout_and_confirm(&kassa, &sandbox).await;
+    let order_path = format!("/v1/orders/{order_id}");
+    wait_until("the order to be paid", async || {
+        kassa.get(&order_path).await["status"] == "paid"
+    })
+    .await;
+    // Requests that are refused, logged as warnings: a forged webhook, a wrong key.
+    let forged = kassa
+        .http
+        .post(format!("{}/v1/webhooks/stripe", kassa.base))
+        .header("stripe-signature", "t=1,v1=00")
+        .body("{\"id\":\"evt_forged\"}")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(forged.status().as_u16(), 400);
+    let text = std::fs::read_to_string(&logs).expect("logs");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["span"]["request_id"].is_string()),
+        "request ids in the logs: {text}"
+    );
+    let client_secret_marker = "_secret_";
+    for secret in [
+        "ada@example.com",
+        "Ada",
+        "1 St",
+        SECRET,
+        PUBLISHABLE,
+        client_secret_marker,
+        sandbox["stripe_secret_key"].as_str().expect("key"),
+        sandbox["webhook_secret"].as_str().expect("whsec"),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} appears in the logs:\n{text}"
+        );
+    }
+    let _ = std::fs::remove_file(&logs);
+}
+both_backends!(risk_s8_logs_carry_request_ids_and_no_secrets_or_personal_data);
