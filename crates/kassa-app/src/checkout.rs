@@ -71,6 +71,18 @@ pub struct CheckoutReply {
 
 impl App {
     pub async fn checkout(&self, input: CheckoutInput) -> AppResult<CheckoutReply> {
+        let reply = self.checkout_once(input).await;
+        crate::metrics::count_checkout(match &reply {
+            Ok(reply) if reply.replayed => "replayed",
+            Ok(reply) if reply.response.status == 201 => "created",
+            Ok(_) => "refused",
+            Err(AppError::ProviderUnavailable { .. } | AppError::Store(_)) => "unavailable",
+            Err(_) => "invalid",
+        });
+        reply
+    }
+
+    async fn checkout_once(&self, input: CheckoutInput) -> AppResult<CheckoutReply> {
         let key = checked_key(&input)?;
         let input = normalized_customer(input)?;
         let path = format!("/v1/carts/{}/checkout", input.cart_id);

@@ -12,6 +12,7 @@ pub mod checkout;
 pub mod error;
 pub mod ids;
 pub mod janitor;
+pub mod metrics;
 pub mod notifications;
 pub mod order_commands;
 pub mod order_token;

@@ -48,6 +48,7 @@ impl App {
             .verifier
             .verify_and_parse(payload, header, now)
             .map_err(WebhookError::Rejected)?;
+        crate::metrics::record_webhook_lag(now, event.created_secs);
         let text = std::str::from_utf8(payload)
             .map_err(|_| WebhookError::Rejected(WebhookRejected::Malformed))?;
         let recorded = self

@@ -41,7 +41,12 @@ pub struct HttpState {
     pub sandbox: Option<Arc<SandboxBody>>,
     /// Protocol limits; the body-read time limit is applied by the body extractors.
     pub limits: ServerLimits,
+    /// Renders the process's metrics in Prometheus text; `None`: `/metrics` answers 404.
+    pub metrics: Option<MetricsRender>,
 }
+
+/// Renders the metrics recorder's current values (the binary installs the recorder).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The whole API. [`serve`] runs it with the protocol limits and gives the rate limiter each
 /// client's address.

@@ -31,6 +31,7 @@ async fn start_app(db: TestDb, app: kassa_app::App, rate_limit_per_sec: u32) -> 
         rate_limit: PublicRateLimit::new(rate_limit_per_sec),
         sandbox: None,
         limits: ServerLimits::default(),
+        metrics: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

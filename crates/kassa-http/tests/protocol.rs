@@ -32,6 +32,7 @@ async fn start(limits: ServerLimits) -> Server {
         rate_limit: None,
         sandbox: None,
         limits,
+        metrics: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -37,6 +37,7 @@ async fn start(db: &TestDb) -> String {
         rate_limit: None,
         sandbox: None,
         limits: ServerLimits::default(),
+        metrics: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

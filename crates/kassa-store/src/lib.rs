@@ -16,6 +16,7 @@ mod effects;
 mod health;
 mod inbox;
 mod janitor;
+mod metrics;
 mod orders;
 mod outbox;
 mod reconcile;

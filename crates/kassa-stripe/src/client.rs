@@ -72,7 +72,34 @@ impl StripeClient {
         Ok(StripeClient { http, config })
     }
 
+    /// One API call with its retries, timed for `kassa_provider_call_seconds` by operation
+    /// (the path with its id replaced) and outcome.
     async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        form: &[(String, String)],
+        key: Option<&str>,
+    ) -> ProviderResult<Value> {
+        let started = std::time::Instant::now();
+        let result = self
+            .call_with_retries(method.clone(), path, form, key)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ProviderError::Definite { .. }) => "refused",
+            Err(ProviderError::Unknown { .. }) => "unknown",
+        };
+        metrics::histogram!(
+            "kassa_provider_call_seconds",
+            "operation" => operation_of(&method, path),
+            "outcome" => outcome,
+        )
+        .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn call_with_retries(
         &self,
         method: Method,
         path: &str,
@@ -326,4 +353,15 @@ impl PaymentProvider for StripeClient {
         let body = self.call(Method::GET, "/v1/events", &query, None).await?;
         parse::event_page(&body).map_err(|e| unreadable("event list", e))
     }
+}
+
+/// `POST /v1/payment_intents/{id}/confirm`: the call without the object's id, so metrics stay
+/// few labels however many objects there are.
+fn operation_of(method: &Method, path: &str) -> String {
+    let path: Vec<&str> = path
+        .split('/')
+        .enumerate()
+        .map(|(index, segment)| if index == 3 { "{id}" } else { segment })
+        .collect();
+    format!("{method} {}", path.join("/"))
 }

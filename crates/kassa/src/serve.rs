@@ -103,6 +103,7 @@ pub async fn run(config: Config) -> Result<()> {
         rate_limit: PublicRateLimit::new(config.rate_limit_per_sec),
         sandbox: payments.sandbox.map(Arc::new),
         limits: config.server_limits,
+        metrics: Some(metrics_render()?),
     };
     print_banner(&config, address, &keys, payments.emulator.as_ref());
     kassa_http::serve(listener, state, shutdown_signal()).await?;
@@ -257,6 +258,22 @@ fn api_keys(config: &Config) -> Result<ApiKeys> {
         secret,
         publishable,
     })
+}
+
+/// Installs the process's metrics recorder (Prometheus) and returns what renders it.
+fn metrics_render() -> Result<kassa_http::MetricsRender> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    // Timings are histograms (buckets a scraper can aggregate across instances), from 5 ms to
+    // the longest a provider call may take with its retries.
+    let buckets = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    Ok(Arc::new(move || handle.render()))
 }
 
 /// A value kept in the sandbox keys file under `name`, generated (`prefix` + random) and kept

@@ -300,6 +300,30 @@ async fn checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and
         .expect("count");
     assert_eq!(inbox, 3, "each distinct event recorded once");
     pool.close().await;
+
+    // The operator's scraper sees what happened, in Prometheus text.
+    let metrics = kassa
+        .http
+        .get(format!("{}/metrics", kassa.base))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        "kassa_checkouts_total{result=\"created\"} 1",
+        // payment_intent.succeeded applied; payment_intent.created and charge.succeeded not
+        // acted on.
+        "kassa_webhook_events{status=\"processed\"} 1",
+        "kassa_webhook_events{status=\"ignored\"} 2",
+        "kassa_reservations_held_units 0",
+        "kassa_provider_call_seconds_count{operation=\"POST /v1/payment_intents\",outcome=\"ok\"} 1",
+        "kassa_webhook_lag_seconds_bucket",
+        "kassa_work_due{queue=\"outbox\"}",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in:\n{metrics}");
+    }
 }
 both_backends!(
     checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks

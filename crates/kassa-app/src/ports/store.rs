@@ -186,6 +186,7 @@ pub trait Store:
     + super::OrderCommandStore
     + super::JanitorStore
     + super::OutboxStore
+    + super::MetricsStore
     + super::RefundStore
     + super::ReconcileStore
     + super::WebhookStore
@@ -201,6 +202,7 @@ impl<T> Store for T where
         + super::OrderCommandStore
         + super::JanitorStore
         + super::OutboxStore
+        + super::MetricsStore
         + super::RefundStore
         + super::ReconcileStore
         + super::WebhookStore
