@@ -28,6 +28,9 @@ use crate::ports::{
 };
 use crate::validate;
 
+/// How long the completer keeps asking the provider about a checkout whose outcome is unknown
+/// (every round, with the same key) before handing it to a person.
+pub const UNKNOWN_OUTCOME_GIVE_UP_SECS: i64 = 3_600;
 /// How long a client should wait before retrying after an unknown provider outcome.
 const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
 
@@ -139,13 +142,25 @@ impl App {
             {
                 continue;
             }
+            if now - item.started_at >= UNKNOWN_OUTCOME_GIVE_UP_SECS {
+                // Never a guess: a person checks the provider for this order's intent.
+                let reason = "unknown_outcome: the payment provider never answered whether this \
+                              checkout's PaymentIntent exists; look it up by metadata kassa_order_id";
+                self.store
+                    .flag_order(&item.order_id, reason, &actor, now)
+                    .await?;
+                continue;
+            }
             match self
                 .drive_payment(Some(&item.key), &item.order_id, &actor)
                 .await
             {
                 Ok(_) => driven += 1,
                 Err(AppError::ProviderUnavailable { .. }) => {}
-                Err(other) => return Err(other),
+                // One checkout failing never stops the others; it is tried again next round.
+                Err(error) => {
+                    tracing::error!(order_id = %item.order_id, %error, "completing a checkout failed");
+                }
             }
         }
         Ok(driven)

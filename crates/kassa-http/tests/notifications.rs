@@ -194,3 +194,57 @@ async fn risk_w4_notifications_are_signed_retried_dead_lettered_and_replayed(db:
     );
 }
 both_backends!(risk_w4_notifications_are_signed_retried_dead_lettered_and_replayed);
+
+/// Two instances delivering at the same time send each notification once (the claim is a
+/// compare-and-set with a lease), counted at the receiver.
+async fn risk_w4_two_instances_deliver_each_notification_once(db: TestDb) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let clock = TestClock::new();
+    let first = kassa_testkit::app_with_clock(&db, Arc::new(FakeProvider::new()), clock.clone());
+    let second = kassa_testkit::app_with_clock(&db, Arc::new(FakeProvider::new()), clock.clone());
+    let pool = sqlx::AnyPool::connect(&db.url).await.expect("pool");
+    for n in 0..40 {
+        sqlx::query(
+            "INSERT INTO outbox (id, topic, business_key, payload, status, attempts, next_attempt_at, created_at)
+             VALUES ($1, 'order.paid', $1, '{}', 'pending', 0, 0, 0)",
+        )
+        .bind(format!("obx_{n:02}"))
+        .execute(&pool)
+        .await
+        .expect("row");
+    }
+    pool.close().await;
+    let (url, receiver) = receiver().await;
+    let urls = Arc::new(vec![url]);
+    let notifier = Arc::new(HttpNotifier::new(SECRET.into()).expect("client"));
+    let rounds: Vec<_> = [first, second]
+        .into_iter()
+        .map(|app| {
+            let (urls, notifier) = (urls.clone(), notifier.clone());
+            tokio::spawn(async move {
+                app.deliver_notifications(notifier.as_ref(), &urls, 100)
+                    .await
+                    .expect("round")
+            })
+        })
+        .collect();
+    let mut delivered = 0;
+    for round in rounds {
+        delivered += round.await.expect("task");
+    }
+    assert_eq!(delivered, 40);
+    let got = receiver.lock().expect("lock").got.clone();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|(_, body)| {
+            serde_json::from_str::<Value>(body).expect("json")["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((got.len(), ids.len()), (40, 40), "each sent once");
+}
+both_backends!(risk_w4_two_instances_deliver_each_notification_once);

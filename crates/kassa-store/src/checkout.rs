@@ -255,10 +255,11 @@ impl CheckoutStore for SqlStore {
         now: i64,
     ) -> StoreResult<Vec<StalledCheckout>> {
         let rows = sqlx::query(
-            "SELECT scope, idempotency_key, order_id FROM idempotency_keys
-             WHERE recovery_point = 'order_created' AND (locked_until IS NULL OR locked_until <= $1)
-               AND updated_at <= $2 AND order_id IS NOT NULL
-             ORDER BY updated_at LIMIT $3",
+            "SELECT k.scope, k.idempotency_key, k.order_id, k.created_at FROM idempotency_keys k
+             WHERE k.recovery_point = 'order_created' AND (k.locked_until IS NULL OR k.locked_until <= $1)
+               AND k.updated_at <= $2 AND k.order_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = k.order_id AND o.needs_attention IS NOT NULL)
+             ORDER BY k.updated_at LIMIT $3",
         )
         .bind(now)
         .bind(now - idle_secs)
@@ -274,6 +275,7 @@ impl CheckoutStore for SqlStore {
                         key: row.try_get("idempotency_key").map_err(unavailable)?,
                     },
                     order_id: row.try_get("order_id").map_err(unavailable)?,
+                    started_at: row.try_get("created_at").map_err(unavailable)?,
                 })
             })
             .collect()

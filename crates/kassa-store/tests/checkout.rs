@@ -550,3 +550,58 @@ async fn risk_p2_database_failing_in_the_finish_phase_is_resumed_with_the_same_i
     );
 }
 both_backends!(risk_p2_database_failing_in_the_finish_phase_is_resumed_with_the_same_intent);
+
+/// An outcome the provider never makes known is retried every round with the same key, and after
+/// an hour handed to a person — flagged with an audit record — never guessed (risk R1).
+async fn risk_r1_an_outcome_that_stays_unknown_ends_flagged_not_guessed(db: TestDb) {
+    let shop = shop(db, 5).await;
+    let cart = shop.cart(1).await;
+    shop.provider
+        .script(std::iter::repeat_n(Script::LostRequest, 50));
+    let first = shop.app.checkout(input(&cart, "lost", 1250)).await;
+    assert!(first.is_err(), "{first:?}");
+    for _ in 0..3 {
+        shop.clock.advance(120);
+        assert_eq!(
+            shop.app
+                .complete_stalled_checkouts(10)
+                .await
+                .expect("round"),
+            0
+        );
+    }
+    let calls_while_trying = shop.provider.create_calls();
+    assert!(
+        calls_while_trying >= 4,
+        "asked again each round: {calls_while_trying}"
+    );
+    shop.clock
+        .advance(kassa_app::checkout::UNKNOWN_OUTCOME_GIVE_UP_SECS);
+    shop.app
+        .complete_stalled_checkouts(10)
+        .await
+        .expect("round");
+    let flagged = shop
+        .count("SELECT COUNT(*) FROM orders WHERE needs_attention LIKE 'unknown_outcome%'")
+        .await;
+    assert_eq!(flagged, 1);
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM audit_log WHERE action = 'flagged'")
+            .await,
+        1
+    );
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM orders WHERE status = 'pending_payment'")
+            .await,
+        1,
+        "nothing was canceled or paid on a guess"
+    );
+    // Handed over: later rounds leave it to the person.
+    shop.clock.advance(120);
+    shop.app
+        .complete_stalled_checkouts(10)
+        .await
+        .expect("round");
+    assert_eq!(shop.provider.create_calls(), calls_while_trying);
+}
+both_backends!(risk_r1_an_outcome_that_stays_unknown_ends_flagged_not_guessed);

@@ -147,6 +147,8 @@ pub struct Abandoned {
 pub struct StalledCheckout {
     pub key: KeyRef,
     pub order_id: String,
+    /// When the checkout began (its key was first claimed).
+    pub started_at: i64,
 }
 
 /// Prices the cart read inside the local transaction. Pure; supplied by the app.
