@@ -253,8 +253,16 @@ impl From<AppError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Refused before its body was read: the rest of the body is still on the connection,
+        // so it cannot carry another request. Say so, or a client reuses it and fails.
+        let body_left_unread = matches!(self, ApiError::PayloadTooLarge | ApiError::RequestTimeout);
         let (status, retry_after, body) = self.parts();
         let mut response = (status, axum::Json(body)).into_response();
+        if body_left_unread {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()

@@ -186,6 +186,11 @@ async fn risk_s6_unbounded_and_malformed_input_is_refused(db: TestDb) {
         .await
         .expect("answers");
     assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(
+        response.headers()["connection"],
+        "close",
+        "the unread rest of the body means the connection cannot be reused"
+    );
     let body: Value = response.json().await.expect("json error");
     assert_eq!(code(&body), "payload_too_large");
 

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    Actor, AuditRecord, CaptureMethod, DisputeRecord, OrderLine, OrderRecord, OrderStore,
-    PaymentRecord, ShippingAddress, StoreError, StoreResult,
+    Actor, AuditRecord, CaptureMethod, DisputeRecord, OrderFilter, OrderLine, OrderRecord,
+    OrderStore, OrderSummary, PaymentRecord, ShippingAddress, StoreError, StoreResult,
 };
 use kassa_domain::Money;
 use kassa_domain::order::OrderStatus;
@@ -65,6 +65,44 @@ impl OrderStore for SqlStore {
                     before_state: row.try_get("before_state").map_err(unavailable)?,
                     after_state: row.try_get("after_state").map_err(unavailable)?,
                     detail: row.try_get("detail").map_err(unavailable)?,
+                    created_at: row.try_get("created_at").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn orders_matching(
+        &self,
+        filter: OrderFilter,
+        limit: i64,
+    ) -> StoreResult<Vec<OrderSummary>> {
+        let (status, attention) = match filter {
+            OrderFilter::Status(status) => (status.as_str(), 0),
+            OrderFilter::NeedsAttention => ("", 1),
+        };
+        let rows = sqlx::query(
+            "SELECT id, status, currency, total, needs_attention, pending_operation, created_at FROM orders
+             WHERE (status = $1 OR $1 = '') AND ($2 = 0 OR needs_attention IS NOT NULL)
+             ORDER BY created_at DESC, id LIMIT $3",
+        )
+        .bind(status)
+        .bind(attention)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status").map_err(unavailable)?;
+                let currency =
+                    currency_of(&row.try_get::<String, _>("currency").map_err(unavailable)?)?;
+                Ok(OrderSummary {
+                    id: row.try_get("id").map_err(unavailable)?,
+                    status: OrderStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("order status {status:?}")))?,
+                    total: Money::new(row.try_get("total").map_err(unavailable)?, currency),
+                    needs_attention: row.try_get("needs_attention").map_err(unavailable)?,
+                    pending_operation: row.try_get("pending_operation").map_err(unavailable)?,
                     created_at: row.try_get("created_at").map_err(unavailable)?,
                 })
             })

@@ -44,6 +44,14 @@ enum Command {
     /// recover missed webhook events, then print a summary. In sandbox mode it asks the running
     /// `kassa serve`.
     Reconcile,
+    /// List orders with a status (pending_payment, authorized, paid, …) or those that need
+    /// attention, newest first.
+    Orders {
+        #[arg(long, default_value = "needs_attention")]
+        status: String,
+    },
+    /// Show the background workers' work: due queues, operations in progress, holds.
+    Jobs,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +83,8 @@ fn main() -> ExitCode {
             Command::Sim => serve::sim(&config).await,
             Command::Migrate => serve::migrate(&config).await,
             Command::Reconcile => operator::reconcile(&config).await,
+            Command::Orders { status } => operator::orders(&config, &status).await,
+            Command::Jobs => operator::jobs(&config).await,
             Command::CheckConfig => {
                 println!("configuration is valid");
                 Ok(())

@@ -1,11 +1,16 @@
-//! Operator commands run from a terminal. `kassa reconcile`: in live mode one reconciliation run
-//! against the database and Stripe, with a progress bar; in sandbox mode the emulator lives
-//! inside `kassa serve`, so the running server is asked to reconcile. Both end with a summary.
+//! Operator commands run from a terminal, each printing a table a person reads.
+//! `kassa reconcile`: in live mode one reconciliation run against the database and Stripe, with a
+//! progress bar; in sandbox mode the emulator lives inside `kassa serve`, so the running server
+//! is asked to reconcile. `kassa orders --status …` and `kassa jobs` read the database.
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kassa_app::reconcile::{ReconcileProgress, ReconcileReport};
 use serde_json::Value;
+
+use kassa_app::ports::{Gauges, MetricsStore, OrderFilter, OrderStore, OrderSummary};
+use kassa_domain::order::OrderStatus;
+use kassa_store::SqlStore;
 
 use crate::config::{Config, Mode};
 use crate::serve;
@@ -96,6 +101,88 @@ async fn ask_the_sandbox(config: &Config) -> Result<String> {
     Ok(summary_of(&report))
 }
 
+/// Most orders `kassa orders` lists.
+const ORDERS_LIST_MAX: i64 = 200;
+
+/// `kassa orders --status <status|needs_attention>`: newest first.
+pub async fn orders(config: &Config, status: &str) -> Result<()> {
+    let filter = match status {
+        "needs_attention" => OrderFilter::NeedsAttention,
+        other => OrderFilter::Status(OrderStatus::parse(other).with_context(|| {
+            let names: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!(
+                "--status must be needs_attention or one of {}",
+                names.join(", ")
+            )
+        })?),
+    };
+    let store = SqlStore::open(&config.database_url).await?;
+    let orders = store.orders_matching(filter, ORDERS_LIST_MAX).await?;
+    store.close().await;
+    print!("{}", orders_table(&orders));
+    Ok(())
+}
+
+fn orders_table(orders: &[OrderSummary]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<18}  {:>12}  {:<10}  {}\n",
+        "order", "status", "total", "operation", "needs attention"
+    );
+    for order in orders {
+        out.push_str(&format!(
+            "{:<36}  {:<18}  {:>12}  {:<10}  {}\n",
+            order.id,
+            order.status.as_str(),
+            order.total.to_string(),
+            order.pending_operation.as_deref().unwrap_or("-"),
+            order.needs_attention.as_deref().unwrap_or("-"),
+        ));
+    }
+    out.push_str(&format!("{} orders\n", orders.len()));
+    out
+}
+
+/// `kassa jobs`: the work the background workers have, from the database.
+pub async fn jobs(config: &Config) -> Result<()> {
+    let store = SqlStore::open(&config.database_url).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let gauges = store.gauges(now).await?;
+    store.close().await;
+    print!("{}", jobs_table(&gauges));
+    Ok(())
+}
+
+fn jobs_table(gauges: &Gauges) -> String {
+    let mut out = format!("{:<44} {:>10}\n", "work", "count");
+    let mut row = |label: String, count: i64| out.push_str(&format!("{label:<44} {count:>10}\n"));
+    for (queue, due, lag) in &gauges.due_by_queue {
+        row(format!("{queue}: due now (oldest waiting {lag} s)"), *due);
+    }
+    for (operation, count) in &gauges.pending_operations {
+        row(format!("orders with a {operation} in progress"), *count);
+    }
+    for (age, count) in &gauges.payments_in_motion_by_age {
+        row(format!("payments not final, {age} old"), *count);
+    }
+    row(
+        "units held by unpaid checkouts".into(),
+        gauges.reservations_held_units,
+    );
+    row(
+        "orders needing attention".into(),
+        gauges.orders_needing_attention,
+    );
+    for (status, count) in &gauges.inbox_by_status {
+        row(format!("webhook events {status}"), *count);
+    }
+    for (status, count) in &gauges.outbox_by_status {
+        row(format!("notifications {status}"), *count);
+    }
+    out
+}
+
 /// The report as a table a person reads.
 fn summary_of(report: &ReconcileReport) -> String {
     let rows = [
@@ -135,5 +222,21 @@ mod tests {
                 .any(|l| l.contains("missed events recovered") && l.ends_with('2'))
         );
         assert!(text.contains("- ord_1: payment pay_1 differs"));
+    }
+
+    #[test]
+    fn the_jobs_table_names_each_queue_with_its_count() {
+        let gauges = Gauges {
+            due_by_queue: vec![("outbox", 3, 12)],
+            orders_needing_attention: 2,
+            ..Gauges::default()
+        };
+        let text = jobs_table(&gauges);
+        assert!(text.lines().any(|l| l.starts_with("outbox: due now (oldest waiting 12 s)") && l.ends_with('3')), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("orders needing attention") && l.ends_with('2')),
+            "{text}"
+        );
     }
 }

@@ -127,3 +127,36 @@ async fn kassa_sim_runs_the_emulator_standalone() {
         (Some("payment_intent"), Some(1999))
     );
 }
+
+#[test]
+fn operator_commands_print_tables_and_refuse_an_unknown_status() {
+    let dir = std::env::temp_dir().join(format!("kassa-cli-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}/ops.db", dir.display());
+    let run = |args: &[&str]| {
+        kassa()
+            .args(args)
+            .env("KASSA_DATABASE_URL", &url)
+            .output()
+            .expect("kassa runs")
+    };
+    assert!(run(&["migrate"]).status.success());
+    let jobs = run(&["jobs"]);
+    let text = String::from_utf8_lossy(&jobs.stdout);
+    assert!(jobs.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("orders needing attention") && l.ends_with(" 0")),
+        "{text}"
+    );
+    let orders = run(&["orders", "--status", "paid"]);
+    let text = String::from_utf8_lossy(&orders.stdout);
+    assert!(
+        orders.status.success() && text.contains("0 orders"),
+        "{text}"
+    );
+    let bad = run(&["orders", "--status", "shipped"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("needs_attention"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -78,8 +78,32 @@ pub struct AuditRecord {
     pub created_at: i64,
 }
 
+/// One line of an operator's order list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub id: String,
+    pub status: OrderStatus,
+    pub total: Money,
+    pub needs_attention: Option<String>,
+    pub pending_operation: Option<String>,
+    pub created_at: i64,
+}
+
+/// Which orders an operator lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderFilter {
+    Status(OrderStatus),
+    NeedsAttention,
+}
+
 #[async_trait]
 pub trait OrderStore: Send + Sync {
+    /// Orders matching `filter`, newest first, at most `limit`.
+    async fn orders_matching(
+        &self,
+        filter: OrderFilter,
+        limit: i64,
+    ) -> StoreResult<Vec<OrderSummary>>;
     async fn order(&self, id: &str) -> StoreResult<Option<OrderRecord>>;
     /// The audit trail of an order and of everything that belongs to it, oldest first.
     async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>>;
