@@ -1,0 +1,213 @@
+//! Several instances on one PostgreSQL, as a shop runs them: `kassa sim` stands in for Stripe,
+//! two `kassa serve` processes in live mode share the database, orders are placed through both
+//! with manual capture and a one-second window, and the workers of both race to capture them.
+//! Each order is captured once, counted at the emulator, and every order ends paid.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kassa_testkit::TestDb;
+use serde_json::{Value, json};
+
+const SECRET: &str = "sk_test_multi_0123456789abcdef";
+const PUBLISHABLE: &str = "pk_test_multi_0123456789abcdef";
+const ORDERS: usize = 8;
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `kassa <command>` and returns it with the first `lines` lines it printed.
+fn spawn(command: &str, env: &[(&str, &str)], lines: usize) -> (Process, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("kassa-multi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .arg(command)
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kassa starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut reader = BufReader::new(stdout).lines();
+    let printed: Vec<String> = (0..lines)
+        .filter_map(|_| reader.next().and_then(Result::ok))
+        .collect();
+    std::thread::spawn(move || reader.for_each(drop));
+    (Process(child), printed)
+}
+
+/// The value after `label` on the line that starts with it.
+fn field(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find_map(|line| line.strip_prefix(label))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_else(|| panic!("no {label:?} in {lines:?}"))
+}
+
+fn url_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned()
+}
+
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgresql_capture_each_order_once() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::postgres().await;
+    let (_sim, sim) = spawn("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4);
+    let stripe = url_in(&sim[0]);
+    let stripe_secret = field(&sim, "secret key:");
+    let stripe_publishable = field(&sim, "publishable key:");
+    let webhook_secret = field(&sim, "webhook secret:");
+    let live = [
+        ("KASSA_LISTEN", "127.0.0.1:0"),
+        ("KASSA_DATABASE_URL", db.url.as_str()),
+        ("KASSA_SECRET_KEY", SECRET),
+        ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
+        ("KASSA_RATE_LIMIT", "0"),
+        ("KASSA_CAPTURE_METHOD", "manual"),
+        ("KASSA_MODIFICATION_WINDOW_SECS", "1"),
+        ("STRIPE_SECRET_KEY", stripe_secret.as_str()),
+        ("STRIPE_API_BASE", stripe.as_str()),
+        ("STRIPE_WEBHOOK_SECRETS", webhook_secret.as_str()),
+    ];
+    let (_first, first) = spawn("serve", &live, 1);
+    let (_second, second) = spawn("serve", &live, 1);
+    let bases = [url_in(&first[0]), url_in(&second[0])];
+    let http = reqwest::Client::new();
+    for base in &bases {
+        let endpoint = json!({"url": format!("{base}/v1/webhooks/stripe")});
+        json_of(
+            http.post(format!("{stripe}/_emulator/webhook_endpoints"))
+                .bearer_auth(&stripe_secret)
+                .json(&endpoint),
+        )
+        .await;
+    }
+    let product = json!({"name": "Mug", "variants": [{"sku": "MUG", "unit_amount": 1250, "currency": "eur"}]});
+    json_of(
+        http.post(format!("{}/v1/products", bases[0]))
+            .bearer_auth(SECRET)
+            .json(&product),
+    )
+    .await;
+    json_of(
+        http.put(format!("{}/v1/inventory/MUG", bases[0]))
+            .bearer_auth(SECRET)
+            .json(&json!({"on_hand": 100})),
+    )
+    .await;
+
+    let mut orders = Vec::new();
+    for n in 0..ORDERS {
+        let base = &bases[n % 2];
+        let cart = json_of(
+            http.post(format!("{base}/v1/carts"))
+                .bearer_auth(PUBLISHABLE)
+                .json(&json!({"currency": "eur"})),
+        )
+        .await;
+        let cart = cart["id"].as_str().expect("cart").to_owned();
+        let line = json!({"sku": "MUG", "quantity": 1});
+        json_of(
+            http.post(format!("{base}/v1/carts/{cart}/lines"))
+                .bearer_auth(PUBLISHABLE)
+                .json(&line),
+        )
+        .await;
+        let body = json!({"email": "ada@example.com", "expected_total": 1250,
+            "shipping_address": {"name": "Ada", "line1": "1 St", "city": "London", "postal_code": "N1", "country": "GB"}});
+        let placed = json_of(
+            http.post(format!("{base}/v1/carts/{cart}/checkout"))
+                .bearer_auth(PUBLISHABLE)
+                .header("Idempotency-Key", format!("multi-{n}"))
+                .json(&body),
+        )
+        .await;
+        let intent = placed["payment"]["payment_intent_id"]
+            .as_str()
+            .expect("intent");
+        let secret = placed["payment"]["client_secret"].as_str().expect("secret");
+        let confirmed = json_of(
+            http.post(format!("{stripe}/v1/payment_intents/{intent}/confirm"))
+                .bearer_auth(&stripe_publishable)
+                .form(&[
+                    ("payment_method", "pm_card_visa"),
+                    ("client_secret", secret),
+                ]),
+        )
+        .await;
+        assert_eq!(confirmed["status"], "requires_capture");
+        orders.push(placed["order"]["id"].as_str().expect("order").to_owned());
+    }
+
+    // Both instances' scheduled-capture workers find the orders due after the window.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for order in &orders {
+        loop {
+            let status = json_of(
+                http.get(format!("{}/v1/orders/{order}", bases[1]))
+                    .bearer_auth(SECRET),
+            )
+            .await;
+            if status["status"] == "paid" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{order} still {}",
+                status["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let captured = json_of(
+        http.get(format!("{stripe}/v1/events?type=charge.captured&limit=100"))
+            .bearer_auth(&stripe_secret),
+    )
+    .await;
+    assert_eq!(
+        captured["data"].as_array().map(Vec::len),
+        Some(ORDERS),
+        "each order captured once at the provider"
+    );
+    let pool = sqlx::AnyPool::connect(&db.url).await.expect("pool");
+    let audit: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'capture_started'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(
+        audit,
+        i64::try_from(ORDERS).unwrap_or(0),
+        "one capture started per order, by one instance"
+    );
+    pool.close().await;
+}
