@@ -44,6 +44,9 @@ pub struct Settings {
     pub modification_window_secs: i64,
     /// Inactivity after which an open cart expires (`KASSA_CART_TTL_SECS`).
     pub cart_ttl_secs: i64,
+    /// How long a capture, cancel or expiry may stay pending before another worker takes it
+    /// over (`KASSA_OPERATION_RESUME_SECS`).
+    pub operation_resume_secs: i64,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             checkout_lock_secs: 60,
             modification_window_secs: 3_600,
             cart_ttl_secs: 86_400,
+            operation_resume_secs: order_commands::OPERATION_RESUME_AFTER_SECS,
         }
     }
 }

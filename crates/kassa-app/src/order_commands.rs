@@ -22,7 +22,8 @@ use crate::refunds::RefundInput;
 use crate::validate;
 
 /// How long an operation may stay pending before the background worker resumes it (its own
-/// request may still be calling the provider until then).
+/// request may still be calling the provider until then): the default of
+/// `KASSA_OPERATION_RESUME_SECS`, the lease of an operation whose instance died.
 pub const OPERATION_RESUME_AFTER_SECS: i64 = 60;
 const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
 
@@ -275,7 +276,7 @@ impl App {
 
     /// Finishes captures, cancels and expiries whose request went away mid-way (risk P5).
     pub async fn finish_pending_operations(&self, batch_max: i64) -> AppResult<usize> {
-        let idle_before = self.clock.now_secs() - OPERATION_RESUME_AFTER_SECS;
+        let idle_before = self.clock.now_secs() - self.settings.operation_resume_secs;
         let captures = self
             .store
             .orders_with_operation(Operation::Capture, idle_before, batch_max)

@@ -27,6 +27,7 @@ const KNOWN: &[&str] = &[
     "KASSA_RECONCILE_INTERVAL_SECS",
     "KASSA_RESERVATION_TTL_SECS",
     "KASSA_CART_TTL_SECS",
+    "KASSA_OPERATION_RESUME_SECS",
     "KASSA_NOTIFY_URLS",
     "KASSA_NOTIFY_SECRET",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
@@ -48,6 +49,8 @@ pub const DEFAULT_RECONCILE_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_RESERVATION_TTL_SECS: u64 = 1_800;
 /// A day of inactivity.
 pub const DEFAULT_CART_TTL_SECS: u64 = 86_400;
+/// Longer than a provider call with its retries can take, so a live request is never resumed.
+pub const DEFAULT_OPERATION_RESUME_SECS: u64 = 60;
 /// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
 /// capture) must end a full day before that, or the capture may find nothing to take.
 const MODIFICATION_WINDOW_MAX_SECS: u64 = 6 * 86_400;
@@ -92,6 +95,8 @@ pub struct Config {
     pub reservation_ttl_secs: i64,
     /// Inactivity after which an open cart expires.
     pub cart_ttl_secs: i64,
+    /// How long a capture, cancel or expiry may stay pending before another worker takes it.
+    pub operation_resume_secs: i64,
     /// Where merchant notifications are POSTed; empty: none are sent.
     pub notify_urls: Vec<String>,
     /// What signs them; `None` in sandbox mode when unset (generated and kept).
@@ -227,6 +232,13 @@ impl Config {
         )?;
         let cart_ttl_secs =
             seconds_setting("KASSA_CART_TTL_SECS", DEFAULT_CART_TTL_SECS, 90 * 86_400)?;
+        let operation_resume_secs = i64::try_from(whole_number(
+            &get,
+            "KASSA_OPERATION_RESUME_SECS",
+            DEFAULT_OPERATION_RESUME_SECS,
+            1..=3_600,
+        )?)
+        .unwrap_or(i64::MAX);
         let notify_urls = notify_urls(get("KASSA_NOTIFY_URLS"))?;
         let notify_secret = get("KASSA_NOTIFY_SECRET");
         if notify_secret
@@ -271,6 +283,7 @@ impl Config {
             reconcile_interval_secs,
             reservation_ttl_secs,
             cart_ttl_secs,
+            operation_resume_secs,
             notify_urls,
             notify_secret,
             server_limits,
@@ -514,6 +527,7 @@ mod tests {
             "KASSA_NOTIFY_SECRET"
         );
         for name in [
+            "KASSA_OPERATION_RESUME_SECS",
             "KASSA_RESERVATION_TTL_SECS",
             "KASSA_CART_TTL_SECS",
             "KASSA_RECONCILE_INTERVAL_SECS",

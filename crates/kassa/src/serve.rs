@@ -138,6 +138,7 @@ fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiK
             modification_window_secs: config.modification_window_secs,
             reservation_ttl_secs: config.reservation_ttl_secs,
             cart_ttl_secs: config.cart_ttl_secs,
+            operation_resume_secs: config.operation_resume_secs,
             ..Settings::default()
         },
     })

@@ -211,3 +211,154 @@ async fn two_instances_on_one_postgresql_capture_each_order_once() {
     );
     pool.close().await;
 }
+
+/// An instance killed (SIGKILL) in the middle of a capture leaves the order marked; once the
+/// lease (`KASSA_OPERATION_RESUME_SECS`) has passed, the other instance's worker finishes the
+/// capture with the same key, once (risk R2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_r2_a_capture_whose_instance_is_killed_is_taken_over_after_the_lease() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::postgres().await;
+    let (_sim, sim) = spawn("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4);
+    let stripe = url_in(&sim[0]);
+    let stripe_secret = field(&sim, "secret key:");
+    let stripe_publishable = field(&sim, "publishable key:");
+    let webhook_secret = field(&sim, "webhook secret:");
+    let live = [
+        ("KASSA_LISTEN", "127.0.0.1:0"),
+        ("KASSA_DATABASE_URL", db.url.as_str()),
+        ("KASSA_SECRET_KEY", SECRET),
+        ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
+        ("KASSA_RATE_LIMIT", "0"),
+        ("KASSA_CAPTURE_METHOD", "manual"),
+        ("KASSA_OPERATION_RESUME_SECS", "2"),
+        ("STRIPE_SECRET_KEY", stripe_secret.as_str()),
+        ("STRIPE_API_BASE", stripe.as_str()),
+        ("STRIPE_WEBHOOK_SECRETS", webhook_secret.as_str()),
+    ];
+    let (mut doomed, first) = spawn("serve", &live, 1);
+    let (_survivor, second) = spawn("serve", &live, 1);
+    let (doomed_base, base) = (url_in(&first[0]), url_in(&second[0]));
+    let http = reqwest::Client::new();
+    let endpoint = json!({"url": format!("{base}/v1/webhooks/stripe")});
+    json_of(
+        http.post(format!("{stripe}/_emulator/webhook_endpoints"))
+            .bearer_auth(&stripe_secret)
+            .json(&endpoint),
+    )
+    .await;
+    let product = json!({"name": "Mug", "variants": [{"sku": "MUG", "unit_amount": 1250, "currency": "eur"}]});
+    json_of(
+        http.post(format!("{base}/v1/products"))
+            .bearer_auth(SECRET)
+            .json(&product),
+    )
+    .await;
+    json_of(
+        http.put(format!("{base}/v1/inventory/MUG"))
+            .bearer_auth(SECRET)
+            .json(&json!({"on_hand": 10})),
+    )
+    .await;
+    let cart = json_of(
+        http.post(format!("{base}/v1/carts"))
+            .bearer_auth(PUBLISHABLE)
+            .json(&json!({"currency": "eur"})),
+    )
+    .await;
+    let cart = cart["id"].as_str().expect("cart").to_owned();
+    json_of(
+        http.post(format!("{base}/v1/carts/{cart}/lines"))
+            .bearer_auth(PUBLISHABLE)
+            .json(&json!({"sku": "MUG", "quantity": 1})),
+    )
+    .await;
+    let body = json!({"email": "ada@example.com", "expected_total": 1250,
+        "shipping_address": {"name": "Ada", "line1": "1 St", "city": "London", "postal_code": "N1", "country": "GB"}});
+    let placed = json_of(
+        http.post(format!("{base}/v1/carts/{cart}/checkout"))
+            .bearer_auth(PUBLISHABLE)
+            .header("Idempotency-Key", "killed")
+            .json(&body),
+    )
+    .await;
+    let order = placed["order"]["id"].as_str().expect("order").to_owned();
+    let intent = placed["payment"]["payment_intent_id"]
+        .as_str()
+        .expect("intent");
+    let secret = placed["payment"]["client_secret"].as_str().expect("secret");
+    json_of(
+        http.post(format!("{stripe}/v1/payment_intents/{intent}/confirm"))
+            .bearer_auth(&stripe_publishable)
+            .form(&[
+                ("payment_method", "pm_card_visa"),
+                ("client_secret", secret),
+            ]),
+    )
+    .await;
+    let status_of = async |http: &reqwest::Client| {
+        json_of(
+            http.get(format!("{base}/v1/orders/{order}"))
+                .bearer_auth(SECRET),
+        )
+        .await["status"]
+            .clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_of(&http).await != "authorized" {
+        assert!(Instant::now() < deadline, "authorized by the webhook");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The provider holds the capture; the instance asking for it dies while it waits.
+    let hold = json!({"api": [{"endpoint": "POST /v1/payment_intents/*/capture", "answers": [{"hang_ms": 0}]}]});
+    json_of(
+        http.post(format!("{stripe}/_emulator/faults"))
+            .bearer_auth(&stripe_secret)
+            .json(&hold),
+    )
+    .await;
+    let doomed_capture = {
+        let http = http.clone();
+        let url = format!("{doomed_base}/v1/orders/{order}/capture");
+        tokio::spawn(async move { http.post(url).bearer_auth(SECRET).send().await })
+    };
+    let pool = sqlx::AnyPool::connect(&db.url).await.expect("pool");
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM orders WHERE pending_operation = 'capture'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count")
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the capture started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    doomed.0.kill().expect("SIGKILL");
+    let _ = doomed.0.wait();
+    assert!(
+        doomed_capture.await.expect("task").is_err(),
+        "the killed instance never answered"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while status_of(&http).await != "paid" {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor finished the capture"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let captured = json_of(
+        http.get(format!("{stripe}/v1/events?type=charge.captured&limit=100"))
+            .bearer_auth(&stripe_secret),
+    )
+    .await;
+    assert_eq!(
+        captured["data"].as_array().map(Vec::len),
+        Some(1),
+        "captured once"
+    );
+    pool.close().await;
+}
