@@ -116,7 +116,13 @@ impl App {
                 .await
             {
                 self.surface_impossible_move(&error, &actor).await;
-                return Err(error.into());
+                // One payment failing never stops the run: reported, and flagged if impossible.
+                let what = format!(
+                    "applying the provider's state of {} failed: {error}",
+                    payment.payment_id
+                );
+                report.differences.push((payment.order_id, what));
+                continue;
             }
             let held = self.store.payment_status(&payment.payment_id).await?;
             if held != Some(intent.status) {
@@ -156,7 +162,11 @@ impl App {
                         .await
                     {
                         self.surface_impossible_move(&error, &actor).await;
-                        return Err(error.into());
+                        let what = format!(
+                            "applying the provider's state of {} failed: {error}",
+                            refund.id
+                        );
+                        report.differences.push((refund.order_id.clone(), what));
                     }
                 }
                 Err(ProviderError::Unknown { .. }) => report.provider_errors += 1,

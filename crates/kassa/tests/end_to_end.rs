@@ -31,6 +31,15 @@ fn start(database_url: &str) -> Kassa {
 
 /// `kassa serve` with its logs (stderr) written to `logs` when given.
 fn start_logging(database_url: &str, logs: Option<&std::path::Path>) -> Kassa {
+    start_with(database_url, logs, &[])
+}
+
+/// `kassa serve` with extra settings.
+fn start_with(
+    database_url: &str,
+    logs: Option<&std::path::Path>,
+    settings: &[(&str, &str)],
+) -> Kassa {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("kassa-e2e-{}", uuid_like()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -45,6 +54,7 @@ fn start_logging(database_url: &str, logs: Option<&std::path::Path>) -> Kassa {
         .env("KASSA_SECRET_KEY", SECRET)
         .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
         .env("KASSA_RATE_LIMIT", "0")
+        .envs(settings.iter().copied())
         .stdout(Stdio::piped())
         .stderr(match logs {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
@@ -450,3 +460,34 @@ async fn risk_s8_logs_carry_request_ids_and_no_secrets_or_personal_data(db: Test
     let _ = std::fs::remove_file(&logs);
 }
 both_backends!(risk_s8_logs_carry_request_ids_and_no_secrets_or_personal_data);
+
+/// Nobody runs anything: with every webhook dropped, the periodic reconciliation inside
+/// `kassa serve` makes the confirmed order paid within its period (risk R1).
+async fn risk_r1_the_periodic_reconciliation_recovers_dropped_webhooks(db: TestDb) {
+    let kassa = start_with(&db.url, None, &[("KASSA_RECONCILE_INTERVAL_SECS", "5")]);
+    let sandbox = kassa.get("/v1/sandbox").await;
+    let stripe = sandbox["stripe_api_base"]
+        .as_str()
+        .expect("emulator")
+        .to_owned();
+    let stripe_secret = sandbox["stripe_secret_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    kassa
+        .call(
+            reqwest::Method::POST,
+            &format!("{stripe}/_emulator/faults"),
+            &stripe_secret,
+            Some(json!({"webhooks": {"drop": true}})),
+        )
+        .await;
+    let order_id = checkout_and_confirm(&kassa, &sandbox).await;
+    let order_path = format!("/v1/orders/{order_id}");
+    assert_eq!(kassa.get(&order_path).await["status"], "pending_payment");
+    wait_until("the periodic reconciliation to make it paid", async || {
+        kassa.get(&order_path).await["status"] == "paid"
+    })
+    .await;
+}
+both_backends!(risk_r1_the_periodic_reconciliation_recovers_dropped_webhooks);
