@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 pub mod cart;
 pub mod catalog;
+pub mod check;
 pub mod checkout;
 pub mod error;
 pub mod ids;

@@ -10,6 +10,7 @@ use kassa_domain::Money;
 use kassa_domain::cart::PricedCart;
 use kassa_domain::order::{OrderEvent, OrderStatus};
 use kassa_domain::payment::{PaymentEvent, PaymentStatus};
+use kassa_domain::reservation::ReservationStatus;
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, Change};
@@ -414,6 +415,20 @@ async fn place_order_in(
         detail: Some(&plan.provider_idempotency_key),
     };
     audit::record(conn, payment, actor, now).await?;
+    for (index, line) in priced.lines.iter().enumerate() {
+        // The id insert_order gave this line's reservation.
+        let id = reservation_id(&plan.order_id, index);
+        let detail = format!("{} × {} at {RESERVATION_LOCATION}", line.quantity, line.sku);
+        let held = Change {
+            entity_type: "reservation",
+            entity_id: &id,
+            action: "created",
+            before: None,
+            after: Some(ReservationStatus::Held.as_str()),
+            detail: Some(&detail),
+        };
+        audit::record(conn, held, actor, now).await?;
+    }
     sqlx::query(
         "UPDATE idempotency_keys SET recovery_point = 'order_created', order_id = $3, updated_at = $4
          WHERE scope = $1 AND idempotency_key = $2",
@@ -515,7 +530,7 @@ async fn insert_order(
             "INSERT INTO reservations (id, order_id, sku, location, quantity, status, expires_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, 'held', $6, $7, $7)",
         )
-        .bind(format!("res_{}_{line_no}", plan.order_id.trim_start_matches("ord_")))
+        .bind(reservation_id(&plan.order_id, index))
         .bind(&plan.order_id)
         .bind(&line.sku)
         .bind(RESERVATION_LOCATION)
@@ -527,6 +542,11 @@ async fn insert_order(
         .map_err(unavailable)?;
     }
     Ok(())
+}
+
+/// The reservation of the order's line at `index` (0-based).
+fn reservation_id(order_id: &str, index: usize) -> String {
+    format!("res_{}_{}", order_id.trim_start_matches("ord_"), index + 1)
 }
 
 async fn insert_payment(

@@ -15,6 +15,7 @@ mod db;
 mod effects;
 mod health;
 mod inbox;
+mod invariants;
 mod janitor;
 mod metrics;
 mod orders;

@@ -643,6 +643,7 @@ async fn risk_a1_every_state_change_has_an_audit_record(db: TestDb) {
     let expected = [
         ("order", None, Some("pending_payment")),
         ("payment", None, Some("creating")),
+        ("reservation", None, Some("held")),
         ("payment", Some("creating"), Some("requires_payment_method")),
         (
             "payment",
@@ -669,10 +670,10 @@ async fn risk_a1_every_state_change_has_an_audit_record(db: TestDb) {
         "who changed what, in order, before and after"
     );
     // Who and which request: the storefront's request id, then the webhook's event id.
-    assert!(trail[..3].iter().all(|e| e.actor == "test"));
-    assert_eq!(trail[3].request_id.as_deref(), Some("evt_a1_action"));
+    assert!(trail[..4].iter().all(|e| e.actor == "test"));
+    assert_eq!(trail[4].request_id.as_deref(), Some("evt_a1_action"));
     assert!(
-        trail[5..]
+        trail[6..]
             .iter()
             .all(|e| e.actor == "webhook" && e.request_id.as_deref() == Some("evt_a1_paid"))
     );

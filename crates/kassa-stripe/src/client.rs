@@ -330,6 +330,23 @@ impl PaymentProvider for StripeClient {
         parse::refund(&body).map_err(|e| unreadable("Refund", e))
     }
 
+    async fn list_refunds(&self, payment_intent_id: &str) -> ProviderResult<Vec<ProviderRefund>> {
+        let query = [
+            ("payment_intent".to_owned(), payment_intent_id.to_owned()),
+            ("limit".to_owned(), "100".to_owned()),
+        ];
+        let body = self.call(Method::GET, "/v1/refunds", &query, None).await?;
+        body["data"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(parse::refund)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap_or_else(|| Ok(Vec::new()))
+            .map_err(|e| unreadable("Refund list", e))
+    }
+
     async fn retrieve_refund(&self, id: &str) -> ProviderResult<ProviderRefund> {
         let body = self
             .call(Method::GET, &format!("/v1/refunds/{id}"), &[], None)

@@ -214,6 +214,10 @@ impl PaymentProvider for FakeProvider {
         Err(unknown("refunds are not scripted"))
     }
 
+    async fn list_refunds(&self, _intent: &str) -> ProviderResult<Vec<ProviderRefund>> {
+        Ok(Vec::new())
+    }
+
     async fn list_events(
         &self,
         _created_gte: i64,

@@ -52,6 +52,9 @@ enum Command {
     },
     /// Show the background workers' work: due queues, operations in progress, holds.
     Jobs,
+    /// Check the invariants of SPEC §3 against the database and Stripe (in sandbox mode: ask
+    /// the running server); exit status 0 when they all hold, 1 when one is broken.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,11 @@ fn main() -> ExitCode {
             Command::Reconcile => operator::reconcile(&config).await,
             Command::Orders { status } => operator::orders(&config, &status).await,
             Command::Jobs => operator::jobs(&config).await,
+            Command::Check => match operator::check(&config).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(anyhow::anyhow!("an invariant is broken (listed above)")),
+                Err(error) => Err(error),
+            },
             Command::CheckConfig => {
                 println!("configuration is valid");
                 Ok(())

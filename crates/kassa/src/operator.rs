@@ -51,16 +51,23 @@ pub async fn reconcile(config: &Config) -> Result<()> {
             bar.0.finish_and_clear();
             summary_of(&report)
         }
-        Mode::Sandbox { .. } => ask_the_sandbox(config).await?,
+        Mode::Sandbox { .. } => reconcile_in_the_sandbox(config).await?,
     };
     print!("{summary}");
     Ok(())
 }
 
 /// In sandbox mode: `POST /v1/admin/reconcile` on the running `kassa serve`.
-async fn ask_the_sandbox(config: &Config) -> Result<String> {
+async fn reconcile_in_the_sandbox(config: &Config) -> Result<String> {
+    let body = ask_the_sandbox(config, "reconcile").await?;
+    Ok(summary_of(&report_from(&body)))
+}
+
+/// In sandbox mode (the emulator lives inside `kassa serve`): `POST /v1/admin/{action}` on the
+/// running server, with the sandbox's secret key.
+async fn ask_the_sandbox(config: &Config, action: &str) -> Result<Value> {
     let secret = serve::sandbox_secret_key(config)?;
-    let url = format!("http://{}/v1/admin/reconcile", config.listen);
+    let url = format!("http://{}/v1/admin/{action}", config.listen);
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(format!("asking the sandbox at {url}"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
@@ -74,11 +81,15 @@ async fn ask_the_sandbox(config: &Config) -> Result<String> {
     if !answer.status().is_success() {
         bail!("{url} answered {}", answer.status());
     }
-    let body: Value = answer
+    answer
         .json()
         .await
-        .context("the sandbox's answer is not JSON")?;
-    let count = |field: &str| body[field].as_u64().unwrap_or(0);
+        .context("the sandbox's answer is not JSON")
+}
+
+/// The reconciliation report the sandbox answered.
+fn report_from(body: &Value) -> ReconcileReport {
+    let count = |field: &str| usize::try_from(body[field].as_u64().unwrap_or(0)).unwrap_or(0);
     let differences = body["differences"]
         .as_array()
         .map(|list| {
@@ -90,15 +101,66 @@ async fn ask_the_sandbox(config: &Config) -> Result<String> {
                 .collect()
         })
         .unwrap_or_default();
-    let report = ReconcileReport {
-        payments_checked: usize::try_from(count("payments_checked")).unwrap_or(0),
-        refunds_checked: usize::try_from(count("refunds_checked")).unwrap_or(0),
-        events_read: usize::try_from(count("events_read")).unwrap_or(0),
-        events_recovered: usize::try_from(count("events_recovered")).unwrap_or(0),
-        provider_errors: usize::try_from(count("provider_errors")).unwrap_or(0),
+    ReconcileReport {
+        payments_checked: count("payments_checked"),
+        refunds_checked: count("refunds_checked"),
+        events_read: count("events_read"),
+        events_recovered: count("events_recovered"),
+        provider_errors: count("provider_errors"),
         differences,
+    }
+}
+
+/// `kassa check`: the invariants of SPEC §3; `Ok(false)` when any is broken (exit status 1).
+pub async fn check(config: &Config) -> Result<bool> {
+    let body = match &config.mode {
+        Mode::Stripe(_) => {
+            let app = serve::live_app(config).await?;
+            kassa_http::routes::admin::check_body(&app.check_invariants().await?)
+        }
+        Mode::Sandbox { .. } => ask_the_sandbox(config, "check").await?,
     };
-    Ok(summary_of(&report))
+    print!("{}", check_summary(&body));
+    Ok(body["passed"].as_bool().unwrap_or(false))
+}
+
+fn check_summary(body: &Value) -> String {
+    let violations = body["violations"].as_array().cloned().unwrap_or_default();
+    let verdict = if violations.is_empty() {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let mut out = format!("invariant check: {verdict}\n");
+    for (label, value) in [
+        (
+            "payments compared with the provider",
+            body["payments_checked"].as_u64().unwrap_or(0),
+        ),
+        (
+            "provider errors (not compared)",
+            body["provider_errors"].as_u64().unwrap_or(0),
+        ),
+        (
+            "violations",
+            u64::try_from(violations.len()).unwrap_or(u64::MAX),
+        ),
+    ] {
+        out.push_str(&format!("  {label:<36} {value:>8}\n"));
+    }
+    for violation in &violations {
+        let ids: Vec<&str> = violation["ids"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  - invariant {}: {} [{}]\n",
+            violation["invariant"].as_u64().unwrap_or(0),
+            violation["what"].as_str().unwrap_or_default(),
+            ids.join(", ")
+        ));
+    }
+    out
 }
 
 /// Most orders `kassa orders` lists.

@@ -339,6 +339,20 @@ both_backends!(
     checkout_paid_through_the_emulator_ends_paid_once_despite_duplicate_and_reordered_webhooks
 );
 
+/// `kassa {command}` run against the sandbox listening on `listen`, as an operator would.
+fn operator_command(listen: &str, database_url: &str, command: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .arg(command)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KASSA_LISTEN", listen)
+        .env("KASSA_DATABASE_URL", database_url)
+        .env("KASSA_SECRET_KEY", SECRET)
+        .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
+        .output()
+        .unwrap_or_else(|error| panic!("kassa {command} runs: {error}"))
+}
+
 /// Every webhook is dropped (the endpoint was down): the confirmed order stays unpaid until
 /// `kassa reconcile` asks the running sandbox to reconcile; then it is paid, stock committed.
 async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost(db: TestDb) {
@@ -381,16 +395,7 @@ async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost
     assert_eq!(kassa.get(&order_path).await["status"], "pending_payment");
 
     let listen = kassa.base.trim_start_matches("http://").to_owned();
-    let output = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .arg("reconcile")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KASSA_LISTEN", &listen)
-        .env("KASSA_DATABASE_URL", &db.url)
-        .env("KASSA_SECRET_KEY", SECRET)
-        .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
-        .output()
-        .expect("kassa reconcile runs");
+    let output = operator_command(&listen, &db.url, "reconcile");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -405,6 +410,12 @@ async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost
     );
     let tee = kassa.get("/v1/inventory/TEE-M").await;
     assert_eq!(tee["locations"][0]["committed"].as_i64(), Some(2));
+
+    // Afterwards the books agree with the provider: `kassa check` passes.
+    let output = operator_command(&listen, &db.url, "check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("invariant check: PASS"), "{stdout}");
 }
 both_backends!(risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost);
 

@@ -244,6 +244,19 @@ async fn risk_r1_every_confirmed_payment_is_paid_after_a_load(db: TestDb) {
         committed, sold,
         "committed stock equals what the paid orders hold"
     );
+    let check: Value = http
+        .post(format!("{}/v1/admin/check", kassa.base))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        check["passed"], true,
+        "the invariants hold after the load: {check}"
+    );
     eprintln!(
         "load: {} customers, {} s, {} confirmed payments, all paid",
         CUSTOMERS,

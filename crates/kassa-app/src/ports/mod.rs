@@ -3,6 +3,7 @@
 pub mod checkout_store;
 pub mod clock;
 pub mod command_store;
+pub mod invariant_store;
 pub mod janitor_store;
 pub mod metrics_store;
 pub mod order_store;
@@ -16,6 +17,7 @@ pub mod webhook_store;
 pub use checkout_store::*;
 pub use clock::{Clock, SystemClock};
 pub use command_store::*;
+pub use invariant_store::*;
 pub use janitor_store::*;
 pub use metrics_store::*;
 pub use order_store::*;

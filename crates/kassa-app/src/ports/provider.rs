@@ -143,6 +143,9 @@ pub trait PaymentProvider: Send + Sync {
 
     async fn retrieve_refund(&self, id: &str) -> ProviderResult<ProviderRefund>;
 
+    /// The refunds of a PaymentIntent (the newest 100), for checking Kassa's records.
+    async fn list_refunds(&self, payment_intent_id: &str) -> ProviderResult<Vec<ProviderRefund>>;
+
     /// Events created at or after `created_gte_secs`, newest first, one page of at most `limit`.
     async fn list_events(
         &self,

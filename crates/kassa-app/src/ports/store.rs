@@ -187,6 +187,7 @@ pub trait Store:
     + super::JanitorStore
     + super::OutboxStore
     + super::MetricsStore
+    + super::InvariantStore
     + super::RefundStore
     + super::ReconcileStore
     + super::WebhookStore
@@ -203,6 +204,7 @@ impl<T> Store for T where
         + super::JanitorStore
         + super::OutboxStore
         + super::MetricsStore
+        + super::InvariantStore
         + super::RefundStore
         + super::ReconcileStore
         + super::WebhookStore

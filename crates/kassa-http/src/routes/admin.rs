@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kassa_app::check::CheckReport;
 use kassa_app::ports::NotificationStatus;
 use kassa_app::reconcile::{Quietly, ReconcileReport};
 use serde::Deserialize;
@@ -17,6 +18,7 @@ use crate::extract::{ApiPath, ApiQuery};
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/v1/admin/reconcile", post(reconcile))
+        .route("/v1/admin/check", post(check))
         .route("/v1/admin/notifications", get(notifications))
         .route(
             "/v1/admin/notifications/{id}/replay",
@@ -70,6 +72,24 @@ async fn replay_notification(
 async fn reconcile(_: SecretKey, State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
     let report = state.app.reconcile(&Quietly).await?;
     Ok(Json(report_body(&report)))
+}
+
+/// `POST /v1/admin/check`: the invariants of SPEC §3 against the database and the provider.
+async fn check(_: SecretKey, State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
+    let report = state.app.check_invariants().await?;
+    Ok(Json(check_body(&report)))
+}
+
+/// The check's report as JSON; `kassa check` prints the same fields.
+pub fn check_body(report: &CheckReport) -> Value {
+    json!({
+        "passed": report.passed(),
+        "payments_checked": report.payments_checked,
+        "provider_errors": report.provider_errors,
+        "violations": report.violations.iter()
+            .map(|v| json!({"invariant": v.invariant, "ids": v.ids, "what": v.what}))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// The report as JSON; `kassa reconcile` prints the same fields.

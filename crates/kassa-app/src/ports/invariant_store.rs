@@ -1,0 +1,36 @@
+//! The database's side of the invariants of SPEC §3, as queries that return what breaks them.
+
+use async_trait::async_trait;
+use kassa_domain::order::OrderStatus;
+use kassa_domain::payment::PaymentStatus;
+
+use super::store::StoreResult;
+
+/// One broken invariant: its number in SPEC §3, the ids involved, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: u8,
+    pub ids: Vec<String>,
+    pub what: String,
+}
+
+/// A payment with its PaymentIntent, for the provider's side of the check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentToCheck {
+    pub payment_id: String,
+    pub order_id: String,
+    pub payment_intent_id: String,
+    pub order_status: OrderStatus,
+    pub payment_status: PaymentStatus,
+    /// Refunds Kassa holds as succeeded for this payment: (count, total).
+    pub refunds_succeeded: (i64, i64),
+}
+
+#[async_trait]
+pub trait InvariantStore: Send + Sync {
+    /// Everything the database alone can show broken. `stale_before`: a checkout still holding
+    /// stock that expired before this has outlived the janitor (invariant 6).
+    async fn local_violations(&self, stale_before: i64) -> StoreResult<Vec<Violation>>;
+    /// Payments with a PaymentIntent, at most `limit`, newest first.
+    async fn payments_to_check(&self, limit: i64) -> StoreResult<Vec<PaymentToCheck>>;
+}

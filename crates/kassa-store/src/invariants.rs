@@ -1,0 +1,183 @@
+//! The invariants of SPEC §3 that the database alone can show broken, each a query for what
+//! breaks it. Constraints already refuse some outright (one order per cart, one live payment per
+//! order, refunded ≤ captured, stock counters not negative); they are checked anyway, because a
+//! checker that trusts the schema proves nothing about a database edited by hand.
+
+use async_trait::async_trait;
+use kassa_app::ports::{InvariantStore, PaymentToCheck, StoreError, StoreResult, Violation};
+use kassa_domain::order::OrderStatus;
+use kassa_domain::payment::PaymentStatus;
+use sqlx::Row;
+
+use crate::db::{SqlStore, unavailable};
+
+/// (invariant, what is wrong, a query returning the ids involved as one text column).
+const ID_CHECKS: &[(u8, &str, &str)] = &[
+    (2, "a cart became more than one order",
+     "SELECT cart_id FROM orders GROUP BY cart_id HAVING COUNT(*) > 1"),
+    (2, "an order has more than one live payment",
+     "SELECT order_id FROM payments WHERE status NOT IN ('canceled', 'failed') GROUP BY order_id HAVING COUNT(*) > 1"),
+    (1, "an order counts as paid without a succeeded payment in its currency covering its total",
+     "SELECT o.id FROM orders o WHERE o.status IN ('paid', 'partially_refunded', 'refunded')
+        AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.status = 'succeeded'
+                        AND p.currency = o.currency AND p.amount >= o.total)"),
+    (1, "a paid order's captured amount is not what Kassa decided to capture",
+     "SELECT id FROM orders WHERE status IN ('paid', 'partially_refunded', 'refunded')
+        AND captured_amount <> CASE WHEN capture_amount IS NULL THEN total ELSE capture_amount END"),
+    (4, "an order's refunded amount exceeds what was captured",
+     "SELECT id FROM orders WHERE refunded_amount > captured_amount"),
+    (4, "an order's refunded amount is not the sum of its succeeded refunds",
+     "SELECT o.id FROM orders o WHERE o.refunded_amount <>
+        (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refunds r WHERE r.order_id = o.id AND r.status = 'succeeded')"),
+    (6, "a reservation is still held by an order that can no longer be paid",
+     "SELECT r.id FROM reservations r JOIN orders o ON o.id = r.order_id
+       WHERE r.status = 'held' AND o.status NOT IN ('pending_payment', 'requires_action', 'authorized')"),
+    (5, "an order was paid more than once",
+     "SELECT entity_id FROM audit_log WHERE entity_type = 'order' AND after_state = 'paid'
+        AND before_state IN ('pending_payment', 'requires_action', 'authorized')
+      GROUP BY entity_id HAVING COUNT(*) > 1"),
+    (5, "a provider refund is recorded more than once",
+     "SELECT provider_refund_id FROM refunds WHERE provider_refund_id IS NOT NULL
+      GROUP BY provider_refund_id HAVING COUNT(*) > 1"),
+    (5, "a notification exists more than once for one business event",
+     "SELECT business_key FROM outbox GROUP BY business_key HAVING COUNT(*) > 1"),
+    (7, "an order's status has no audit record",
+     "SELECT o.id FROM orders o WHERE NOT EXISTS (SELECT 1 FROM audit_log a
+        WHERE a.entity_type = 'order' AND a.entity_id = o.id AND a.after_state = o.status)"),
+    (7, "a payment's status has no audit record",
+     "SELECT p.id FROM payments p WHERE NOT EXISTS (SELECT 1 FROM audit_log a
+        WHERE a.entity_type = 'payment' AND a.entity_id = p.id AND a.after_state = p.status)"),
+    (7, "a refund's status has no audit record",
+     "SELECT r.id FROM refunds r WHERE NOT EXISTS (SELECT 1 FROM audit_log a
+        WHERE a.entity_type = 'refund' AND a.entity_id = r.id AND a.after_state = r.status)"),
+    (7, "a reservation's status has no audit record",
+     "SELECT r.id FROM reservations r WHERE NOT EXISTS (SELECT 1 FROM audit_log a
+        WHERE a.entity_type = 'reservation' AND a.entity_id = r.id AND a.after_state = r.status)"),
+];
+
+/// Most ids listed for one broken rule.
+const IDS_MAX: usize = 20;
+
+#[async_trait]
+impl InvariantStore for SqlStore {
+    async fn local_violations(&self, stale_before: i64) -> StoreResult<Vec<Violation>> {
+        let mut violations = Vec::new();
+        for (invariant, what, sql) in ID_CHECKS {
+            let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(*sql))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            if !ids.is_empty() {
+                violations.push(Violation {
+                    invariant: *invariant,
+                    ids: ids.into_iter().take(IDS_MAX).collect(),
+                    what: (*what).to_owned(),
+                });
+            }
+        }
+        violations.extend(self.stock_violations().await?);
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT o.id FROM orders o JOIN reservations r ON r.order_id = o.id
+             WHERE o.status IN ('pending_payment', 'requires_action') AND o.needs_attention IS NULL
+               AND r.status = 'held' AND r.expires_at < $1",
+        )
+        .bind(stale_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if !stale.is_empty() {
+            violations.push(Violation {
+                invariant: 6,
+                ids: stale.into_iter().take(IDS_MAX).collect(),
+                what: "an unpaid checkout holds stock long after its hold expired".into(),
+            });
+        }
+        Ok(violations)
+    }
+
+    async fn payments_to_check(&self, limit: i64) -> StoreResult<Vec<PaymentToCheck>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.order_id, p.provider_payment_intent_id, p.status AS payment_status, o.status AS order_status,
+                    (SELECT COUNT(*) FROM refunds r WHERE r.payment_id = p.id AND r.status = 'succeeded') AS refunds,
+                    (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refunds r
+                      WHERE r.payment_id = p.id AND r.status = 'succeeded') AS refunded
+             FROM payments p JOIN orders o ON o.id = p.order_id
+             WHERE p.provider_payment_intent_id IS NOT NULL
+             ORDER BY p.created_at DESC, p.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let order: String = row.try_get("order_status").map_err(unavailable)?;
+                let payment: String = row.try_get("payment_status").map_err(unavailable)?;
+                Ok(PaymentToCheck {
+                    payment_id: row.try_get("id").map_err(unavailable)?,
+                    order_id: row.try_get("order_id").map_err(unavailable)?,
+                    payment_intent_id: row
+                        .try_get("provider_payment_intent_id")
+                        .map_err(unavailable)?,
+                    order_status: OrderStatus::parse(&order)
+                        .ok_or_else(|| StoreError::Corrupt(format!("order status {order:?}")))?,
+                    payment_status: PaymentStatus::parse(&payment).ok_or_else(|| {
+                        StoreError::Corrupt(format!("payment status {payment:?}"))
+                    })?,
+                    refunds_succeeded: (
+                        row.try_get("refunds").map_err(unavailable)?,
+                        row.try_get("refunded").map_err(unavailable)?,
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+impl SqlStore {
+    /// Invariant 3: every stock level's counters equal its reservations, and nothing is oversold.
+    async fn stock_violations(&self) -> StoreResult<Vec<Violation>> {
+        let rows = sqlx::query(
+            "SELECT l.sku, l.location, l.on_hand, l.reserved, l.committed,
+                    (SELECT CAST(COALESCE(SUM(r.quantity), 0) AS BIGINT) FROM reservations r
+                      WHERE r.sku = l.sku AND r.location = l.location AND r.status = 'held') AS held,
+                    (SELECT CAST(COALESCE(SUM(r.quantity), 0) AS BIGINT) FROM reservations r
+                      WHERE r.sku = l.sku AND r.location = l.location AND r.status = 'committed') AS sold
+             FROM inventory_levels l ORDER BY l.sku, l.location",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut violations = Vec::new();
+        for row in &rows {
+            let get = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
+            let (on_hand, reserved, committed) =
+                (get("on_hand")?, get("reserved")?, get("committed")?);
+            let (held, sold) = (get("held")?, get("sold")?);
+            let sku: String = row.try_get("sku").map_err(unavailable)?;
+            let location: String = row.try_get("location").map_err(unavailable)?;
+            let mut wrong = Vec::new();
+            if reserved != held {
+                wrong.push(format!("reserved {reserved} but reservations hold {held}"));
+            }
+            if committed != sold {
+                wrong.push(format!(
+                    "committed {committed} but reservations sold {sold}"
+                ));
+            }
+            if on_hand - reserved - committed < 0 || reserved < 0 || committed < 0 {
+                wrong.push(format!(
+                    "oversold: on hand {on_hand}, reserved {reserved}, committed {committed}"
+                ));
+            }
+            if !wrong.is_empty() {
+                violations.push(Violation {
+                    invariant: 3,
+                    ids: vec![format!("{sku}@{location}")],
+                    what: wrong.join("; "),
+                });
+            }
+        }
+        Ok(violations)
+    }
+}
