@@ -142,4 +142,34 @@ mod tests {
             assert_eq!(tokens.verify(&variant, "ord_1", 6), None, "{variant}");
         }
     }
+
+    proptest::proptest! {
+        /// Anything presented as a token, for any order at any time: never a panic, never rights.
+        #[test]
+        fn arbitrary_tokens_never_panic_and_grant_nothing(
+            token in proptest::prelude::any::<String>(),
+            order in "[a-z_0-9]{0,30}",
+            now in proptest::prelude::any::<i64>(),
+        ) {
+            proptest::prop_assert_eq!(tokens().verify(&token, &order, now), None);
+        }
+
+        /// Near misses of a real token (the prefix, the order, the time, the signature spelled
+        /// differently or cut short) grant nothing; extreme clocks never overflow.
+        #[test]
+        fn mangled_real_tokens_grant_nothing(
+            created in proptest::prelude::any::<i64>(),
+            now in proptest::prelude::any::<i64>(),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            suffix in "[0-9a-fA-F.+-]{1,4}",
+        ) {
+            let tokens = tokens();
+            let real = tokens.mint("ord_1", created);
+            let at = cut.index(real.len());
+            proptest::prop_assert_eq!(tokens.verify(&real[..at], "ord_1", now), None);
+            proptest::prop_assert_eq!(tokens.verify(&format!("{real}{suffix}"), "ord_1", now), None);
+            proptest::prop_assert_eq!(tokens.verify(&real.to_uppercase(), "ord_1", now), None);
+            proptest::prop_assert_eq!(tokens.verify(&real, "ord_2", now), None);
+        }
+    }
 }

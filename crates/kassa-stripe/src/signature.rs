@@ -204,4 +204,38 @@ mod tests {
             "a header over the bound is refused whole, not searched in part"
         );
     }
+
+    proptest::proptest! {
+        /// Any header and payload, at any clock: an answer, never a panic, and never an accepted
+        /// signature the secret did not make.
+        #[test]
+        fn arbitrary_headers_never_panic_and_never_verify(
+            header in proptest::prelude::any::<String>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            now in proptest::prelude::any::<i64>(),
+            tolerance in proptest::prelude::any::<i64>(),
+        ) {
+            let verdict = verify_signature(&payload, &header, &["whsec_test".to_owned()], now, tolerance);
+            proptest::prop_assert!(verdict.is_err());
+        }
+
+        /// A genuine signature verifies for its payload and for no changed one.
+        #[test]
+        fn a_signature_verifies_its_payload_only(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..256),
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+            timestamp in -10_000_000_000i64..10_000_000_000,
+        ) {
+            let secrets = ["whsec_test".to_owned()];
+            let signed = header("whsec_test", timestamp, &payload);
+            proptest::prop_assert_eq!(verify_signature(&payload, &signed, &secrets, timestamp, 300), Ok(timestamp));
+            let mut changed = payload.clone();
+            let at = flip.index(changed.len());
+            changed[at] ^= 0x01;
+            proptest::prop_assert_eq!(
+                verify_signature(&changed, &signed, &secrets, timestamp, 300),
+                Err(SignatureError::NoMatch)
+            );
+        }
+    }
 }
