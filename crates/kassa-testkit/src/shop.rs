@@ -109,20 +109,40 @@ impl EmulatedShop {
 
     /// Places a checkout of `lines` (SKU, quantity) at the shop's prices.
     pub async fn checkout(&self, lines: &[(&str, i64)]) -> Placed {
-        let cart = self.app.create_cart("eur").await.expect("cart");
+        self.try_checkout(lines, "checkout")
+            .await
+            .expect("checkout")
+    }
+
+    /// A checkout that may fail (the provider down, stock gone): the cart, and the reply or the
+    /// error. `key` distinguishes retries of one cart's checkout from new checkouts.
+    pub async fn try_checkout(
+        &self,
+        lines: &[(&str, i64)],
+        key: &str,
+    ) -> Result<Placed, kassa_app::AppError> {
+        let cart = self.app.create_cart("eur").await?;
         for (sku, quantity) in lines {
-            self.app
-                .add_cart_line(&cart.id, sku, *quantity)
-                .await
-                .expect("line");
+            self.app.add_cart_line(&cart.id, sku, *quantity).await?;
         }
+        self.checkout_cart(&cart.id, lines, key).await
+    }
+
+    /// `POST /v1/carts/{cart_id}/checkout` with idempotency key `{key}-{cart_id}`: the same
+    /// key again is the customer's retry (a double click, a lost answer).
+    pub async fn checkout_cart(
+        &self,
+        cart_id: &str,
+        lines: &[(&str, i64)],
+        key: &str,
+    ) -> Result<Placed, kassa_app::AppError> {
         let total = lines.iter().map(|(_, q)| q * UNIT).sum();
         let reply = self
             .app
             .checkout(CheckoutInput {
-                cart_id: cart.id.clone(),
+                cart_id: cart_id.to_owned(),
                 key_scope: "publishable".into(),
-                idempotency_key: Some(format!("checkout-{}", cart.id)),
+                idempotency_key: Some(format!("{key}-{cart_id}")),
                 email: "ada@example.com".into(),
                 shipping: ShippingAddress {
                     name: "Ada Lovelace".into(),
@@ -134,16 +154,15 @@ impl EmulatedShop {
                 expected_total_minor: total,
                 actor: actor(),
             })
-            .await
-            .expect("checkout");
-        let body: Value = serde_json::from_str(&reply.response.body).expect("json");
-        let text = |value: &Value| value.as_str().expect("string").to_owned();
-        Placed {
+            .await?;
+        let body: Value = serde_json::from_str(&reply.response.body).unwrap_or(Value::Null);
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        Ok(Placed {
             order_id: text(&body["order"]["id"]),
             intent_id: text(&body["payment"]["payment_intent_id"]),
             client_secret: text(&body["payment"]["client_secret"]),
             order_token: text(&body["order_token"]),
-        }
+        })
     }
 
     /// The customer confirms with `payment_method`; returns the intent's status.
@@ -197,6 +216,16 @@ impl EmulatedShop {
             .unwrap_or(Value::Null)
     }
 
+    /// Stops every injected fault.
+    pub async fn clear_faults(&self) {
+        self.http
+            .delete(format!("{}/_emulator/faults", self.emulator.base_url()))
+            .bearer_auth(&self.emulator.config().secret_key)
+            .send()
+            .await
+            .expect("emulator answers");
+    }
+
     /// Makes the emulator's next answers to `endpoint` (e.g. `POST /v1/refunds`) these faults.
     pub async fn fault(&self, endpoint: &str, answers: Value) {
         self.control(
@@ -214,15 +243,22 @@ impl EmulatedShop {
             .await;
         let mut events = list["data"].as_array().cloned().unwrap_or_default();
         events.reverse();
-        let secret = &self.emulator.config().webhook_secret;
         for event in events {
-            let body = event.to_string();
-            let header = kassa_emulator::signature_header(secret, self.clock.now_secs(), &body);
-            self.app
-                .receive_webhook(body.as_bytes(), Some(&header))
-                .await
-                .expect("recorded");
+            self.deliver(&event).await.expect("recorded");
         }
+    }
+
+    /// Feeds one event to Kassa, signed as the emulator signs it, at the app's time.
+    pub async fn deliver(
+        &self,
+        event: &Value,
+    ) -> Result<kassa_app::ports::Recorded, kassa_app::webhooks::WebhookError> {
+        let body = event.to_string();
+        let secret = &self.emulator.config().webhook_secret;
+        let header = kassa_emulator::signature_header(secret, self.clock.now_secs(), &body);
+        self.app
+            .receive_webhook(body.as_bytes(), Some(&header))
+            .await
     }
 
     pub async fn status(&self, order_id: &str) -> String {
