@@ -77,6 +77,16 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
         .expect("json")
 }
 
+/// `POST /v1/admin/check` on `base`: the invariants of SPEC §3 hold, against the provider too.
+async fn assert_invariants_hold(http: &reqwest::Client, base: &str) {
+    let check = json_of(
+        http.post(format!("{base}/v1/admin/check"))
+            .bearer_auth(SECRET),
+    )
+    .await;
+    assert_eq!(check["passed"], true, "{check}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgresql_capture_each_order_once() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -210,6 +220,7 @@ async fn two_instances_on_one_postgresql_capture_each_order_once() {
         "one capture started per order, by one instance"
     );
     pool.close().await;
+    assert_invariants_hold(&http, &bases[1]).await;
 }
 
 /// An instance killed (SIGKILL) in the middle of a capture leaves the order marked; once the
@@ -361,4 +372,5 @@ async fn risk_r2_a_capture_whose_instance_is_killed_is_taken_over_after_the_leas
         "captured once"
     );
     pool.close().await;
+    assert_invariants_hold(&http, &base).await;
 }
