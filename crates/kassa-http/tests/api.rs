@@ -1,7 +1,7 @@
 //! The HTTP contract over a real socket: auth, error shapes, input bounds, rate limits.
 //! Each test starts the router on an ephemeral port against a fresh database of each backend.
 
-use kassa_http::{ApiKeys, HttpState, PublicRateLimit, ServerLimits};
+use kassa_http::{PublicRateLimit, ServerLimits};
 use kassa_testkit::{TestDb, both_backends};
 use serde_json::{Value, json};
 
@@ -22,22 +22,12 @@ async fn start(db: TestDb, rate_limit_per_sec: u32) -> Server {
 async fn start_app(db: TestDb, app: kassa_app::App, rate_limit_per_sec: u32) -> Server {
     // reqwest is built without a default TLS provider; tests speak plain HTTP but it still asks.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = HttpState {
+    let address = kassa_testkit::serve_http(
         app,
-        keys: ApiKeys {
-            secret: SECRET.into(),
-            publishable: PUBLISHABLE.into(),
-        },
-        rate_limit: PublicRateLimit::new(rate_limit_per_sec),
-        sandbox: None,
-        limits: ServerLimits::default(),
-        metrics: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("ephemeral port");
-    let address = listener.local_addr().expect("bound");
-    tokio::spawn(kassa_http::serve(listener, state, std::future::pending()));
+        PublicRateLimit::new(rate_limit_per_sec),
+        ServerLimits::default(),
+    )
+    .await;
     Server {
         base: format!("http://{address}"),
         http: reqwest::Client::new(),

@@ -8,7 +8,7 @@
 //! proptest drives the cases and shrinks a failure to its smallest body.
 
 use kassa_app::ports::CaptureMethod;
-use kassa_http::{ApiKeys, HttpState, PublicRateLimit, ServerLimits};
+use kassa_http::{PublicRateLimit, ServerLimits};
 use kassa_testkit::shop::EmulatedShop;
 use kassa_testkit::{TEST_PUBLISHABLE_KEY, TEST_SECRET_KEY, TestDb};
 use proptest::prelude::*;
@@ -31,22 +31,13 @@ async fn target() -> Target {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let shop = EmulatedShop::new(TestDb::sqlite().await, CaptureMethod::Manual).await;
     let order_id = shop.paid(&[("MUG", 1)]).await.order_id;
-    let state = HttpState {
-        app: shop.app.clone(),
-        keys: ApiKeys {
-            secret: TEST_SECRET_KEY.into(),
-            publishable: TEST_PUBLISHABLE_KEY.into(),
-        },
-        rate_limit: PublicRateLimit::new(1_000_000),
-        sandbox: None,
-        limits: ServerLimits::default(),
-        metrics: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("ephemeral port");
-    let base = format!("http://{}", listener.local_addr().expect("bound"));
-    tokio::spawn(kassa_http::serve(listener, state, std::future::pending()));
+    let address = kassa_testkit::serve_http(
+        shop.app.clone(),
+        PublicRateLimit::new(1_000_000),
+        ServerLimits::default(),
+    )
+    .await;
+    let base = format!("http://{address}");
     let http = reqwest::Client::new();
     let cart: Value = http
         .post(format!("{base}/v1/carts"))
@@ -237,7 +228,7 @@ async fn send(
         .request(method.clone(), format!("{}{path}", target.base))
         .bearer_auth(key)
         .header("Content-Type", "application/json")
-        .header("Idempotency-Key", uuid_like(&body))
+        .header("Idempotency-Key", key_for(&body))
         .header("Stripe-Signature", signature)
         .body(body)
         .send()
@@ -262,7 +253,7 @@ async fn send(
 }
 
 /// A fresh idempotency key per body, so each case is a new request rather than a replay.
-fn uuid_like(body: &[u8]) -> String {
+fn key_for(body: &[u8]) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);

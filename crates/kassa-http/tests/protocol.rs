@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kassa_http::{ApiKeys, HttpState, ServerLimits};
+use kassa_http::ServerLimits;
 use kassa_testkit::{TEST_PUBLISHABLE_KEY, TEST_SECRET_KEY, TestDb};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,22 +23,7 @@ struct Server {
 
 async fn start(limits: ServerLimits) -> Server {
     let db = TestDb::sqlite().await;
-    let state = HttpState {
-        app: kassa_testkit::app(&db),
-        keys: ApiKeys {
-            secret: TEST_SECRET_KEY.into(),
-            publishable: TEST_PUBLISHABLE_KEY.into(),
-        },
-        rate_limit: None,
-        sandbox: None,
-        limits,
-        metrics: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("port");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(kassa_http::serve(listener, state, std::future::pending()));
+    let address = kassa_testkit::serve_http(kassa_testkit::app(&db), None, limits).await;
     Server { address, _db: db }
 }
 

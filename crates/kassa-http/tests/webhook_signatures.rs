@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use kassa_app::ports::SystemClock;
-use kassa_http::{ApiKeys, HttpState, ServerLimits};
+use kassa_http::ServerLimits;
 use kassa_stripe::StripeWebhookVerifier;
 use kassa_testkit::provider::FakeProvider;
-use kassa_testkit::{TEST_PUBLISHABLE_KEY, TEST_SECRET_KEY, TestDb, app_with_parts, both_backends};
+use kassa_testkit::{TestDb, app_with_parts, both_backends};
 use serde_json::{Value, json};
 
 const OLD_SECRET: &str = "whsec_old_0123456789";
@@ -28,23 +28,8 @@ async fn start(db: &TestDb) -> String {
         Arc::new(SystemClock),
         Arc::new(verifier),
     );
-    let state = HttpState {
-        app,
-        keys: ApiKeys {
-            secret: TEST_SECRET_KEY.into(),
-            publishable: TEST_PUBLISHABLE_KEY.into(),
-        },
-        rate_limit: None,
-        sandbox: None,
-        limits: ServerLimits::default(),
-        metrics: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("port");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(kassa_http::serve(listener, state, std::future::pending()));
-    base
+    let address = kassa_testkit::serve_http(app, None, ServerLimits::default()).await;
+    format!("http://{address}")
 }
 
 async fn deliver(base: &str, body: &str, signature: Option<String>) -> (u16, Value) {

@@ -232,6 +232,32 @@ pub fn app(db: &TestDb) -> kassa_app::App {
     app_with(db, std::sync::Arc::new(provider::FakeProvider::new()))
 }
 
+/// Serves `app` with the test keys on an ephemeral local port, through the same accept loop as
+/// `kassa serve`; the address it listens on.
+pub async fn serve_http(
+    app: kassa_app::App,
+    rate_limit: Option<std::sync::Arc<kassa_http::PublicRateLimit>>,
+    limits: kassa_http::ServerLimits,
+) -> std::net::SocketAddr {
+    let state = kassa_http::HttpState {
+        app,
+        keys: kassa_http::ApiKeys {
+            secret: TEST_SECRET_KEY.into(),
+            publishable: TEST_PUBLISHABLE_KEY.into(),
+        },
+        rate_limit,
+        sandbox: None,
+        limits,
+        metrics: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("ephemeral port");
+    let address = listener.local_addr().expect("bound");
+    tokio::spawn(kassa_http::serve(listener, state, std::future::pending()));
+    address
+}
+
 pub const TEST_SECRET_KEY: &str = "sk_test_0123456789abcdef";
 pub const TEST_PUBLISHABLE_KEY: &str = "pk_test_0123456789abcdef";
 
