@@ -353,11 +353,9 @@ fn operator_command(listen: &str, database_url: &str, command: &str) -> std::pro
         .unwrap_or_else(|error| panic!("kassa {command} runs: {error}"))
 }
 
-/// Every webhook is dropped (the endpoint was down): the confirmed order stays unpaid until
-/// `kassa reconcile` asks the running sandbox to reconcile; then it is paid, stock committed.
-async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost(db: TestDb) {
-    let kassa = start(&db.url);
-    let sandbox = kassa.get("/v1/sandbox").await;
+/// Makes the sandbox's emulator drop every webhook from now on (the endpoint is down); its
+/// base URL and secret key.
+async fn drop_every_webhook(kassa: &Kassa, sandbox: &Value) -> (String, String) {
     let stripe = sandbox["stripe_api_base"]
         .as_str()
         .expect("emulator")
@@ -374,6 +372,15 @@ async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost
             Some(json!({"webhooks": {"drop": true}})),
         )
         .await;
+    (stripe, stripe_secret)
+}
+
+/// Every webhook is dropped (the endpoint was down): the confirmed order stays unpaid until
+/// `kassa reconcile` asks the running sandbox to reconcile; then it is paid, stock committed.
+async fn risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_all_lost(db: TestDb) {
+    let kassa = start(&db.url);
+    let sandbox = kassa.get("/v1/sandbox").await;
+    let (stripe, stripe_secret) = drop_every_webhook(&kassa, &sandbox).await;
     let order_id = checkout_and_confirm(&kassa, &sandbox).await;
     wait_until("the payment's webhooks to be dropped", async || {
         let deliveries = kassa
@@ -477,22 +484,7 @@ both_backends!(risk_s8_logs_carry_request_ids_and_no_secrets_or_personal_data);
 async fn risk_r1_the_periodic_reconciliation_recovers_dropped_webhooks(db: TestDb) {
     let kassa = start_with(&db.url, None, &[("KASSA_RECONCILE_INTERVAL_SECS", "5")]);
     let sandbox = kassa.get("/v1/sandbox").await;
-    let stripe = sandbox["stripe_api_base"]
-        .as_str()
-        .expect("emulator")
-        .to_owned();
-    let stripe_secret = sandbox["stripe_secret_key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
-    kassa
-        .call(
-            reqwest::Method::POST,
-            &format!("{stripe}/_emulator/faults"),
-            &stripe_secret,
-            Some(json!({"webhooks": {"drop": true}})),
-        )
-        .await;
+    drop_every_webhook(&kassa, &sandbox).await;
     let order_id = checkout_and_confirm(&kassa, &sandbox).await;
     let order_path = format!("/v1/orders/{order_id}");
     assert_eq!(kassa.get(&order_path).await["status"], "pending_payment");

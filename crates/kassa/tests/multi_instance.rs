@@ -46,6 +46,49 @@ fn spawn(command: &str, env: &[(&str, &str)], lines: usize) -> (Process, Vec<Str
     (Process(child), printed)
 }
 
+/// `kassa sim` running as Stripe, with the keys it printed.
+struct Sim {
+    _process: Process,
+    base: String,
+    secret: String,
+    publishable: String,
+    webhook_secret: String,
+}
+
+impl Sim {
+    fn start() -> Sim {
+        let (process, printed) = spawn("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4);
+        Sim {
+            _process: process,
+            base: url_in(&printed[0]),
+            secret: field(&printed, "secret key:"),
+            publishable: field(&printed, "publishable key:"),
+            webhook_secret: field(&printed, "webhook secret:"),
+        }
+    }
+
+    /// The environment of a `kassa serve` in live mode against this emulator on `database_url`,
+    /// manual capture, with one more `setting`.
+    fn live_env<'a>(
+        &'a self,
+        database_url: &'a str,
+        setting: (&'a str, &'a str),
+    ) -> [(&'a str, &'a str); 10] {
+        [
+            ("KASSA_LISTEN", "127.0.0.1:0"),
+            ("KASSA_DATABASE_URL", database_url),
+            ("KASSA_SECRET_KEY", SECRET),
+            ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
+            ("KASSA_RATE_LIMIT", "0"),
+            ("KASSA_CAPTURE_METHOD", "manual"),
+            setting,
+            ("STRIPE_SECRET_KEY", self.secret.as_str()),
+            ("STRIPE_API_BASE", self.base.as_str()),
+            ("STRIPE_WEBHOOK_SECRETS", self.webhook_secret.as_str()),
+        ]
+    }
+}
+
 /// The value after `label` on the line that starts with it.
 fn field(lines: &[String], label: &str) -> String {
     lines
@@ -91,23 +134,13 @@ async fn assert_invariants_hold(http: &reqwest::Client, base: &str) {
 async fn two_instances_on_one_postgresql_capture_each_order_once() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::postgres().await;
-    let (_sim, sim) = spawn("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4);
-    let stripe = url_in(&sim[0]);
-    let stripe_secret = field(&sim, "secret key:");
-    let stripe_publishable = field(&sim, "publishable key:");
-    let webhook_secret = field(&sim, "webhook secret:");
-    let live = [
-        ("KASSA_LISTEN", "127.0.0.1:0"),
-        ("KASSA_DATABASE_URL", db.url.as_str()),
-        ("KASSA_SECRET_KEY", SECRET),
-        ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
-        ("KASSA_RATE_LIMIT", "0"),
-        ("KASSA_CAPTURE_METHOD", "manual"),
-        ("KASSA_MODIFICATION_WINDOW_SECS", "1"),
-        ("STRIPE_SECRET_KEY", stripe_secret.as_str()),
-        ("STRIPE_API_BASE", stripe.as_str()),
-        ("STRIPE_WEBHOOK_SECRETS", webhook_secret.as_str()),
-    ];
+    let sim = Sim::start();
+    let (stripe, stripe_secret, stripe_publishable) = (
+        sim.base.clone(),
+        sim.secret.clone(),
+        sim.publishable.clone(),
+    );
+    let live = sim.live_env(&db.url, ("KASSA_MODIFICATION_WINDOW_SECS", "1"));
     let (_first, first) = spawn("serve", &live, 1);
     let (_second, second) = spawn("serve", &live, 1);
     let bases = [url_in(&first[0]), url_in(&second[0])];
@@ -230,23 +263,13 @@ async fn two_instances_on_one_postgresql_capture_each_order_once() {
 async fn risk_r2_a_capture_whose_instance_is_killed_is_taken_over_after_the_lease() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::postgres().await;
-    let (_sim, sim) = spawn("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4);
-    let stripe = url_in(&sim[0]);
-    let stripe_secret = field(&sim, "secret key:");
-    let stripe_publishable = field(&sim, "publishable key:");
-    let webhook_secret = field(&sim, "webhook secret:");
-    let live = [
-        ("KASSA_LISTEN", "127.0.0.1:0"),
-        ("KASSA_DATABASE_URL", db.url.as_str()),
-        ("KASSA_SECRET_KEY", SECRET),
-        ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
-        ("KASSA_RATE_LIMIT", "0"),
-        ("KASSA_CAPTURE_METHOD", "manual"),
-        ("KASSA_OPERATION_RESUME_SECS", "2"),
-        ("STRIPE_SECRET_KEY", stripe_secret.as_str()),
-        ("STRIPE_API_BASE", stripe.as_str()),
-        ("STRIPE_WEBHOOK_SECRETS", webhook_secret.as_str()),
-    ];
+    let sim = Sim::start();
+    let (stripe, stripe_secret, stripe_publishable) = (
+        sim.base.clone(),
+        sim.secret.clone(),
+        sim.publishable.clone(),
+    );
+    let live = sim.live_env(&db.url, ("KASSA_OPERATION_RESUME_SECS", "2"));
     let (mut doomed, first) = spawn("serve", &live, 1);
     let (_survivor, second) = spawn("serve", &live, 1);
     let (doomed_base, base) = (url_in(&first[0]), url_in(&second[0]));
