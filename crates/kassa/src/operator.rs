@@ -131,23 +131,18 @@ fn check_summary(body: &Value) -> String {
     } else {
         "FAIL"
     };
-    let mut out = format!("invariant check: {verdict}\n");
-    for (label, value) in [
-        (
-            "payments compared with the provider",
-            body["payments_checked"].as_u64().unwrap_or(0),
-        ),
-        (
-            "provider errors (not compared)",
-            body["provider_errors"].as_u64().unwrap_or(0),
-        ),
-        (
-            "violations",
-            u64::try_from(violations.len()).unwrap_or(u64::MAX),
-        ),
-    ] {
-        out.push_str(&format!("  {label:<36} {value:>8}\n"));
-    }
+    let count = |field: &str| usize::try_from(body[field].as_u64().unwrap_or(0)).unwrap_or(0);
+    let mut out = counts_table(
+        &format!("invariant check: {verdict}"),
+        &[
+            (
+                "payments compared with the provider",
+                count("payments_checked"),
+            ),
+            ("provider errors (not compared)", count("provider_errors")),
+            ("violations", violations.len()),
+        ],
+    );
     for violation in &violations {
         let ids: Vec<&str> = violation["ids"]
             .as_array()
@@ -245,20 +240,28 @@ fn jobs_table(gauges: &Gauges) -> String {
     out
 }
 
-/// The report as a table a person reads.
-fn summary_of(report: &ReconcileReport) -> String {
-    let rows = [
-        ("payments checked", report.payments_checked),
-        ("refunds checked", report.refunds_checked),
-        ("provider events read", report.events_read),
-        ("missed events recovered", report.events_recovered),
-        ("provider errors (retried next run)", report.provider_errors),
-        ("differences (orders flagged)", report.differences.len()),
-    ];
-    let mut out = String::from("reconciliation\n");
+/// A title, then one labelled count per line, aligned: how the operator commands summarize.
+fn counts_table(title: &str, rows: &[(&str, usize)]) -> String {
+    let mut out = format!("{title}\n");
     for (label, value) in rows {
         out.push_str(&format!("  {label:<36} {value:>8}\n"));
     }
+    out
+}
+
+/// The report as a table a person reads.
+fn summary_of(report: &ReconcileReport) -> String {
+    let mut out = counts_table(
+        "reconciliation",
+        &[
+            ("payments checked", report.payments_checked),
+            ("refunds checked", report.refunds_checked),
+            ("provider events read", report.events_read),
+            ("missed events recovered", report.events_recovered),
+            ("provider errors (retried next run)", report.provider_errors),
+            ("differences (orders flagged)", report.differences.len()),
+        ],
+    );
     for (order_id, what) in &report.differences {
         out.push_str(&format!("  - {order_id}: {what}\n"));
     }
