@@ -6,7 +6,6 @@ use kassa_domain::{Currency, MoneyError};
 
 use crate::App;
 use crate::error::{AppError, AppResult};
-use crate::ids::new_id;
 use crate::ports::{Cart, CartRefusal};
 use crate::validate;
 use kassa_domain::text::fields;
@@ -24,7 +23,7 @@ pub struct CartView {
 impl App {
     pub async fn create_cart(&self, currency: &str) -> AppResult<CartView> {
         let currency = validate::currency("currency", currency)?;
-        let id = new_id("cart");
+        let id = self.ids.new_id("cart");
         self.store
             .create_cart(&id, currency, self.clock.now_secs())
             .await?;
@@ -61,7 +60,7 @@ impl App {
                 ),
             ));
         }
-        let line_id = new_id("line");
+        let line_id = self.ids.new_id("line");
         let outcome = self
             .store
             .add_cart_line(cart_id, &line_id, sku, quantity, self.clock.now_secs())

@@ -11,7 +11,6 @@ use kassa_domain::text::fields;
 
 use crate::App;
 use crate::error::{AppError, AppResult};
-use crate::ids::new_id;
 use crate::ports::{CreateProductOutcome, InventoryLevel, Product, SetOnHandOutcome, Variant};
 use crate::validate;
 
@@ -39,7 +38,7 @@ impl App {
                 format!("must hold 1 to {PRODUCT_VARIANTS_MAX} variants"),
             ));
         }
-        let product_id = new_id("prod");
+        let product_id = self.ids.new_id("prod");
         let mut seen = BTreeSet::new();
         let mut variants = Vec::with_capacity(input.variants.len());
         for (index, variant) in input.variants.into_iter().enumerate() {

@@ -20,7 +20,6 @@ use sha2::Sha256;
 use crate::App;
 use crate::cart::view_of;
 use crate::error::{AppError, AppResult};
-use crate::ids::new_id;
 use crate::ports::{
     Abandoned, Actor, CaptureMethod, CreatePaymentIntent, KeyClaim, KeyRef, OrderPlan,
     PendingPayment, PlaceRefusal, ProviderError, ProviderPaymentIntent, RecoveryPoint,
@@ -168,8 +167,8 @@ impl App {
 
     async fn local_phase(&self, key: &KeyRef, input: &CheckoutInput) -> AppResult<StoredResponse> {
         let now = self.clock.now_secs();
-        let order_id = new_id("ord");
-        let payment_id = new_id("pay");
+        let order_id = self.ids.new_id("ord");
+        let payment_id = self.ids.new_id("pay");
         let plan = OrderPlan {
             provider_idempotency_key: provider_key_for_payment(&payment_id),
             order_id,

@@ -9,7 +9,6 @@ use sha2::Sha256;
 
 use crate::App;
 use crate::error::{AppError, AppResult};
-use crate::ids::new_id;
 use crate::ports::{
     Actor, CreateRefund, NewRefund, ProviderError, RefundOutcome, RefundRecord, RefundStart,
     StoreError,
@@ -46,7 +45,7 @@ impl App {
                 format!("must be one of {}", REFUND_REASONS.join(", ")),
             ));
         }
-        let refund_id = new_id("ref");
+        let refund_id = self.ids.new_id("ref");
         let new = NewRefund {
             provider_idempotency_key: format!("kassa-refund-{refund_id}"),
             refund_id,

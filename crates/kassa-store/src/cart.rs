@@ -39,7 +39,7 @@ impl CartStore for SqlStore {
         quantity: i64,
         now: i64,
     ) -> StoreResult<Result<(), CartRefusal>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         if let Err(refusal) = lock_open_cart(&mut tx, cart_id, now).await? {
             return Ok(Err(refusal));
         }
@@ -92,7 +92,7 @@ impl CartStore for SqlStore {
         quantity: i64,
         now: i64,
     ) -> StoreResult<Result<(), CartRefusal>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         if let Err(refusal) = lock_open_cart(&mut tx, cart_id, now).await? {
             return Ok(Err(refusal));
         }
@@ -118,7 +118,7 @@ impl CartStore for SqlStore {
         line_id: &str,
         now: i64,
     ) -> StoreResult<Result<(), CartRefusal>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         if let Err(refusal) = lock_open_cart(&mut tx, cart_id, now).await? {
             return Ok(Err(refusal));
         }

@@ -21,7 +21,7 @@ impl CatalogStore for SqlStore {
         product: &Product,
         now: i64,
     ) -> StoreResult<CreateProductOutcome> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO products (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&product.id)
             .bind(&product.name)
@@ -74,7 +74,7 @@ impl CatalogStore for SqlStore {
         active: Option<bool>,
         now: i64,
     ) -> StoreResult<Option<Variant>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE variants SET unit_amount = COALESCE($2, unit_amount), active = COALESCE($3, active),
              updated_at = $4 WHERE sku = $1",
@@ -98,7 +98,7 @@ impl CatalogStore for SqlStore {
         on_hand: i64,
         now: i64,
     ) -> StoreResult<SetOnHandOutcome> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         if variant_in(&mut tx, sku).await?.is_none() {
             return Ok(SetOnHandOutcome::UnknownSku);
         }

@@ -35,7 +35,7 @@ impl CheckoutStore for SqlStore {
         lock_secs: i64,
         now: i64,
     ) -> StoreResult<KeyClaim> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (scope, idempotency_key, request_method, request_path, request_hash,
                  recovery_point, locked_until, created_at, updated_at)
@@ -108,7 +108,7 @@ impl CheckoutStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<Result<PendingPayment, PlaceRefusal>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let placed = place_order_in(&mut tx, key, cart_id, plan, price, actor, now).await?;
         match placed {
             Ok(pending) => {
@@ -160,7 +160,7 @@ impl CheckoutStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         self.faults().check(FAULT_BEFORE_FINISH)?;
         // The intent id is written once; a different id for the same payment would mean two
         // intents for one attempt, which the deterministic provider key rules out.
@@ -212,7 +212,7 @@ impl CheckoutStore for SqlStore {
         now: i64,
     ) -> StoreResult<()> {
         let (order_id, payment_id) = (abandoned.order_id.as_str(), abandoned.payment_id.as_str());
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE payments SET last_error = $2 WHERE id = $1")
             .bind(payment_id)
             .bind(&abandoned.reason)

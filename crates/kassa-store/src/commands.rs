@@ -29,7 +29,7 @@ impl OrderCommandStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<CaptureStart> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let Some(money) = locked_money(&mut tx, order_id).await? else {
             return Ok(CaptureStart::OrderMissing);
         };
@@ -77,7 +77,7 @@ impl OrderCommandStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<CancelStart> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let Some(money) = locked_money(&mut tx, order_id).await? else {
             return Ok(CancelStart::OrderMissing);
         };
@@ -121,7 +121,7 @@ impl OrderCommandStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         end_operation_in(&mut tx, order_id, operation, actor, now).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -133,7 +133,7 @@ impl OrderCommandStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<EditOutcome> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let Some(money) = locked_money(&mut tx, order_id).await? else {
             return Ok(EditOutcome::OrderMissing);
         };

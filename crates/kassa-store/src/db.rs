@@ -43,21 +43,88 @@ pub struct SqlStore {
 
 /// Named places inside multi-step transactions where a test can make the next pass fail, to
 /// show that nothing partial commits (risks W3, R2). Production code never arms one.
-#[derive(Debug, Default)]
-pub struct FaultPoints(Mutex<BTreeSet<&'static str>>);
+///
+/// The deterministic simulation uses two more: a [`CrashSwitch`] asked before every transaction
+/// begins, and [`Protection`]s it switches off to show that it would catch their absence.
+#[derive(Default)]
+pub struct FaultPoints {
+    armed: Mutex<BTreeSet<&'static str>>,
+    crash_switch: Mutex<Option<Arc<dyn CrashSwitch>>>,
+    switched_off: Mutex<BTreeSet<Protection>>,
+}
+
+/// Decides, before each transaction, whether the simulated process dies there. A crash inside a
+/// transaction is the same as one just before it (nothing uncommitted survives), and one just
+/// after a commit is the same as one before the next, so these points cover every state a real
+/// crash can leave behind in the database.
+pub trait CrashSwitch: Send + Sync {
+    fn crash_now(&self) -> bool;
+}
+
+/// A protection the simulation may switch off, to prove it notices (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protection {
+    /// A refund is bounded by what is captured minus what is refunded *and held by refunds in
+    /// flight*; switched off, the held amount is ignored.
+    RefundBound,
+}
+
+impl std::fmt::Debug for FaultPoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultPoints").finish_non_exhaustive()
+    }
+}
 
 impl FaultPoints {
     /// Fails the next pass through `point`, once.
     pub fn arm(&self, point: &'static str) {
-        self.0
+        self.armed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(point);
     }
 
+    /// Asks `switch` before every transaction from now on.
+    pub fn crash_with(&self, switch: Arc<dyn CrashSwitch>) {
+        *self
+            .crash_switch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(switch);
+    }
+
+    /// Switches `protection` off. Only the simulation's proof that it catches a missing
+    /// protection does this.
+    pub fn switch_off(&self, protection: Protection) {
+        self.switched_off
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(protection);
+    }
+
+    pub(crate) fn is_on(&self, protection: Protection) -> bool {
+        !self
+            .switched_off
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&protection)
+    }
+
+    /// Never returns if the crash switch says the process dies here: the caller's future is
+    /// dropped by the simulation, as the process would be.
+    pub(crate) async fn crash_point(&self) {
+        let switch = self
+            .crash_switch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if switch.is_some_and(|switch| switch.crash_now()) {
+            std::future::pending::<()>().await;
+        }
+    }
+
     pub(crate) fn check(&self, point: &'static str) -> Result<(), StoreError> {
         let fired = self
-            .0
+            .armed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(point);
@@ -136,6 +203,12 @@ impl SqlStore {
             .run(&self.pool)
             .await
             .map_err(|error| StoreOpenError::Migrate(error.to_string()))
+    }
+
+    /// Begins a transaction: every storage method's first step, and the simulation's crash point.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        self.faults.crash_point().await;
+        self.pool.begin().await.map_err(unavailable)
     }
 
     /// The fault points of this store (shared by its clones), for tests.

@@ -58,7 +58,7 @@ impl WebhookStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<Applied> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let claimed = sqlx::query(
             "UPDATE webhook_events SET status = 'processed', processed_at = $2
              WHERE id = $1 AND status IN ('received', 'failed')",
@@ -93,7 +93,7 @@ impl WebhookStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<Applied> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let applied = effects::payment::observe(self, &mut tx, intent, actor, now).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(applied)

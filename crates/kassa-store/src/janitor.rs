@@ -30,7 +30,7 @@ impl JanitorStore for SqlStore {
     }
 
     async fn begin_expire(&self, order_id: &str, actor: &Actor, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let status = transitions::lock_order(&mut tx, order_id).await?;
         let money = order_money(&mut tx, order_id, status).await?;
         let awaiting = matches!(
@@ -72,7 +72,7 @@ impl JanitorStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         transitions::lock_order(&mut tx, order_id).await?;
         let extended = sqlx::query(
             "UPDATE reservations SET expires_at = $2, updated_at = $3
@@ -102,7 +102,7 @@ impl JanitorStore for SqlStore {
     }
 
     async fn expire_carts(&self, before: i64, limit: i64) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let idle: Vec<String> = sqlx::query_scalar(
             "SELECT c.id FROM carts c
              WHERE c.updated_at <= $1 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.cart_id = c.id)

@@ -24,4 +24,4 @@ mod reconcile;
 mod refunds;
 mod transitions;
 
-pub use db::{Backend, FaultPoints, SqlStore, StoreOpenError};
+pub use db::{Backend, CrashSwitch, FaultPoints, Protection, SqlStore, StoreOpenError};

@@ -128,7 +128,7 @@ impl SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         crate::effects::flag_order(&mut tx, order_id, reason, actor, now).await?;
         tx.commit().await.map_err(unavailable)
     }

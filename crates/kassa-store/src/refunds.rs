@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, Change};
 use crate::commands::order_money;
-use crate::db::{SqlStore, unavailable};
+use crate::db::{Protection, SqlStore, unavailable};
 use crate::effects::refund::{apply_report, settle_order};
 use crate::transitions::{self, Outcome};
 
@@ -42,7 +42,7 @@ impl RefundStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<RefundStart> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
             .bind(&new.order_id)
             .fetch_optional(&mut *tx)
@@ -71,7 +71,10 @@ impl RefundStore for SqlStore {
                 RefundStart::KeyReused
             });
         }
-        let money = order_money(&mut tx, &new.order_id, status).await?;
+        let mut money = order_money(&mut tx, &new.order_id, status).await?;
+        if !self.faults().is_on(Protection::RefundBound) {
+            money.refunds_held_minor -= pending_refunds_minor(&mut tx, &new.order_id).await?;
+        }
         let amount = match decide_refund(&money, new.requested_minor, new.restock) {
             Ok(amount) => amount,
             Err(refusal) => {
@@ -92,7 +95,7 @@ impl RefundStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<RefundRecord> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin().await?;
         let order_id = refund_in(&mut tx, refund_id).await?.order_id;
         let order = transitions::lock_order(&mut tx, &order_id).await?;
         // Read again under the lock: a webhook may have moved it meanwhile.
@@ -278,4 +281,16 @@ pub(crate) fn refund_from_row(row: &AnyRow) -> StoreResult<RefundRecord> {
         failure_reason: row.try_get("failure_reason").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
     })
+}
+
+/// What the order's refunds in flight hold; only the simulation's broken refund bound asks.
+async fn pending_refunds_minor(conn: &mut AnyConnection, order_id: &str) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
+         WHERE order_id = $1 AND status = 'pending'",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)
 }

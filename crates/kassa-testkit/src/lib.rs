@@ -220,6 +220,7 @@ pub fn app_with_parts(
         store: std::sync::Arc::new(db.store.clone()),
         provider,
         clock,
+        ids: std::sync::Arc::new(kassa_app::ids::RandomIds),
         renderer: std::sync::Arc::new(kassa_http::JsonCheckoutRenderer),
         verifier,
         order_tokens: kassa_app::order_token::OrderTokens::new(TEST_SECRET_KEY, 30 * 86_400, 3_600),

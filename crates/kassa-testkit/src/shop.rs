@@ -92,6 +92,7 @@ impl EmulatedShop {
             store: Arc::new(db.store.clone()),
             provider: Arc::new(StripeClient::new(config).expect("client")),
             clock: clock.clone(),
+            ids: std::sync::Arc::new(kassa_app::ids::RandomIds),
             renderer: Arc::new(kassa_http::JsonCheckoutRenderer),
             verifier: Arc::new(verifier),
             order_tokens: kassa_app::order_token::OrderTokens::new(

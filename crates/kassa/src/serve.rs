@@ -122,6 +122,7 @@ fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiK
         store: Arc::new(store.clone()),
         provider: payments.provider.clone(),
         clock: Arc::new(SystemClock),
+        ids: std::sync::Arc::new(kassa_app::ids::RandomIds),
         renderer: Arc::new(JsonCheckoutRenderer),
         verifier: payments.verifier.clone(),
         order_tokens: OrderTokens::new(

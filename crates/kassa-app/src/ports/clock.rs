@@ -17,3 +17,9 @@ impl Clock for SystemClock {
         i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
     }
 }
+
+/// Where new ids come from. A port for the same reason as the clock: the deterministic
+/// simulation replays a seed exactly only if ids, which order rows, come from the seed too.
+pub trait IdSource: Send + Sync {
+    fn new_id(&self, prefix: &str) -> String;
+}

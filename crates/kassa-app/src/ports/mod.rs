@@ -15,7 +15,7 @@ pub mod store;
 pub mod webhook_store;
 
 pub use checkout_store::*;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, IdSource, SystemClock};
 pub use command_store::*;
 pub use invariant_store::*;
 pub use janitor_store::*;
