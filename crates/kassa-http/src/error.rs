@@ -4,7 +4,9 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kassa_app::AppError;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -64,153 +66,234 @@ impl ApiError {
     /// Status, `Retry-After` seconds if any, and the JSON body.
     pub fn parts(&self) -> (StatusCode, Option<u64>, Value) {
         use StatusCode as S;
-        let (status, retry, code, message, extra) = match self {
+        let detail = |code, message: String| ErrorDetail {
+            code,
+            message,
+            param: None,
+            skus: None,
+            total: None,
+            order_id: None,
+            refundable: None,
+        };
+        let fixed = |code, message: &str| detail(code, message.to_owned());
+        let (status, retry, detail) = match self {
             ApiError::InvalidRequest { param, message } => (
                 S::BAD_REQUEST,
                 None,
-                "invalid_request",
-                message.clone(),
-                json!({ "param": param }),
+                ErrorDetail {
+                    param: param.clone(),
+                    ..detail(ErrorCode::InvalidRequest, message.clone())
+                },
             ),
             ApiError::Unauthorized => (
                 S::UNAUTHORIZED,
                 None,
-                "unauthorized",
-                "missing or invalid credentials".into(),
-                json!({}),
+                fixed(ErrorCode::Unauthorized, "missing or invalid credentials"),
             ),
             ApiError::Forbidden => (
                 S::FORBIDDEN,
                 None,
-                "forbidden",
-                "this key may not do this".into(),
-                json!({}),
+                fixed(ErrorCode::Forbidden, "this key may not do this"),
             ),
-            ApiError::NotFound(message) => {
-                (S::NOT_FOUND, None, "not_found", message.clone(), json!({}))
-            }
+            ApiError::NotFound(message) => (
+                S::NOT_FOUND,
+                None,
+                detail(ErrorCode::NotFound, message.clone()),
+            ),
             ApiError::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 None,
-                "method_not_allowed",
-                "this endpoint does not answer this method".into(),
-                json!({}),
+                fixed(
+                    ErrorCode::MethodNotAllowed,
+                    "this endpoint does not answer this method",
+                ),
             ),
             ApiError::RequestTimeout => (
                 S::REQUEST_TIMEOUT,
                 None,
-                "request_timeout",
-                "the request body did not arrive in time".into(),
-                json!({}),
+                fixed(
+                    ErrorCode::RequestTimeout,
+                    "the request body did not arrive in time",
+                ),
             ),
             ApiError::IdempotencyKeyRequired => (
                 S::BAD_REQUEST,
                 None,
-                "idempotency_key_required",
-                "this request needs an Idempotency-Key header".into(),
-                json!({}),
+                fixed(
+                    ErrorCode::IdempotencyKeyRequired,
+                    "this request needs an Idempotency-Key header",
+                ),
             ),
             ApiError::IdempotencyKeyReused => (
                 S::UNPROCESSABLE_ENTITY,
                 None,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different request".into(),
-                json!({}),
+                fixed(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was used for a different request",
+                ),
             ),
             ApiError::RequestInProgress { retry_after_secs } => (
                 S::CONFLICT,
                 Some(*retry_after_secs),
-                "request_in_progress",
-                "a request with this Idempotency-Key is still running".into(),
-                json!({}),
+                fixed(
+                    ErrorCode::RequestInProgress,
+                    "a request with this Idempotency-Key is still running",
+                ),
             ),
             ApiError::InsufficientStock(skus) => (
                 S::CONFLICT,
                 None,
-                "insufficient_stock",
-                "not enough stock for some items".into(),
-                json!({ "skus": skus }),
+                ErrorDetail {
+                    skus: Some(skus.clone()),
+                    ..fixed(
+                        ErrorCode::InsufficientStock,
+                        "not enough stock for some items",
+                    )
+                },
             ),
             ApiError::PriceChanged(total) => (
                 S::CONFLICT,
                 None,
-                "price_changed",
-                "the total changed since it was shown".into(),
-                json!({ "total": total }),
+                ErrorDetail {
+                    total: Some(*total),
+                    ..fixed(
+                        ErrorCode::PriceChanged,
+                        "the total changed since it was shown",
+                    )
+                },
             ),
             ApiError::CartAlreadyCheckedOut(order_id) => (
                 S::CONFLICT,
                 None,
-                "cart_already_checked_out",
-                "this cart has already been checked out".into(),
-                json!({ "order_id": order_id }),
+                ErrorDetail {
+                    order_id: Some(order_id.clone()),
+                    ..fixed(
+                        ErrorCode::CartAlreadyCheckedOut,
+                        "this cart has already been checked out",
+                    )
+                },
             ),
             ApiError::InvalidState(message) => (
                 S::CONFLICT,
                 None,
-                "invalid_state",
-                message.clone(),
-                json!({}),
+                detail(ErrorCode::InvalidState, message.clone()),
             ),
             ApiError::AmountExceedsRefundable(refundable) => (
                 S::UNPROCESSABLE_ENTITY,
                 None,
-                "amount_exceeds_refundable",
-                "the amount exceeds what is still refundable".into(),
-                json!({ "refundable": refundable }),
+                ErrorDetail {
+                    refundable: Some(*refundable),
+                    ..fixed(
+                        ErrorCode::AmountExceedsRefundable,
+                        "the amount exceeds what is still refundable",
+                    )
+                },
             ),
             ApiError::ProviderRefused(message) => (
                 S::PAYMENT_REQUIRED,
                 None,
-                "provider_refused",
-                format!("the payment provider refused: {message}"),
-                json!({}),
+                detail(
+                    ErrorCode::ProviderRefused,
+                    format!("the payment provider refused: {message}"),
+                ),
             ),
             ApiError::RateLimited { retry_after_secs } => (
                 S::TOO_MANY_REQUESTS,
                 Some(*retry_after_secs),
-                "rate_limited",
-                "too many requests; retry later".into(),
-                json!({}),
+                fixed(ErrorCode::RateLimited, "too many requests; retry later"),
             ),
             ApiError::PayloadTooLarge => (
                 S::PAYLOAD_TOO_LARGE,
                 None,
-                "payload_too_large",
-                format!(
-                    "request bodies are limited to {} bytes",
-                    kassa_domain::limits::REQUEST_BODY_MAX_BYTES
+                detail(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "request bodies are limited to {} bytes",
+                        kassa_domain::limits::REQUEST_BODY_MAX_BYTES
+                    ),
                 ),
-                json!({}),
             ),
             ApiError::ProviderUnavailable { retry_after_secs } => (
                 S::SERVICE_UNAVAILABLE,
                 Some(*retry_after_secs),
-                "provider_unavailable",
-                "the payment provider did not answer; retry with the same Idempotency-Key".into(),
-                json!({}),
+                fixed(
+                    ErrorCode::ProviderUnavailable,
+                    "the payment provider did not answer; retry with the same Idempotency-Key",
+                ),
             ),
             ApiError::Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 Some(1),
-                "service_unavailable",
-                "temporarily unavailable; retry later".into(),
-                json!({}),
+                fixed(
+                    ErrorCode::ServiceUnavailable,
+                    "temporarily unavailable; retry later",
+                ),
             ),
             ApiError::Internal => (
                 S::INTERNAL_SERVER_ERROR,
                 None,
-                "internal_error",
-                "internal error".into(),
-                json!({}),
+                fixed(ErrorCode::InternalError, "internal error"),
             ),
         };
-        let mut body = json!({ "code": code, "message": message });
-        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-            body.extend(extra.into_iter().filter(|(_, v)| !v.is_null()));
-        }
-        (status, retry, json!({ "error": body }))
+        let body = serde_json::to_value(ErrorBody { error: detail }).unwrap_or(Value::Null);
+        (status, retry, body)
     }
+}
+
+/// Every error answer: `{"error": {"code", "message", …}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// `invalid_request`: the field at fault, as a JSON path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// `insufficient_stock`: the SKUs that ran short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skus: Option<Vec<String>>,
+    /// `price_changed`: the cart's current total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    /// `cart_already_checked_out`: the order the cart became.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// `amount_exceeds_refundable`: what is still refundable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refundable: Option<i64>,
+}
+
+/// The error codes of API.md. `insufficient_credits` and `seller_unavailable` belong to the
+/// subscriptions and marketplace endpoints, which no version of Kassa serves yet.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    InsufficientStock,
+    PriceChanged,
+    CartAlreadyCheckedOut,
+    InvalidState,
+    AmountExceedsRefundable,
+    ProviderRefused,
+    RateLimited,
+    PayloadTooLarge,
+    ProviderUnavailable,
+    ServiceUnavailable,
+    InternalError,
+    InsufficientCredits,
+    SellerUnavailable,
 }
 
 fn seconds(value: i64) -> u64 {

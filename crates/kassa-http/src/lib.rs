@@ -67,6 +67,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::catalog::router())
         .merge(public)
         .merge(routes::health::router())
+        .merge(routes::docs::router())
         .merge(routes::sandbox::router())
         .merge(routes::webhooks::router())
         .merge(routes::refunds::router())

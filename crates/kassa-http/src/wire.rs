@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use kassa_app::cart::CartView;
 use kassa_app::ports::{InventoryLevel, Product, Variant};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProductRequest {
     pub name: String,
     pub variants: Vec<CreateVariantRequest>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVariantRequest {
     pub sku: String,
@@ -24,21 +25,21 @@ pub struct CreateVariantRequest {
     pub attributes: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVariantRequest {
     pub unit_amount: Option<i64>,
     pub active: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetInventoryRequest {
     pub location: Option<String>,
     pub on_hand: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCartRequest {
     pub currency: String,
@@ -46,20 +47,20 @@ pub struct CreateCartRequest {
 
 /// A cart line names a SKU and a quantity, never a price: `unit_amount`, `price` or `amount`
 /// in the body is an unknown field and refused (risk S1).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddLineRequest {
     pub sku: String,
     pub quantity: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetLineQuantityRequest {
     pub quantity: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct VariantBody {
     pub sku: String,
     pub product_id: String,
@@ -82,7 +83,7 @@ impl From<&Variant> for VariantBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ProductBody {
     pub id: String,
     pub name: String,
@@ -99,13 +100,13 @@ impl From<&Product> for ProductBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct InventoryBody {
     pub sku: String,
     pub locations: Vec<LocationBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LocationBody {
     pub location: String,
     pub on_hand: i64,
@@ -132,7 +133,7 @@ impl InventoryBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CartBody {
     pub id: String,
     pub currency: String,
@@ -141,7 +142,7 @@ pub struct CartBody {
     pub total: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CartLineBody {
     pub id: String,
     pub sku: String,
@@ -174,7 +175,7 @@ impl From<&CartView> for CartBody {
 }
 
 /// `GET /v1/sandbox`: how to reach the built-in Stripe emulator.
-#[derive(Serialize, Clone)]
+#[derive(Serialize, Clone, ToSchema)]
 pub struct SandboxBody {
     pub stripe_api_base: String,
     pub stripe_secret_key: String,
@@ -182,7 +183,7 @@ pub struct SandboxBody {
     pub webhook_secret: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub email: String,
@@ -190,7 +191,7 @@ pub struct CheckoutRequest {
     pub expected_total: i64,
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressBody {
     pub name: String,
@@ -200,7 +201,7 @@ pub struct AddressBody {
     pub country: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct OrderLineBody {
     pub sku: String,
     pub product_name: String,
@@ -209,14 +210,14 @@ pub struct OrderLineBody {
     pub amount: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct OrderPaymentBody {
     pub id: String,
     pub status: String,
     pub payment_intent_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct OrderBody {
     pub id: String,
     pub status: String,
@@ -307,7 +308,7 @@ impl OrderBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineChangeBody {
     pub sku: String,
@@ -315,7 +316,7 @@ pub struct LineChangeBody {
 }
 
 /// `PATCH /v1/orders/{id}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditOrderRequest {
     pub shipping_address: Option<AddressBody>,
@@ -323,13 +324,13 @@ pub struct EditOrderRequest {
 }
 
 /// `POST /v1/orders/{id}/capture`; an empty body captures what the order says.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureRequest {
     pub amount: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
     pub order_id: String,
@@ -338,9 +339,10 @@ pub struct RefundRequest {
     pub restock: Option<bool>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RefundBody {
     pub id: String,
+    #[schema(value_type = String, example = "refund")]
     pub object: &'static str,
     pub order_id: String,
     pub amount: i64,
@@ -370,7 +372,7 @@ impl From<&kassa_app::ports::RefundRecord> for RefundBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DisputeBody {
     pub id: String,
     pub amount: i64,
@@ -393,7 +395,7 @@ impl From<&kassa_app::ports::DisputeRecord> for DisputeBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditEventBody {
     pub entity_type: String,
     pub entity_id: String,
@@ -422,4 +424,155 @@ impl From<&kassa_app::ports::AuditRecord> for AuditEventBody {
             created: record.created_at,
         }
     }
+}
+
+/// `POST /v1/carts/{id}/checkout` → 201.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CheckoutBody {
+    pub order: CheckoutOrderBody,
+    pub payment: CheckoutPaymentBody,
+    /// The customer's credential for this order (as the Bearer of `/v1/orders/{id}`); never
+    /// put it in a URL.
+    pub order_token: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CheckoutOrderBody {
+    pub id: String,
+    pub status: String,
+    pub total: i64,
+    pub currency: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CheckoutPaymentBody {
+    pub id: String,
+    pub payment_intent_id: String,
+    /// Confirm the PaymentIntent with it at Stripe (or the sandbox emulator).
+    pub client_secret: Option<String>,
+    pub status: String,
+}
+
+/// `GET /v1/orders/{id}/events`: the order's audit trail, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventList {
+    #[schema(value_type = String, example = "list")]
+    pub object: &'static str,
+    pub data: Vec<AuditEventBody>,
+}
+
+/// A merchant notification from the outbox.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationBody {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub topic: String,
+    /// `pending`, `delivered`, `failed` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationList {
+    #[schema(value_type = String, example = "list")]
+    pub object: &'static str,
+    pub data: Vec<NotificationBody>,
+}
+
+/// A replayed notification, due again.
+#[derive(Serialize, ToSchema)]
+pub struct ReplayedBody {
+    pub id: String,
+    #[schema(example = "pending")]
+    pub status: String,
+}
+
+/// A Stripe event in Kassa's inbox.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEventBody {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `received`, `processed`, `ignored`, `failed` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub received: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEventList {
+    #[schema(value_type = String, example = "list")]
+    pub object: &'static str,
+    pub data: Vec<WebhookEventBody>,
+}
+
+/// `POST /v1/webhooks/stripe` → 200: recorded (or already recorded).
+#[derive(Serialize, ToSchema)]
+pub struct ReceivedBody {
+    pub received: bool,
+}
+
+/// `POST /v1/admin/check`: SPEC §3's invariants against the database and the provider.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CheckBody {
+    pub passed: bool,
+    pub payments_checked: usize,
+    /// Provider calls that got no answer: those payments were not compared.
+    pub provider_errors: usize,
+    pub violations: Vec<ViolationBody>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ViolationBody {
+    /// The invariant's number in SPEC §3.
+    pub invariant: u8,
+    /// The ids involved (orders, payments, refunds, events, SKUs).
+    pub ids: Vec<String>,
+    pub what: String,
+}
+
+/// `POST /v1/admin/reconcile`: one reconciliation run.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ReconcileBody {
+    pub payments_checked: usize,
+    pub refunds_checked: usize,
+    pub events_read: usize,
+    pub events_recovered: usize,
+    pub provider_errors: usize,
+    pub differences: Vec<DifferenceBody>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DifferenceBody {
+    pub order_id: String,
+    pub what: String,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct ProbeBody {
+    /// `ok` (alive), `ready` or `not_ready`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+}
+
+/// `GET /v1/admin/webhook-events?status=…` (the description's name for the query's values).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EventStatusFilter {
+    Failed,
+    Dead,
+}
+
+/// `GET /v1/admin/notifications?status=…` (the description's name for the query's values).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum NotificationStatusFilter {
+    Pending,
+    Delivered,
+    Failed,
+    Dead,
 }

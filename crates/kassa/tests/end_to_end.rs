@@ -2,79 +2,37 @@
 //! backend, a checkout paid through the built-in emulator with Stripe.js's call, webhooks
 //! duplicated and reordered by the emulator — and the order ends paid exactly once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kassa_testkit::{TestDb, both_backends};
 use serde_json::{Value, json};
 
-const SECRET: &str = "sk_test_e2e_0123456789abcdef";
-const PUBLISHABLE: &str = "pk_test_e2e_0123456789abcdef";
+mod common;
 
+use common::{PUBLISHABLE, SECRET};
+
+/// `kassa serve` in sandbox mode, with a client.
 struct Kassa {
-    child: Child,
+    _server: common::Kassa,
     base: String,
     http: reqwest::Client,
 }
 
-impl Drop for Kassa {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(database_url: &str) -> Kassa {
-    start_logging(database_url, None)
+    start_with(database_url, None, &[])
 }
 
-/// `kassa serve` with its logs (stderr) written to `logs` when given.
-fn start_logging(database_url: &str, logs: Option<&std::path::Path>) -> Kassa {
-    start_with(database_url, logs, &[])
-}
-
-/// `kassa serve` with extra settings.
+/// `kassa serve` with its logs (stderr) written to `logs` when given, and extra settings.
 fn start_with(
     database_url: &str,
     logs: Option<&std::path::Path>,
     settings: &[(&str, &str)],
 ) -> Kassa {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!("kassa-e2e-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .arg("serve")
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KASSA_LISTEN", "127.0.0.1:0")
-        .env("KASSA_SIM_LISTEN", "127.0.0.1:0")
-        .env("KASSA_DATABASE_URL", database_url)
-        .env("KASSA_SECRET_KEY", SECRET)
-        .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
-        .env("KASSA_RATE_LIMIT", "0")
-        .envs(settings.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(match logs {
-            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
-            None => Stdio::null(),
-        })
-        .spawn()
-        .expect("kassa starts");
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    // Keep reading so the server never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let base = first
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in the banner: {first:?}"))
-        .to_owned();
+    let server = common::serve(database_url, settings, logs);
     Kassa {
-        child,
-        base,
+        base: server.base.clone(),
+        _server: server,
         http: reqwest::Client::new(),
     }
 }
@@ -430,7 +388,7 @@ both_backends!(risk_r1_kassa_reconcile_recovers_a_payment_whose_webhooks_were_al
 /// them is a secret, a client secret or a customer's e-mail, name or street (risk S8).
 async fn risk_s8_logs_carry_request_ids_and_no_secrets_or_personal_data(db: TestDb) {
     let logs = std::env::temp_dir().join(format!("kassa-e2e-logs-{}.log", uuid_like()));
-    let kassa = start_logging(&db.url, Some(&logs));
+    let kassa = start_with(&db.url, Some(&logs), &[]);
     let sandbox = kassa.get("/v1/sandbox").await;
     let order_id = checkout_and_confirm(&kassa, &sandbox).await;
     let order_path = format!("/v1/orders/{order_id}");

@@ -4,65 +4,23 @@
 //! then every confirmed payment must be `paid` within 90 s and committed stock must equal what
 //! the paid orders hold. Throughput is not asserted here: the benchmark command measures it.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{PUBLISHABLE, SECRET};
 use kassa_testkit::{TestDb, both_backends};
 use serde_json::{Value, json};
 
-const SECRET: &str = "sk_test_load_0123456789abcdef";
-const PUBLISHABLE: &str = "pk_test_load_0123456789abcdef";
 const CUSTOMERS: usize = 32;
 const PAID_WITHIN: Duration = Duration::from_secs(90);
 const UNIT_AMOUNT: i64 = 500;
 const STOCK: i64 = 1_000_000;
 
-struct Kassa {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Kassa {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(database_url: &str) -> Kassa {
-    use std::io::{BufRead, BufReader};
-    let dir = std::env::temp_dir()
-        .join(format!("kassa-load-{}", std::process::id()))
-        .join(database_url.split(':').next().unwrap_or("db"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .arg("serve")
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KASSA_LISTEN", "127.0.0.1:0")
-        .env("KASSA_SIM_LISTEN", "127.0.0.1:0")
-        .env("KASSA_DATABASE_URL", database_url)
-        .env("KASSA_SECRET_KEY", SECRET)
-        .env("KASSA_PUBLISHABLE_KEY", PUBLISHABLE)
-        .env("KASSA_RATE_LIMIT", "0")
-        .env("KASSA_SANDBOX_SEED", "none")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kassa starts");
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    std::thread::spawn(move || lines.for_each(drop));
-    let base = first
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in the banner: {first:?}"))
-        .to_owned();
-    Kassa { child, base }
+fn start(database_url: &str) -> common::Kassa {
+    common::serve(database_url, &[("KASSA_SANDBOX_SEED", "none")], None)
 }
 
 #[derive(Clone)]

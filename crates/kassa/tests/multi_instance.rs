@@ -3,47 +3,19 @@
 //! with manual capture and a one-second window, and the workers of both race to capture them.
 //! Each order is captured once, counted at the emulator, and every order ends paid.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kassa_testkit::TestDb;
 use serde_json::{Value, json};
 
-const SECRET: &str = "sk_test_multi_0123456789abcdef";
-const PUBLISHABLE: &str = "pk_test_multi_0123456789abcdef";
+mod common;
+
+use common::{PUBLISHABLE, Process, SECRET, field, url_in};
+
 const ORDERS: usize = 8;
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `kassa <command>` and returns it with the first `lines` lines it printed.
 fn spawn(command: &str, env: &[(&str, &str)], lines: usize) -> (Process, Vec<String>) {
-    let dir = std::env::temp_dir().join(format!("kassa-multi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .arg(command)
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kassa starts");
-    let stdout = child.stdout.take().expect("piped");
-    let mut reader = BufReader::new(stdout).lines();
-    let printed: Vec<String> = (0..lines)
-        .filter_map(|_| reader.next().and_then(Result::ok))
-        .collect();
-    std::thread::spawn(move || reader.for_each(drop));
-    (Process(child), printed)
+    common::spawn(command, env, lines, None)
 }
 
 /// `kassa sim` running as Stripe, with the keys it printed.
@@ -87,27 +59,6 @@ impl Sim {
             ("STRIPE_WEBHOOK_SECRETS", self.webhook_secret.as_str()),
         ]
     }
-}
-
-/// The value after `label` on the line that starts with it.
-fn field(lines: &[String], label: &str) -> String {
-    lines
-        .iter()
-        .find_map(|line| line.strip_prefix(label))
-        .map(|rest| {
-            rest.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .unwrap_or_else(|| panic!("no {label:?} in {lines:?}"))
-}
-
-fn url_in(line: &str) -> String {
-    line.split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned()
 }
 
 async fn json_of(request: reqwest::RequestBuilder) -> Value {
@@ -369,8 +320,7 @@ async fn risk_r2_a_capture_whose_instance_is_killed_is_taken_over_after_the_leas
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    doomed.0.kill().expect("SIGKILL");
-    let _ = doomed.0.wait();
+    doomed.kill();
     assert!(
         doomed_capture.await.expect("task").is_err(),
         "the killed instance never answered"

@@ -8,12 +8,16 @@ use kassa_app::check::CheckReport;
 use kassa_app::ports::NotificationStatus;
 use kassa_app::reconcile::{Quietly, ReconcileReport};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::HttpState;
 use crate::auth::SecretKey;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
+use crate::wire::{
+    CheckBody, DifferenceBody, NotificationBody, NotificationList, ReconcileBody, ReplayedBody,
+    ViolationBody,
+};
 
 pub fn router() -> Router<HttpState> {
     Router::new()
@@ -28,80 +32,151 @@ pub fn router() -> Router<HttpState> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatusQuery {
+pub(crate) struct StatusQuery {
     status: String,
 }
 
 /// `GET /v1/admin/notifications?status=pending|delivered|failed|dead`.
-async fn notifications(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/notifications",
+    tag = "admin",
+    params(
+        ("status" = crate::wire::NotificationStatusFilter, Query, description = "which notifications"),
+    ),
+    responses(
+        (status = 200, description = "the notifications", body = crate::wire::NotificationList),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn notifications(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiQuery(query): ApiQuery<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NotificationList>, ApiError> {
     let status = NotificationStatus::parse(&query.status).ok_or_else(|| {
         ApiError::invalid(
             Some("status".into()),
             "must be pending, delivered, failed or dead",
         )
     })?;
-    let data: Vec<Value> = state
+    let data = state
         .app
         .notifications(status)
         .await?
         .iter()
-        .map(|n| {
-            json!({
-                "id": n.id, "type": n.topic, "status": n.status.as_str(), "attempts": n.attempts,
-                "last_error": n.last_error, "created": n.created_at,
-            })
+        .map(|n| NotificationBody {
+            id: n.id.clone(),
+            topic: n.topic.clone(),
+            status: n.status.as_str().to_owned(),
+            attempts: n.attempts,
+            last_error: n.last_error.clone(),
+            created: n.created_at,
         })
         .collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(Json(NotificationList {
+        object: "list",
+        data,
+    }))
 }
 
 /// `POST /v1/admin/notifications/{id}/replay`: a failed or dead notification is due again.
-async fn replay_notification(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/notifications/{id}/replay",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "the notification"),
+    ),
+    responses(
+        (status = 200, description = "due again", body = crate::wire::ReplayedBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: neither failed nor dead", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn replay_notification(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReplayedBody>, ApiError> {
     state.app.replay_notification(&id).await?;
-    Ok(Json(json!({ "id": id, "status": "pending" })))
+    Ok(Json(ReplayedBody {
+        id,
+        status: "pending".into(),
+    }))
 }
 
-async fn reconcile(_: SecretKey, State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reconcile",
+    tag = "admin",
+    responses(
+        (status = 200, description = "what one reconciliation run found and repaired", body = crate::wire::ReconcileBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn reconcile(
+    _: SecretKey,
+    State(state): State<HttpState>,
+) -> Result<Json<Value>, ApiError> {
     let report = state.app.reconcile(&Quietly).await?;
     Ok(Json(report_body(&report)))
 }
 
 /// `POST /v1/admin/check`: the invariants of SPEC §3 against the database and the provider.
-async fn check(_: SecretKey, State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/admin/check",
+    tag = "admin",
+    responses(
+        (status = 200, description = "SPEC §3's invariants against the database and Stripe", body = crate::wire::CheckBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn check(
+    _: SecretKey,
+    State(state): State<HttpState>,
+) -> Result<Json<Value>, ApiError> {
     let report = state.app.check_invariants().await?;
     Ok(Json(check_body(&report)))
 }
 
 /// The check's report as JSON; `kassa check` prints the same fields.
 pub fn check_body(report: &CheckReport) -> Value {
-    json!({
-        "passed": report.passed(),
-        "payments_checked": report.payments_checked,
-        "provider_errors": report.provider_errors,
-        "violations": report.violations.iter()
-            .map(|v| json!({"invariant": v.invariant, "ids": v.ids, "what": v.what}))
-            .collect::<Vec<_>>(),
+    serde_json::to_value(CheckBody {
+        passed: report.passed(),
+        payments_checked: report.payments_checked,
+        provider_errors: report.provider_errors,
+        violations: report
+            .violations
+            .iter()
+            .map(|v| ViolationBody {
+                invariant: v.invariant,
+                ids: v.ids.clone(),
+                what: v.what.clone(),
+            })
+            .collect(),
     })
+    .unwrap_or(Value::Null)
 }
 
 /// The report as JSON; `kassa reconcile` prints the same fields.
 pub fn report_body(report: &ReconcileReport) -> Value {
-    json!({
-        "payments_checked": report.payments_checked,
-        "refunds_checked": report.refunds_checked,
-        "events_read": report.events_read,
-        "events_recovered": report.events_recovered,
-        "provider_errors": report.provider_errors,
-        "differences": report.differences.iter()
-            .map(|(order_id, what)| json!({"order_id": order_id, "what": what}))
-            .collect::<Vec<_>>(),
+    serde_json::to_value(ReconcileBody {
+        payments_checked: report.payments_checked,
+        refunds_checked: report.refunds_checked,
+        events_read: report.events_read,
+        events_recovered: report.events_recovered,
+        provider_errors: report.provider_errors,
+        differences: report
+            .differences
+            .iter()
+            .map(|(order_id, what)| DifferenceBody {
+                order_id: order_id.clone(),
+                what: what.clone(),
+            })
+            .collect(),
     })
+    .unwrap_or(Value::Null)
 }

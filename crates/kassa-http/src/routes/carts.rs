@@ -22,7 +22,17 @@ pub fn router() -> Router<HttpState> {
         )
 }
 
-async fn create_cart(
+#[utoipa::path(
+    post,
+    path = "/v1/carts",
+    tag = "carts",
+    request_body = crate::wire::CreateCartRequest,
+    responses(
+        (status = 201, description = "the new, empty cart", body = crate::wire::CartBody),
+    ),
+    security(("publishable_key" = []), ("secret_key" = [])),
+)]
+pub(crate) async fn create_cart(
     _key: StorefrontKey,
     State(state): State<HttpState>,
     ApiJson(body): ApiJson<CreateCartRequest>,
@@ -31,7 +41,20 @@ async fn create_cart(
     Ok((StatusCode::CREATED, Json(CartBody::from(&cart))))
 }
 
-async fn cart(
+#[utoipa::path(
+    get,
+    path = "/v1/carts/{id}",
+    tag = "carts",
+    params(
+        ("id" = String, Path, description = "the cart"),
+    ),
+    responses(
+        (status = 200, description = "the cart, priced now", body = crate::wire::CartBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+    ),
+    security(("publishable_key" = []), ("secret_key" = [])),
+)]
+pub(crate) async fn cart(
     _key: StorefrontKey,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
@@ -39,7 +62,22 @@ async fn cart(
     Ok(Json(CartBody::from(&state.app.cart_view(&id).await?)))
 }
 
-async fn add_line(
+#[utoipa::path(
+    post,
+    path = "/v1/carts/{id}/lines",
+    tag = "carts",
+    request_body = crate::wire::AddLineRequest,
+    params(
+        ("id" = String, Path, description = "the cart"),
+    ),
+    responses(
+        (status = 200, description = "the cart", body = crate::wire::CartBody),
+        (status = 404, description = "`not_found`: no such cart or SKU", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: the cart is checked out or expired", body = crate::error::ErrorBody),
+    ),
+    security(("publishable_key" = []), ("secret_key" = [])),
+)]
+pub(crate) async fn add_line(
     _key: StorefrontKey,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
@@ -52,7 +90,23 @@ async fn add_line(
     Ok(Json(CartBody::from(&cart)))
 }
 
-async fn set_line_quantity(
+#[utoipa::path(
+    patch,
+    path = "/v1/carts/{id}/lines/{line_id}",
+    tag = "carts",
+    request_body = crate::wire::SetLineQuantityRequest,
+    params(
+        ("id" = String, Path, description = "the cart"),
+        ("line_id" = String, Path, description = "the line"),
+    ),
+    responses(
+        (status = 200, description = "the cart", body = crate::wire::CartBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: the cart is checked out or expired", body = crate::error::ErrorBody),
+    ),
+    security(("publishable_key" = []), ("secret_key" = [])),
+)]
+pub(crate) async fn set_line_quantity(
     _key: StorefrontKey,
     State(state): State<HttpState>,
     ApiPath((id, line_id)): ApiPath<(String, String)>,
@@ -65,7 +119,22 @@ async fn set_line_quantity(
     Ok(Json(CartBody::from(&cart)))
 }
 
-async fn remove_line(
+#[utoipa::path(
+    delete,
+    path = "/v1/carts/{id}/lines/{line_id}",
+    tag = "carts",
+    params(
+        ("id" = String, Path, description = "the cart"),
+        ("line_id" = String, Path, description = "the line"),
+    ),
+    responses(
+        (status = 200, description = "the cart", body = crate::wire::CartBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: the cart is checked out or expired", body = crate::error::ErrorBody),
+    ),
+    security(("publishable_key" = []), ("secret_key" = [])),
+)]
+pub(crate) async fn remove_line(
     _key: StorefrontKey,
     State(state): State<HttpState>,
     ApiPath((id, line_id)): ApiPath<(String, String)>,

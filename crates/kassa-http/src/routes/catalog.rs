@@ -22,7 +22,17 @@ pub fn router() -> Router<HttpState> {
         .route("/v1/inventory/{sku}", get(inventory).put(set_inventory))
 }
 
-async fn create_product(
+#[utoipa::path(
+    post,
+    path = "/v1/products",
+    tag = "catalog",
+    request_body = crate::wire::CreateProductRequest,
+    responses(
+        (status = 201, description = "the product with its variants", body = crate::wire::ProductBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn create_product(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiJson(body): ApiJson<CreateProductRequest>,
@@ -44,7 +54,21 @@ async fn create_product(
     Ok((StatusCode::CREATED, Json(ProductBody::from(&product))))
 }
 
-async fn update_variant(
+#[utoipa::path(
+    patch,
+    path = "/v1/variants/{sku}",
+    tag = "catalog",
+    request_body = crate::wire::UpdateVariantRequest,
+    params(
+        ("sku" = String, Path, description = "the variant"),
+    ),
+    responses(
+        (status = 200, description = "the variant; carts see the new price, placed orders never", body = crate::wire::VariantBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn update_variant(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(sku): ApiPath<String>,
@@ -57,7 +81,21 @@ async fn update_variant(
     Ok(Json(VariantBody::from(&variant)))
 }
 
-async fn set_inventory(
+#[utoipa::path(
+    put,
+    path = "/v1/inventory/{sku}",
+    tag = "catalog",
+    request_body = crate::wire::SetInventoryRequest,
+    params(
+        ("sku" = String, Path, description = "the variant"),
+    ),
+    responses(
+        (status = 200, description = "stock by location", body = crate::wire::InventoryBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn set_inventory(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(sku): ApiPath<String>,
@@ -70,7 +108,20 @@ async fn set_inventory(
     Ok(Json(InventoryBody::new(&sku, &levels)))
 }
 
-async fn inventory(
+#[utoipa::path(
+    get,
+    path = "/v1/inventory/{sku}",
+    tag = "catalog",
+    params(
+        ("sku" = String, Path, description = "the variant"),
+    ),
+    responses(
+        (status = 200, description = "stock by location", body = crate::wire::InventoryBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn inventory(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(sku): ApiPath<String>,

@@ -9,19 +9,37 @@ use axum::routing::post;
 use kassa_app::AppError;
 use kassa_app::checkout::{CheckoutCreated, CheckoutInput, CheckoutRenderer};
 use kassa_app::ports::{ShippingAddress, StoredResponse};
-use serde_json::json;
 
 use crate::HttpState;
 use crate::auth::{Origin, StorefrontKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, single_header};
-use crate::wire::CheckoutRequest;
+use crate::wire::{CheckoutBody, CheckoutOrderBody, CheckoutPaymentBody, CheckoutRequest};
 
 pub fn router() -> Router<HttpState> {
     Router::new().route("/v1/carts/{id}/checkout", post(checkout))
 }
 
-async fn checkout(
+#[utoipa::path(
+    post,
+    path = "/v1/carts/{id}/checkout",
+    tag = "checkout",
+    request_body = crate::wire::CheckoutRequest,
+    params(
+        ("id" = String, Path, description = "the cart"),
+        ("Idempotency-Key" = String, Header, description = "required: the client's key for this request; the same key and body replay the first answer"),
+    ),
+    responses(
+        (status = 201, description = "the order and its PaymentIntent; replays carry `Idempotent-Replayed: true`", body = crate::wire::CheckoutBody),
+        (status = 402, description = "`provider_refused`: Stripe refused; nothing was charged and the stock is released", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`insufficient_stock` (with `skus`), `price_changed` (with `total`), `cart_already_checked_out` (with `order_id`), `request_in_progress` (with `Retry-After`), `invalid_state`", body = crate::error::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the same key with a different body", body = crate::error::ErrorBody),
+        (status = 503, description = "`provider_unavailable`: Stripe did not answer; retry with the same key", body = crate::error::ErrorBody),
+    ),
+    security(("publishable_key" = []), ("secret_key" = [])),
+)]
+pub(crate) async fn checkout(
     key: StorefrontKey,
     origin: Origin,
     State(state): State<HttpState>,
@@ -68,24 +86,24 @@ pub struct JsonCheckoutRenderer;
 
 impl CheckoutRenderer for JsonCheckoutRenderer {
     fn created(&self, created: &CheckoutCreated) -> StoredResponse {
-        let body = json!({
-            "order": {
-                "id": created.order_id,
-                "status": created.order_status,
-                "total": created.total.amount_minor(),
-                "currency": created.total.currency().code(),
+        let body = CheckoutBody {
+            order: CheckoutOrderBody {
+                id: created.order_id.clone(),
+                status: created.order_status.clone(),
+                total: created.total.amount_minor(),
+                currency: created.total.currency().code().to_owned(),
             },
-            "payment": {
-                "id": created.payment_id,
-                "payment_intent_id": created.payment_intent_id,
-                "client_secret": created.client_secret,
-                "status": created.payment_status,
+            payment: CheckoutPaymentBody {
+                id: created.payment_id.clone(),
+                payment_intent_id: created.payment_intent_id.clone(),
+                client_secret: created.client_secret.clone(),
+                status: created.payment_status.clone(),
             },
-            "order_token": created.order_token,
-        });
+            order_token: created.order_token.clone(),
+        };
         StoredResponse {
             status: StatusCode::CREATED.as_u16(),
-            body: body.to_string(),
+            body: serde_json::to_string(&body).unwrap_or_default(),
         }
     }
 

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 use axum::response::IntoResponse;
 
 use crate::HttpState;
 use crate::error::ApiError;
+use crate::wire::ProbeBody;
 
 pub fn router() -> Router<HttpState> {
     Router::new()
@@ -19,7 +19,18 @@ pub fn router() -> Router<HttpState> {
         .route("/metrics", get(metrics))
 }
 
-async fn metrics(State(state): State<HttpState>) -> Result<axum::response::Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text: counts and timings, no ids, no personal data", content_type = "text/plain"),
+        (status = 404, description = "`not_found`: metrics are not enabled", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn metrics(
+    State(state): State<HttpState>,
+) -> Result<axum::response::Response, ApiError> {
     let Some(render) = state.metrics.clone() else {
         return Err(ApiError::NotFound("metrics are not enabled".into()));
     };
@@ -34,18 +45,37 @@ async fn metrics(State(state): State<HttpState>) -> Result<axum::response::Respo
         .into_response())
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "alive", body = crate::wire::ProbeBody),
+    ),
+)]
+pub(crate) async fn healthz() -> Json<ProbeBody> {
+    Json(ProbeBody { status: "ok" })
 }
 
 /// 200 when the database answers and every migration is applied, else 503.
-async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "the database answers and its schema is current", body = crate::wire::ProbeBody),
+        (status = 503, description = "not ready", body = crate::wire::ProbeBody),
+    ),
+)]
+pub(crate) async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<ProbeBody>) {
     if state.app.ready().await {
-        (StatusCode::OK, Json(json!({ "status": "ready" })))
+        (StatusCode::OK, Json(ProbeBody { status: "ready" }))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready" })),
+            Json(ProbeBody {
+                status: "not_ready",
+            }),
         )
     }
 }

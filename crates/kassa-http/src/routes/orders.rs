@@ -14,7 +14,7 @@ use crate::HttpState;
 use crate::auth::{OrderReader, Origin, SecretKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath};
-use crate::wire::{AuditEventBody, CaptureRequest, EditOrderRequest, OrderBody};
+use crate::wire::{AuditEventBody, AuditEventList, CaptureRequest, EditOrderRequest, OrderBody};
 
 pub fn router() -> Router<HttpState> {
     Router::new()
@@ -34,7 +34,20 @@ async fn no_store(mut response: axum::response::Response) -> axum::response::Res
     response
 }
 
-async fn order(
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(
+        ("id" = String, Path, description = "the order"),
+    ),
+    responses(
+        (status = 200, description = "the whole order (secret key), or status, lines, totals and a masked address (order token)", body = crate::wire::OrderBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = []), ("order_token" = [])),
+)]
+pub(crate) async fn order(
     reader: OrderReader,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
@@ -75,7 +88,23 @@ fn actor_kind(requester: &Requester) -> &'static str {
     }
 }
 
-async fn edit(
+#[utoipa::path(
+    patch,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    request_body = crate::wire::EditOrderRequest,
+    params(
+        ("id" = String, Path, description = "the order"),
+    ),
+    responses(
+        (status = 200, description = "the order as changed", body = crate::wire::OrderBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: outside the modification window or not editable; `insufficient_stock`", body = crate::error::ErrorBody),
+        (status = 503, description = "`provider_unavailable`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = []), ("order_token" = [])),
+)]
+pub(crate) async fn edit(
     reader: OrderReader,
     origin: Origin,
     State(state): State<HttpState>,
@@ -109,7 +138,22 @@ async fn edit(
     view(&state, &id, &requester).await
 }
 
-async fn cancel(
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/cancel",
+    tag = "orders",
+    params(
+        ("id" = String, Path, description = "the order"),
+    ),
+    responses(
+        (status = 200, description = "the canceled order: canceled at Stripe first, then the stock released", body = crate::wire::OrderBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: already captured, or outside the window", body = crate::error::ErrorBody),
+        (status = 503, description = "`provider_unavailable`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = []), ("order_token" = [])),
+)]
+pub(crate) async fn cancel(
     reader: OrderReader,
     origin: Origin,
     State(state): State<HttpState>,
@@ -121,7 +165,24 @@ async fn cancel(
     view(&state, &id, &requester).await
 }
 
-async fn capture(
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/capture",
+    tag = "orders",
+    request_body(content = crate::wire::CaptureRequest, description = "optional; empty: capture what the order says"),
+    params(
+        ("id" = String, Path, description = "the order"),
+    ),
+    responses(
+        (status = 200, description = "the captured order", body = crate::wire::OrderBody),
+        (status = 402, description = "`provider_refused`", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: nothing to capture", body = crate::error::ErrorBody),
+        (status = 503, description = "`provider_unavailable`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn capture(
     _: SecretKey,
     origin: Origin,
     State(state): State<HttpState>,
@@ -133,19 +194,33 @@ async fn capture(
     Ok(Json(OrderBody::full(&order)))
 }
 
-async fn events(
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}/events",
+    tag = "orders",
+    params(
+        ("id" = String, Path, description = "the order"),
+    ),
+    responses(
+        (status = 200, description = "the audit trail, oldest first", body = crate::wire::AuditEventList),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn events(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let events: Vec<AuditEventBody> = state
+) -> Result<Json<AuditEventList>, ApiError> {
+    let data = state
         .app
         .order_events(&id)
         .await?
         .iter()
         .map(AuditEventBody::from)
         .collect();
-    Ok(Json(
-        serde_json::json!({ "object": "list", "data": events }),
-    ))
+    Ok(Json(AuditEventList {
+        object: "list",
+        data,
+    }))
 }

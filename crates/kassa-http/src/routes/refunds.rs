@@ -18,7 +18,25 @@ pub fn router() -> Router<HttpState> {
     Router::new().route("/v1/refunds", post(create))
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/v1/refunds",
+    tag = "refunds",
+    request_body = crate::wire::RefundRequest,
+    params(
+        ("Idempotency-Key" = String, Header, description = "required: the client's key for this request; the same key and body replay the first answer"),
+    ),
+    responses(
+        (status = 201, description = "the refund, `pending` until Stripe answers", body = crate::wire::RefundBody),
+        (status = 402, description = "`provider_refused`", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: nothing captured, or a dispute is open", body = crate::error::ErrorBody),
+        (status = 422, description = "`amount_exceeds_refundable` (with `refundable`), `idempotency_key_reused`", body = crate::error::ErrorBody),
+        (status = 503, description = "`provider_unavailable`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn create(
     _: SecretKey,
     origin: Origin,
     State(state): State<HttpState>,

@@ -14,7 +14,17 @@ pub fn router() -> Router<HttpState> {
     Router::new().route("/v1/sandbox", get(sandbox))
 }
 
-async fn sandbox(
+#[utoipa::path(
+    get,
+    path = "/v1/sandbox",
+    tag = "sandbox",
+    responses(
+        (status = 200, description = "the built-in emulator's address and keys", body = crate::wire::SandboxBody),
+        (status = 404, description = "`not_found`: not in sandbox mode", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn sandbox(
     _: SecretKey,
     State(state): State<HttpState>,
 ) -> Result<Json<SandboxBody>, ApiError> {

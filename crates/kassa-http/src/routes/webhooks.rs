@@ -2,18 +2,17 @@
 //! of the inbox: list failed or dead events, replay one.
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kassa_app::ports::{EventStatus, InboxEvent};
 use kassa_app::webhooks::WebhookError;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::HttpState;
 use crate::auth::SecretKey;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, read_body, single_header};
+use crate::wire::{ReceivedBody, WebhookEventBody, WebhookEventList};
 
 /// Stripe events with embedded lists can exceed the API's 64 KiB; this is still bounded.
 pub const WEBHOOK_BODY_MAX_BYTES: usize = 512 * 1024;
@@ -29,10 +28,23 @@ pub fn stripe_router() -> Router<HttpState> {
     Router::new().route("/v1/webhooks/stripe", post(receive))
 }
 
-async fn receive(
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/stripe",
+    tag = "webhooks",
+    request_body(content = Object, description = "a Stripe event, exactly as Stripe sent it"),
+    params(
+        ("Stripe-Signature" = String, Header, description = "Stripe's signature of the raw body"),
+    ),
+    responses(
+        (status = 200, description = "recorded (or recorded before)", body = crate::wire::ReceivedBody),
+        (status = 400, description = "`invalid_request`: not accepted (one answer for every failed check)", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn receive(
     State(state): State<HttpState>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReceivedBody>, ApiError> {
     // A delivery with two signature headers is as unverifiable as one with none.
     let signature = single_header(request.headers(), "stripe-signature")
         .ok()
@@ -40,7 +52,7 @@ async fn receive(
         .map(str::to_owned);
     let body = read_body(request, &state).await?;
     match state.app.receive_webhook(&body, signature.as_deref()).await {
-        Ok(_) => Ok(Json(json!({ "received": true }))),
+        Ok(_) => Ok(Json(ReceivedBody { received: true })),
         Err(WebhookError::Rejected(reason)) => {
             tracing::warn!(%reason, "webhook delivery rejected");
             // One answer for every failed check: no oracle for forgers (risks G6, S8).
@@ -52,15 +64,27 @@ async fn receive(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     status: String,
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/webhook-events",
+    tag = "admin",
+    params(
+        ("status" = crate::wire::EventStatusFilter, Query, description = "which events"),
+    ),
+    responses(
+        (status = 200, description = "the events, oldest first", body = crate::wire::WebhookEventList),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn list(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookEventList>, ApiError> {
     let status = match query.status.as_str() {
         "failed" => EventStatus::Failed,
         "dead" => EventStatus::Dead,
@@ -71,32 +95,49 @@ async fn list(
             ));
         }
     };
-    let events: Vec<Value> = state
+    let data = state
         .app
         .inbox_events(status)
         .await?
         .iter()
         .map(event_body)
         .collect();
-    Ok(Json(json!({ "object": "list", "data": events })))
+    Ok(Json(WebhookEventList {
+        object: "list",
+        data,
+    }))
 }
 
-async fn replay(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/webhook-events/{id}/replay",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "the event"),
+    ),
+    responses(
+        (status = 200, description = "the event, due again", body = crate::wire::WebhookEventBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: neither failed nor dead", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn replay(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Json<WebhookEventBody>, ApiError> {
     let event = state.app.replay_inbox_event(&id).await?;
-    Ok((StatusCode::OK, Json(event_body(&event))))
+    Ok(Json(event_body(&event)))
 }
 
-fn event_body(event: &InboxEvent) -> Value {
-    json!({
-        "id": event.id,
-        "type": event.event_type,
-        "status": event.status.as_str(),
-        "attempts": event.attempts,
-        "last_error": event.last_error,
-        "received": event.received_at,
-    })
+fn event_body(event: &InboxEvent) -> WebhookEventBody {
+    WebhookEventBody {
+        id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        status: event.status.as_str().to_owned(),
+        attempts: event.attempts,
+        last_error: event.last_error.clone(),
+        received: event.received_at,
+    }
 }
