@@ -28,6 +28,7 @@ const KNOWN: &[&str] = &[
     "KASSA_RESERVATION_TTL_SECS",
     "KASSA_CART_TTL_SECS",
     "KASSA_OPERATION_RESUME_SECS",
+    "KASSA_STRIPE_TIMEOUT_SECS",
     "KASSA_NOTIFY_URLS",
     "KASSA_NOTIFY_SECRET",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
@@ -51,6 +52,8 @@ pub const DEFAULT_RESERVATION_TTL_SECS: u64 = 1_800;
 pub const DEFAULT_CART_TTL_SECS: u64 = 86_400;
 /// Longer than a provider call with its retries can take, so a live request is never resumed.
 pub const DEFAULT_OPERATION_RESUME_SECS: u64 = 60;
+/// How long one attempt of a Stripe call may take, sending to the whole answer read.
+pub const DEFAULT_STRIPE_TIMEOUT_SECS: u64 = 15;
 /// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
 /// capture) must end a full day before that, or the capture may find nothing to take.
 const MODIFICATION_WINDOW_MAX_SECS: u64 = 6 * 86_400;
@@ -97,6 +100,8 @@ pub struct Config {
     pub cart_ttl_secs: i64,
     /// How long a capture, cancel or expiry may stay pending before another worker takes it.
     pub operation_resume_secs: i64,
+    /// How long one attempt of a Stripe call may take before its outcome counts as unknown.
+    pub stripe_timeout_secs: u64,
     /// Where merchant notifications are POSTed; empty: none are sent.
     pub notify_urls: Vec<String>,
     /// What signs them; `None` in sandbox mode when unset (generated and kept).
@@ -239,6 +244,12 @@ impl Config {
             1..=3_600,
         )?)
         .unwrap_or(i64::MAX);
+        let stripe_timeout_secs = whole_number(
+            &get,
+            "KASSA_STRIPE_TIMEOUT_SECS",
+            DEFAULT_STRIPE_TIMEOUT_SECS,
+            1..=120,
+        )?;
         let notify_urls = notify_urls(get("KASSA_NOTIFY_URLS"))?;
         let notify_secret = get("KASSA_NOTIFY_SECRET");
         if notify_secret
@@ -284,6 +295,7 @@ impl Config {
             reservation_ttl_secs,
             cart_ttl_secs,
             operation_resume_secs,
+            stripe_timeout_secs,
             notify_urls,
             notify_secret,
             server_limits,

@@ -1,6 +1,7 @@
 //! The `kassa` binary: parses the command line, loads and validates configuration, wires the
 //! crates together and runs. No business logic lives here.
 
+mod chaos;
 mod config;
 mod demo;
 mod operator;
@@ -55,6 +56,30 @@ enum Command {
     /// Check the invariants of SPEC §3 against the database and Stripe (in sandbox mode: ask
     /// the running server); exit status 0 when they all hold, 1 when one is broken.
     Check,
+    /// Drive a seeded workload of customers and operators against running Kassa instances
+    /// while the Stripe emulator injects faults; then stop the faults, let the background work
+    /// settle and run the invariant check (exit status 1 when it fails). Needs the emulator:
+    /// sandbox mode, or `kassa sim` as STRIPE_API_BASE.
+    Chaos {
+        /// The workload's seed (printed; the same seed asks for the same workload).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Customers at once.
+        #[arg(long, default_value_t = 8)]
+        customers: usize,
+        /// Actions per customer.
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        /// A Kassa instance to send requests to (repeat for several; default: KASSA_LISTEN).
+        #[arg(long = "url")]
+        urls: Vec<String>,
+        /// No faults: the workload alone.
+        #[arg(long)]
+        no_faults: bool,
+        /// How long the background work may take to bring everything to rest.
+        #[arg(long, default_value_t = 120)]
+        settle_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,6 +118,32 @@ fn main() -> ExitCode {
                 Ok(false) => Err(anyhow::anyhow!("an invariant is broken (listed above)")),
                 Err(error) => Err(error),
             },
+            Command::Chaos {
+                seed,
+                customers,
+                steps,
+                urls,
+                no_faults,
+                settle_secs,
+            } => {
+                let options = chaos::ChaosOptions {
+                    seed: seed.unwrap_or_else(rand::random),
+                    customers: customers.max(1),
+                    steps,
+                    urls,
+                    faults: !no_faults,
+                    settle_secs,
+                };
+                match chaos::run(&config, &options).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(anyhow::anyhow!(
+                        "seed {} broke an invariant (listed above); replay: kassa chaos --seed {}",
+                        options.seed,
+                        options.seed
+                    )),
+                    Err(error) => Err(error),
+                }
+            }
             Command::CheckConfig => {
                 println!("configuration is valid");
                 Ok(())

@@ -241,7 +241,7 @@ fn jobs_table(gauges: &Gauges) -> String {
 }
 
 /// A title, then one labelled count per line, aligned: how the operator commands summarize.
-fn counts_table(title: &str, rows: &[(&str, usize)]) -> String {
+pub(crate) fn counts_table(title: &str, rows: &[(&str, usize)]) -> String {
     let mut out = format!("{title}\n");
     for (label, value) in rows {
         out.push_str(&format!("  {label:<36} {value:>8}\n"));

@@ -159,13 +159,21 @@ pub fn sandbox_secret_key(config: &Config) -> Result<String> {
     Ok(api_keys(config)?.secret)
 }
 
+fn stripe_config(config: &Config, api_base: &str, secret_key: &str) -> StripeConfig {
+    StripeConfig {
+        request_timeout: std::time::Duration::from_secs(config.stripe_timeout_secs),
+        ..StripeConfig::new(api_base, secret_key)
+    }
+}
+
 /// Stripe in live mode; in sandbox mode the emulator, started here with its webhooks pointed at
 /// this Kassa.
 async fn payments(config: &Config, kassa_address: SocketAddr) -> Result<Payments> {
     match &config.mode {
         Mode::Stripe(stripe) => {
-            let client = StripeClient::new(StripeConfig::new(&stripe.api_base, &stripe.secret_key))
-                .map_err(anyhow::Error::msg)?;
+            let client =
+                StripeClient::new(stripe_config(config, &stripe.api_base, &stripe.secret_key))
+                    .map_err(anyhow::Error::msg)?;
             Ok(Payments {
                 provider: Arc::new(client),
                 verifier: Arc::new(StripeWebhookVerifier::new(stripe.webhook_secrets.clone())),
@@ -184,7 +192,8 @@ async fn payments(config: &Config, kassa_address: SocketAddr) -> Result<Payments
                 format!("cannot start the Stripe emulator on {sim_listen} (KASSA_SIM_LISTEN)")
             })?;
             let emulated = emulator.config().clone();
-            let client = StripeClient::new(StripeConfig::new(
+            let client = StripeClient::new(stripe_config(
+                config,
                 &emulator.base_url(),
                 &emulated.secret_key,
             ))
@@ -223,7 +232,7 @@ fn emulator_keys() -> EmulatorConfig {
 
 /// Keys from the configuration; in sandbox mode, missing ones are generated once and kept in
 /// ./kassa-data so a restart keeps working with the same storefront settings.
-fn api_keys(config: &Config) -> Result<ApiKeys> {
+pub(crate) fn api_keys(config: &Config) -> Result<ApiKeys> {
     if let (Some(secret), Some(publishable)) = (&config.secret_key, &config.publishable_key) {
         return Ok(ApiKeys {
             secret: secret.clone(),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{PUBLISHABLE, Process, SECRET, field, url_in};
+use common::{PUBLISHABLE, Process, SECRET, Sim, url_in};
 
 const ORDERS: usize = 8;
 
@@ -18,47 +18,17 @@ fn spawn(command: &str, env: &[(&str, &str)], lines: usize) -> (Process, Vec<Str
     common::spawn(command, env, lines, None)
 }
 
-/// `kassa sim` running as Stripe, with the keys it printed.
-struct Sim {
-    _process: Process,
-    base: String,
-    secret: String,
-    publishable: String,
-    webhook_secret: String,
-}
-
-impl Sim {
-    fn start() -> Sim {
-        let (process, printed) = spawn("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4);
-        Sim {
-            _process: process,
-            base: url_in(&printed[0]),
-            secret: field(&printed, "secret key:"),
-            publishable: field(&printed, "publishable key:"),
-            webhook_secret: field(&printed, "webhook secret:"),
-        }
-    }
-
-    /// The environment of a `kassa serve` in live mode against this emulator on `database_url`,
-    /// manual capture, with one more `setting`.
-    fn live_env<'a>(
-        &'a self,
-        database_url: &'a str,
-        setting: (&'a str, &'a str),
-    ) -> [(&'a str, &'a str); 10] {
-        [
-            ("KASSA_LISTEN", "127.0.0.1:0"),
-            ("KASSA_DATABASE_URL", database_url),
-            ("KASSA_SECRET_KEY", SECRET),
-            ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
-            ("KASSA_RATE_LIMIT", "0"),
-            ("KASSA_CAPTURE_METHOD", "manual"),
-            setting,
-            ("STRIPE_SECRET_KEY", self.secret.as_str()),
-            ("STRIPE_API_BASE", self.base.as_str()),
-            ("STRIPE_WEBHOOK_SECRETS", self.webhook_secret.as_str()),
-        ]
-    }
+/// `kassa serve` in live mode against `sim` on `database_url`, manual capture, one more
+/// `setting`.
+fn live_env<'a>(
+    sim: &'a Sim,
+    database_url: &'a str,
+    setting: (&'a str, &'a str),
+) -> Vec<(&'a str, &'a str)> {
+    let mut env = sim.live_env(database_url, "127.0.0.1:0");
+    env.push(("KASSA_CAPTURE_METHOD", "manual"));
+    env.push(setting);
+    env
 }
 
 async fn json_of(request: reqwest::RequestBuilder) -> Value {
@@ -91,7 +61,7 @@ async fn two_instances_on_one_postgresql_capture_each_order_once() {
         sim.secret.clone(),
         sim.publishable.clone(),
     );
-    let live = sim.live_env(&db.url, ("KASSA_MODIFICATION_WINDOW_SECS", "1"));
+    let live = live_env(&sim, &db.url, ("KASSA_MODIFICATION_WINDOW_SECS", "1"));
     let (_first, first) = spawn("serve", &live, 1);
     let (_second, second) = spawn("serve", &live, 1);
     let bases = [url_in(&first[0]), url_in(&second[0])];
@@ -220,7 +190,7 @@ async fn risk_r2_a_capture_whose_instance_is_killed_is_taken_over_after_the_leas
         sim.secret.clone(),
         sim.publishable.clone(),
     );
-    let live = sim.live_env(&db.url, ("KASSA_OPERATION_RESUME_SECS", "2"));
+    let live = live_env(&sim, &db.url, ("KASSA_OPERATION_RESUME_SECS", "2"));
     let (mut doomed, first) = spawn("serve", &live, 1);
     let (_survivor, second) = spawn("serve", &live, 1);
     let (doomed_base, base) = (url_in(&first[0]), url_in(&second[0]));

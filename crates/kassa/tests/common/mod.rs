@@ -124,3 +124,88 @@ pub fn venv_tool(name: &str) -> std::path::PathBuf {
     );
     tool
 }
+
+/// `kassa sim` playing Stripe on its own (it outlives the `kassa serve`s a test kills), with
+/// the keys it printed.
+pub struct Sim {
+    _process: Process,
+    pub base: String,
+    pub secret: String,
+    pub publishable: String,
+    pub webhook_secret: String,
+}
+
+impl Sim {
+    pub fn start() -> Sim {
+        let (process, printed) = spawn("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4, None);
+        Sim {
+            _process: process,
+            base: url_in(&printed[0]),
+            secret: field(&printed, "secret key:"),
+            publishable: field(&printed, "publishable key:"),
+            webhook_secret: field(&printed, "webhook secret:"),
+        }
+    }
+
+    /// The environment of a `kassa serve` (or another command) in live mode against this
+    /// emulator, on `database_url`, listening on `listen`.
+    pub fn live_env<'a>(
+        &'a self,
+        database_url: &'a str,
+        listen: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("KASSA_LISTEN", listen),
+            ("KASSA_DATABASE_URL", database_url),
+            ("KASSA_SECRET_KEY", SECRET),
+            ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
+            ("KASSA_RATE_LIMIT", "0"),
+            ("STRIPE_SECRET_KEY", self.secret.as_str()),
+            ("STRIPE_API_BASE", self.base.as_str()),
+            ("STRIPE_WEBHOOK_SECRETS", self.webhook_secret.as_str()),
+        ]
+    }
+
+    /// Makes the emulator send its events to the Kassa at `base` (as well).
+    pub async fn send_webhooks_to(&self, base: &str) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/_emulator/webhook_endpoints", self.base))
+            .bearer_auth(&self.secret)
+            .json(&serde_json::json!({"url": format!("{base}/v1/webhooks/stripe")}))
+            .send()
+            .await
+            .expect("the emulator answers");
+        assert!(answer.status().is_success(), "webhook endpoint added");
+    }
+}
+
+/// `kassa chaos` as a child process with `env`: passed, and what it printed.
+pub async fn chaos(env: Vec<(String, String)>, args: Vec<String>) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_kassa"))
+            .arg("chaos")
+            .args(&args)
+            .current_dir(scratch_dir())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .output()
+            .expect("kassa chaos runs");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), printed)
+    })
+    .await
+    .expect("joined")
+}
+
+/// A port free now, for a server that must come back on the same address after a restart.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
