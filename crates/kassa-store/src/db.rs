@@ -232,6 +232,40 @@ impl SqlStore {
     }
 }
 
+/// How many small durable transactions one connection commits per second on `url` (for SQLite,
+/// a scratch file: same settings and file system as Kassa's, not Kassa's file), measured for
+/// `duration`. The ceiling a design with one commit per step runs into; `kassa bench` reports
+/// Kassa's rate against it.
+pub async fn commits_per_second(url: &str, duration: Duration) -> Result<u64, StoreOpenError> {
+    let store = SqlStore::connect(url).await?;
+    let failed = |error: sqlx::Error| StoreOpenError::Connect(error.to_string());
+    store
+        .pool
+        .execute("CREATE TABLE IF NOT EXISTS kassa_commit_probe (n BIGINT NOT NULL)")
+        .await
+        .map_err(failed)?;
+    let started = std::time::Instant::now();
+    let mut commits: u64 = 0;
+    while started.elapsed() < duration {
+        let mut tx = store.pool.begin().await.map_err(failed)?;
+        sqlx::query("INSERT INTO kassa_commit_probe (n) VALUES ($1)")
+            .bind(i64::try_from(commits).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        commits += 1;
+    }
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    store
+        .pool
+        .execute("DROP TABLE kassa_commit_probe")
+        .await
+        .map_err(failed)?;
+    store.close().await;
+    Ok(commits * 1_000 / elapsed_ms.max(1))
+}
+
 /// `sqlite://path` → `sqlite://path?mode=rwc`, so a first start creates the file.
 fn sqlite_url_creating_file(url: &str) -> String {
     if url.contains("mode=") {

@@ -24,4 +24,6 @@ mod reconcile;
 mod refunds;
 mod transitions;
 
-pub use db::{Backend, CrashSwitch, FaultPoints, Protection, SqlStore, StoreOpenError};
+pub use db::{
+    Backend, CrashSwitch, FaultPoints, Protection, SqlStore, StoreOpenError, commits_per_second,
+};

@@ -88,13 +88,13 @@ fn bump(counter: &AtomicUsize) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The servers, the keys, the emulator.
-struct Shop {
-    http: reqwest::Client,
-    urls: Vec<String>,
+/// The servers, the keys, the emulator: what a workload talks to.
+pub(crate) struct Shop {
+    pub(crate) http: reqwest::Client,
+    pub(crate) urls: Vec<String>,
     next_url: AtomicUsize,
-    secret: String,
-    publishable: String,
+    pub(crate) secret: String,
+    pub(crate) publishable: String,
     stripe: String,
     stripe_secret: String,
     /// What confirms a payment as Stripe.js would (the emulator's publishable key in sandbox
@@ -104,17 +104,17 @@ struct Shop {
 }
 
 /// An answer: the status (0: no server answered) and the JSON body.
-struct Answer {
-    status: u16,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
 impl Answer {
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    fn text(&self, pointer: &str) -> String {
+    pub(crate) fn text(&self, pointer: &str) -> String {
         self.body
             .pointer(pointer)
             .and_then(Value::as_str)
@@ -126,7 +126,7 @@ impl Answer {
 impl Shop {
     /// A call to Kassa, on the next instance; repeated, with the same key, while no instance
     /// answers or the answer is a 5xx or `request_in_progress`.
-    async fn kassa(
+    pub(crate) async fn kassa(
         &self,
         method: Method,
         path: &str,
@@ -225,7 +225,7 @@ impl Shop {
 
 /// An order a customer placed, with what they hold for it.
 #[derive(Clone)]
-struct Placed {
+pub(crate) struct Placed {
     order_id: String,
     token: String,
     intent_id: String,
@@ -243,7 +243,7 @@ pub async fn run(config: &Config, options: &ChaosOptions) -> Result<bool> {
         if options.faults { "on" } else { "off" },
         shop.urls.join(", ")
     );
-    let skus = stock_the_shelves(&shop, options.seed).await?;
+    let skus = stock_the_shelves(&shop, &format!("CHAOS-{}", options.seed), STOCK).await?;
     let total = u64::try_from(options.customers * options.steps).unwrap_or(u64::MAX);
     let progress = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps {msg}")
@@ -328,33 +328,56 @@ async fn connect(config: &Config, options: &ChaosOptions) -> Result<Shop> {
             )
         }
     };
-    let shop = Shop {
+    Shop::new(
         http,
         urls,
-        next_url: AtomicUsize::new(0),
-        secret: keys.secret,
-        publishable: keys.publishable,
-        stripe,
-        stripe_secret,
-        stripe_confirm_key,
-        counts: Counts::default(),
-    };
-    // Fails early, and says why, if this is not the emulator.
-    shop.control(Method::DELETE, "/_emulator/faults", json!({}))
-        .await?;
-    Ok(shop)
+        (keys.secret, keys.publishable),
+        (stripe, stripe_secret, stripe_confirm_key),
+    )
+    .await
 }
 
-/// The run's own products (their SKUs name the seed), stocked; the SKUs.
-async fn stock_the_shelves(shop: &Shop, seed: u64) -> Result<Arc<Vec<(String, i64)>>> {
+impl Shop {
+    /// Kassa at `urls` with its (secret, publishable) keys, the emulator at `stripe.0` with
+    /// its secret key and the key that confirms payments; fails, saying why, if that is not
+    /// the emulator.
+    pub(crate) async fn new(
+        http: reqwest::Client,
+        urls: Vec<String>,
+        keys: (String, String),
+        stripe: (String, String, String),
+    ) -> Result<Shop> {
+        let shop = Shop {
+            http,
+            urls,
+            next_url: AtomicUsize::new(0),
+            secret: keys.0,
+            publishable: keys.1,
+            stripe: stripe.0,
+            stripe_secret: stripe.1,
+            stripe_confirm_key: stripe.2,
+            counts: Counts::default(),
+        };
+        shop.control(Method::DELETE, "/_emulator/faults", json!({}))
+            .await?;
+        Ok(shop)
+    }
+}
+
+/// The run's own products (SKUs `{prefix}-0` …), stocked; the SKUs and their prices.
+pub(crate) async fn stock_the_shelves(
+    shop: &Shop,
+    prefix: &str,
+    stock: [i64; 3],
+) -> Result<Arc<Vec<(String, i64)>>> {
     let mut skus = Vec::new();
-    for (n, (price, stock)) in UNIT_PRICES.iter().zip(STOCK).enumerate() {
-        let sku = format!("CHAOS-{seed}-{n}");
+    for (n, (price, stock)) in UNIT_PRICES.iter().zip(stock).enumerate() {
+        let sku = format!("{prefix}-{n}");
         let product = json!({
             "name": format!("Chaos item {n}"),
             "variants": [{"sku": sku, "unit_amount": price, "currency": "eur"}],
         });
-        // A second run of the same seed finds them made.
+        // A second run with the same prefix finds them made.
         shop.kassa(
             Method::POST,
             "/v1/products",
@@ -571,30 +594,36 @@ async fn abandon_a_cart(shop: &Shop, skus: &[(String, i64)], rng: &mut StdRng) {
 /// A checkout with `key`, double-clicked now and then.
 async fn buy(shop: &Shop, skus: &[(String, i64)], rng: &mut StdRng, key: &str) -> Option<Placed> {
     let (cart_id, total) = fill_a_cart(shop, skus, rng).await?;
+    if rng.random_bool(0.2) {
+        bump(&shop.counts.double_clicks);
+        let (first, second) = tokio::join!(
+            checkout(shop, &cart_id, total, key),
+            checkout(shop, &cart_id, total, key)
+        );
+        first.or(second)
+    } else {
+        checkout(shop, &cart_id, total, key).await
+    }
+}
+
+/// `POST /v1/carts/{cart_id}/checkout` with `key`, as the storefront sends it.
+pub(crate) async fn checkout(shop: &Shop, cart_id: &str, total: i64, key: &str) -> Option<Placed> {
     let body = json!({
         "email": "ada@example.com",
         "shipping_address": {"name": "Ada Lovelace", "line1": "1 Analytical St",
                              "city": "London", "postal_code": "N1 1AA", "country": "GB"},
         "expected_total": total,
     });
-    let path = format!("/v1/carts/{cart_id}/checkout");
-    let checkout = || {
-        shop.kassa(
+    bump(&shop.counts.checkouts);
+    let answer = shop
+        .kassa(
             Method::POST,
-            &path,
+            &format!("/v1/carts/{cart_id}/checkout"),
             &shop.publishable,
             Some(key),
-            Some(body.clone()),
+            Some(body),
         )
-    };
-    bump(&shop.counts.checkouts);
-    let answer = if rng.random_bool(0.2) {
-        bump(&shop.counts.double_clicks);
-        let (first, second) = tokio::join!(checkout(), checkout());
-        if first.ok() { first } else { second }
-    } else {
-        checkout().await
-    };
+        .await;
     answer.ok().then(|| Placed {
         order_id: answer.text("/order/id"),
         token: answer.text("/order_token"),
@@ -607,7 +636,9 @@ async fn buy(shop: &Shop, skus: &[(String, i64)], rng: &mut StdRng, key: &str) -
 /// failed, or walking away.
 async fn pay(shop: &Shop, rng: &mut StdRng, placed: &Placed) {
     match rng.random_range(0..20) {
-        0..=10 => confirm(shop, placed, "pm_card_visa").await,
+        0..=10 => {
+            confirm(shop, placed, "pm_card_visa").await;
+        }
         11..=12 => {
             bump(&shop.counts.declines);
             confirm(shop, placed, "pm_card_chargeDeclined").await;
@@ -632,12 +663,14 @@ async fn pay(shop: &Shop, rng: &mut StdRng, placed: &Placed) {
                 )
                 .await;
         }
-        16 => confirm(shop, placed, "pm_card_refundFail").await,
+        16 => {
+            confirm(shop, placed, "pm_card_refundFail").await;
+        }
         _ => {}
     }
 }
 
-async fn confirm(shop: &Shop, placed: &Placed, payment_method: &str) {
+pub(crate) async fn confirm(shop: &Shop, placed: &Placed, payment_method: &str) -> Value {
     bump(&shop.counts.confirmations);
     shop.stripe(
         Method::POST,
@@ -648,7 +681,7 @@ async fn confirm(shop: &Shop, placed: &Placed, payment_method: &str) {
             ("client_secret", placed.client_secret.as_str()),
         ],
     )
-    .await;
+    .await
 }
 
 /// The customer (with their token) lowers a quantity or changes the address.

@@ -1,6 +1,7 @@
 //! The `kassa` binary: parses the command line, loads and validates configuration, wires the
 //! crates together and runs. No business logic lives here.
 
+mod bench;
 mod chaos;
 mod config;
 mod demo;
@@ -56,6 +57,21 @@ enum Command {
     /// Check the invariants of SPEC §3 against the database and Stripe (in sandbox mode: ask
     /// the running server); exit status 0 when they all hold, 1 when one is broken.
     Check,
+    /// Measure a checkout end to end: starts `kassa sim` and `kassa serve` (on a fresh SQLite
+    /// file, or --database-url), measures the raw durable-commit rate, runs a closed loop of
+    /// customers without faults, and prints checkouts/s, p50/p99 per call, webhook events/s,
+    /// peak memory and the invariant check (exit status 1 when it fails).
+    Bench {
+        /// Customers at once, each checking out again as soon as the last one is confirmed.
+        #[arg(long, default_value_t = 32)]
+        customers: usize,
+        /// How long the load runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The database to run on (sqlite://… or postgres://…); default a fresh SQLite file.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Drive a seeded workload of customers and operators against running Kassa instances
     /// while the Stripe emulator injects faults; then stop the faults, let the background work
     /// settle and run the invariant check (exit status 1 when it fails). Needs the emulator:
@@ -141,6 +157,22 @@ fn main() -> ExitCode {
                         options.seed,
                         options.seed
                     )),
+                    Err(error) => Err(error),
+                }
+            }
+            Command::Bench {
+                customers,
+                seconds,
+                database_url,
+            } => {
+                let options = bench::BenchOptions {
+                    customers: customers.max(1),
+                    seconds: seconds.max(1),
+                    database_url,
+                };
+                match bench::run(&options).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(anyhow::anyhow!("the invariant check failed after the load")),
                     Err(error) => Err(error),
                 }
             }

@@ -1,0 +1,411 @@
+//! `kassa bench`: the cost of a checkout, measured end to end. It starts `kassa sim` (Stripe)
+//! and `kassa serve` (live mode against it) as processes of their own, so each one's memory is
+//! its own, measures the database's raw durable-commit rate on the same file system first, then
+//! runs a closed loop of customers — cart, three lines, checkout, confirmation at the emulator —
+//! for a while without faults, and ends with the invariant check. No figure here is asserted by
+//! a test: this prints what it measured.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::chaos::{self, Placed, Shop};
+
+/// What `kassa bench` was asked for.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub customers: usize,
+    pub seconds: u64,
+    /// `None`: a fresh SQLite file in a scratch directory.
+    pub database_url: Option<String>,
+}
+
+const SECRET: &str = "sk_bench_0123456789abcdef0123";
+const PUBLISHABLE: &str = "pk_bench_0123456789abcdef0123";
+/// How long the raw commit rate is measured.
+const PROBE: Duration = Duration::from_secs(3);
+/// How long the background work may take to apply every event after the load stops.
+const CATCH_UP_MAX: Duration = Duration::from_secs(120);
+/// The API calls timed, in the order a checkout makes them.
+const CALLS: [&str; 4] = ["cart", "line", "checkout", "confirm"];
+
+/// A child process, killed with the bench.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// `kassa <command>` with only `env`; the first `lines` lines it printed.
+    fn start(command: &str, env: &[(&str, &str)], lines: usize) -> Result<(Running, Vec<String>)> {
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let mut child = Command::new(exe)
+            .arg(command)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start kassa {command}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let running = Running(child);
+        let mut reader = BufReader::new(stdout).lines();
+        let printed: Vec<String> = (0..lines)
+            .filter_map(|_| reader.next().and_then(Result::ok))
+            .collect();
+        std::thread::spawn(move || reader.for_each(drop));
+        if printed.len() < lines {
+            bail!("kassa {command} stopped before it started: {printed:?}");
+        }
+        Ok((running, printed))
+    }
+
+    /// The most memory the process has held (VmHWM), in KiB; 0 where /proc cannot say.
+    fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn url_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn after(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find_map(|line| line.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Latencies of each kind of call, in microseconds.
+#[derive(Default)]
+struct Timings(Mutex<BTreeMap<&'static str, Vec<u64>>>);
+
+impl Timings {
+    fn record(&self, call: &'static str, since: Instant) {
+        let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(call)
+            .or_default()
+            .push(micros);
+    }
+
+    /// p50 and p99 of `call` in microseconds.
+    fn percentiles(&self, call: &str) -> (u64, u64) {
+        let mut all = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(call)
+            .cloned()
+            .unwrap_or_default();
+        all.sort_unstable();
+        let at = |per_mille: usize| {
+            all.get((all.len() * per_mille / 1_000).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        (at(500), at(990))
+    }
+}
+
+/// `count` per second over `elapsed`, with one decimal.
+fn per_second(count: u64, elapsed: Duration) -> String {
+    let millis = u64::try_from(elapsed.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let tenths = count * 10_000 / millis;
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+fn millis(micros: u64) -> String {
+    format!("{}.{}", micros / 1_000, micros % 1_000 / 100)
+}
+
+/// Runs the bench; `Ok(true)` when the invariant check passed at the end.
+pub async fn run(options: &BenchOptions) -> Result<bool> {
+    let scratch = std::env::temp_dir().join(format!("kassa-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).context("cannot create a scratch directory")?;
+    let database_url = options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", scratch.join("kassa.db").display()));
+    // SQLite: a scratch file beside Kassa's, so the probe meets the same file system.
+    let probe_file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|path| {
+            let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+            let dir = path.parent().unwrap_or(&scratch);
+            dir.join(format!("kassa-commit-probe-{}.db", std::process::id()))
+        });
+    let probe_url = match &probe_file {
+        Some(file) => format!("sqlite://{}", file.display()),
+        None => database_url.clone(),
+    };
+    println!(
+        "kassa bench: {} customers for {} s on {database_url}",
+        options.customers, options.seconds
+    );
+    let raw_commits = kassa_store::commits_per_second(&probe_url, PROBE)
+        .await
+        .context("cannot measure the raw commit rate")?;
+    println!("raw durable commits, one connection, same file system: {raw_commits}/s");
+    if let Some(file) = &probe_file {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+
+    let (sim, printed) = Running::start("sim", &[("KASSA_SIM_LISTEN", "127.0.0.1:0")], 4)?;
+    let stripe = url_in(&printed[0]);
+    let stripe_secret = after(&printed, "secret key:");
+    let webhook_secret = after(&printed, "webhook secret:");
+    let (server, printed) = Running::start(
+        "serve",
+        &[
+            ("KASSA_LISTEN", "127.0.0.1:0"),
+            ("KASSA_DATABASE_URL", &database_url),
+            ("KASSA_SECRET_KEY", SECRET),
+            ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
+            ("KASSA_RATE_LIMIT", "0"),
+            ("STRIPE_SECRET_KEY", &stripe_secret),
+            ("STRIPE_API_BASE", &stripe),
+            ("STRIPE_WEBHOOK_SECRETS", &webhook_secret),
+            ("RUST_LOG", "warn"),
+        ],
+        1,
+    )?;
+    let base = url_in(&printed[0]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(options.customers)
+        .build()
+        .context("cannot build an HTTP client")?;
+    http.post(format!("{stripe}/_emulator/webhook_endpoints"))
+        .bearer_auth(&stripe_secret)
+        .json(&json!({"url": format!("{base}/v1/webhooks/stripe")}))
+        .send()
+        .await
+        .context("the emulator does not answer")?;
+    let shop = Arc::new(
+        Shop::new(
+            http,
+            vec![base.clone()],
+            (SECRET.to_owned(), PUBLISHABLE.to_owned()),
+            (stripe, stripe_secret.clone(), stripe_secret),
+        )
+        .await?,
+    );
+    let prefix = format!("BENCH-{}", std::process::id());
+    let skus = chaos::stock_the_shelves(&shop, &prefix, [1_000_000_000; 3]).await?;
+
+    let timings = Arc::new(Timings::default());
+    let checkouts = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = ProgressBar::new(options.seconds).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut customers = tokio::task::JoinSet::new();
+    for customer in 0..options.customers {
+        let (shop, skus, timings, checkouts, failures, stop) = (
+            shop.clone(),
+            skus.clone(),
+            timings.clone(),
+            checkouts.clone(),
+            failures.clone(),
+            stop.clone(),
+        );
+        customers.spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("bench-{customer}-{n}");
+                n += 1;
+                if one_checkout(&shop, &skus, &timings, &key).await {
+                    checkouts.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while started.elapsed() < Duration::from_secs(options.seconds) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        progress.set_position(started.elapsed().as_secs());
+        progress.set_message(format!("{} checkouts", checkouts.load(Ordering::Relaxed)));
+    }
+    stop.store(true, Ordering::Relaxed);
+    while customers.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    let events_at_stop = webhook_events(&shop).await;
+    let caught_up = catch_up(&shop).await;
+    let events_in_all = webhook_events(&shop).await;
+    let caught_up_after = caught_up.as_ref().map(|(after, _)| *after);
+    let check = caught_up.map(|(_, check)| check);
+
+    let done = u64::try_from(checkouts.load(Ordering::Relaxed)).unwrap_or(u64::MAX);
+    let elapsed_ms = u64::try_from(elapsed.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    // Checkouts per second over raw commits per second, in thousandths.
+    let ratio = done * 1_000_000 / (elapsed_ms * raw_commits.max(1));
+    println!(
+        "checkouts: {done} in {:.1?} = {}/s ({} failed); {}.{:03} checkouts per raw commit",
+        elapsed,
+        per_second(done, elapsed),
+        failures.load(Ordering::Relaxed),
+        ratio / 1_000,
+        ratio % 1_000,
+    );
+    println!(
+        "webhook events: {events_at_stop} recorded while loaded = {}/s; {events_in_all} once caught up{}",
+        per_second(events_at_stop, elapsed),
+        caught_up_after
+            .map(|after| format!(" ({after:.1?} after the load)"))
+            .unwrap_or_default()
+    );
+    println!("per call, p50 / p99 in ms:");
+    for call in CALLS {
+        let (p50, p99) = timings.percentiles(call);
+        println!("  {call:<10} {:>8} / {:>8}", millis(p50), millis(p99));
+    }
+    println!(
+        "peak RSS: kassa serve {} MiB, kassa sim {} MiB",
+        server.peak_rss_kib() / 1_024,
+        sim.peak_rss_kib() / 1_024
+    );
+    let passed = match check {
+        Some(payments) => {
+            println!("invariant check: PASS ({payments} payments compared with the emulator)");
+            true
+        }
+        None => {
+            println!("invariant check: FAIL or not settled within {CATCH_UP_MAX:?}");
+            false
+        }
+    };
+    drop(server);
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(passed)
+}
+
+/// One customer's checkout: a cart, three lines, the checkout, the confirmation; `true` when
+/// every call succeeded.
+async fn one_checkout(shop: &Shop, skus: &[(String, i64)], timings: &Timings, key: &str) -> bool {
+    let at = Instant::now();
+    let cart = shop
+        .kassa(
+            Method::POST,
+            "/v1/carts",
+            &shop.publishable,
+            None,
+            Some(json!({"currency": "eur"})),
+        )
+        .await;
+    timings.record("cart", at);
+    let cart_id = cart.text("/id");
+    if !cart.ok() {
+        return false;
+    }
+    let mut total = 0;
+    for (sku, price) in skus {
+        let at = Instant::now();
+        let line = shop
+            .kassa(
+                Method::POST,
+                &format!("/v1/carts/{cart_id}/lines"),
+                &shop.publishable,
+                None,
+                Some(json!({"sku": sku, "quantity": 1})),
+            )
+            .await;
+        timings.record("line", at);
+        if !line.ok() {
+            return false;
+        }
+        total += price;
+    }
+    let at = Instant::now();
+    let placed: Option<Placed> = chaos::checkout(shop, &cart_id, total, key).await;
+    timings.record("checkout", at);
+    let Some(placed) = placed else {
+        return false;
+    };
+    let at = Instant::now();
+    let confirmed = chaos::confirm(shop, &placed, "pm_card_visa").await;
+    timings.record("confirm", at);
+    confirmed["status"] == "succeeded"
+}
+
+/// How many webhook events Kassa has recorded, from its metrics.
+async fn webhook_events(shop: &Shop) -> u64 {
+    let text = shop
+        .http
+        .get(format!("{}/metrics", shop.urls[0]))
+        .send()
+        .await
+        .ok()
+        .map(|response| response.text());
+    let text = match text {
+        Some(text) => text.await.unwrap_or_default(),
+        None => String::new(),
+    };
+    text.lines()
+        .filter(|line| line.starts_with("kassa_webhook_events{"))
+        // Whole counts, printed by the exporter with or without a ".0".
+        .filter_map(|line| {
+            line.rsplit(' ')
+                .next()?
+                .split('.')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Waits for the background work to apply everything: the invariant check passing. How long
+/// it took and how many payments it compared.
+async fn catch_up(shop: &Shop) -> Option<(Duration, u64)> {
+    let started = Instant::now();
+    while started.elapsed() < CATCH_UP_MAX {
+        let check = shop
+            .kassa(Method::POST, "/v1/admin/check", &shop.secret, None, None)
+            .await;
+        if check.body["passed"] == true {
+            return Some((started.elapsed(), check.body["payments_checked"].as_u64()?));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
