@@ -323,15 +323,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
 /// every call succeeded.
 async fn one_checkout(shop: &Shop, skus: &[(String, i64)], timings: &Timings, key: &str) -> bool {
     let at = Instant::now();
-    let cart = shop
-        .kassa(
-            Method::POST,
-            "/v1/carts",
-            &shop.publishable,
-            None,
-            Some(json!({"currency": "eur"})),
-        )
-        .await;
+    let cart = shop.new_cart().await;
     timings.record("cart", at);
     let cart_id = cart.text("/id");
     if !cart.ok() {
@@ -340,15 +332,7 @@ async fn one_checkout(shop: &Shop, skus: &[(String, i64)], timings: &Timings, ke
     let mut total = 0;
     for (sku, price) in skus {
         let at = Instant::now();
-        let line = shop
-            .kassa(
-                Method::POST,
-                &format!("/v1/carts/{cart_id}/lines"),
-                &shop.publishable,
-                None,
-                Some(json!({"sku": sku, "quantity": 1})),
-            )
-            .await;
+        let line = shop.add_line(&cart_id, sku, 1).await;
         timings.record("line", at);
         if !line.ok() {
             return false;

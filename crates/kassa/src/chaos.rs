@@ -188,6 +188,27 @@ impl Shop {
         }
     }
 
+    /// `POST /v1/carts` in euros, as a storefront does.
+    pub(crate) async fn new_cart(&self) -> Answer {
+        let body = json!({"currency": "eur"});
+        self.kassa(
+            Method::POST,
+            "/v1/carts",
+            &self.publishable,
+            None,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /v1/carts/{cart_id}/lines`.
+    pub(crate) async fn add_line(&self, cart_id: &str, sku: &str, quantity: i64) -> Answer {
+        let line = json!({"sku": sku, "quantity": quantity});
+        let path = format!("/v1/carts/{cart_id}/lines");
+        self.kassa(Method::POST, &path, &self.publishable, None, Some(line))
+            .await
+    }
+
     /// A call of the emulator's Stripe API, form-encoded as Stripe takes it.
     async fn stripe(&self, method: Method, path: &str, key: &str, form: &[(&str, &str)]) -> Value {
         let request = self
@@ -545,15 +566,7 @@ async fn fill_a_cart(
     skus: &[(String, i64)],
     rng: &mut StdRng,
 ) -> Option<(String, i64)> {
-    let cart = shop
-        .kassa(
-            Method::POST,
-            "/v1/carts",
-            &shop.publishable,
-            None,
-            Some(json!({"currency": "eur"})),
-        )
-        .await;
+    let cart = shop.new_cart().await;
     let cart_id = cart.text("/id");
     if cart_id.is_empty() {
         return None;
@@ -561,15 +574,7 @@ async fn fill_a_cart(
     bump(&shop.counts.carts);
     for _ in 0..rng.random_range(1..4) {
         let (sku, _) = skus.choose(rng)?;
-        let line = json!({"sku": sku, "quantity": rng.random_range(1..4)});
-        shop.kassa(
-            Method::POST,
-            &format!("/v1/carts/{cart_id}/lines"),
-            &shop.publishable,
-            None,
-            Some(line),
-        )
-        .await;
+        shop.add_line(&cart_id, sku, rng.random_range(1..4)).await;
     }
     // The total the customer is shown, read back: a repeated line request may have added twice.
     let cart = shop
