@@ -202,6 +202,12 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
         1,
     )?;
     let base = url_in(&printed[0]);
+    // For a profiler attached from outside (`perf record -p`).
+    println!(
+        "kassa serve (pid {}) at {base}, kassa sim (pid {}) at {stripe}",
+        server.0.id(),
+        sim.0.id()
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(options.customers)
