@@ -155,12 +155,28 @@ fn objects_where_described(
             .unwrap_or(&Value::Null),
         None => schema,
     };
-    for choices in ["oneOf", "anyOf", "allOf"] {
-        for choice in schema[choices].as_array().into_iter().flatten() {
-            if choice["type"] != "null" {
-                objects_where_described(value, choice, components, path)?;
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        objects_where_described(value, part, components, path)?;
+    }
+    // `Option<T>` is `oneOf [null, T]`: a value that is not null must fit one of the others.
+    let choices: Vec<&Value> = ["oneOf", "anyOf"]
+        .iter()
+        .filter_map(|key| schema[*key].as_array())
+        .flatten()
+        .filter(|choice| choice["type"] != "null")
+        .collect();
+    if !choices.is_empty() {
+        if value.is_null() {
+            return Ok(());
+        }
+        let mut refused = Ok(());
+        for choice in choices {
+            match objects_where_described(value, choice, components, path) {
+                Ok(()) => return Ok(()),
+                Err(at) => refused = Err(at),
             }
         }
+        return refused;
     }
     let says_object = schema.get("properties").is_some()
         || schema["type"] == "object"
@@ -170,8 +186,13 @@ fn objects_where_described(
     match value {
         Value::Object(fields) => {
             let properties = schema["properties"].as_object();
+            // A map's values (`additionalProperties: {schema}`) are walked like fields.
+            let others = schema
+                .get("additionalProperties")
+                .filter(|other| other.is_object());
             for (name, field) in fields {
-                if let Some(property) = properties.and_then(|p| p.get(name)) {
+                let property = properties.and_then(|p| p.get(name)).or(others);
+                if let Some(property) = property {
                     let inner = if path.is_empty() {
                         name.clone()
                     } else {
@@ -349,6 +370,25 @@ mod tests {
             Some("lines[0]")
         );
         assert!(parse_json::<Order>(br#"{"lines": [{"sku": "A", "quantity": 1}]}"#).is_ok());
+        use crate::wire::{CreateProductRequest, EditOrderRequest, UpdateVariantRequest};
+        let refused_at = |result: Result<(), ApiError>| match result {
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            other => panic!("{other:?}"),
+        };
+        let update = parse_json::<UpdateVariantRequest>(b"[null, null]").map(drop);
+        assert_eq!(refused_at(update), None);
+        let address = br#"{"shipping_address": ["Ada", "1 St", "London", "N1", "GB"]}"#;
+        let edit = parse_json::<EditOrderRequest>(address).map(drop);
+        assert_eq!(refused_at(edit).as_deref(), Some("shipping_address"));
+        let variant = br#"{"name": "Mug", "variants": [["MUG", 100, "eur", {}]]}"#;
+        let product = parse_json::<CreateProductRequest>(variant).map(drop);
+        assert_eq!(refused_at(product).as_deref(), Some("variants[0]"));
+        // What is written as the description says still passes, nulls included.
+        let no_change = br#"{"shipping_address": null, "lines": []}"#;
+        assert!(parse_json::<EditOrderRequest>(no_change).is_ok());
+        let fine = br#"{"name": "Mug", "variants": [{"sku": "MUG", "unit_amount": 100,
+            "currency": "eur", "attributes": {"colour": "blue"}}]}"#;
+        assert!(parse_json::<CreateProductRequest>(fine).is_ok());
     }
 
     fn param_of(body: &str) -> Option<String> {

@@ -3,7 +3,7 @@
 //! signal, drops it (with it everything uncommitted) and starts a new `App` on the same database.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use kassa_store::CrashSwitch;
 use rand::Rng;
@@ -15,8 +15,8 @@ pub struct Crashes {
     dice: Dice,
     /// Only while the driver runs a use case: the driver's own reads never crash.
     armed: AtomicBool,
-    /// Out of 1,000 crash points.
-    per_mille: u32,
+    /// Out of 1,000 crash points; 0 once the run settles.
+    per_mille: AtomicU32,
     crashed: Notify,
 }
 
@@ -25,7 +25,7 @@ impl Crashes {
         Arc::new(Crashes {
             dice,
             armed: AtomicBool::new(false),
-            per_mille,
+            per_mille: AtomicU32::new(per_mille),
             crashed: Notify::new(),
         })
     }
@@ -42,6 +42,11 @@ impl Crashes {
         finished
     }
 
+    /// No more crashes: the run is settling.
+    pub fn stop(&self) {
+        self.per_mille.store(0, Ordering::SeqCst);
+    }
+
     /// Parks forever if the process dies here.
     pub async fn point(&self) {
         if self.crash_now() {
@@ -52,12 +57,11 @@ impl Crashes {
 
 impl CrashSwitch for Crashes {
     fn crash_now(&self) -> bool {
-        if self.per_mille == 0 || !self.armed.load(Ordering::SeqCst) {
+        let per_mille = self.per_mille.load(Ordering::SeqCst);
+        if per_mille == 0 || !self.armed.load(Ordering::SeqCst) {
             return false;
         }
-        let dies = self
-            .dice
-            .roll(|rng| rng.random_range(0..1_000) < self.per_mille);
+        let dies = self.dice.roll(|rng| rng.random_range(0..1_000) < per_mille);
         if dies {
             self.armed.store(false, Ordering::SeqCst);
             self.crashed.notify_one();

@@ -15,6 +15,7 @@
 pub mod crash;
 pub mod provider;
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -81,6 +82,9 @@ pub struct Summary {
     /// PaymentIntents that took money, and refunds that gave some back, at the provider.
     pub captured: usize,
     pub refunded: usize,
+    /// A hash of where the run ended (every order Kassa holds as the customers saw it, every
+    /// event the simulated Stripe sent): the same seed must end in the same place.
+    pub digest: u64,
 }
 
 impl Summary {
@@ -544,6 +548,7 @@ impl Sim {
     /// checks.
     async fn settle_and_check(&mut self) -> Result<Summary, String> {
         self.provider.stop_faults();
+        self.crashes.stop();
         for round in 0..6 {
             // Past every lease and, by the last rounds, every reservation's expiry.
             self.clock.advance(if round < 3 { 120 } else { 1_200 });
@@ -572,6 +577,12 @@ impl Sim {
         }
         self.summary.payments_checked = report.payments_checked;
         (self.summary.captured, self.summary.refunded) = self.provider.money_moved();
+        let mut digest = std::hash::DefaultHasher::new();
+        for placed in &self.orders {
+            format!("{:?}", self.app.order(&placed.order_id).await).hash(&mut digest);
+        }
+        self.provider.fingerprint().hash(&mut digest);
+        self.summary.digest = digest.finish();
         Ok(self.summary.clone())
     }
 }

@@ -80,8 +80,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(failure) => {
+            let switched = match args.options.switched_off {
+                Some(Protection::RefundBound) => " --switch-off refund-bound",
+                None => "",
+            };
             eprintln!(
-                "{failure}\nreplay: cargo run -p kassa-sim -- --seed {}",
+                "{failure}\nreplay: cargo run -p kassa-sim -- --seed {}{switched}",
                 failure.seed
             );
             ExitCode::FAILURE

@@ -120,6 +120,11 @@ impl SimProvider {
         (captured, refunded)
     }
 
+    /// Every event sent, in order, as text: where the simulated Stripe ended up.
+    pub fn fingerprint(&self) -> String {
+        format!("{:?}", self.books().events)
+    }
+
     /// The events not yet handed out, oldest first.
     pub fn take_undelivered(&self) -> Vec<ProviderEvent> {
         std::mem::take(&mut self.books().undelivered)

@@ -20,7 +20,7 @@ impl CartStore for SqlStore {
         .bind(id)
         .bind(currency.code())
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(())

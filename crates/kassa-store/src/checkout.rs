@@ -73,7 +73,7 @@ impl CheckoutStore for SqlStore {
         .bind(&key.key)
         .bind(now + lock_secs)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(claimed.rows_affected() == 1)
@@ -83,7 +83,7 @@ impl CheckoutStore for SqlStore {
         sqlx::query("UPDATE idempotency_keys SET locked_until = NULL WHERE scope = $1 AND idempotency_key = $2")
             .bind(&key.scope)
             .bind(&key.key)
-            .execute(&self.pool)
+            .execute(self.autocommit().await)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -129,7 +129,7 @@ impl CheckoutStore for SqlStore {
              WHERE p.order_id = $1 AND p.status = 'creating' ORDER BY p.attempt DESC LIMIT 1",
         )
         .bind(order_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
@@ -265,7 +265,7 @@ impl CheckoutStore for SqlStore {
         .bind(now)
         .bind(now - idle_secs)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter()

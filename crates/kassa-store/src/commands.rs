@@ -189,7 +189,7 @@ impl OrderCommandStore for SqlStore {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)
     }
@@ -208,7 +208,7 @@ impl OrderCommandStore for SqlStore {
         .bind(operation.as_str())
         .bind(idle_before)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)
     }

@@ -45,18 +45,19 @@ pub struct SqlStore {
 /// show that nothing partial commits (risks W3, R2). Production code never arms one.
 ///
 /// The deterministic simulation uses two more: a [`CrashSwitch`] asked before every transaction
-/// begins, and [`Protection`]s it switches off to show that it would catch their absence.
+/// and lone statement, and [`Protection`]s it switches off to show that it would catch their
+/// absence.
 #[derive(Default)]
 pub struct FaultPoints {
     armed: Mutex<BTreeSet<&'static str>>,
-    crash_switch: Mutex<Option<Arc<dyn CrashSwitch>>>,
+    crash_switch: std::sync::OnceLock<Arc<dyn CrashSwitch>>,
     switched_off: Mutex<BTreeSet<Protection>>,
 }
 
-/// Decides, before each transaction, whether the simulated process dies there. A crash inside a
-/// transaction is the same as one just before it (nothing uncommitted survives), and one just
-/// after a commit is the same as one before the next, so these points cover every state a real
-/// crash can leave behind in the database.
+/// Decides, before each transaction and each statement run on its own, whether the simulated
+/// process dies there. A crash inside a transaction is the same as one just before it (nothing
+/// uncommitted survives), and one just after a commit is the same as one before the next, so
+/// these points cover every state a real crash can leave behind in the database.
 pub trait CrashSwitch: Send + Sync {
     fn crash_now(&self) -> bool;
 }
@@ -84,12 +85,10 @@ impl FaultPoints {
             .insert(point);
     }
 
-    /// Asks `switch` before every transaction from now on.
+    /// Asks `switch` before every transaction and lone statement from now on; set once (a
+    /// second switch is ignored), so production pays one atomic load per transaction.
     pub fn crash_with(&self, switch: Arc<dyn CrashSwitch>) {
-        *self
-            .crash_switch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(switch);
+        let _ = self.crash_switch.set(switch);
     }
 
     /// Switches `protection` off. Only the simulation's proof that it catches a missing
@@ -112,12 +111,11 @@ impl FaultPoints {
     /// Never returns if the crash switch says the process dies here: the caller's future is
     /// dropped by the simulation, as the process would be.
     pub(crate) async fn crash_point(&self) {
-        let switch = self
+        if self
             .crash_switch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if switch.is_some_and(|switch| switch.crash_now()) {
+            .get()
+            .is_some_and(|switch| switch.crash_now())
+        {
             std::future::pending::<()>().await;
         }
     }
@@ -203,6 +201,12 @@ impl SqlStore {
             .run(&self.pool)
             .await
             .map_err(|error| StoreOpenError::Migrate(error.to_string()))
+    }
+
+    /// The pool, for a statement that is its own transaction: a crash point like `begin`.
+    pub(crate) async fn autocommit(&self) -> &AnyPool {
+        self.faults.crash_point().await;
+        &self.pool
     }
 
     /// Begins a transaction: every storage method's first step, and the simulation's crash point.

@@ -10,7 +10,7 @@ impl HealthStore for SqlStore {
     async fn ready(&self) -> StoreResult<bool> {
         let latest_known = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
         let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(&self.pool)
+            .fetch_one(self.autocommit().await)
             .await
             .map_err(unavailable)?;
         Ok(applied == Some(latest_known))

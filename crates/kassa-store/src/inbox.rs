@@ -30,7 +30,7 @@ impl WebhookStore for SqlStore {
         .bind(event_type)
         .bind(payload)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(if inserted.rows_affected() == 1 {
@@ -45,7 +45,7 @@ impl WebhookStore for SqlStore {
             "SELECT id, event_type, status, attempts, last_error, payload, received_at FROM webhook_events WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         row.as_ref().map(inbox_from_row).transpose()
@@ -117,7 +117,7 @@ impl WebhookStore for SqlStore {
         .bind(error)
         .bind(now + backoff_secs)
         .bind(attempts_max)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         let status = status.unwrap_or_else(|| "processed".into());
@@ -132,7 +132,7 @@ impl WebhookStore for SqlStore {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)
     }
@@ -148,7 +148,7 @@ impl WebhookStore for SqlStore {
         )
         .bind(status.as_str())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter().map(inbox_from_row).collect()
@@ -161,7 +161,7 @@ impl WebhookStore for SqlStore {
         )
         .bind(event_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(replayed.rows_affected() == 1)

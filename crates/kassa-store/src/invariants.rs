@@ -64,7 +64,7 @@ impl InvariantStore for SqlStore {
         let mut violations = Vec::new();
         for (invariant, what, sql) in ID_CHECKS {
             let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(*sql))
-                .fetch_all(&self.pool)
+                .fetch_all(self.autocommit().await)
                 .await
                 .map_err(unavailable)?;
             if !ids.is_empty() {
@@ -82,7 +82,7 @@ impl InvariantStore for SqlStore {
                AND r.status = 'held' AND r.expires_at < $1",
         )
         .bind(stale_before)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         if !stale.is_empty() {
@@ -106,7 +106,7 @@ impl InvariantStore for SqlStore {
              ORDER BY p.created_at DESC, p.id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter()
@@ -145,7 +145,7 @@ impl SqlStore {
                       WHERE r.sku = l.sku AND r.location = l.location AND r.status = 'committed') AS sold
              FROM inventory_levels l ORDER BY l.sku, l.location",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         let mut violations = Vec::new();

@@ -24,7 +24,7 @@ impl JanitorStore for SqlStore {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)
     }

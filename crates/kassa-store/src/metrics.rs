@@ -8,7 +8,7 @@ use crate::db::{SqlStore, unavailable};
 impl SqlStore {
     async fn counts_by(&self, sql: &'static str) -> StoreResult<Vec<(String, i64)>> {
         sqlx::query_as(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(self.autocommit().await)
             .await
             .map_err(unavailable)
     }
@@ -16,7 +16,7 @@ impl SqlStore {
     async fn count(&self, sql: &'static str, now: i64) -> StoreResult<i64> {
         sqlx::query_scalar(sql)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(self.autocommit().await)
             .await
             .map_err(unavailable)
     }
@@ -25,7 +25,7 @@ impl SqlStore {
     async fn due(&self, sql: &'static str, now: i64) -> StoreResult<(i64, i64)> {
         let (count, oldest): (i64, Option<i64>) = sqlx::query_as(sql)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(self.autocommit().await)
             .await
             .map_err(unavailable)?;
         Ok((count, oldest.map_or(0, |since| (now - since).max(0))))

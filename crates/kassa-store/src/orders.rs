@@ -50,7 +50,7 @@ impl OrderStore for SqlStore {
              ORDER BY seq",
         )
         .bind(order_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter()
@@ -88,7 +88,7 @@ impl OrderStore for SqlStore {
         .bind(status)
         .bind(attention)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter()

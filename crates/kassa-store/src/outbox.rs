@@ -70,7 +70,7 @@ impl OutboxStore for SqlStore {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter().map(notification_from_row).collect()
@@ -84,7 +84,7 @@ impl OutboxStore for SqlStore {
         .bind(id)
         .bind(now)
         .bind(now + lease_secs)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(claimed.rows_affected() == 1)
@@ -97,7 +97,7 @@ impl OutboxStore for SqlStore {
         )
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -121,7 +121,7 @@ impl OutboxStore for SqlStore {
         .bind(error)
         .bind(now + backoff_secs)
         .bind(attempts_max)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         let status = status.unwrap_or_else(|| "delivered".into());
@@ -140,7 +140,7 @@ impl OutboxStore for SqlStore {
         )
         .bind(status.as_str())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter().map(notification_from_row).collect()
@@ -153,7 +153,7 @@ impl OutboxStore for SqlStore {
         )
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(replayed.rows_affected() == 1)

@@ -23,7 +23,7 @@ impl ReconcileStore for SqlStore {
              ORDER BY updated_at, id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter()
@@ -45,7 +45,7 @@ impl ReconcileStore for SqlStore {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
                 .bind(payment_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.autocommit().await)
                 .await
                 .map_err(unavailable)?;
         status.as_deref().map(status_of).transpose()
@@ -56,7 +56,7 @@ impl ReconcileStore for SqlStore {
             "WHERE r.status = 'pending' AND r.provider_refund_id IS NOT NULL ORDER BY r.updated_at, r.id LIMIT $1"
         ))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter().map(refund_from_row).collect()
@@ -65,7 +65,7 @@ impl ReconcileStore for SqlStore {
     async fn cursor(&self, name: &str) -> StoreResult<Option<i64>> {
         sqlx::query_scalar("SELECT value FROM cursors WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.autocommit().await)
             .await
             .map_err(unavailable)
     }
@@ -78,7 +78,7 @@ impl ReconcileStore for SqlStore {
         .bind(name)
         .bind(value)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         Ok(())

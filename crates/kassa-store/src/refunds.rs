@@ -166,7 +166,7 @@ impl RefundStore for SqlStore {
             "WHERE r.order_id = $1 ORDER BY r.created_at, r.id"
         ))
         .bind(order_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter().map(refund_from_row).collect()
@@ -180,7 +180,7 @@ impl RefundStore for SqlStore {
         ))
         .bind(before)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.autocommit().await)
         .await
         .map_err(unavailable)?;
         rows.iter().map(refund_from_row).collect()

@@ -54,6 +54,10 @@ pub const DEFAULT_CART_TTL_SECS: u64 = 86_400;
 pub const DEFAULT_OPERATION_RESUME_SECS: u64 = 60;
 /// How long one attempt of a Stripe call may take, sending to the whole answer read.
 pub const DEFAULT_STRIPE_TIMEOUT_SECS: u64 = 15;
+/// The longest per-attempt timeout: three attempts of 18 s and their backoff (at most 2 s each)
+/// end before the 60 s checkout lock does, so a checkout still talking to Stripe is never
+/// resumed by the completer.
+const STRIPE_TIMEOUT_MAX_SECS: u64 = 18;
 /// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
 /// capture) must end a full day before that, or the capture may find nothing to take.
 const MODIFICATION_WINDOW_MAX_SECS: u64 = 6 * 86_400;
@@ -248,7 +252,7 @@ impl Config {
             &get,
             "KASSA_STRIPE_TIMEOUT_SECS",
             DEFAULT_STRIPE_TIMEOUT_SECS,
-            1..=120,
+            1..=STRIPE_TIMEOUT_MAX_SECS,
         )?;
         let notify_urls = notify_urls(get("KASSA_NOTIFY_URLS"))?;
         let notify_secret = get("KASSA_NOTIFY_SECRET");

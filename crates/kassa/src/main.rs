@@ -77,7 +77,7 @@ enum Command {
     /// settle and run the invariant check (exit status 1 when it fails). Needs the emulator:
     /// sandbox mode, or `kassa sim` as STRIPE_API_BASE.
     Chaos {
-        /// The workload's seed (printed; the same seed asks for the same workload).
+        /// The workload's seed (printed; the same seed asks for the same actions).
         #[arg(long)]
         seed: Option<u64>,
         /// Customers at once.

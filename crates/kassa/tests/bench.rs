@@ -10,6 +10,7 @@ async fn kassa_bench_prints_every_figure_and_a_passing_check(db: TestDb) {
     let url = db.url.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_kassa"))
+            .current_dir(std::env::temp_dir())
             .args([
                 "bench",
                 "--customers",
@@ -42,5 +43,11 @@ async fn kassa_bench_prints_every_figure_and_a_passing_check(db: TestDb) {
     ] {
         assert!(printed.contains(figure), "no {figure:?} in:\n{printed}");
     }
+    let events: u64 = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("webhook events: "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(events > 0, "no webhook event was recorded:\n{printed}");
 }
 both_backends!(kassa_bench_prints_every_figure_and_a_passing_check);

@@ -3,12 +3,13 @@
 //! from the same document — plain HTML, no script, nothing fetched from anywhere.
 
 use std::fmt::Write;
+use std::sync::LazyLock;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use kassa_app::refunds::REFUND_REASONS;
 use kassa_app::validate::IDEMPOTENCY_KEY_MAX_BYTES;
 use kassa_domain::limits::{
@@ -153,8 +154,28 @@ pub fn router() -> Router<HttpState> {
         .route("/docs", get(docs))
 }
 
-async fn openapi_json() -> Json<Value> {
-    Json(description())
+/// The description and the page, made once: both are public, and neither changes while the
+/// process runs.
+static DESCRIPTION_JSON: LazyLock<String> = LazyLock::new(|| description().to_string());
+static DOCS_PAGE: LazyLock<String> = LazyLock::new(|| render(&description()));
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DESCRIPTION_JSON.as_str(),
+    )
+        .into_response()
+}
+
+/// Where `schema.field` lives in the document.
+fn property_pointer(schema: &str, field: &str) -> String {
+    format!("/components/schemas/{schema}/properties/{field}")
+}
+
+/// Where the answer `status` of `method path` lives in the document.
+fn response_pointer(path: &str, method: &str, status: &str) -> String {
+    let path = path.replace('~', "~0").replace('/', "~1");
+    format!("/paths/{path}/{method}/responses/{status}")
 }
 
 /// The API's description as served: utoipa's document with the rules of every input field
@@ -162,28 +183,24 @@ async fn openapi_json() -> Json<Value> {
 pub fn description() -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     for (schema, field, rule) in FIELD_RULES {
-        if let Some(property) = document["components"]["schemas"][*schema]["properties"]
-            .get_mut(*field)
+        if let Some(property) = document
+            .pointer_mut(&property_pointer(schema, field))
             .and_then(Value::as_object_mut)
         {
             rule.write(property);
         }
     }
     for (schema, field, example) in EXAMPLES {
-        if let Some(property) = document["components"]["schemas"][*schema]["properties"]
-            .get_mut(*field)
+        if let Some(property) = document
+            .pointer_mut(&property_pointer(schema, field))
             .and_then(Value::as_object_mut)
         {
             property.insert("examples".into(), json!([example]));
         }
     }
     for (path, method, status, name, operation, parameters) in LINKS {
-        let pointer = format!(
-            "/paths/{}/{method}/responses/{status}",
-            path.replace('~', "~0").replace('/', "~1")
-        );
         if let Some(response) = document
-            .pointer_mut(&pointer)
+            .pointer_mut(&response_pointer(path, method, status))
             .and_then(Value::as_object_mut)
         {
             let parameters: serde_json::Map<String, Value> = parameters
@@ -284,7 +301,17 @@ impl Rule {
                     json!("an ISO 4217 code Stripe settles in, such as eur (case is folded)"),
                 );
             }
-            Rule::OneOf(values) => set("enum", json!(values)),
+            Rule::OneOf(values) => {
+                // An optional field may also be null, as Kassa takes it.
+                let nullable = property["type"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|kind| kind == "null"));
+                let mut allowed = json!(values);
+                if let (true, Some(list)) = (nullable, allowed.as_array_mut()) {
+                    list.push(Value::Null);
+                }
+                property.insert("enum".into(), allowed);
+            }
             Rule::Items(low, high) => {
                 set("minItems", json!(low));
                 set("maxItems", json!(high));
@@ -520,11 +547,7 @@ const FIELD_RULES: &[(&str, &str, Rule)] = &[
         Rule::Between(0, LINE_QUANTITY_MAX),
     ),
     ("EditOrderRequest", "lines", Rule::Items(0, CART_LINES_MAX)),
-    (
-        "CaptureRequest",
-        "amount",
-        Rule::Between(1, UNIT_AMOUNT_MAX_MINOR),
-    ),
+    ("CaptureRequest", "amount", Rule::Between(1, i64::MAX)),
     (
         "RefundRequest",
         "order_id",
@@ -543,7 +566,6 @@ async fn docs(State(state): State<HttpState>) -> Result<Response, ApiError> {
             "the docs page is served in sandbox mode".into(),
         ));
     }
-    let document = description();
     Ok((
         [
             (
@@ -552,7 +574,7 @@ async fn docs(State(state): State<HttpState>) -> Result<Response, ApiError> {
             ),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        Html(render(&document)),
+        Html(DOCS_PAGE.as_str()),
     )
         .into_response())
 }
@@ -734,14 +756,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_field_rule_names_a_field_of_the_description() {
+    fn every_field_rule_example_and_link_names_something_in_the_description() {
         let document = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
-        for (schema, field, _) in FIELD_RULES {
+        let fields = FIELD_RULES
+            .iter()
+            .map(|(schema, field, _)| (*schema, *field))
+            .chain(EXAMPLES.iter().map(|(schema, field, _)| (*schema, *field)));
+        for (schema, field) in fields {
+            let pointer = property_pointer(schema, field);
+            assert!(document.pointer(&pointer).is_some(), "no {pointer}");
+        }
+        let operations: Vec<&Value> = document["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|paths| paths.values())
+            .filter_map(Value::as_object)
+            .flat_map(|item| item.values())
+            .collect();
+        for (path, method, status, _, operation, _) in LINKS {
+            let pointer = response_pointer(path, method, status);
+            assert!(document.pointer(&pointer).is_some(), "no {pointer}");
             assert!(
-                document["components"]["schemas"][*schema]["properties"]
-                    .get(*field)
-                    .is_some(),
-                "{schema}.{field} is not in the description"
+                operations.iter().any(|o| o["operationId"] == *operation),
+                "no operation {operation}"
             );
         }
     }
