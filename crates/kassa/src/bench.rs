@@ -37,6 +37,23 @@ const CATCH_UP_MAX: Duration = Duration::from_secs(120);
 /// The API calls timed, in the order a checkout makes them.
 const CALLS: [&str; 4] = ["cart", "line", "checkout", "confirm"];
 
+/// The bench's scratch directory, removed when the bench ends, however it ends.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn create() -> Result<Scratch> {
+        let path = std::env::temp_dir().join(format!("kassa-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).context("cannot create a scratch directory")?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A child process, killed with the bench.
 struct Running(Child);
 
@@ -157,8 +174,8 @@ fn millis(micros: u64) -> String {
 
 /// Runs the bench; `Ok(true)` when the invariant check passed at the end.
 pub async fn run(options: &BenchOptions) -> Result<bool> {
-    let scratch = std::env::temp_dir().join(format!("kassa-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).context("cannot create a scratch directory")?;
+    let scratch_dir = Scratch::create()?;
+    let scratch = scratch_dir.0.clone();
     let database_url = options
         .database_url
         .clone()
@@ -331,7 +348,6 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     };
     drop(server);
     drop(sim);
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(passed)
 }
 
