@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub seconds: u64,
     /// `None`: a fresh SQLite file in a scratch directory.
     pub database_url: Option<String>,
+    /// Checkouts started per second (open loop); `None`: `customers` in a closed loop.
+    pub rate: Option<u64>,
 }
 
 const SECRET: &str = "sk_bench_0123456789abcdef0123";
@@ -193,9 +195,13 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
         Some(file) => format!("sqlite://{}", file.display()),
         None => database_url.clone(),
     };
+    let load_shape = match options.rate {
+        Some(rate) => format!("{rate} checkouts started per second"),
+        None => format!("{} customers", options.customers),
+    };
     println!(
-        "kassa bench: {} customers for {} s on {database_url}",
-        options.customers, options.seconds
+        "kassa bench: {load_shape} for {} s on {database_url}",
+        options.seconds
     );
     let raw_commits = kassa_store::commits_per_second(&probe_url, PROBE)
         .await
@@ -255,57 +261,81 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
         )
         .await?,
     );
-    let prefix = format!("BENCH-{}", std::process::id());
+    // Names this run's SKUs and idempotency keys apart from any other run's.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let prefix = format!("BENCH-{}-{since_epoch}", std::process::id());
     let skus = chaos::stock_the_shelves(&shop, &prefix, [1_000_000_000; 3]).await?;
 
-    let timings = Arc::new(Timings::default());
-    let checkouts = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Load {
+        shop: shop.clone(),
+        skus,
+        prefix: prefix.clone(),
+        timings: Timings::default(),
+        checkouts: AtomicUsize::new(0),
+        failures: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    });
     let progress = ProgressBar::new(options.seconds).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // A database used before holds earlier runs' events: only this run's are counted.
+    let events_before = webhook_events(&shop).await;
     let started = Instant::now();
-    let mut customers = tokio::task::JoinSet::new();
-    for customer in 0..options.customers {
-        let (shop, skus, timings, checkouts, failures, stop) = (
-            shop.clone(),
-            skus.clone(),
-            timings.clone(),
-            checkouts.clone(),
-            failures.clone(),
-            stop.clone(),
-        );
-        customers.spawn(async move {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let key = format!("bench-{customer}-{n}");
-                n += 1;
-                if one_checkout(&shop, &skus, &timings, &key).await {
-                    checkouts.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
+    let mut running = tokio::task::JoinSet::new();
+    match options.rate {
+        // Closed loop: each customer checks out again as soon as the last one is confirmed.
+        None => {
+            for customer in 0..options.customers {
+                let load = load.clone();
+                running.spawn(async move {
+                    let mut n = 0;
+                    while !load.stop.load(Ordering::Relaxed) {
+                        load.checkout(&format!("bench-{customer}-{n}")).await;
+                        n += 1;
+                    }
+                });
             }
-        });
+        }
+        // Open loop: a new customer arrives every 1/rate s, however slow the answers are.
+        Some(rate) => {
+            let load = load.clone();
+            running.spawn(async move {
+                let every = Duration::from_micros(1_000_000 / rate.max(1));
+                let mut arrivals = tokio::time::interval(every);
+                let mut customers = tokio::task::JoinSet::new();
+                let mut n = 0;
+                while !load.stop.load(Ordering::Relaxed) {
+                    arrivals.tick().await;
+                    let load = load.clone();
+                    customers.spawn(async move { load.checkout(&format!("bench-at-{n}")).await });
+                    n += 1;
+                }
+                while customers.join_next().await.is_some() {}
+            });
+        }
     }
     while started.elapsed() < Duration::from_secs(options.seconds) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         progress.set_position(started.elapsed().as_secs());
-        progress.set_message(format!("{} checkouts", checkouts.load(Ordering::Relaxed)));
+        progress.set_message(format!(
+            "{} checkouts",
+            load.checkouts.load(Ordering::Relaxed)
+        ));
     }
-    stop.store(true, Ordering::Relaxed);
-    while customers.join_next().await.is_some() {}
+    load.stop.store(true, Ordering::Relaxed);
+    while running.join_next().await.is_some() {}
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    let events_at_stop = webhook_events(&shop).await;
+    let events_at_stop = webhook_events(&shop).await.saturating_sub(events_before);
     let caught_up = catch_up(&shop).await;
-    let events_in_all = webhook_events(&shop).await;
+    let events_in_all = webhook_events(&shop).await.saturating_sub(events_before);
     let caught_up_after = caught_up.as_ref().map(|(after, _)| *after);
     let check = caught_up.map(|(_, check)| check);
 
-    let done = u64::try_from(checkouts.load(Ordering::Relaxed)).unwrap_or(u64::MAX);
+    let done = u64::try_from(load.checkouts.load(Ordering::Relaxed)).unwrap_or(u64::MAX);
     let elapsed_ms = u64::try_from(elapsed.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
@@ -315,7 +345,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
         "checkouts: {done} in {:.1?} = {}/s ({} failed); {}.{:03} checkouts per raw commit",
         elapsed,
         per_second(done, elapsed),
-        failures.load(Ordering::Relaxed),
+        load.failures.load(Ordering::Relaxed),
         ratio / 1_000,
         ratio % 1_000,
     );
@@ -328,7 +358,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     );
     println!("per call, p50 / p99 in ms:");
     for call in CALLS {
-        let (p50, p99) = timings.percentiles(call);
+        let (p50, p99) = load.timings.percentiles(call);
         println!("  {call:<10} {:>8} / {:>8}", millis(p50), millis(p99));
     }
     println!(
@@ -349,6 +379,31 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     drop(server);
     drop(sim);
     Ok(passed)
+}
+
+/// What the load's customers share: the shop, the SKUs, what was measured, when to stop.
+struct Load {
+    shop: Arc<Shop>,
+    skus: Arc<Vec<(String, i64)>>,
+    /// The run's prefix of idempotency keys.
+    prefix: String,
+    timings: Timings,
+    checkouts: AtomicUsize,
+    failures: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Load {
+    /// One checkout with `key`, counted as done or failed.
+    async fn checkout(&self, key: &str) {
+        let key = format!("{}-{key}", self.prefix);
+        let counter = if one_checkout(&self.shop, &self.skus, &self.timings, &key).await {
+            &self.checkouts
+        } else {
+            &self.failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// One customer's checkout: a cart, three lines, the checkout, the confirmation; `true` when

@@ -68,9 +68,14 @@ enum Command {
         /// How long the load runs.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
-        /// The database to run on (sqlite://… or postgres://…); default a fresh SQLite file.
+        /// The database to run on (sqlite://… or postgres://…), empty: the bench's emulator is
+        /// new each run and knows no earlier payments. Default: a fresh SQLite file.
         #[arg(long)]
         database_url: Option<String>,
+        /// Start this many checkouts per second whatever the answers (an open loop, for
+        /// latency at a given rate) instead of --customers in a closed loop.
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// Drive a seeded workload of customers and operators against running Kassa instances
     /// while the Stripe emulator injects faults; then stop the faults, let the background work
@@ -164,11 +169,13 @@ fn main() -> ExitCode {
                 customers,
                 seconds,
                 database_url,
+                rate,
             } => {
                 let options = bench::BenchOptions {
                     customers: customers.max(1),
                     seconds: seconds.max(1),
                     database_url,
+                    rate: rate.filter(|rate| *rate > 0),
                 };
                 match bench::run(&options).await {
                     Ok(true) => Ok(()),
