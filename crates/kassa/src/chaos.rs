@@ -189,6 +189,13 @@ impl Shop {
         }
     }
 
+    /// `GET /v1/orders/{id}` with the customer's order token.
+    pub(crate) async fn order_as_customer(&self, placed: &Placed) -> Answer {
+        let path = format!("/v1/orders/{}", placed.order_id);
+        self.kassa(Method::GET, &path, &placed.token, None, None)
+            .await
+    }
+
     /// `POST /v1/carts` in euros, as a storefront does.
     pub(crate) async fn new_cart(&self) -> Answer {
         let body = json!({"currency": "eur"});
@@ -561,14 +568,7 @@ async fn customer(
             }
             _ => {
                 if let Some(placed) = orders.choose(&mut rng) {
-                    shop.kassa(
-                        Method::GET,
-                        &format!("/v1/orders/{}", placed.order_id),
-                        &placed.token,
-                        None,
-                        None,
-                    )
-                    .await;
+                    shop.order_as_customer(placed).await;
                 }
             }
         }
@@ -707,15 +707,7 @@ pub(crate) async fn confirm(shop: &Shop, placed: &Placed, payment_method: &str) 
 
 /// The customer (with their token) lowers a quantity or changes the address.
 async fn edit(shop: &Shop, rng: &mut StdRng, placed: &Placed) {
-    let order = shop
-        .kassa(
-            Method::GET,
-            &format!("/v1/orders/{}", placed.order_id),
-            &placed.token,
-            None,
-            None,
-        )
-        .await;
+    let order = shop.order_as_customer(placed).await;
     let line = order.body["lines"]
         .as_array()
         .and_then(|lines| lines.choose(rng))

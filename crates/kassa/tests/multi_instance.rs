@@ -67,13 +67,7 @@ async fn two_instances_on_one_postgresql_capture_each_order_once() {
     let bases = [url_in(&first[0]), url_in(&second[0])];
     let http = reqwest::Client::new();
     for base in &bases {
-        let endpoint = json!({"url": format!("{base}/v1/webhooks/stripe")});
-        json_of(
-            http.post(format!("{stripe}/_emulator/webhook_endpoints"))
-                .bearer_auth(&stripe_secret)
-                .json(&endpoint),
-        )
-        .await;
+        sim.send_webhooks_to(base).await;
     }
     let product = json!({"name": "Mug", "variants": [{"sku": "MUG", "unit_amount": 1250, "currency": "eur"}]});
     json_of(
@@ -195,13 +189,7 @@ async fn risk_r2_a_capture_whose_instance_is_killed_is_taken_over_after_the_leas
     let (_survivor, second) = spawn("serve", &live, 1);
     let (doomed_base, base) = (url_in(&first[0]), url_in(&second[0]));
     let http = reqwest::Client::new();
-    let endpoint = json!({"url": format!("{base}/v1/webhooks/stripe")});
-    json_of(
-        http.post(format!("{stripe}/_emulator/webhook_endpoints"))
-            .bearer_auth(&stripe_secret)
-            .json(&endpoint),
-    )
-    .await;
+    sim.send_webhooks_to(&base).await;
     let product = json!({"name": "Mug", "variants": [{"sku": "MUG", "unit_amount": 1250, "currency": "eur"}]});
     json_of(
         http.post(format!("{base}/v1/products"))
