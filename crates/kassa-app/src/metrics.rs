@@ -36,6 +36,10 @@ impl App {
             metrics::gauge!("kassa_work_due", "queue" => queue).set(value(due));
             metrics::gauge!("kassa_work_lag_seconds", "queue" => queue).set(value(lag_secs));
         }
+        if let Some(group) = gauges.group_commit {
+            metrics::counter!("kassa_group_commit_units_total").absolute(group.units);
+            metrics::counter!("kassa_group_commit_batches_total").absolute(group.batches);
+        }
         Ok(())
     }
 }

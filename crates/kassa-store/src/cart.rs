@@ -14,21 +14,23 @@ use crate::db::{SqlStore, flag, unavailable};
 #[async_trait]
 impl CartStore for SqlStore {
     async fn create_cart(&self, id: &str, currency: Currency, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO carts (id, currency, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+        self.lone_execute(
+            sqlx::query(
+                "INSERT INTO carts (id, currency, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+            )
+            .bind(id)
+            .bind(currency.code())
+            .bind(now),
         )
-        .bind(id)
-        .bind(currency.code())
-        .bind(now)
-        .execute(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .await?;
         Ok(())
     }
 
     async fn cart(&self, id: &str) -> StoreResult<Option<Cart>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        cart_in(&mut conn, id).await
+        let mut unit = self.autocommit().await?;
+        let cart = cart_in(&mut unit, id).await?;
+        unit.commit().await?;
+        Ok(cart)
     }
 
     async fn add_cart_line(
@@ -81,7 +83,7 @@ impl CartStore for SqlStore {
             .await
             .map_err(unavailable)?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(Ok(()))
     }
 
@@ -108,7 +110,7 @@ impl CartStore for SqlStore {
         if changed.rows_affected() != 1 {
             return Ok(Err(CartRefusal::LineNotFound));
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(Ok(()))
     }
 
@@ -131,7 +133,7 @@ impl CartStore for SqlStore {
         if removed.rows_affected() != 1 {
             return Ok(Err(CartRefusal::LineNotFound));
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(Ok(()))
     }
 }

@@ -14,6 +14,9 @@ use sqlx::{AnyConnection, Row};
 
 use crate::db::{SqlStore, flag, flag_value, unavailable};
 
+/// Fault point: creating a product fails after its row is written, before its variants.
+pub const FAULT_AFTER_PRODUCT_ROW: &str = "catalog.after_product_row";
+
 #[async_trait]
 impl CatalogStore for SqlStore {
     async fn create_product(
@@ -29,6 +32,7 @@ impl CatalogStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        self.faults().check(FAULT_AFTER_PRODUCT_ROW)?;
         for variant in &product.variants {
             let inserted = sqlx::query(
                 "INSERT INTO variants (sku, product_id, unit_amount, currency, attributes, active, created_at, updated_at)
@@ -44,7 +48,7 @@ impl CatalogStore for SqlStore {
             .await
             .map_err(unavailable)?;
             if inserted.rows_affected() != 1 {
-                tx.rollback().await.map_err(unavailable)?;
+                tx.rollback().await?;
                 return Ok(CreateProductOutcome::SkuTaken(variant.sku.clone()));
             }
             sqlx::query(
@@ -58,13 +62,15 @@ impl CatalogStore for SqlStore {
             .await
             .map_err(unavailable)?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(CreateProductOutcome::Created(product.clone()))
     }
 
     async fn variant(&self, sku: &str) -> StoreResult<Option<Variant>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        variant_in(&mut conn, sku).await
+        let mut unit = self.autocommit().await?;
+        let variant = variant_in(&mut unit, sku).await?;
+        unit.commit().await?;
+        Ok(variant)
     }
 
     async fn update_variant(
@@ -87,7 +93,7 @@ impl CatalogStore for SqlStore {
         .await
         .map_err(unavailable)?;
         let variant = variant_in(&mut tx, sku).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(variant)
     }
 
@@ -117,7 +123,7 @@ impl CatalogStore for SqlStore {
         .await
         .map_err(unavailable)?;
         let levels = levels_in(&mut tx, sku).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         if changed.rows_affected() == 1 {
             return Ok(SetOnHandOutcome::Set(levels));
         }
@@ -129,11 +135,13 @@ impl CatalogStore for SqlStore {
     }
 
     async fn inventory(&self, sku: &str) -> StoreResult<Option<Vec<InventoryLevel>>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        if variant_in(&mut conn, sku).await?.is_none() {
-            return Ok(None);
-        }
-        levels_in(&mut conn, sku).await.map(Some)
+        let mut unit = self.autocommit().await?;
+        let levels = match variant_in(&mut unit, sku).await? {
+            Some(_) => Some(levels_in(&mut unit, sku).await?),
+            None => None,
+        };
+        unit.commit().await?;
+        Ok(levels)
     }
 }
 

@@ -59,33 +59,32 @@ impl CheckoutStore for SqlStore {
         } else {
             claim_existing(&mut tx, key, request_path, request_hash, lock_secs, now).await?
         };
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(claim)
     }
 
     async fn claim_stalled_key(&self, key: &KeyRef, lock_secs: i64, now: i64) -> StoreResult<bool> {
-        let claimed = sqlx::query(
-            "UPDATE idempotency_keys SET locked_until = $3, updated_at = $4
+        let claimed = self
+            .lone_execute(
+                sqlx::query(
+                    "UPDATE idempotency_keys SET locked_until = $3, updated_at = $4
              WHERE scope = $1 AND idempotency_key = $2 AND recovery_point = 'order_created'
                AND (locked_until IS NULL OR locked_until <= $4)",
-        )
-        .bind(&key.scope)
-        .bind(&key.key)
-        .bind(now + lock_secs)
-        .bind(now)
-        .execute(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+                )
+                .bind(&key.scope)
+                .bind(&key.key)
+                .bind(now + lock_secs)
+                .bind(now),
+            )
+            .await?;
         Ok(claimed.rows_affected() == 1)
     }
 
     async fn release_key(&self, key: &KeyRef) -> StoreResult<()> {
-        sqlx::query("UPDATE idempotency_keys SET locked_until = NULL WHERE scope = $1 AND idempotency_key = $2")
+        self.lone_execute(sqlx::query("UPDATE idempotency_keys SET locked_until = NULL WHERE scope = $1 AND idempotency_key = $2")
             .bind(&key.scope)
-            .bind(&key.key)
-            .execute(self.autocommit().await)
-            .await
-            .map_err(unavailable)?;
+            .bind(&key.key))
+            .await?;
         Ok(())
     }
 
@@ -95,8 +94,9 @@ impl CheckoutStore for SqlStore {
         response: &StoredResponse,
         now: i64,
     ) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        finish_key_in(&mut conn, key, response, now).await
+        let mut unit = self.autocommit().await?;
+        finish_key_in(&mut unit, key, response, now).await?;
+        unit.commit().await
     }
 
     async fn place_order(
@@ -112,26 +112,24 @@ impl CheckoutStore for SqlStore {
         let placed = place_order_in(&mut tx, key, cart_id, plan, price, actor, now).await?;
         match placed {
             Ok(pending) => {
-                tx.commit().await.map_err(unavailable)?;
+                tx.commit().await?;
                 Ok(Ok(pending))
             }
             Err(refusal) => {
-                tx.rollback().await.map_err(unavailable)?;
+                tx.rollback().await?;
                 Ok(Err(refusal))
             }
         }
     }
 
     async fn pending_payment(&self, order_id: &str) -> StoreResult<Option<PendingPayment>> {
-        let row = sqlx::query(
+        let row = self.lone_fetch_optional(sqlx::query(
             "SELECT p.id, p.amount, p.currency, p.capture_method, p.provider_idempotency_key, o.created_at
              FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.order_id = $1 AND p.status = 'creating' ORDER BY p.attempt DESC LIMIT 1",
         )
-        .bind(order_id)
-        .fetch_optional(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(order_id))
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let currency: String = row.try_get("currency").map_err(unavailable)?;
         let capture: String = row.try_get("capture_method").map_err(unavailable)?;
@@ -199,7 +197,7 @@ impl CheckoutStore for SqlStore {
         if let (Some(key), Some(response)) = (key, response) {
             finish_key_in(&mut tx, key, response, now).await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -245,7 +243,7 @@ impl CheckoutStore for SqlStore {
         if let (Some(key), Some(response)) = (key, response) {
             finish_key_in(&mut tx, key, response, now).await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -255,7 +253,7 @@ impl CheckoutStore for SqlStore {
         limit: i64,
         now: i64,
     ) -> StoreResult<Vec<StalledCheckout>> {
-        let rows = sqlx::query(
+        let rows = self.lone_fetch_all(sqlx::query(
             "SELECT k.scope, k.idempotency_key, k.order_id, k.created_at FROM idempotency_keys k
              WHERE k.recovery_point = 'order_created' AND (k.locked_until IS NULL OR k.locked_until <= $1)
                AND k.updated_at <= $2 AND k.order_id IS NOT NULL
@@ -264,10 +262,8 @@ impl CheckoutStore for SqlStore {
         )
         .bind(now)
         .bind(now - idle_secs)
-        .bind(limit)
-        .fetch_all(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(limit))
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(StalledCheckout {

@@ -63,7 +63,7 @@ impl OrderCommandStore for SqlStore {
             )
             .await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(CaptureStart::Capture {
             payment_id,
             payment_intent_id: intent,
@@ -90,7 +90,7 @@ impl OrderCommandStore for SqlStore {
             (CancelPath::AlreadyCanceled, _) => {
                 if let Some(operation) = money.pending_operation {
                     end_operation_in(&mut tx, order_id, operation, actor, now).await?;
-                    tx.commit().await.map_err(unavailable)?;
+                    tx.commit().await?;
                 }
                 return Ok(CancelStart::AlreadyCanceled);
             }
@@ -110,7 +110,7 @@ impl OrderCommandStore for SqlStore {
         if money.pending_operation.is_none() {
             mark_operation(&mut tx, order_id, Operation::Cancel, None, actor, now).await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(start)
     }
 
@@ -123,7 +123,7 @@ impl OrderCommandStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         end_operation_in(&mut tx, order_id, operation, actor, now).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await
     }
 
     async fn edit_order(
@@ -177,21 +177,24 @@ impl OrderCommandStore for SqlStore {
             detail: Some(&detail),
         };
         audit::record(&mut tx, change, actor, now).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(EditOutcome::Edited)
     }
 
     async fn orders_due_for_capture(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(
+        let mut unit = self.autocommit().await?;
+        let found = sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'authorized' AND pending_operation IS NULL
                AND needs_attention IS NULL AND capture_due_at IS NOT NULL AND capture_due_at <= $1
              ORDER BY capture_due_at, id LIMIT $2",
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(found)
     }
 
     async fn orders_with_operation(
@@ -200,7 +203,8 @@ impl OrderCommandStore for SqlStore {
         idle_before: i64,
         limit: i64,
     ) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(
+        let mut unit = self.autocommit().await?;
+        let found = sqlx::query_scalar(
             "SELECT id FROM orders WHERE pending_operation = $1 AND updated_at <= $2
                AND needs_attention IS NULL
              ORDER BY updated_at, id LIMIT $3",
@@ -208,9 +212,11 @@ impl OrderCommandStore for SqlStore {
         .bind(operation.as_str())
         .bind(idle_before)
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(found)
     }
 }
 

@@ -5,9 +5,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kassa_app::ports::StoreError;
+
+use crate::unit::{CommitStats, GroupCommit, Unit};
+use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
+
+/// A statement with its bound arguments, before it runs.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, AnyArguments>;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -33,10 +39,37 @@ pub enum StoreOpenError {
     Migrate(String),
 }
 
+/// How units of work reach the disk (see `unit.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Many requests' units share one transaction and one fsync, a savepoint each. The
+    /// committer waits `wait` after it is asked before it commits, so that more units join on
+    /// a disk whose fsync is slow (like PostgreSQL's `commit_delay`); zero by default.
+    Grouped { wait: Duration },
+    /// Each unit is a transaction of its own on a pooled connection.
+    PerUnit,
+}
+
+impl CommitMode {
+    /// Grouped on SQLite, whose one writer would otherwise wait for one fsync per unit; per
+    /// unit on PostgreSQL, whose pool of connections lets the server batch concurrent commits
+    /// into one WAL flush itself (BENCHMARKS.md measures both).
+    pub fn default_for(backend: Backend) -> CommitMode {
+        match backend {
+            Backend::Sqlite => CommitMode::Grouped {
+                wait: Duration::ZERO,
+            },
+            Backend::Postgres => CommitMode::PerUnit,
+        }
+    }
+}
+
 /// The SQL implementation of every storage port.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
-    pub(crate) pool: AnyPool,
+    pool: AnyPool,
+    /// `Some` when units are group-committed; the pool then serves only the writer.
+    group: Option<Arc<GroupCommit>>,
     backend: Backend,
     faults: Arc<FaultPoints>,
 }
@@ -149,8 +182,18 @@ impl Backend {
 }
 
 impl SqlStore {
-    /// Connects (creating a SQLite file if needed) without migrating.
+    /// Connects (creating a SQLite file if needed) without migrating, committing the
+    /// backend's default way.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreOpenError> {
+        SqlStore::connect_with(url, None).await
+    }
+
+    /// Connects with `mode`, or the backend's default. Must run inside a Tokio runtime, which
+    /// then runs the group committer.
+    pub async fn connect_with(
+        url: &str,
+        mode: Option<CommitMode>,
+    ) -> Result<SqlStore, StoreOpenError> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
         let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
@@ -182,8 +225,13 @@ impl SqlStore {
             }
         }
         .map_err(|error| StoreOpenError::Connect(error.to_string()))?;
+        let group = match mode.unwrap_or(CommitMode::default_for(backend)) {
+            CommitMode::Grouped { wait } => Some(GroupCommit::start(pool.clone(), wait)),
+            CommitMode::PerUnit => None,
+        };
         Ok(SqlStore {
             pool,
+            group,
             backend,
             faults: Arc::default(),
         })
@@ -191,7 +239,15 @@ impl SqlStore {
 
     /// Connects and applies every pending migration.
     pub async fn open(url: &str) -> Result<SqlStore, StoreOpenError> {
-        let store = SqlStore::connect(url).await?;
+        SqlStore::open_with(url, None).await
+    }
+
+    /// [`SqlStore::open`] with a commit mode other than the backend's default.
+    pub async fn open_with(
+        url: &str,
+        mode: Option<CommitMode>,
+    ) -> Result<SqlStore, StoreOpenError> {
+        let store = SqlStore::connect_with(url, mode).await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -203,16 +259,84 @@ impl SqlStore {
             .map_err(|error| StoreOpenError::Migrate(error.to_string()))
     }
 
-    /// The pool, for a statement that is its own transaction: a crash point like `begin`.
-    pub(crate) async fn autocommit(&self) -> &AnyPool {
+    /// Begins a unit for statements that need no transaction of their own (one statement, or
+    /// reads): a crash point like `begin`. Grouped, it is a unit like any other.
+    pub(crate) async fn autocommit(&self) -> Result<Unit, StoreError> {
         self.faults.crash_point().await;
-        &self.pool
+        match &self.group {
+            Some(group) => group.begin().await,
+            None => self
+                .pool
+                .acquire()
+                .await
+                .map(Unit::lone)
+                .map_err(unavailable),
+        }
     }
 
-    /// Begins a transaction: every storage method's first step, and the simulation's crash point.
-    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    /// Begins a unit of work: every storage method's first step, and the simulation's crash
+    /// point.
+    pub(crate) async fn begin(&self) -> Result<Unit, StoreError> {
         self.faults.crash_point().await;
-        self.pool.begin().await.map_err(unavailable)
+        match &self.group {
+            Some(group) => group.begin().await,
+            None => self
+                .pool
+                .begin()
+                .await
+                .map(Unit::transaction)
+                .map_err(unavailable),
+        }
+    }
+
+    /// Runs `query` as a unit of its own.
+    pub(crate) async fn lone_execute(
+        &self,
+        query: AnyQuery<'_>,
+    ) -> Result<AnyQueryResult, StoreError> {
+        let mut unit = self.autocommit().await?;
+        let done = query.execute(&mut *unit).await.map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(done)
+    }
+
+    /// Runs `query` as a unit of its own.
+    pub(crate) async fn lone_fetch_all(
+        &self,
+        query: AnyQuery<'_>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut unit = self.autocommit().await?;
+        let rows = query.fetch_all(&mut *unit).await.map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(rows)
+    }
+
+    /// Runs `query` as a unit of its own.
+    pub(crate) async fn lone_fetch_optional(
+        &self,
+        query: AnyQuery<'_>,
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let mut unit = self.autocommit().await?;
+        let row = query
+            .fetch_optional(&mut *unit)
+            .await
+            .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(row)
+    }
+
+    /// Takes the writer with an empty unit and keeps it until [`HeldWriter::release`], so that a
+    /// test can queue units behind it and know they share the next batch. `None` when units
+    /// are not group-committed. Tests only.
+    #[doc(hidden)]
+    pub async fn hold_writer(&self) -> Option<Result<HeldWriter, StoreError>> {
+        let group = self.group.as_ref()?;
+        Some(group.begin().await.map(HeldWriter))
+    }
+
+    /// Units and batches committed so far; `None` when units are not group-committed.
+    pub fn commit_stats(&self) -> Option<CommitStats> {
+        self.group.as_ref().map(|group| group.stats())
     }
 
     /// The fault points of this store (shared by its clones), for tests.
@@ -225,6 +349,9 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        if let Some(group) = &self.group {
+            group.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -236,12 +363,22 @@ impl SqlStore {
     }
 }
 
+/// The writer, held by a test (see [`SqlStore::hold_writer`]).
+pub struct HeldWriter(Unit);
+
+impl HeldWriter {
+    /// Lets the queued units run; returns once the batch they share with this one commits.
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.0.commit().await
+    }
+}
+
 /// How many small durable transactions one connection commits per second on `url` (for SQLite,
 /// a scratch file: same settings and file system as Kassa's, not Kassa's file), measured for
 /// `duration`. The ceiling a design with one commit per step runs into; `kassa bench` reports
 /// Kassa's rate against it.
 pub async fn commits_per_second(url: &str, duration: Duration) -> Result<u64, StoreOpenError> {
-    let store = SqlStore::connect(url).await?;
+    let store = SqlStore::connect_with(url, Some(CommitMode::PerUnit)).await?;
     let failed = |error: sqlx::Error| StoreOpenError::Connect(error.to_string());
     store
         .pool

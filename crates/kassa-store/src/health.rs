@@ -9,10 +9,12 @@ use crate::db::{SqlStore, unavailable};
 impl HealthStore for SqlStore {
     async fn ready(&self) -> StoreResult<bool> {
         let latest_known = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        let mut unit = self.autocommit().await?;
         let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(self.autocommit().await)
+            .fetch_one(&mut *unit)
             .await
             .map_err(unavailable)?;
+        unit.commit().await?;
         Ok(applied == Some(latest_known))
     }
 }

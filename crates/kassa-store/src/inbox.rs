@@ -22,17 +22,15 @@ impl WebhookStore for SqlStore {
         payload: &str,
         now: i64,
     ) -> StoreResult<Recorded> {
-        let inserted = sqlx::query(
+        let inserted = self.lone_execute(sqlx::query(
             "INSERT INTO webhook_events (id, event_type, payload, status, attempts, next_attempt_at, received_at)
              VALUES ($1, $2, $3, 'received', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(event_type)
         .bind(payload)
-        .bind(now)
-        .execute(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(now))
+        .await?;
         Ok(if inserted.rows_affected() == 1 {
             Recorded::New
         } else {
@@ -41,13 +39,11 @@ impl WebhookStore for SqlStore {
     }
 
     async fn inbox_event(&self, id: &str) -> StoreResult<Option<InboxEvent>> {
-        let row = sqlx::query(
+        let row = self.lone_fetch_optional(sqlx::query(
             "SELECT id, event_type, status, attempts, last_error, payload, received_at FROM webhook_events WHERE id = $1",
         )
-        .bind(id)
-        .fetch_optional(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(id))
+        .await?;
         row.as_ref().map(inbox_from_row).transpose()
     }
 
@@ -69,7 +65,7 @@ impl WebhookStore for SqlStore {
         .await
         .map_err(unavailable)?;
         if claimed.rows_affected() != 1 {
-            tx.rollback().await.map_err(unavailable)?;
+            tx.rollback().await?;
             return Ok(Applied::AlreadyProcessed);
         }
         let applied = effects::apply(self, &mut tx, effect, actor, now).await?;
@@ -83,7 +79,7 @@ impl WebhookStore for SqlStore {
             .await
             .map_err(unavailable)?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(applied)
     }
 
@@ -95,7 +91,7 @@ impl WebhookStore for SqlStore {
     ) -> StoreResult<Applied> {
         let mut tx = self.begin().await?;
         let applied = effects::payment::observe(self, &mut tx, intent, actor, now).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(applied)
     }
 
@@ -107,6 +103,7 @@ impl WebhookStore for SqlStore {
         backoff_secs: i64,
         now: i64,
     ) -> StoreResult<EventStatus> {
+        let mut unit = self.autocommit().await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE webhook_events
              SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
@@ -117,24 +114,28 @@ impl WebhookStore for SqlStore {
         .bind(error)
         .bind(now + backoff_secs)
         .bind(attempts_max)
-        .fetch_optional(self.autocommit().await)
+        .fetch_optional(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         let status = status.unwrap_or_else(|| "processed".into());
         EventStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("inbox status {status:?}")))
     }
 
     async fn due_events(&self, limit: i64, now: i64) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(
+        let mut unit = self.autocommit().await?;
+        let found = sqlx::query_scalar(
             "SELECT id FROM webhook_events WHERE status IN ('received', 'failed') AND next_attempt_at <= $1
              ORDER BY received_at, id LIMIT $2",
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(found)
     }
 
     async fn inbox_events_with_status(
@@ -142,28 +143,32 @@ impl WebhookStore for SqlStore {
         status: EventStatus,
         limit: i64,
     ) -> StoreResult<Vec<InboxEvent>> {
+        let mut unit = self.autocommit().await?;
         let rows = sqlx::query(
             "SELECT id, event_type, status, attempts, last_error, payload, received_at FROM webhook_events
              WHERE status = $1 ORDER BY received_at, id LIMIT $2",
         )
         .bind(status.as_str())
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         rows.iter().map(inbox_from_row).collect()
     }
 
     async fn replay_event(&self, event_id: &str, now: i64) -> StoreResult<bool> {
+        let mut unit = self.autocommit().await?;
         let replayed = sqlx::query(
             "UPDATE webhook_events SET status = 'received', attempts = 0, next_attempt_at = $2
              WHERE id = $1 AND status IN ('failed', 'dead')",
         )
         .bind(event_id)
         .bind(now)
-        .execute(self.autocommit().await)
+        .execute(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         Ok(replayed.rows_affected() == 1)
     }
 }

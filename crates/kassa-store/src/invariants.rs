@@ -63,10 +63,12 @@ impl InvariantStore for SqlStore {
     async fn local_violations(&self, stale_before: i64) -> StoreResult<Vec<Violation>> {
         let mut violations = Vec::new();
         for (invariant, what, sql) in ID_CHECKS {
+            let mut unit = self.autocommit().await?;
             let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(*sql))
-                .fetch_all(self.autocommit().await)
+                .fetch_all(&mut *unit)
                 .await
                 .map_err(unavailable)?;
+            unit.commit().await?;
             if !ids.is_empty() {
                 violations.push(Violation {
                     invariant: *invariant,
@@ -76,15 +78,17 @@ impl InvariantStore for SqlStore {
             }
         }
         violations.extend(self.stock_violations().await?);
+        let mut unit = self.autocommit().await?;
         let stale: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT o.id FROM orders o JOIN reservations r ON r.order_id = o.id
              WHERE o.status IN ('pending_payment', 'requires_action') AND o.needs_attention IS NULL
                AND r.status = 'held' AND r.expires_at < $1",
         )
         .bind(stale_before)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         if !stale.is_empty() {
             violations.push(Violation {
                 invariant: 6,
@@ -96,6 +100,7 @@ impl InvariantStore for SqlStore {
     }
 
     async fn payments_to_check(&self, limit: i64) -> StoreResult<Vec<PaymentToCheck>> {
+        let mut unit = self.autocommit().await?;
         let rows = sqlx::query(
             "SELECT p.id, p.order_id, p.provider_payment_intent_id, p.status AS payment_status, o.status AS order_status,
                     (SELECT COUNT(*) FROM refunds r WHERE r.payment_id = p.id AND r.status = 'succeeded') AS refunds,
@@ -106,9 +111,10 @@ impl InvariantStore for SqlStore {
              ORDER BY p.created_at DESC, p.id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         rows.iter()
             .map(|row| {
                 let order: String = row.try_get("order_status").map_err(unavailable)?;
@@ -137,6 +143,7 @@ impl InvariantStore for SqlStore {
 impl SqlStore {
     /// Invariant 3: every stock level's counters equal its reservations, and nothing is oversold.
     async fn stock_violations(&self) -> StoreResult<Vec<Violation>> {
+        let mut unit = self.autocommit().await?;
         let rows = sqlx::query(
             "SELECT l.sku, l.location, l.on_hand, l.reserved, l.committed,
                     (SELECT CAST(COALESCE(SUM(r.quantity), 0) AS BIGINT) FROM reservations r
@@ -145,9 +152,10 @@ impl SqlStore {
                       WHERE r.sku = l.sku AND r.location = l.location AND r.status = 'committed') AS sold
              FROM inventory_levels l ORDER BY l.sku, l.location",
         )
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         let mut violations = Vec::new();
         for row in &rows {
             let get = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);

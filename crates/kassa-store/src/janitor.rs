@@ -13,7 +13,8 @@ use crate::transitions;
 #[async_trait]
 impl JanitorStore for SqlStore {
     async fn expired_checkouts(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(
+        let mut unit = self.autocommit().await?;
+        let found = sqlx::query_scalar(
             "SELECT o.id FROM orders o
              WHERE o.status IN ('pending_payment', 'requires_action')
                AND (o.pending_operation IS NULL OR o.pending_operation = 'expire')
@@ -24,9 +25,11 @@ impl JanitorStore for SqlStore {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(found)
     }
 
     async fn begin_expire(&self, order_id: &str, actor: &Actor, now: i64) -> StoreResult<bool> {
@@ -58,7 +61,7 @@ impl JanitorStore for SqlStore {
                     detail: Some("the stock hold expired; canceling at the provider first"),
                 };
                 audit::record(&mut tx, change, actor, now).await?;
-                tx.commit().await.map_err(unavailable)?;
+                tx.commit().await?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -97,7 +100,7 @@ impl JanitorStore for SqlStore {
             };
             audit::record(&mut tx, change, actor, now).await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(extended)
     }
 
@@ -125,7 +128,7 @@ impl JanitorStore for SqlStore {
                     .map_err(unavailable)?;
             }
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(u64::try_from(idle.len()).unwrap_or(u64::MAX))
     }
 }

@@ -23,7 +23,10 @@ mod outbox;
 mod reconcile;
 mod refunds;
 mod transitions;
+mod unit;
 
 pub use db::{
-    Backend, CrashSwitch, FaultPoints, Protection, SqlStore, StoreOpenError, commits_per_second,
+    Backend, CommitMode, CrashSwitch, FaultPoints, HeldWriter, Protection, SqlStore,
+    StoreOpenError, commits_per_second,
 };
+pub use unit::CommitStats;

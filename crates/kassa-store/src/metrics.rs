@@ -1,33 +1,41 @@
 //! The counts behind the operator's gauges.
 
 use async_trait::async_trait;
-use kassa_app::ports::{Gauges, MetricsStore, StoreResult};
+use kassa_app::ports::{Gauges, GroupCommitCounts, MetricsStore, StoreResult};
 
 use crate::db::{SqlStore, unavailable};
 
 impl SqlStore {
     async fn counts_by(&self, sql: &'static str) -> StoreResult<Vec<(String, i64)>> {
-        sqlx::query_as(sql)
-            .fetch_all(self.autocommit().await)
+        let mut unit = self.autocommit().await?;
+        let found = sqlx::query_as(sql)
+            .fetch_all(&mut *unit)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(found)
     }
 
     async fn count(&self, sql: &'static str, now: i64) -> StoreResult<i64> {
-        sqlx::query_scalar(sql)
+        let mut unit = self.autocommit().await?;
+        let found = sqlx::query_scalar(sql)
             .bind(now)
-            .fetch_one(self.autocommit().await)
+            .fetch_one(&mut *unit)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(found)
     }
 
     /// (how many are due, age in seconds of the oldest due).
     async fn due(&self, sql: &'static str, now: i64) -> StoreResult<(i64, i64)> {
+        let mut unit = self.autocommit().await?;
         let (count, oldest): (i64, Option<i64>) = sqlx::query_as(sql)
             .bind(now)
-            .fetch_one(self.autocommit().await)
+            .fetch_one(&mut *unit)
             .await
             .map_err(unavailable)?;
+        unit.commit().await?;
         Ok((count, oldest.map_or(0, |since| (now - since).max(0))))
     }
 }
@@ -85,6 +93,10 @@ impl MetricsStore for SqlStore {
                 )
                 .await?,
             due_by_queue: vec![("inbox", inbox_due, inbox_lag), ("outbox", outbox_due, outbox_lag)],
+            group_commit: self.commit_stats().map(|stats| GroupCommitCounts {
+                units: stats.units,
+                batches: stats.batches,
+            }),
         })
     }
 }

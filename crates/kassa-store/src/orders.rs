@@ -17,7 +17,7 @@ use crate::db::{SqlStore, unavailable};
 #[async_trait]
 impl OrderStore for SqlStore {
     async fn order(&self, id: &str) -> StoreResult<Option<OrderRecord>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let mut unit = self.autocommit().await?;
         let row = sqlx::query(
             "SELECT id, cart_id, status, currency, subtotal, total, captured_amount, refunded_amount, capture_method,
                     email, shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country,
@@ -25,21 +25,24 @@ impl OrderStore for SqlStore {
              FROM orders WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *unit)
         .await
         .map_err(unavailable)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            unit.commit().await?;
+            return Ok(None);
+        };
         let mut order = order_from_row(&row)?;
-        order.lines = lines_of(&mut conn, id).await?;
-        order.payment = latest_payment(&mut conn, id).await?;
-        order.disputes = disputes_of(&mut conn, id).await?;
-        drop(conn);
+        order.lines = lines_of(&mut unit, id).await?;
+        order.payment = latest_payment(&mut unit, id).await?;
+        order.disputes = disputes_of(&mut unit, id).await?;
+        unit.commit().await?;
         order.refunds = kassa_app::ports::RefundStore::refunds_of(self, id).await?;
         Ok(Some(order))
     }
 
     async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
+        let rows = self.lone_fetch_all(sqlx::query(
             "SELECT entity_type, entity_id, action, actor, request_id, client_ip, before_state, after_state, detail, created_at
              FROM audit_log
              WHERE (entity_type = 'order' AND entity_id = $1)
@@ -49,10 +52,8 @@ impl OrderStore for SqlStore {
                 OR (entity_type = 'dispute' AND entity_id IN (SELECT id FROM disputes WHERE order_id = $1))
              ORDER BY seq",
         )
-        .bind(order_id)
-        .fetch_all(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(order_id))
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(AuditRecord {
@@ -80,17 +81,15 @@ impl OrderStore for SqlStore {
             OrderFilter::Status(status) => (status.as_str(), 0),
             OrderFilter::NeedsAttention => ("", 1),
         };
-        let rows = sqlx::query(
+        let rows = self.lone_fetch_all(sqlx::query(
             "SELECT id, status, currency, total, needs_attention, pending_operation, created_at FROM orders
              WHERE (status = $1 OR $1 = '') AND ($2 = 0 OR needs_attention IS NOT NULL)
              ORDER BY created_at DESC, id LIMIT $3",
         )
         .bind(status)
         .bind(attention)
-        .bind(limit)
-        .fetch_all(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(limit))
+        .await?;
         rows.iter()
             .map(|row| {
                 let status: String = row.try_get("status").map_err(unavailable)?;
@@ -130,7 +129,7 @@ impl SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         crate::effects::flag_order(&mut tx, order_id, reason, actor, now).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await
     }
 }
 

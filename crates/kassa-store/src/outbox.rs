@@ -63,43 +63,40 @@ fn notification_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Notification> {
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn due_notifications(&self, now: i64, limit: i64) -> StoreResult<Vec<Notification>> {
-        let rows = sqlx::query(
+        let rows = self.lone_fetch_all(sqlx::query(
             "SELECT id, topic, payload, status, attempts, last_error, created_at FROM outbox
              WHERE status IN ('pending', 'failed') AND next_attempt_at <= $1
              ORDER BY created_at, id LIMIT $2",
         )
         .bind(now)
-        .bind(limit)
-        .fetch_all(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(limit))
+        .await?;
         rows.iter().map(notification_from_row).collect()
     }
 
     async fn claim_notification(&self, id: &str, lease_secs: i64, now: i64) -> StoreResult<bool> {
-        let claimed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $3
+        let claimed = self
+            .lone_execute(
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $3
              WHERE id = $1 AND status IN ('pending', 'failed') AND next_attempt_at <= $2",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(now + lease_secs)
-        .execute(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+                )
+                .bind(id)
+                .bind(now)
+                .bind(now + lease_secs),
+            )
+            .await?;
         Ok(claimed.rows_affected() == 1)
     }
 
     async fn mark_delivered(&self, id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query(
+        self.lone_execute(sqlx::query(
             "UPDATE outbox SET status = 'delivered', delivered_at = $2, attempts = attempts + 1, last_error = NULL
              WHERE id = $1 AND status IN ('pending', 'failed')",
         )
         .bind(id)
-        .bind(now)
-        .execute(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(now))
+        .await?;
         Ok(())
     }
 
@@ -111,6 +108,7 @@ impl OutboxStore for SqlStore {
         backoff_secs: i64,
         now: i64,
     ) -> StoreResult<NotificationStatus> {
+        let mut unit = self.autocommit().await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE outbox
              SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
@@ -121,9 +119,10 @@ impl OutboxStore for SqlStore {
         .bind(error)
         .bind(now + backoff_secs)
         .bind(attempts_max)
-        .fetch_optional(self.autocommit().await)
+        .fetch_optional(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         let status = status.unwrap_or_else(|| "delivered".into());
         NotificationStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("outbox status {status:?}")))
@@ -134,28 +133,32 @@ impl OutboxStore for SqlStore {
         status: NotificationStatus,
         limit: i64,
     ) -> StoreResult<Vec<Notification>> {
+        let mut unit = self.autocommit().await?;
         let rows = sqlx::query(
             "SELECT id, topic, payload, status, attempts, last_error, created_at FROM outbox
              WHERE status = $1 ORDER BY created_at, id LIMIT $2",
         )
         .bind(status.as_str())
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         rows.iter().map(notification_from_row).collect()
     }
 
     async fn replay_notification(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut unit = self.autocommit().await?;
         let replayed = sqlx::query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2
              WHERE id = $1 AND status IN ('failed', 'dead')",
         )
         .bind(id)
         .bind(now)
-        .execute(self.autocommit().await)
+        .execute(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         Ok(replayed.rows_affected() == 1)
     }
 }

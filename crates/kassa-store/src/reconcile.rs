@@ -16,16 +16,14 @@ fn status_of(text: &str) -> StoreResult<PaymentStatus> {
 #[async_trait]
 impl ReconcileStore for SqlStore {
     async fn payments_in_motion(&self, limit: i64) -> StoreResult<Vec<PaymentInMotion>> {
-        let rows = sqlx::query(
+        let rows = self.lone_fetch_all(sqlx::query(
             "SELECT id, order_id, provider_payment_intent_id, status FROM payments
              WHERE provider_payment_intent_id IS NOT NULL
                AND status IN ('creating', 'requires_payment_method', 'requires_action', 'processing', 'requires_capture')
              ORDER BY updated_at, id LIMIT $1",
         )
-        .bind(limit)
-        .fetch_all(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        .bind(limit))
+        .await?;
         rows.iter()
             .map(|row| {
                 let status: String = row.try_get("status").map_err(unavailable)?;
@@ -42,35 +40,43 @@ impl ReconcileStore for SqlStore {
     }
 
     async fn payment_status(&self, payment_id: &str) -> StoreResult<Option<PaymentStatus>> {
+        let mut unit = self.autocommit().await?;
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
                 .bind(payment_id)
-                .fetch_optional(self.autocommit().await)
+                .fetch_optional(&mut *unit)
                 .await
                 .map_err(unavailable)?;
+        unit.commit().await?;
         status.as_deref().map(status_of).transpose()
     }
 
     async fn refunds_in_motion(&self, limit: i64) -> StoreResult<Vec<RefundRecord>> {
+        let mut unit = self.autocommit().await?;
         let rows = sqlx::query(select_refunds!(
             "WHERE r.status = 'pending' AND r.provider_refund_id IS NOT NULL ORDER BY r.updated_at, r.id LIMIT $1"
         ))
         .bind(limit)
-        .fetch_all(self.autocommit().await)
+        .fetch_all(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         rows.iter().map(refund_from_row).collect()
     }
 
     async fn cursor(&self, name: &str) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar("SELECT value FROM cursors WHERE name = $1")
+        let mut unit = self.autocommit().await?;
+        let found = sqlx::query_scalar("SELECT value FROM cursors WHERE name = $1")
             .bind(name)
-            .fetch_optional(self.autocommit().await)
+            .fetch_optional(&mut *unit)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(found)
     }
 
     async fn set_cursor(&self, name: &str, value: i64, now: i64) -> StoreResult<()> {
+        let mut unit = self.autocommit().await?;
         sqlx::query(
             "INSERT INTO cursors (name, value, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET value = $2, updated_at = $3",
@@ -78,9 +84,10 @@ impl ReconcileStore for SqlStore {
         .bind(name)
         .bind(value)
         .bind(now)
-        .execute(self.autocommit().await)
+        .execute(&mut *unit)
         .await
         .map_err(unavailable)?;
+        unit.commit().await?;
         Ok(())
     }
 }

@@ -64,7 +64,7 @@ impl RefundStore for SqlStore {
         .map_err(unavailable)?;
         if let Some(row) = earlier {
             let hash: Option<String> = row.try_get("request_hash").map_err(unavailable)?;
-            tx.rollback().await.map_err(unavailable)?;
+            tx.rollback().await?;
             return Ok(if hash.as_deref() == Some(new.request_hash.as_str()) {
                 RefundStart::Existing(refund_from_row(&row)?)
             } else {
@@ -78,13 +78,13 @@ impl RefundStore for SqlStore {
         let amount = match decide_refund(&money, new.requested_minor, new.restock) {
             Ok(amount) => amount,
             Err(refusal) => {
-                tx.rollback().await.map_err(unavailable)?;
+                tx.rollback().await?;
                 return Ok(RefundStart::Refused(refusal));
             }
         };
         insert_requested(&mut tx, new, None, amount, actor, now).await?;
         let record = refund_in(&mut tx, &new.refund_id).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(RefundStart::Started(record))
     }
 
@@ -157,32 +157,34 @@ impl RefundStore for SqlStore {
         }
         settle_order(&mut tx, &before.order_id, order, actor, now).await?;
         let record = refund_in(&mut tx, refund_id).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(record)
     }
 
     async fn refunds_of(&self, order_id: &str) -> StoreResult<Vec<RefundRecord>> {
-        let rows = sqlx::query(select_refunds!(
-            "WHERE r.order_id = $1 ORDER BY r.created_at, r.id"
-        ))
-        .bind(order_id)
-        .fetch_all(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+        let rows = self
+            .lone_fetch_all(
+                sqlx::query(select_refunds!(
+                    "WHERE r.order_id = $1 ORDER BY r.created_at, r.id"
+                ))
+                .bind(order_id),
+            )
+            .await?;
         rows.iter().map(refund_from_row).collect()
     }
 
     async fn unsent_refunds(&self, before: i64, limit: i64) -> StoreResult<Vec<RefundRecord>> {
-        let rows = sqlx::query(select_refunds!(
-            "WHERE r.status = 'pending' AND r.provider_refund_id IS NULL
+        let rows = self
+            .lone_fetch_all(
+                sqlx::query(select_refunds!(
+                    "WHERE r.status = 'pending' AND r.provider_refund_id IS NULL
                AND (r.created_at <= $1 OR r.client_scope = 'kassa')
              ORDER BY r.created_at, r.id LIMIT $2"
-        ))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(self.autocommit().await)
-        .await
-        .map_err(unavailable)?;
+                ))
+                .bind(before)
+                .bind(limit),
+            )
+            .await?;
         rows.iter().map(refund_from_row).collect()
     }
 }

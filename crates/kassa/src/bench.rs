@@ -28,6 +28,8 @@ pub struct BenchOptions {
     pub database_url: Option<String>,
     /// Checkouts started per second (open loop); `None`: `customers` in a closed loop.
     pub rate: Option<u64>,
+    /// `on` or `off` for the server's KASSA_GROUP_COMMIT; `None`: the database's default.
+    pub group_commit: Option<String>,
 }
 
 const SECRET: &str = "sk_bench_0123456789abcdef0123";
@@ -231,7 +233,15 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
             ("STRIPE_API_BASE", &stripe),
             ("STRIPE_WEBHOOK_SECRETS", &webhook_secret),
             ("RUST_LOG", "warn"),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            options
+                .group_commit
+                .as_deref()
+                .map(|on_or_off| ("KASSA_GROUP_COMMIT", on_or_off)),
+        )
+        .collect::<Vec<_>>(),
         1,
     )?;
     let base = url_in(&printed[0]);
@@ -283,6 +293,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     );
     // A database used before holds earlier runs' events: only this run's are counted.
     let events_before = webhook_events(&shop).await;
+    let commits_before = group_commits(&shop).await;
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
     match options.rate {
@@ -330,6 +341,11 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     let elapsed = started.elapsed();
     progress.finish_and_clear();
     let events_at_stop = webhook_events(&shop).await.saturating_sub(events_before);
+    let (units, batches) = group_commits(&shop).await;
+    let (units, batches) = (
+        units.saturating_sub(commits_before.0),
+        batches.saturating_sub(commits_before.1),
+    );
     let caught_up = catch_up(&shop).await;
     let events_in_all = webhook_events(&shop).await.saturating_sub(events_before);
     let caught_up_after = caught_up.as_ref().map(|(after, _)| *after);
@@ -356,6 +372,14 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
             .map(|after| format!(" ({after:.1?} after the load)"))
             .unwrap_or_default()
     );
+    match (units * 10).checked_div(batches) {
+        Some(tenths) => println!(
+            "group commit: {units} units of work in {batches} commits = {}.{} units per commit",
+            tenths / 10,
+            tenths % 10
+        ),
+        None => println!("group commit: off"),
+    }
     println!("per call, p50 / p99 in ms:");
     for call in CALLS {
         let (p50, p99) = load.timings.percentiles(call);
@@ -440,6 +464,19 @@ async fn one_checkout(shop: &Shop, skus: &[(String, i64)], timings: &Timings, ke
 
 /// How many webhook events Kassa has recorded, from its metrics.
 async fn webhook_events(shop: &Shop) -> u64 {
+    metric_sum(shop, "kassa_webhook_events{").await
+}
+
+/// Units of work and batches group-committed so far, from the server's metrics.
+async fn group_commits(shop: &Shop) -> (u64, u64) {
+    (
+        metric_sum(shop, "kassa_group_commit_units_total ").await,
+        metric_sum(shop, "kassa_group_commit_batches_total ").await,
+    )
+}
+
+/// The sum of the values of the server's metric lines that start with `prefix`.
+async fn metric_sum(shop: &Shop, prefix: &str) -> u64 {
     let text = shop
         .http
         .get(format!("{}/metrics", shop.urls[0]))
@@ -452,7 +489,7 @@ async fn webhook_events(shop: &Shop) -> u64 {
         None => String::new(),
     };
     text.lines()
-        .filter(|line| line.starts_with("kassa_webhook_events{"))
+        .filter(|line| line.starts_with(prefix))
         // Whole counts, printed by the exporter with or without a ".0".
         .filter_map(|line| {
             line.rsplit(' ')

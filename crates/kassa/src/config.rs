@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kassa_http::ServerLimits;
+use kassa_store::CommitMode;
 
 /// Every name Kassa reads. Anything else starting with `KASSA_` is refused.
 const KNOWN: &[&str] = &[
@@ -29,6 +30,8 @@ const KNOWN: &[&str] = &[
     "KASSA_CART_TTL_SECS",
     "KASSA_OPERATION_RESUME_SECS",
     "KASSA_STRIPE_TIMEOUT_SECS",
+    "KASSA_GROUP_COMMIT",
+    "KASSA_GROUP_COMMIT_WAIT_MS",
     "KASSA_NOTIFY_URLS",
     "KASSA_NOTIFY_SECRET",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
@@ -58,6 +61,8 @@ pub const DEFAULT_STRIPE_TIMEOUT_SECS: u64 = 15;
 /// end before the 60 s checkout lock does, so a checkout still talking to Stripe is never
 /// resumed by the completer.
 const STRIPE_TIMEOUT_MAX_SECS: u64 = 18;
+/// The longest a commit may wait for more units: every answer waits this long at most.
+const GROUP_COMMIT_WAIT_MAX_MS: u64 = 1_000;
 /// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
 /// capture) must end a full day before that, or the capture may find nothing to take.
 const MODIFICATION_WINDOW_MAX_SECS: u64 = 6 * 86_400;
@@ -106,6 +111,9 @@ pub struct Config {
     pub operation_resume_secs: i64,
     /// How long one attempt of a Stripe call may take before its outcome counts as unknown.
     pub stripe_timeout_secs: u64,
+    /// Whether requests' transactions share commits (by default on for SQLite, off for
+    /// PostgreSQL), and how long a commit waits for company.
+    pub commit_mode: CommitMode,
     /// Where merchant notifications are POSTed; empty: none are sent.
     pub notify_urls: Vec<String>,
     /// What signs them; `None` in sandbox mode when unset (generated and kept).
@@ -182,12 +190,12 @@ impl Config {
         )?;
         let database_url = get("KASSA_DATABASE_URL")
             .unwrap_or_else(|| "sqlite://./kassa-data/kassa.db".to_owned());
-        if kassa_store::Backend::of_url(&database_url).is_err() {
+        let Ok(backend) = kassa_store::Backend::of_url(&database_url) else {
             return Err(bad(
                 "KASSA_DATABASE_URL",
                 "must start with sqlite:// or postgres://",
             ));
-        }
+        };
         let secret_key = get("KASSA_SECRET_KEY")
             .map(|k| key("KASSA_SECRET_KEY", k, "sk_"))
             .transpose()?;
@@ -254,6 +262,21 @@ impl Config {
             DEFAULT_STRIPE_TIMEOUT_SECS,
             1..=STRIPE_TIMEOUT_MAX_SECS,
         )?;
+        let wait = Duration::from_millis(whole_number(
+            &get,
+            "KASSA_GROUP_COMMIT_WAIT_MS",
+            0,
+            0..=GROUP_COMMIT_WAIT_MAX_MS,
+        )?);
+        let commit_mode = match get("KASSA_GROUP_COMMIT").as_deref() {
+            None => match CommitMode::default_for(backend) {
+                CommitMode::Grouped { .. } => CommitMode::Grouped { wait },
+                CommitMode::PerUnit => CommitMode::PerUnit,
+            },
+            Some("on") => CommitMode::Grouped { wait },
+            Some("off") => CommitMode::PerUnit,
+            Some(_) => return Err(bad("KASSA_GROUP_COMMIT", "must be `on` or `off`")),
+        };
         let notify_urls = notify_urls(get("KASSA_NOTIFY_URLS"))?;
         let notify_secret = get("KASSA_NOTIFY_SECRET");
         if notify_secret
@@ -300,6 +323,7 @@ impl Config {
             cart_ttl_secs,
             operation_resume_secs,
             stripe_timeout_secs,
+            commit_mode,
             notify_urls,
             notify_secret,
             server_limits,

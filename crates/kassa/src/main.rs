@@ -76,6 +76,10 @@ enum Command {
         /// latency at a given rate) instead of --customers in a closed loop.
         #[arg(long)]
         rate: Option<u64>,
+        /// Group commit on or off for the server under test (KASSA_GROUP_COMMIT); default: the
+        /// database's default.
+        #[arg(long, value_parser = ["on", "off"])]
+        group_commit: Option<String>,
     },
     /// Drive a seeded workload of customers and operators against running Kassa instances
     /// while the Stripe emulator injects faults; then stop the faults, let the background work
@@ -170,12 +174,14 @@ fn main() -> ExitCode {
                 seconds,
                 database_url,
                 rate,
+                group_commit,
             } => {
                 let options = bench::BenchOptions {
                     customers: customers.max(1),
                     seconds: seconds.max(1),
                     database_url,
                     rate: rate.filter(|rate| *rate > 0),
+                    group_commit,
                 };
                 match bench::run(&options).await {
                     Ok(true) => Ok(()),

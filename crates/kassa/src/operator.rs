@@ -173,7 +173,7 @@ pub async fn orders(config: &Config, status: &str) -> Result<()> {
             )
         })?),
     };
-    let store = SqlStore::open(&config.database_url).await?;
+    let store = SqlStore::open_with(&config.database_url, Some(config.commit_mode)).await?;
     let orders = store.orders_matching(filter, ORDERS_LIST_MAX).await?;
     store.close().await;
     print!("{}", orders_table(&orders));
@@ -201,7 +201,7 @@ fn orders_table(orders: &[OrderSummary]) -> String {
 
 /// `kassa jobs`: the work the background workers have, from the database.
 pub async fn jobs(config: &Config) -> Result<()> {
-    let store = SqlStore::open(&config.database_url).await?;
+    let store = SqlStore::open_with(&config.database_url, Some(config.commit_mode)).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));

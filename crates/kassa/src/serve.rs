@@ -35,7 +35,7 @@ struct Payments {
 
 pub async fn migrate(config: &Config) -> Result<()> {
     create_sqlite_parent(&config.database_url)?;
-    let store = SqlStore::open(&config.database_url).await?;
+    let store = SqlStore::open_with(&config.database_url, Some(config.commit_mode)).await?;
     store.close().await;
     println!("migrations applied");
     Ok(())
@@ -70,7 +70,7 @@ pub async fn sim(config: &Config) -> Result<()> {
 
 pub async fn run(config: Config) -> Result<()> {
     create_sqlite_parent(&config.database_url)?;
-    let store = SqlStore::open(&config.database_url).await?;
+    let store = SqlStore::open_with(&config.database_url, Some(config.commit_mode)).await?;
     let keys = api_keys(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -147,7 +147,7 @@ fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiK
 
 /// `kassa reconcile` in live mode: an app on the database and Stripe, for one run.
 pub async fn live_app(config: &Config) -> Result<App> {
-    let store = SqlStore::open(&config.database_url).await?;
+    let store = SqlStore::open_with(&config.database_url, Some(config.commit_mode)).await?;
     let keys = api_keys(config)?;
     let unused: SocketAddr = ([127, 0, 0, 1], 0).into();
     let payments = payments(config, unused).await?;

@@ -20,6 +20,15 @@ pub struct Gauges {
     pub pending_operations: Vec<(String, i64)>,
     /// Work due now, by queue (`inbox`, `outbox`), and how long the oldest has waited.
     pub due_by_queue: Vec<(&'static str, i64, i64)>,
+    /// This instance's group commit, when on: the database's gauges are shared, these are not.
+    pub group_commit: Option<GroupCommitCounts>,
+}
+
+/// Units of work committed and the batches (one commit, one fsync each) they shared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitCounts {
+    pub units: u64,
+    pub batches: u64,
 }
 
 #[async_trait]
