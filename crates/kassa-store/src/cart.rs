@@ -27,7 +27,7 @@ impl CartStore for SqlStore {
     }
 
     async fn cart(&self, id: &str) -> StoreResult<Option<Cart>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let cart = cart_in(&mut unit, id).await?;
         unit.commit().await?;
         Ok(cart)
@@ -43,6 +43,7 @@ impl CartStore for SqlStore {
     ) -> StoreResult<Result<(), CartRefusal>> {
         let mut tx = self.begin().await?;
         if let Err(refusal) = lock_open_cart(&mut tx, cart_id, now).await? {
+            tx.rollback().await?;
             return Ok(Err(refusal));
         }
         let raised = sqlx::query(
@@ -65,9 +66,11 @@ impl CartStore for SqlStore {
             .await
             .map_err(unavailable)?;
             if has_sku > 0 {
+                tx.rollback().await?;
                 return Ok(Err(CartRefusal::QuantityTooLarge));
             }
             if lines >= CART_LINES_MAX as i64 {
+                tx.rollback().await?;
                 return Ok(Err(CartRefusal::TooManyLines));
             }
             sqlx::query(
@@ -96,6 +99,7 @@ impl CartStore for SqlStore {
     ) -> StoreResult<Result<(), CartRefusal>> {
         let mut tx = self.begin().await?;
         if let Err(refusal) = lock_open_cart(&mut tx, cart_id, now).await? {
+            tx.rollback().await?;
             return Ok(Err(refusal));
         }
         // Keyed by line id and cart id: only this line of this cart changes (risk U1).
@@ -108,6 +112,7 @@ impl CartStore for SqlStore {
                 .await
                 .map_err(unavailable)?;
         if changed.rows_affected() != 1 {
+            tx.rollback().await?;
             return Ok(Err(CartRefusal::LineNotFound));
         }
         tx.commit().await?;
@@ -122,6 +127,7 @@ impl CartStore for SqlStore {
     ) -> StoreResult<Result<(), CartRefusal>> {
         let mut tx = self.begin().await?;
         if let Err(refusal) = lock_open_cart(&mut tx, cart_id, now).await? {
+            tx.rollback().await?;
             return Ok(Err(refusal));
         }
         let removed = sqlx::query("DELETE FROM cart_lines WHERE cart_id = $1 AND id = $2")
@@ -131,6 +137,7 @@ impl CartStore for SqlStore {
             .await
             .map_err(unavailable)?;
         if removed.rows_affected() != 1 {
+            tx.rollback().await?;
             return Ok(Err(CartRefusal::LineNotFound));
         }
         tx.commit().await?;

@@ -67,7 +67,7 @@ impl CatalogStore for SqlStore {
     }
 
     async fn variant(&self, sku: &str) -> StoreResult<Option<Variant>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let variant = variant_in(&mut unit, sku).await?;
         unit.commit().await?;
         Ok(variant)
@@ -106,6 +106,7 @@ impl CatalogStore for SqlStore {
     ) -> StoreResult<SetOnHandOutcome> {
         let mut tx = self.begin().await?;
         if variant_in(&mut tx, sku).await?.is_none() {
+            tx.rollback().await?;
             return Ok(SetOnHandOutcome::UnknownSku);
         }
         // Conditional upsert: the new figure may not fall below what is reserved or committed.
@@ -135,7 +136,7 @@ impl CatalogStore for SqlStore {
     }
 
     async fn inventory(&self, sku: &str) -> StoreResult<Option<Vec<InventoryLevel>>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let levels = match variant_in(&mut unit, sku).await? {
             Some(_) => Some(levels_in(&mut unit, sku).await?),
             None => None,

@@ -123,7 +123,7 @@ impl CheckoutStore for SqlStore {
     }
 
     async fn pending_payment(&self, order_id: &str) -> StoreResult<Option<PendingPayment>> {
-        let row = self.lone_fetch_optional(sqlx::query(
+        let row = self.read_fetch_optional(sqlx::query(
             "SELECT p.id, p.amount, p.currency, p.capture_method, p.provider_idempotency_key, o.created_at
              FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.order_id = $1 AND p.status = 'creating' ORDER BY p.attempt DESC LIMIT 1",
@@ -253,7 +253,7 @@ impl CheckoutStore for SqlStore {
         limit: i64,
         now: i64,
     ) -> StoreResult<Vec<StalledCheckout>> {
-        let rows = self.lone_fetch_all(sqlx::query(
+        let rows = self.read_fetch_all(sqlx::query(
             "SELECT k.scope, k.idempotency_key, k.order_id, k.created_at FROM idempotency_keys k
              WHERE k.recovery_point = 'order_created' AND (k.locked_until IS NULL OR k.locked_until <= $1)
                AND k.updated_at <= $2 AND k.order_id IS NOT NULL

@@ -31,16 +31,21 @@ impl OrderCommandStore for SqlStore {
     ) -> StoreResult<CaptureStart> {
         let mut tx = self.begin().await?;
         let Some(money) = locked_money(&mut tx, order_id).await? else {
+            tx.rollback().await?;
             return Ok(CaptureStart::OrderMissing);
         };
         if !may_resume && money.pending_operation.is_some() {
+            tx.rollback().await?;
             return Ok(CaptureStart::Refused(Refusal::InvalidState(
                 "an operation on this order is already in progress".into(),
             )));
         }
         let amount = match decide_capture(&money, requested_minor) {
             Ok(amount) => amount,
-            Err(refusal) => return Ok(CaptureStart::Refused(refusal)),
+            Err(refusal) => {
+                tx.rollback().await?;
+                return Ok(CaptureStart::Refused(refusal));
+            }
         };
         let Some((payment_id, intent, status)) = latest_payment(&mut tx, order_id).await? else {
             return Err(StoreError::Corrupt(format!(
@@ -48,6 +53,7 @@ impl OrderCommandStore for SqlStore {
             )));
         };
         if status != PaymentStatus::RequiresCapture {
+            tx.rollback().await?;
             return Ok(CaptureStart::Refused(Refusal::InvalidState(format!(
                 "the payment is {status}, not waiting for capture"
             ))));
@@ -79,19 +85,23 @@ impl OrderCommandStore for SqlStore {
     ) -> StoreResult<CancelStart> {
         let mut tx = self.begin().await?;
         let Some(money) = locked_money(&mut tx, order_id).await? else {
+            tx.rollback().await?;
             return Ok(CancelStart::OrderMissing);
         };
         let payment = latest_payment(&mut tx, order_id).await?;
         let path = match decide_cancel(&money, payment.as_ref().map(|(_, _, status)| *status)) {
             Ok(path) => path,
-            Err(refusal) => return Ok(CancelStart::Refused(refusal)),
+            Err(refusal) => {
+                tx.rollback().await?;
+                return Ok(CancelStart::Refused(refusal));
+            }
         };
         let start = match (path, payment) {
             (CancelPath::AlreadyCanceled, _) => {
                 if let Some(operation) = money.pending_operation {
                     end_operation_in(&mut tx, order_id, operation, actor, now).await?;
-                    tx.commit().await?;
                 }
+                tx.commit().await?;
                 return Ok(CancelStart::AlreadyCanceled);
             }
             (CancelPath::AtProvider, Some((payment_id, payment_intent_id, _))) => {
@@ -135,12 +145,16 @@ impl OrderCommandStore for SqlStore {
     ) -> StoreResult<EditOutcome> {
         let mut tx = self.begin().await?;
         let Some(money) = locked_money(&mut tx, order_id).await? else {
+            tx.rollback().await?;
             return Ok(EditOutcome::OrderMissing);
         };
         let lines = held_lines(&mut tx, order_id).await?;
         let plan = match decide_edit(&money, &lines, &edit.lines) {
             Ok(plan) => plan,
-            Err(refusal) => return Ok(EditOutcome::Refused(refusal)),
+            Err(refusal) => {
+                tx.rollback().await?;
+                return Ok(EditOutcome::Refused(refusal));
+            }
         };
         apply_edit(&mut tx, order_id, &plan, actor, now).await?;
         if let Some(address) = &edit.shipping {
@@ -182,7 +196,7 @@ impl OrderCommandStore for SqlStore {
     }
 
     async fn orders_due_for_capture(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let found = sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'authorized' AND pending_operation IS NULL
                AND needs_attention IS NULL AND capture_due_at IS NOT NULL AND capture_due_at <= $1
@@ -203,7 +217,7 @@ impl OrderCommandStore for SqlStore {
         idle_before: i64,
         limit: i64,
     ) -> StoreResult<Vec<String>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let found = sqlx::query_scalar(
             "SELECT id FROM orders WHERE pending_operation = $1 AND updated_at <= $2
                AND needs_attention IS NULL

@@ -22,6 +22,10 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// PostgreSQL connections per Kassa instance.
 const POSTGRES_CONNECTIONS_MAX: u32 = 10;
+/// SQLite connections that only read, beside the one writer (group commit on a file).
+const SQLITE_READERS: u32 = 4;
+const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -68,8 +72,14 @@ impl CommitMode {
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
-    /// `Some` when units are group-committed; the pool then serves only the writer.
+    /// `Some` when units are group-committed; the pool then serves the writer (and, on
+    /// PostgreSQL, the readers).
     group: Option<Arc<GroupCommit>>,
+    /// Where reads that need no transaction run, beside the group-committed writer. They see
+    /// only what is committed, and so durable. `None`: reads are units like any other (per-unit
+    /// commits, or an in-memory SQLite database, whose connections would lock each other's
+    /// tables).
+    readers: Option<AnyPool>,
     backend: Backend,
     faults: Arc<FaultPoints>,
 }
@@ -200,17 +210,14 @@ impl SqlStore {
         let pool = match backend {
             // One connection: SQLite has one writer anyway, and a single connection means a
             // read-then-write transaction can never fail to upgrade its lock (SQLITE_BUSY).
-            // Full durability: WAL with synchronous=FULL fsyncs every commit.
+            // Full durability: WAL with synchronous=FULL fsyncs every commit. Savepoints keep
+            // their undo pages in memory (temp_store): they never outlive the process anyway.
             Backend::Sqlite => {
                 options
                     .max_connections(1)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_SETTINGS).await?;
                             Ok(())
                         })
                     })
@@ -225,13 +232,24 @@ impl SqlStore {
             }
         }
         .map_err(|error| StoreOpenError::Connect(error.to_string()))?;
-        let group = match mode.unwrap_or(CommitMode::default_for(backend)) {
-            CommitMode::Grouped { wait } => Some(GroupCommit::start(pool.clone(), wait)),
-            CommitMode::PerUnit => None,
+        let (group, readers) = match mode.unwrap_or(CommitMode::default_for(backend)) {
+            CommitMode::Grouped { wait } => {
+                let readers = match backend {
+                    Backend::Sqlite if url.contains("mode=memory") => None,
+                    Backend::Sqlite => Some(sqlite_readers(url).await?),
+                    Backend::Postgres => Some(pool.clone()),
+                };
+                (
+                    Some(GroupCommit::start(pool.clone(), wait, backend)),
+                    readers,
+                )
+            }
+            CommitMode::PerUnit => (None, None),
         };
         Ok(SqlStore {
             pool,
             group,
+            readers,
             backend,
             faults: Arc::default(),
         })
@@ -274,6 +292,43 @@ impl SqlStore {
         }
     }
 
+    /// Begins a unit for reads that need no transaction of their own: on a reader beside the
+    /// group-committed writer when there is one, else like [`SqlStore::autocommit`].
+    pub(crate) async fn read(&self) -> Result<Unit, StoreError> {
+        match &self.readers {
+            Some(readers) => {
+                self.faults.crash_point().await;
+                readers.acquire().await.map(Unit::lone).map_err(unavailable)
+            }
+            None => self.autocommit().await,
+        }
+    }
+
+    /// Runs the read-only `query` on a reader.
+    pub(crate) async fn read_fetch_all(
+        &self,
+        query: AnyQuery<'_>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut unit = self.read().await?;
+        let rows = query.fetch_all(&mut *unit).await.map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(rows)
+    }
+
+    /// Runs the read-only `query` on a reader.
+    pub(crate) async fn read_fetch_optional(
+        &self,
+        query: AnyQuery<'_>,
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let mut unit = self.read().await?;
+        let row = query
+            .fetch_optional(&mut *unit)
+            .await
+            .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(row)
+    }
+
     /// Begins a unit of work: every storage method's first step, and the simulation's crash
     /// point.
     pub(crate) async fn begin(&self) -> Result<Unit, StoreError> {
@@ -298,31 +353,6 @@ impl SqlStore {
         let done = query.execute(&mut *unit).await.map_err(unavailable)?;
         unit.commit().await?;
         Ok(done)
-    }
-
-    /// Runs `query` as a unit of its own.
-    pub(crate) async fn lone_fetch_all(
-        &self,
-        query: AnyQuery<'_>,
-    ) -> Result<Vec<AnyRow>, StoreError> {
-        let mut unit = self.autocommit().await?;
-        let rows = query.fetch_all(&mut *unit).await.map_err(unavailable)?;
-        unit.commit().await?;
-        Ok(rows)
-    }
-
-    /// Runs `query` as a unit of its own.
-    pub(crate) async fn lone_fetch_optional(
-        &self,
-        query: AnyQuery<'_>,
-    ) -> Result<Option<AnyRow>, StoreError> {
-        let mut unit = self.autocommit().await?;
-        let row = query
-            .fetch_optional(&mut *unit)
-            .await
-            .map_err(unavailable)?;
-        unit.commit().await?;
-        Ok(row)
     }
 
     /// Takes the writer with an empty unit and keeps it until [`HeldWriter::release`], so that a
@@ -351,6 +381,9 @@ impl SqlStore {
     pub async fn close(&self) {
         if let Some(group) = &self.group {
             group.close().await;
+        }
+        if let Some(readers) = &self.readers {
+            readers.close().await;
         }
         self.pool.close().await;
     }
@@ -405,6 +438,23 @@ pub async fn commits_per_second(url: &str, duration: Duration) -> Result<u64, St
         .map_err(failed)?;
     store.close().await;
     Ok(commits * 1_000 / elapsed_ms.max(1))
+}
+
+/// Connections to the SQLite file at `url` that refuse to write (`query_only`).
+async fn sqlite_readers(url: &str) -> Result<AnyPool, StoreOpenError> {
+    AnyPoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .max_connections(SQLITE_READERS)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(SQLITE_SETTINGS).await?;
+                conn.execute("PRAGMA query_only = ON").await?;
+                Ok(())
+            })
+        })
+        .connect(&sqlite_url_creating_file(url))
+        .await
+        .map_err(|error| StoreOpenError::Connect(error.to_string()))
 }
 
 /// `sqlite://path` → `sqlite://path?mode=rwc`, so a first start creates the file.

@@ -9,7 +9,7 @@ use crate::db::{SqlStore, unavailable};
 impl HealthStore for SqlStore {
     async fn ready(&self) -> StoreResult<bool> {
         let latest_known = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
             .fetch_one(&mut *unit)
             .await

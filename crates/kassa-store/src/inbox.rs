@@ -39,7 +39,7 @@ impl WebhookStore for SqlStore {
     }
 
     async fn inbox_event(&self, id: &str) -> StoreResult<Option<InboxEvent>> {
-        let row = self.lone_fetch_optional(sqlx::query(
+        let row = self.read_fetch_optional(sqlx::query(
             "SELECT id, event_type, status, attempts, last_error, payload, received_at FROM webhook_events WHERE id = $1",
         )
         .bind(id))
@@ -124,7 +124,7 @@ impl WebhookStore for SqlStore {
     }
 
     async fn due_events(&self, limit: i64, now: i64) -> StoreResult<Vec<String>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let found = sqlx::query_scalar(
             "SELECT id FROM webhook_events WHERE status IN ('received', 'failed') AND next_attempt_at <= $1
              ORDER BY received_at, id LIMIT $2",
@@ -143,7 +143,7 @@ impl WebhookStore for SqlStore {
         status: EventStatus,
         limit: i64,
     ) -> StoreResult<Vec<InboxEvent>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let rows = sqlx::query(
             "SELECT id, event_type, status, attempts, last_error, payload, received_at FROM webhook_events
              WHERE status = $1 ORDER BY received_at, id LIMIT $2",

@@ -63,7 +63,7 @@ impl InvariantStore for SqlStore {
     async fn local_violations(&self, stale_before: i64) -> StoreResult<Vec<Violation>> {
         let mut violations = Vec::new();
         for (invariant, what, sql) in ID_CHECKS {
-            let mut unit = self.autocommit().await?;
+            let mut unit = self.read().await?;
             let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(*sql))
                 .fetch_all(&mut *unit)
                 .await
@@ -78,7 +78,7 @@ impl InvariantStore for SqlStore {
             }
         }
         violations.extend(self.stock_violations().await?);
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let stale: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT o.id FROM orders o JOIN reservations r ON r.order_id = o.id
              WHERE o.status IN ('pending_payment', 'requires_action') AND o.needs_attention IS NULL
@@ -100,7 +100,7 @@ impl InvariantStore for SqlStore {
     }
 
     async fn payments_to_check(&self, limit: i64) -> StoreResult<Vec<PaymentToCheck>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let rows = sqlx::query(
             "SELECT p.id, p.order_id, p.provider_payment_intent_id, p.status AS payment_status, o.status AS order_status,
                     (SELECT COUNT(*) FROM refunds r WHERE r.payment_id = p.id AND r.status = 'succeeded') AS refunds,
@@ -143,7 +143,7 @@ impl InvariantStore for SqlStore {
 impl SqlStore {
     /// Invariant 3: every stock level's counters equal its reservations, and nothing is oversold.
     async fn stock_violations(&self) -> StoreResult<Vec<Violation>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let rows = sqlx::query(
             "SELECT l.sku, l.location, l.on_hand, l.reserved, l.committed,
                     (SELECT CAST(COALESCE(SUM(r.quantity), 0) AS BIGINT) FROM reservations r

@@ -13,7 +13,7 @@ use crate::transitions;
 #[async_trait]
 impl JanitorStore for SqlStore {
     async fn expired_checkouts(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let found = sqlx::query_scalar(
             "SELECT o.id FROM orders o
              WHERE o.status IN ('pending_payment', 'requires_action')
@@ -41,7 +41,10 @@ impl JanitorStore for SqlStore {
             OrderStatus::PendingPayment | OrderStatus::RequiresAction
         );
         match (awaiting, money.pending_operation) {
-            (true, Some(Operation::Expire)) => Ok(true),
+            (true, Some(Operation::Expire)) => {
+                tx.rollback().await?;
+                Ok(true)
+            }
             (true, None) => {
                 sqlx::query(
                     "UPDATE orders SET pending_operation = 'expire', updated_at = $2
@@ -64,7 +67,10 @@ impl JanitorStore for SqlStore {
                 tx.commit().await?;
                 Ok(true)
             }
-            _ => Ok(false),
+            _ => {
+                tx.rollback().await?;
+                Ok(false)
+            }
         }
     }
 

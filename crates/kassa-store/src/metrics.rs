@@ -7,7 +7,7 @@ use crate::db::{SqlStore, unavailable};
 
 impl SqlStore {
     async fn counts_by(&self, sql: &'static str) -> StoreResult<Vec<(String, i64)>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let found = sqlx::query_as(sql)
             .fetch_all(&mut *unit)
             .await
@@ -17,7 +17,7 @@ impl SqlStore {
     }
 
     async fn count(&self, sql: &'static str, now: i64) -> StoreResult<i64> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let found = sqlx::query_scalar(sql)
             .bind(now)
             .fetch_one(&mut *unit)
@@ -29,7 +29,7 @@ impl SqlStore {
 
     /// (how many are due, age in seconds of the oldest due).
     async fn due(&self, sql: &'static str, now: i64) -> StoreResult<(i64, i64)> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let (count, oldest): (i64, Option<i64>) = sqlx::query_as(sql)
             .bind(now)
             .fetch_one(&mut *unit)

@@ -17,7 +17,7 @@ use crate::db::{SqlStore, unavailable};
 #[async_trait]
 impl OrderStore for SqlStore {
     async fn order(&self, id: &str) -> StoreResult<Option<OrderRecord>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let row = sqlx::query(
             "SELECT id, cart_id, status, currency, subtotal, total, captured_amount, refunded_amount, capture_method,
                     email, shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country,
@@ -42,7 +42,7 @@ impl OrderStore for SqlStore {
     }
 
     async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>> {
-        let rows = self.lone_fetch_all(sqlx::query(
+        let rows = self.read_fetch_all(sqlx::query(
             "SELECT entity_type, entity_id, action, actor, request_id, client_ip, before_state, after_state, detail, created_at
              FROM audit_log
              WHERE (entity_type = 'order' AND entity_id = $1)
@@ -81,7 +81,7 @@ impl OrderStore for SqlStore {
             OrderFilter::Status(status) => (status.as_str(), 0),
             OrderFilter::NeedsAttention => ("", 1),
         };
-        let rows = self.lone_fetch_all(sqlx::query(
+        let rows = self.read_fetch_all(sqlx::query(
             "SELECT id, status, currency, total, needs_attention, pending_operation, created_at FROM orders
              WHERE (status = $1 OR $1 = '') AND ($2 = 0 OR needs_attention IS NOT NULL)
              ORDER BY created_at DESC, id LIMIT $3",

@@ -63,7 +63,7 @@ fn notification_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Notification> {
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn due_notifications(&self, now: i64, limit: i64) -> StoreResult<Vec<Notification>> {
-        let rows = self.lone_fetch_all(sqlx::query(
+        let rows = self.read_fetch_all(sqlx::query(
             "SELECT id, topic, payload, status, attempts, last_error, created_at FROM outbox
              WHERE status IN ('pending', 'failed') AND next_attempt_at <= $1
              ORDER BY created_at, id LIMIT $2",
@@ -133,7 +133,7 @@ impl OutboxStore for SqlStore {
         status: NotificationStatus,
         limit: i64,
     ) -> StoreResult<Vec<Notification>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let rows = sqlx::query(
             "SELECT id, topic, payload, status, attempts, last_error, created_at FROM outbox
              WHERE status = $1 ORDER BY created_at, id LIMIT $2",

@@ -16,7 +16,7 @@ fn status_of(text: &str) -> StoreResult<PaymentStatus> {
 #[async_trait]
 impl ReconcileStore for SqlStore {
     async fn payments_in_motion(&self, limit: i64) -> StoreResult<Vec<PaymentInMotion>> {
-        let rows = self.lone_fetch_all(sqlx::query(
+        let rows = self.read_fetch_all(sqlx::query(
             "SELECT id, order_id, provider_payment_intent_id, status FROM payments
              WHERE provider_payment_intent_id IS NOT NULL
                AND status IN ('creating', 'requires_payment_method', 'requires_action', 'processing', 'requires_capture')
@@ -40,7 +40,7 @@ impl ReconcileStore for SqlStore {
     }
 
     async fn payment_status(&self, payment_id: &str) -> StoreResult<Option<PaymentStatus>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
                 .bind(payment_id)
@@ -52,7 +52,7 @@ impl ReconcileStore for SqlStore {
     }
 
     async fn refunds_in_motion(&self, limit: i64) -> StoreResult<Vec<RefundRecord>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let rows = sqlx::query(select_refunds!(
             "WHERE r.status = 'pending' AND r.provider_refund_id IS NOT NULL ORDER BY r.updated_at, r.id LIMIT $1"
         ))
@@ -65,7 +65,7 @@ impl ReconcileStore for SqlStore {
     }
 
     async fn cursor(&self, name: &str) -> StoreResult<Option<i64>> {
-        let mut unit = self.autocommit().await?;
+        let mut unit = self.read().await?;
         let found = sqlx::query_scalar("SELECT value FROM cursors WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *unit)

@@ -49,6 +49,7 @@ impl RefundStore for SqlStore {
             .await
             .map_err(unavailable)?;
         if exists.is_none() {
+            tx.rollback().await?;
             return Ok(RefundStart::OrderMissing);
         }
         // Locked first: a concurrent request with the same key, or any other refund of this
@@ -163,7 +164,7 @@ impl RefundStore for SqlStore {
 
     async fn refunds_of(&self, order_id: &str) -> StoreResult<Vec<RefundRecord>> {
         let rows = self
-            .lone_fetch_all(
+            .read_fetch_all(
                 sqlx::query(select_refunds!(
                     "WHERE r.order_id = $1 ORDER BY r.created_at, r.id"
                 ))
@@ -175,7 +176,7 @@ impl RefundStore for SqlStore {
 
     async fn unsent_refunds(&self, before: i64, limit: i64) -> StoreResult<Vec<RefundRecord>> {
         let rows = self
-            .lone_fetch_all(
+            .read_fetch_all(
                 sqlx::query(select_refunds!(
                     "WHERE r.status = 'pending' AND r.provider_refund_id IS NULL
                AND (r.created_at <= $1 OR r.client_scope = 'kassa')

@@ -30,7 +30,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
-use crate::db::unavailable;
+use crate::db::{Backend, unavailable};
 
 /// One storage method's work: a transaction, a lone statement, or a savepoint in a batch.
 /// Derefs to the connection its statements run on. Dropped without [`Unit::commit`], its work
@@ -116,6 +116,8 @@ pub(crate) struct GroupCommit {
     pool: AnyPool,
     writer: Arc<Mutex<Writer>>,
     committer: Arc<Notify>,
+    /// What opens a batch and its first unit's savepoint.
+    begin_batch: &'static str,
     units: AtomicU64,
     batches: AtomicU64,
     queued: AtomicUsize,
@@ -137,20 +139,52 @@ struct Writer {
     /// A unit's savepoint is open without a unit running: the unit returned early or its
     /// future was dropped. Whoever takes the writer next rolls it back first.
     unfinished_unit: bool,
+    /// A statement that opens, rolls back or commits was interrupted (its future dropped):
+    /// it may or may not have run, so nothing about the batch can be trusted. Whoever takes the
+    /// writer next fails the batch.
+    in_doubt: bool,
+    /// The store was closed: no more units.
+    closed: bool,
 }
 
+impl Writer {
+    /// Runs a statement that changes the batch or a savepoint, marked in doubt while it runs.
+    async fn control(&mut self, statement: &'static str) -> Result<(), StoreError> {
+        self.in_doubt = true;
+        connection_of(self)?
+            .execute(statement)
+            .await
+            .map_err(unavailable)?;
+        self.in_doubt = false;
+        Ok(())
+    }
+}
+
+// A unit's savepoint is rolled back when the unit fails and never released when it succeeds:
+// the next unit's savepoint nests inside it, `ROLLBACK TO` finds the newest one of the name,
+// and the batch's `COMMIT` releases them all. A unit's commit so costs no statement, and the
+// statements a unit needs before its own run in one round trip to the database.
 const SAVEPOINT: &str = "SAVEPOINT kassa_unit";
-const RELEASE: &str = "RELEASE SAVEPOINT kassa_unit";
+/// SQLite: take the write lock when the batch begins, so that a batch whose first unit only
+/// reads cannot meet another process's write later (`SQLITE_BUSY_SNAPSHOT`).
+const BEGIN_IMMEDIATE_AND_SAVEPOINT: &str = "BEGIN IMMEDIATE; SAVEPOINT kassa_unit";
+const BEGIN_AND_SAVEPOINT: &str = "BEGIN; SAVEPOINT kassa_unit";
 const ROLL_BACK_UNIT: &str = "ROLLBACK TO SAVEPOINT kassa_unit; RELEASE SAVEPOINT kassa_unit";
+const ROLL_BACK_UNIT_AND_SAVEPOINT: &str =
+    "ROLLBACK TO SAVEPOINT kassa_unit; RELEASE SAVEPOINT kassa_unit; SAVEPOINT kassa_unit";
 
 impl GroupCommit {
     /// Must be called inside a Tokio runtime: it starts the committer task, which ends when
     /// the returned value is dropped.
-    pub(crate) fn start(pool: AnyPool, wait: Duration) -> Arc<GroupCommit> {
+    pub(crate) fn start(pool: AnyPool, wait: Duration, backend: Backend) -> Arc<GroupCommit> {
         let group = Arc::new(GroupCommit {
             pool,
             writer: Arc::default(),
             committer: Arc::default(),
+            begin_batch: match backend {
+                Backend::Sqlite => BEGIN_IMMEDIATE_AND_SAVEPOINT,
+                Backend::Postgres => BEGIN_AND_SAVEPOINT,
+            },
             units: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
@@ -176,20 +210,23 @@ impl GroupCommit {
         let queued = Queued::join(&self.queued);
         let mut writer = self.writer.clone().lock_owned().await;
         drop(queued);
+        if writer.closed {
+            return Err(StoreError::Unavailable("the store is closed".to_owned()));
+        }
+        if writer.in_doubt {
+            fail_batch(&mut writer, &interrupted()).await;
+        }
         let result = async {
-            self.finish_unfinished_unit(&mut writer).await?;
             if writer.connection.is_none() {
                 writer.connection = Some(self.pool.acquire().await.map_err(unavailable)?);
             }
-            if writer.batch.is_none() {
-                connection_of(&mut writer)?
-                    .execute("BEGIN")
-                    .await
-                    .map_err(unavailable)?;
-                writer.batch = Some(Vec::new());
-            }
-            let connection = connection_of(&mut writer)?;
-            connection.execute(SAVEPOINT).await.map_err(unavailable)?;
+            let prelude = match (writer.batch.is_some(), writer.unfinished_unit) {
+                (false, _) => self.begin_batch,
+                (true, false) => SAVEPOINT,
+                (true, true) => ROLL_BACK_UNIT_AND_SAVEPOINT,
+            };
+            writer.control(prelude).await?;
+            writer.batch.get_or_insert_with(Vec::new);
             writer.unfinished_unit = true;
             Ok(())
         }
@@ -208,29 +245,36 @@ impl GroupCommit {
         }
     }
 
-    /// Commits what is open and gives the writer connection back to the pool, which the
-    /// caller then closes.
+    /// Commits what is open and refuses units from now on; the writer connection goes back to
+    /// the pool, which the caller then closes.
     pub(crate) async fn close(&self) {
         self.commit_batch().await;
-        self.writer.lock().await.connection = None;
+        let mut writer = self.writer.lock().await;
+        writer.closed = true;
+        writer.connection = None;
     }
 
     /// Ends the batch, if one is open, so that its units may answer; run by the committer task.
     async fn commit_batch(&self) {
         let mut writer = self.writer.lock().await;
-        if let Err(error) = self.finish_unfinished_unit(&mut writer).await {
-            fail_batch(&mut writer, &error).await;
+        if writer.in_doubt {
+            fail_batch(&mut writer, &interrupted()).await;
             return;
         }
-        let Some(waiting) = writer.batch.take() else {
+        if writer.batch.is_none() {
             return;
-        };
-        let committed = match connection_of(&mut writer) {
-            Ok(connection) => connection.execute("COMMIT").await.map_err(unavailable),
-            Err(error) => Err(error),
-        };
+        }
+        let mut committed = Ok(());
+        if writer.unfinished_unit {
+            committed = writer.control(ROLL_BACK_UNIT).await;
+            writer.unfinished_unit = false;
+        }
+        if committed.is_ok() {
+            committed = writer.control("COMMIT").await;
+        }
         match committed {
-            Ok(_) => {
+            Ok(()) => {
+                let waiting = writer.batch.take().unwrap_or_default();
                 self.batches.fetch_add(1, Ordering::Relaxed);
                 self.units
                     .fetch_add(waiting.len() as u64, Ordering::Relaxed);
@@ -238,22 +282,8 @@ impl GroupCommit {
                     let _ = unit.send(Ok(()));
                 }
             }
-            Err(error) => {
-                writer.batch = Some(waiting);
-                fail_batch(&mut writer, &error).await;
-            }
+            Err(error) => fail_batch(&mut writer, &error).await,
         }
-    }
-
-    async fn finish_unfinished_unit(&self, writer: &mut Writer) -> Result<(), StoreError> {
-        if writer.unfinished_unit {
-            connection_of(writer)?
-                .execute(ROLL_BACK_UNIT)
-                .await
-                .map_err(unavailable)?;
-            writer.unfinished_unit = false;
-        }
-        Ok(())
     }
 }
 
@@ -279,6 +309,10 @@ async fn committer(group: Weak<GroupCommit>, wake: Arc<Notify>, wait: Duration) 
     }
 }
 
+fn interrupted() -> StoreError {
+    StoreError::Unavailable("a statement of the batch was interrupted".to_owned())
+}
+
 /// Something failed that may have left the batch's transaction broken: every unit waiting in
 /// the batch is told its work is lost, the transaction is rolled back and the connection
 /// replaced. Nothing of the batch was answered as committed, so nothing answered is lost.
@@ -288,6 +322,7 @@ async fn fail_batch(writer: &mut Writer, error: &StoreError) {
         let _ = unit.send(Err(error.to_string()));
     }
     writer.unfinished_unit = false;
+    writer.in_doubt = false;
     if let Some(mut connection) = writer.connection.take() {
         let _ = connection.execute("ROLLBACK").await;
         let _ = connection.close().await;
@@ -307,6 +342,16 @@ impl<'a> Queued<'a> {
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Wakes the committer when dropped, however the unit's end goes (even a dropped future), so
+/// the batch is never left waiting for a unit that is gone.
+struct WakeCommitter<'a>(&'a Notify);
+
+impl Drop for WakeCommitter<'_> {
+    fn drop(&mut self) {
+        self.0.notify_one();
     }
 }
 
@@ -340,25 +385,26 @@ impl BatchedUnit {
     }
 
     async fn commit(mut self) -> Result<(), StoreError> {
-        self.finish(RELEASE).await
+        self.finish(None).await
     }
 
     async fn rollback(mut self) -> Result<(), StoreError> {
-        self.finish(ROLL_BACK_UNIT).await
+        self.finish(Some(ROLL_BACK_UNIT)).await
     }
 
-    /// Closes the savepoint with `statement`, lets the next unit have the writer, and waits for
-    /// the batch's commit.
-    async fn finish(&mut self, statement: &'static str) -> Result<(), StoreError> {
+    /// Closes the savepoint with `statement` (none: its work stays in the batch), lets the next
+    /// unit have the writer, and waits for the batch's commit.
+    async fn finish(&mut self, statement: Option<&'static str>) -> Result<(), StoreError> {
         let Some(mut writer) = self.writer.take() else {
             return Err(StoreError::Unavailable("the unit already ended".to_owned()));
         };
-        let closed = match connection_of(&mut writer) {
-            Ok(connection) => connection.execute(statement).await.map_err(unavailable),
-            Err(error) => Err(error),
+        let _wake = WakeCommitter(&self.group.committer);
+        let closed = match statement {
+            None => Ok(()),
+            // On failure the writer stays in doubt: the next holder fails the batch.
+            Some(statement) => writer.control(statement).await,
         };
-        // On failure the savepoint stays marked unfinished: the next holder rolls it back.
-        let committed = closed.and_then(|_| {
+        let committed = closed.and_then(|()| {
             writer.unfinished_unit = false;
             let (durable, committed) = oneshot::channel();
             match writer.batch.as_mut() {
@@ -368,7 +414,7 @@ impl BatchedUnit {
             Ok(committed)
         });
         drop(writer);
-        self.group.committer.notify_one();
+        drop(_wake);
         match committed?.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(StoreError::Unavailable(format!(
