@@ -280,9 +280,27 @@ impl SqlStore {
     /// Begins a unit for statements that need no transaction of their own (one statement, or
     /// reads): a crash point like `begin`. Grouped, it is a unit like any other.
     pub(crate) async fn autocommit(&self) -> Result<Unit, StoreError> {
+        self.unit(false).await
+    }
+
+    /// Begins a unit of work: every storage method's first step, and the simulation's crash
+    /// point.
+    pub(crate) async fn begin(&self) -> Result<Unit, StoreError> {
+        self.unit(true).await
+    }
+
+    /// A savepoint in the batch when grouped; otherwise a transaction of its own, or (no
+    /// `transaction` needed) a pooled connection.
+    async fn unit(&self, transaction: bool) -> Result<Unit, StoreError> {
         self.faults.crash_point().await;
         match &self.group {
             Some(group) => group.begin().await,
+            None if transaction => self
+                .pool
+                .begin()
+                .await
+                .map(Unit::transaction)
+                .map_err(unavailable),
             None => self
                 .pool
                 .acquire()
@@ -327,21 +345,6 @@ impl SqlStore {
             .map_err(unavailable)?;
         unit.commit().await?;
         Ok(row)
-    }
-
-    /// Begins a unit of work: every storage method's first step, and the simulation's crash
-    /// point.
-    pub(crate) async fn begin(&self) -> Result<Unit, StoreError> {
-        self.faults.crash_point().await;
-        match &self.group {
-            Some(group) => group.begin().await,
-            None => self
-                .pool
-                .begin()
-                .await
-                .map(Unit::transaction)
-                .map_err(unavailable),
-        }
     }
 
     /// Runs `query` as a unit of its own.

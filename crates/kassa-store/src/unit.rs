@@ -398,7 +398,7 @@ impl BatchedUnit {
         let Some(mut writer) = self.writer.take() else {
             return Err(StoreError::Unavailable("the unit already ended".to_owned()));
         };
-        let _wake = WakeCommitter(&self.group.committer);
+        let wake = WakeCommitter(&self.group.committer);
         let closed = match statement {
             None => Ok(()),
             // On failure the writer stays in doubt: the next holder fails the batch.
@@ -414,7 +414,7 @@ impl BatchedUnit {
             Ok(committed)
         });
         drop(writer);
-        drop(_wake);
+        drop(wake);
         match committed?.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(StoreError::Unavailable(format!(

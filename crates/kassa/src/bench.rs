@@ -292,8 +292,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     // A database used before holds earlier runs' events: only this run's are counted.
-    let events_before = webhook_events(&shop).await;
-    let commits_before = group_commits(&shop).await;
+    let before = ServerCounts::scrape(&shop).await;
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
     match options.rate {
@@ -340,14 +339,10 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     while running.join_next().await.is_some() {}
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    let events_at_stop = webhook_events(&shop).await.saturating_sub(events_before);
-    let (units, batches) = group_commits(&shop).await;
-    let (units, batches) = (
-        units.saturating_sub(commits_before.0),
-        batches.saturating_sub(commits_before.1),
-    );
+    let at_stop = ServerCounts::scrape(&shop).await.since(&before);
+    let (events_at_stop, units, batches) = (at_stop.events, at_stop.units, at_stop.batches);
     let caught_up = catch_up(&shop).await;
-    let events_in_all = webhook_events(&shop).await.saturating_sub(events_before);
+    let events_in_all = ServerCounts::scrape(&shop).await.since(&before).events;
     let caught_up_after = caught_up.as_ref().map(|(after, _)| *after);
     let check = caught_up.map(|(_, check)| check);
 
@@ -462,32 +457,46 @@ async fn one_checkout(shop: &Shop, skus: &[(String, i64)], timings: &Timings, ke
     confirmed["status"] == "succeeded"
 }
 
-/// How many webhook events Kassa has recorded, from its metrics.
-async fn webhook_events(shop: &Shop) -> u64 {
-    metric_sum(shop, "kassa_webhook_events{").await
+/// What the server counts, from one scrape of its metrics.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerCounts {
+    /// Webhook events recorded.
+    events: u64,
+    /// Units of work group-committed, and the commits they shared (0 when group commit is off).
+    units: u64,
+    batches: u64,
 }
 
-/// Units of work and batches group-committed so far, from the server's metrics.
-async fn group_commits(shop: &Shop) -> (u64, u64) {
-    (
-        metric_sum(shop, "kassa_group_commit_units_total ").await,
-        metric_sum(shop, "kassa_group_commit_batches_total ").await,
-    )
+impl ServerCounts {
+    async fn scrape(shop: &Shop) -> ServerCounts {
+        let text = match shop
+            .http
+            .get(format!("{}/metrics", shop.urls[0]))
+            .send()
+            .await
+        {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        ServerCounts {
+            events: metric_sum(&text, "kassa_webhook_events{"),
+            units: metric_sum(&text, "kassa_group_commit_units_total "),
+            batches: metric_sum(&text, "kassa_group_commit_batches_total "),
+        }
+    }
+
+    /// What was counted after `earlier`: a database used before holds earlier runs' counts.
+    fn since(&self, earlier: &ServerCounts) -> ServerCounts {
+        ServerCounts {
+            events: self.events.saturating_sub(earlier.events),
+            units: self.units.saturating_sub(earlier.units),
+            batches: self.batches.saturating_sub(earlier.batches),
+        }
+    }
 }
 
-/// The sum of the values of the server's metric lines that start with `prefix`.
-async fn metric_sum(shop: &Shop, prefix: &str) -> u64 {
-    let text = shop
-        .http
-        .get(format!("{}/metrics", shop.urls[0]))
-        .send()
-        .await
-        .ok()
-        .map(|response| response.text());
-    let text = match text {
-        Some(text) => text.await.unwrap_or_default(),
-        None => String::new(),
-    };
+/// The sum of the values of the metric lines in `text` that start with `prefix`.
+fn metric_sum(text: &str, prefix: &str) -> u64 {
     text.lines()
         .filter(|line| line.starts_with(prefix))
         // Whole counts, printed by the exporter with or without a ".0".
