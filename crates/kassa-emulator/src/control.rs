@@ -28,6 +28,7 @@ pub fn router() -> Router<Shared> {
             post(open_dispute),
         )
         .route("/_emulator/disputes/{id}/close", post(close_dispute))
+        .route("/_emulator/checkout_sessions/{id}/pay", post(pay_session))
         .route("/_emulator/clock", get(clock))
         .route("/_emulator/clock/advance", post(advance))
         .route("/_emulator/faults", post(set_faults).delete(clear_faults))
@@ -101,6 +102,28 @@ async fn authenticate_intent(
     };
     let succeed = body["outcome"].as_str().unwrap_or("succeed") == "succeed";
     respond(shared.world().authenticate(&id, succeed))
+}
+
+/// Pays a session as a customer on the hosted page would: the session (200), or the decline
+/// (402) after which the session stays open.
+async fn pay_session(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match guard(&shared, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let Some(method) = body["payment_method"].as_str() else {
+        return respond(Err(invalid(
+            "parameter_missing",
+            "payment_method is required",
+            Some("payment_method"),
+        )));
+    };
+    respond(shared.world().pay_session(&id, method))
 }
 
 async fn open_dispute(

@@ -44,3 +44,28 @@ pub fn check_amount(currency: &str, amount: i64) -> Result<(), (&'static str, St
     }
     Ok(())
 }
+
+/// An amount in minor units as the hosted page shows it: `12.50 EUR`, `1200 JPY`.
+pub fn display(currency: &str, amount: i64) -> String {
+    let exponent = if ZERO_DECIMAL.contains(&currency) {
+        0
+    } else if THREE_DECIMAL.contains(&currency) {
+        3
+    } else {
+        2
+    };
+    let code = currency.to_ascii_uppercase();
+    if exponent == 0 {
+        return format!("{amount} {code}");
+    }
+    let unit = 10_i64.pow(exponent);
+    let sign = if amount < 0 { "-" } else { "" };
+    let (whole, fraction) = (
+        amount.unsigned_abs() / unit.unsigned_abs(),
+        amount.unsigned_abs() % unit.unsigned_abs(),
+    );
+    format!(
+        "{sign}{whole}.{fraction:0width$} {code}",
+        width = exponent as usize
+    )
+}

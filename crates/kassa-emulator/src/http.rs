@@ -47,9 +47,20 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
         .route("/v1/refunds", post(create_refund).get(list_refunds))
         .route("/v1/refunds/{id}", get(retrieve_refund))
+        .route(
+            "/v1/checkout/sessions",
+            post(create_session).get(list_sessions),
+        )
+        .route("/v1/checkout/sessions/{id}", get(retrieve_session))
+        .route(
+            "/v1/checkout/sessions/{id}/line_items",
+            get(list_session_line_items),
+        )
+        .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(retrieve_event))
         .merge(crate::control::router())
+        .merge(crate::page::router())
         .with_state(shared)
 }
 
@@ -461,6 +472,109 @@ async fn create_refund(State(shared): State<Shared>, headers: HeaderMap, body: B
         |world, form, _| world.create_refund(form, metadata_of(form).unwrap_or_else(|| json!({}))),
     )
     .await
+}
+
+async fn create_session(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, "/v1/checkout/sessions"),
+        form,
+        false,
+        |world, form, _| world.create_session(form),
+    )
+    .await
+}
+
+async fn expire_session(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    let path = format!("/v1/checkout/sessions/{id}/expire");
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, &path),
+        form,
+        false,
+        |world, _, _| world.expire_session(&id),
+    )
+    .await
+}
+
+/// A secret-key read of `path`; `Err` is the response to send instead.
+async fn secret_read(
+    shared: &Shared,
+    headers: &HeaderMap,
+    path: &str,
+    query: &Form,
+) -> Result<(), Response> {
+    match read_guard(shared, headers, path, query).await {
+        Ok(Caller::Secret) => Ok(()),
+        Ok(Caller::Publishable) => Err(publishable_forbidden()),
+        Err(response) => Err(response),
+    }
+}
+
+async fn retrieve_session(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/checkout/sessions/{id}");
+    match secret_read(&shared, &headers, &path, &Form::new()).await {
+        Ok(()) => respond(shared.world().session(&id)),
+        Err(response) => response,
+    }
+}
+
+async fn list_session_line_items(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = parse_form(query.as_deref().unwrap_or_default());
+    let path = format!("/v1/checkout/sessions/{id}/line_items");
+    if let Err(response) = secret_read(&shared, &headers, &path, &query).await {
+        return response;
+    }
+    let items = shared.world().session_line_items(&id);
+    match items {
+        // Line items are listed in the order they were given, unlike Stripe's newest-first lists.
+        Ok(items) => page(&path, items, &query),
+        Err(refusal) => respond(Err(refusal)),
+    }
+}
+
+async fn list_sessions(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = parse_form(query.as_deref().unwrap_or_default());
+    if let Err(response) = secret_read(&shared, &headers, "/v1/checkout/sessions", &query).await {
+        return response;
+    }
+    let all: Vec<Value> = {
+        let world = shared.world();
+        world
+            .session_order
+            .iter()
+            .rev()
+            .filter_map(|id| world.sessions.get(id).cloned())
+            .filter(|s| {
+                query
+                    .get("payment_intent")
+                    .is_none_or(|pi| s["payment_intent"] == pi.as_str())
+            })
+            .collect()
+    };
+    page("/v1/checkout/sessions", all, &query)
 }
 
 /// Auth and faults for reads; `Err` is the response to send instead.

@@ -13,6 +13,8 @@ mod control;
 mod currency;
 mod http;
 mod objects;
+mod page;
+mod sessions;
 mod webhooks;
 mod world;
 
@@ -65,17 +67,21 @@ pub struct Emulator {
 /// How often the emulator settles what happens "a moment later" at Stripe.
 const SETTLE_PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Settles delayed outcomes (refunds of `pm_card_refundFail` failing) until shutdown.
+/// Settles delayed outcomes until shutdown: refunds of `pm_card_refundFail` failing, delayed
+/// payments settling, Checkout Sessions running out of time.
 async fn settle(world: Arc<Mutex<world::World>>, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stopped.wait_for(|stop| *stop) => return,
             () = tokio::time::sleep(SETTLE_PERIOD) => {}
         }
-        world
+        let mut world = world
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .fail_due_refunds(std::time::Instant::now());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        world.fail_due_refunds(now);
+        world.settle_delayed_payments(now);
+        world.expire_due_sessions();
     }
 }
 
@@ -84,7 +90,9 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let world = Arc::new(Mutex::new(world::World::new(&config)));
+        let mut world = world::World::new(&config);
+        world.base_url = format!("http://{address}");
+        let world = Arc::new(Mutex::new(world));
         let shared = http::Shared {
             world: world.clone(),
             config: config.clone(),

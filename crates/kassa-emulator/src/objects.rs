@@ -132,6 +132,67 @@ const DISPUTE_KEYS: &[&str] = &[
     "reason",
     "status",
 ];
+const CHECKOUT_SESSION_KEYS: &[&str] = &[
+    "adaptive_pricing",
+    "after_expiration",
+    "allow_promotion_codes",
+    "amount_subtotal",
+    "amount_total",
+    "automatic_tax",
+    "billing_address_collection",
+    "cancel_url",
+    "client_reference_id",
+    "client_secret",
+    "collected_information",
+    "consent",
+    "consent_collection",
+    "created",
+    "currency",
+    "currency_conversion",
+    "custom_fields",
+    "custom_text",
+    "customer",
+    "customer_account",
+    "customer_creation",
+    "customer_details",
+    "customer_email",
+    "discounts",
+    "expires_at",
+    "id",
+    "integration_identifier",
+    "invoice",
+    "invoice_creation",
+    "livemode",
+    "locale",
+    "managed_payments",
+    "metadata",
+    "mode",
+    "object",
+    "origin_context",
+    "payment_intent",
+    "payment_link",
+    "payment_method_collection",
+    "payment_method_configuration_details",
+    "payment_method_options",
+    "payment_method_types",
+    "payment_status",
+    "permissions",
+    "phone_number_collection",
+    "recovered_from",
+    "saved_payment_method_options",
+    "setup_intent",
+    "shipping_address_collection",
+    "shipping_cost",
+    "shipping_options",
+    "status",
+    "submit_type",
+    "subscription",
+    "success_url",
+    "total_details",
+    "ui_mode",
+    "url",
+    "wallet_options",
+];
 pub const API_VERSION: &str = "2025-03-31.basil";
 
 /// Adds every key of `keys` that `object` lacks, as `null`.
@@ -254,6 +315,75 @@ pub fn dispute(id: &str, charge: &Value, created: i64) -> Value {
         "status": "needs_response",
     });
     complete(as_map(object), DISPUTE_KEYS)
+}
+
+/// What a Checkout Session is created with (line items are kept apart, as at Stripe).
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub url: String,
+    pub amount_total: i64,
+    pub currency: &'a str,
+    pub success_url: &'a str,
+    pub cancel_url: Option<&'a str>,
+    pub client_reference_id: Option<&'a str>,
+    pub customer_email: Option<&'a str>,
+    pub metadata: Value,
+    pub expires_at: i64,
+    pub created: i64,
+}
+
+pub fn checkout_session(new: NewSession<'_>) -> Value {
+    let object = json!({
+        "id": new.id,
+        "object": "checkout.session",
+        "amount_subtotal": new.amount_total,
+        "amount_total": new.amount_total,
+        "cancel_url": new.cancel_url,
+        "client_reference_id": new.client_reference_id,
+        "created": new.created,
+        "currency": new.currency,
+        "custom_fields": [],
+        "customer_email": new.customer_email,
+        "expires_at": new.expires_at,
+        "livemode": false,
+        "metadata": new.metadata,
+        "mode": "payment",
+        "payment_intent": null,
+        "payment_method_options": {},
+        "payment_method_types": ["card"],
+        "payment_status": "unpaid",
+        "shipping_options": [],
+        "status": "open",
+        "success_url": new.success_url,
+        "ui_mode": "hosted",
+        "url": new.url,
+    });
+    complete(as_map(object), CHECKOUT_SESSION_KEYS)
+}
+
+/// One of a session's line items (`GET /v1/checkout/sessions/{id}/line_items`).
+pub fn line_item(id: &str, name: &str, unit_amount: i64, quantity: i64, currency: &str) -> Value {
+    let amount = unit_amount.saturating_mul(quantity);
+    json!({
+        "id": id,
+        "object": "item",
+        "amount_discount": 0,
+        "amount_subtotal": amount,
+        "amount_tax": 0,
+        "amount_total": amount,
+        "currency": currency,
+        "description": name,
+        "price": {
+            "object": "price",
+            "active": false,
+            "currency": currency,
+            "product_data": {"name": name},
+            "type": "one_time",
+            "unit_amount": unit_amount,
+            "unit_amount_decimal": unit_amount.to_string(),
+        },
+        "quantity": quantity,
+    })
 }
 
 pub fn event(

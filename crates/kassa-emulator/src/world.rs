@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 use crate::EmulatorConfig;
 use crate::currency::check_amount;
 use crate::objects::{self, NewIntent};
+use crate::sessions::{
+    DELAYED_FAILS_METHOD, DELAYED_PAYMENT_DELAY, DELAYED_SETTLES_METHOD, DelayedPayment,
+    SessionDetails,
+};
 
 /// An uncaptured authorization lapses after this long, as at Stripe.
 pub const AUTHORIZATION_TTL_SECS: i64 = 7 * 86_400;
@@ -93,6 +97,14 @@ pub struct World {
     /// Refunds of `pm_card_refundFail` payments and when they fail, as Stripe's test card does:
     /// the refund succeeds, then fails a moment later.
     pub refund_failures: Vec<(String, std::time::Instant)>,
+    pub sessions: BTreeMap<String, Value>,
+    pub session_order: Vec<String>,
+    pub session_details: BTreeMap<String, SessionDetails>,
+    /// The session each session-made PaymentIntent belongs to.
+    pub session_of_intent: HashMap<String, String>,
+    pub delayed_payments: Vec<DelayedPayment>,
+    /// The emulator's own address, for the hosted pages' URLs.
+    pub base_url: String,
     pub events: VecDeque<Value>,
     pub idempotency: HashMap<(String, String), IdempotentEntry>,
     pub api_faults: Vec<(String, VecDeque<ApiFault>)>,
@@ -118,6 +130,12 @@ impl World {
             intent_order: Vec::new(),
             refund_order: Vec::new(),
             refund_failures: Vec::new(),
+            sessions: BTreeMap::new(),
+            session_order: Vec::new(),
+            session_details: BTreeMap::new(),
+            session_of_intent: HashMap::new(),
+            delayed_payments: Vec::new(),
+            base_url: String::new(),
             events: VecDeque::new(),
             idempotency: HashMap::new(),
             api_faults: Vec::new(),
@@ -310,6 +328,17 @@ impl World {
                 self.emit("payment_intent.requires_action", &intent, None);
                 Ok(intent)
             }
+            DELAYED_SETTLES_METHOD | DELAYED_FAILS_METHOD => {
+                let intent = self.set(id, json!({"status": "processing"}));
+                self.delayed_payments.push(DelayedPayment {
+                    intent_id: id.to_owned(),
+                    due: std::time::Instant::now() + DELAYED_PAYMENT_DELAY,
+                    settles: method == DELAYED_SETTLES_METHOD,
+                });
+                self.emit("payment_intent.processing", &intent, None);
+                self.complete_session_of(&intent);
+                Ok(intent)
+            }
             m if m.starts_with("pm_card_") => Ok(self.authorize(id)),
             other => Err(invalid(
                 "resource_missing",
@@ -339,7 +368,13 @@ impl World {
         }
     }
 
-    fn decline(&mut self, id: &str, code: &str, decline_code: &str, message: &str) -> Refusal {
+    pub(crate) fn decline(
+        &mut self,
+        id: &str,
+        code: &str,
+        decline_code: &str,
+        message: &str,
+    ) -> Refusal {
         let error = json!({"type": "card_error", "code": code, "decline_code": decline_code, "message": message});
         let intent = self.set(id, json!({"status": "requires_payment_method", "last_payment_error": error, "next_action": null}));
         self.emit("payment_intent.payment_failed", &intent, None);
@@ -350,7 +385,7 @@ impl World {
     }
 
     /// A successful card: authorized (manual capture) or captured (automatic).
-    fn authorize(&mut self, id: &str) -> Value {
+    pub(crate) fn authorize(&mut self, id: &str) -> Value {
         let now = self.now();
         let intent = self.intents.get(id).cloned().unwrap_or(Value::Null);
         let manual = intent["capture_method"] == "manual";
@@ -371,6 +406,7 @@ impl World {
             "payment_intent.succeeded"
         };
         self.emit(kind, &intent, None);
+        self.complete_session_of(&intent);
         intent
     }
 
@@ -609,6 +645,7 @@ impl World {
         for id in lapsed {
             let _ = self.cancel(&id, Some("automatic"));
         }
+        self.expire_due_sessions();
         self.idempotency
             .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
     }

@@ -6,87 +6,9 @@ use axum::routing::post;
 use kassa_emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
+mod common;
 
-impl Client {
-    fn new(emulator: &Emulator) -> Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Client {
-            http: reqwest::Client::new(),
-            base: emulator.base_url(),
-            key: emulator.config().secret_key.clone(),
-        }
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        form: &[(&str, &str)],
-        key: Option<&str>,
-    ) -> (u16, Value, bool) {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .form(form);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let response = request.send().await.expect("answers");
-        let replayed = response.headers().contains_key("idempotent-replayed");
-        (
-            response.status().as_u16(),
-            response.json().await.expect("json"),
-            replayed,
-        )
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .expect("answers");
-        response.json().await.expect("json")
-    }
-
-    async fn control(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .expect("answers");
-        response.json().await.expect("json")
-    }
-
-    async fn paid_intent(&self) -> Value {
-        let (_, intent, _) = self
-            .post(
-                "/v1/payment_intents",
-                &[("amount", "2000"), ("currency", "eur")],
-                None,
-            )
-            .await;
-        let id = intent["id"].as_str().expect("id").to_owned();
-        let (_, intent, _) = self
-            .post(
-                &format!("/v1/payment_intents/{id}/confirm"),
-                &[("payment_method", "pm_card_visa")],
-                None,
-            )
-            .await;
-        intent
-    }
-}
+use common::Client;
 
 #[tokio::test]
 async fn objects_have_every_key_of_stripes_own_examples() {
