@@ -1,11 +1,14 @@
 //! The checkout saga (risks G3, G5, G7, G8, P1, P2, P4, P8, S1): from a cart to an order with
-//! reserved stock and a PaymentIntent, in atomic phases separated by one foreign call.
+//! reserved stock and a way to pay, in atomic phases separated by one foreign call.
 //!
 //! 1. key phase: the Idempotency-Key is claimed (or replayed, or refused);
 //! 2. local phase, one transaction: price on the server, compare with `expected_total`, reserve
 //!    stock, write order + payment row with its deterministic provider key;
-//! 3. foreign phase: create the PaymentIntent with that key (no transaction open);
-//! 4. finish phase, one transaction: record the intent and store the response on the key.
+//! 3. foreign phase: create the PaymentIntent (embedded flow) or the Checkout Session (hosted
+//!    flow, risks S4, S5) with that key (no transaction open);
+//! 4. finish phase, one transaction: record it and store the response on the key.
+//!
+//! Both flows are one saga: they differ only in what the foreign phase creates.
 //!
 //! A definite provider refusal compensates in one transaction. An unknown outcome leaves the
 //! recovery point in place: the client's retry with the same key, or the completer, resumes it,
@@ -21,9 +24,9 @@ use crate::App;
 use crate::cart::view_of;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
-    Abandoned, Actor, CaptureMethod, CreatePaymentIntent, KeyClaim, KeyRef, OrderPlan,
-    PendingPayment, PlaceRefusal, ProviderError, ProviderPaymentIntent, RecoveryPoint,
-    ShippingAddress, StoredResponse,
+    Abandoned, Actor, CaptureMethod, CreateCheckoutSession, CreatePaymentIntent, KeyClaim, KeyRef,
+    OrderPlan, PendingPayment, PlaceRefusal, ProviderCheckoutSession, ProviderError,
+    ProviderPaymentIntent, RecentCheckouts, RecoveryPoint, ShippingAddress, StoredResponse,
 };
 use crate::validate;
 
@@ -32,6 +35,59 @@ use crate::validate;
 pub const UNKNOWN_OUTCOME_GIVE_UP_SECS: i64 = 3_600;
 /// How long a client should wait before retrying after an unknown provider outcome.
 const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
+/// Stripe refuses a Checkout Session that expires sooner than 30 minutes after its creation;
+/// a minute more covers the time the request takes.
+pub const HOSTED_EXPIRY_MIN_SECS: i64 = 31 * 60;
+/// … or later than 24 hours after it.
+pub const HOSTED_EXPIRY_MAX_SECS: i64 = 24 * 3600;
+
+/// How the customer pays for the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckoutFlow {
+    /// In the storefront, confirming the PaymentIntent with its client secret.
+    Embedded,
+    /// On the provider's hosted page (a Checkout Session).
+    Hosted,
+}
+
+/// How many checkouts one customer e-mail, and one client address, may place within a window
+/// (risk S7: card testing, a script emptying the stock). `0` turns a limit off. New checkouts
+/// only: a retry of a checkout with its key is never refused by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VelocityLimits {
+    pub per_email: u32,
+    pub per_client_ip: u32,
+    pub window_secs: i64,
+}
+
+impl VelocityLimits {
+    pub const OFF: VelocityLimits = VelocityLimits {
+        per_email: 0,
+        per_client_ip: 0,
+        window_secs: 3_600,
+    };
+
+    /// How long until one more checkout fits, or `None` if it fits now.
+    fn wait_secs(&self, recent: &RecentCheckouts, now: i64) -> Option<i64> {
+        [
+            (self.per_email, recent.by_email),
+            (self.per_client_ip, recent.by_client_ip),
+        ]
+        .into_iter()
+        .filter(|(limit, seen)| *limit > 0 && seen.count >= i64::from(*limit))
+        .map(|(_, seen)| (seen.oldest_at.unwrap_or(now) + self.window_secs - now).max(1))
+        .max()
+    }
+}
+
+/// Where the hosted page sends the customer back: from configuration only, never from a
+/// request (risk S5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedCheckoutUrls {
+    /// Carries Stripe's `{CHECKOUT_SESSION_ID}` placeholder, never a token (risk S4).
+    pub success_url: String,
+    pub cancel_url: String,
+}
 
 pub struct CheckoutInput {
     pub cart_id: String,
@@ -41,6 +97,7 @@ pub struct CheckoutInput {
     pub email: String,
     pub shipping: ShippingAddress,
     pub expected_total_minor: i64,
+    pub flow: CheckoutFlow,
     pub actor: Actor,
 }
 
@@ -57,10 +114,23 @@ pub struct CheckoutCreated {
     pub order_token: String,
 }
 
+/// The successful hosted checkout, for the renderer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCreated {
+    pub order_id: String,
+    pub order_status: String,
+    pub total: Money,
+    pub session_id: String,
+    pub url: String,
+    pub expires_at: i64,
+    pub order_token: String,
+}
+
 /// Turns outcomes into the stored HTTP answer. Implemented at the HTTP edge, so this crate
 /// knows no JSON; the stored text is what a retry with the same key gets back.
 pub trait CheckoutRenderer: Send + Sync {
     fn created(&self, created: &CheckoutCreated) -> StoredResponse;
+    fn session_created(&self, created: &SessionCreated) -> StoredResponse;
     fn refused(&self, error: &AppError) -> StoredResponse;
 }
 
@@ -79,6 +149,7 @@ impl App {
             Ok(reply) if reply.response.status == 201 => "created",
             Ok(_) => "refused",
             Err(AppError::ProviderUnavailable { .. } | AppError::Store(_)) => "unavailable",
+            Err(AppError::RateLimited { .. }) => "rate_limited",
             Err(_) => "invalid",
         });
         reply
@@ -87,7 +158,18 @@ impl App {
     async fn checkout_once(&self, input: CheckoutInput) -> AppResult<CheckoutReply> {
         let key = checked_key(&input)?;
         let input = normalized_customer(input)?;
-        let path = format!("/v1/carts/{}/checkout", input.cart_id);
+        if input.flow == CheckoutFlow::Hosted && self.settings.hosted_checkout.is_none() {
+            return Err(AppError::InvalidState {
+                message: "hosted checkout is not configured: set KASSA_CHECKOUT_SUCCESS_URL and \
+                          KASSA_CHECKOUT_CANCEL_URL"
+                    .into(),
+            });
+        }
+        // The path is part of the key's request: one key never serves both flows.
+        let path = match input.flow {
+            CheckoutFlow::Embedded => format!("/v1/carts/{}/checkout", input.cart_id),
+            CheckoutFlow::Hosted => format!("/v1/carts/{}/checkout_session", input.cart_id),
+        };
         let now = self.clock.now_secs();
         let lock_secs = self.settings.checkout_lock_secs;
         let claim = self
@@ -112,7 +194,14 @@ impl App {
                 self.drive_payment(Some(&key), &order_id, &input.actor)
                     .await?
             }
-            KeyClaim::Claimed { .. } => self.local_phase(&key, &input).await?,
+            KeyClaim::Claimed { .. } => {
+                if let Some(retry_after_secs) = self.velocity_wait(&input, now).await? {
+                    // Nothing was placed: the key is free for the same request later.
+                    self.store.release_key(&key).await?;
+                    return Err(AppError::RateLimited { retry_after_secs });
+                }
+                self.local_phase(&key, &input).await?
+            }
         };
         Ok(CheckoutReply {
             response,
@@ -165,27 +254,50 @@ impl App {
         Ok(driven)
     }
 
+    /// How long this customer (by e-mail and by address) must wait before another checkout, if
+    /// the velocity limits say so.
+    async fn velocity_wait(&self, input: &CheckoutInput, now: i64) -> AppResult<Option<i64>> {
+        let limits = self.settings.checkout_velocity;
+        if limits.per_email == 0 && limits.per_client_ip == 0 {
+            return Ok(None);
+        }
+        let client_ip = input.actor.client_ip.as_deref();
+        let recent = self
+            .store
+            .recent_checkouts(&input.email, client_ip, now - limits.window_secs)
+            .await?;
+        Ok(limits.wait_secs(&recent, now))
+    }
+
     async fn local_phase(&self, key: &KeyRef, input: &CheckoutInput) -> AppResult<StoredResponse> {
         let now = self.clock.now_secs();
         let order_id = self.ids.new_id("ord");
         let payment_id = self.ids.new_id("pay");
+        let ttl = self.settings.reservation_ttl_secs;
+        // The hosted page is open as long as the stock is held, within Stripe's bounds.
+        let hosted_expires_at = (input.flow == CheckoutFlow::Hosted)
+            .then(|| now + ttl.clamp(HOSTED_EXPIRY_MIN_SECS, HOSTED_EXPIRY_MAX_SECS));
+        // An authorized order keeps its stock until its capture, after the window.
+        let reservation_expires_at = match self.settings.capture_method {
+            CaptureMethod::Automatic => now + ttl,
+            CaptureMethod::Manual => now + ttl.max(self.settings.modification_window_secs + ttl),
+        }
+        .max(hosted_expires_at.unwrap_or(0));
         let plan = OrderPlan {
-            provider_idempotency_key: provider_key_for_payment(&payment_id),
+            provider_idempotency_key: match input.flow {
+                CheckoutFlow::Embedded => provider_key_for_payment(&payment_id),
+                CheckoutFlow::Hosted => provider_key_for_session(&payment_id),
+            },
             order_id,
             payment_id,
             capture_method: self.settings.capture_method,
             email: input.email.clone(),
             shipping: input.shipping.clone(),
-            // An authorized order keeps its stock until its capture, after the window.
-            reservation_expires_at: now
-                + match self.settings.capture_method {
-                    CaptureMethod::Automatic => self.settings.reservation_ttl_secs,
-                    CaptureMethod::Manual => self.settings.reservation_ttl_secs.max(
-                        self.settings.modification_window_secs + self.settings.reservation_ttl_secs,
-                    ),
-                },
+            reservation_expires_at,
             capture_due_at: (self.settings.capture_method == CaptureMethod::Manual)
                 .then_some(now + self.settings.modification_window_secs),
+            hosted_expires_at,
+            client_ip: input.actor.client_ip.clone(),
         };
         let expected = input.expected_total_minor;
         let price = move |cart: &crate::ports::Cart| -> Result<PricedCart, PlaceRefusal> {
@@ -226,18 +338,40 @@ impl App {
             .payment
             .as_ref()
             .ok_or(AppError::NotFound { what: "payment" })?;
-        let response = match &payment.payment_intent_id {
-            Some(intent_id) => self.renderer.created(&CheckoutCreated {
-                order_id: order.id.clone(),
-                order_status: order.status.as_str().to_owned(),
-                total: order.total,
-                payment_id: payment.id.clone(),
-                payment_intent_id: intent_id.clone(),
-                client_secret: payment.client_secret.clone(),
-                payment_status: payment.status.as_str().to_owned(),
-                order_token: self.order_tokens.mint(&order.id, order.created_at),
-            }),
-            None => self.renderer.refused(&AppError::ProviderRefused {
+        let order_token = self.order_tokens.mint(&order.id, order.created_at);
+        let hosted_session = payment.hosted.as_ref().and_then(|hosted| {
+            Some((
+                hosted.session_id.clone()?,
+                hosted.url.clone()?,
+                hosted.expires_at,
+            ))
+        });
+        let response = match (&payment.payment_intent_id, hosted_session) {
+            (_, Some((session_id, url, expires_at))) => {
+                self.renderer.session_created(&SessionCreated {
+                    order_id: order.id.clone(),
+                    order_status: order.status.as_str().to_owned(),
+                    total: order.total,
+                    session_id,
+                    url,
+                    expires_at,
+                    order_token,
+                })
+            }
+            // A hosted payment whose session was never recorded was refused (below).
+            (Some(intent_id), None) if payment.hosted.is_none() => {
+                self.renderer.created(&CheckoutCreated {
+                    order_id: order.id.clone(),
+                    order_status: order.status.as_str().to_owned(),
+                    total: order.total,
+                    payment_id: payment.id.clone(),
+                    payment_intent_id: intent_id.clone(),
+                    client_secret: payment.client_secret.clone(),
+                    payment_status: payment.status.as_str().to_owned(),
+                    order_token,
+                })
+            }
+            _ => self.renderer.refused(&AppError::ProviderRefused {
                 message: payment.last_error.clone().unwrap_or_default(),
             }),
         };
@@ -255,21 +389,55 @@ impl App {
         pending: PendingPayment,
         actor: &Actor,
     ) -> AppResult<StoredResponse> {
-        let request = CreatePaymentIntent {
-            amount_minor: pending.amount.amount_minor(),
-            currency: pending.amount.currency(),
-            capture_method: pending.capture_method,
-            metadata: vec![
-                ("kassa_order_id".into(), pending.order_id.clone()),
-                ("kassa_payment_id".into(), pending.payment_id.clone()),
-            ],
-            idempotency_key: pending.provider_idempotency_key.clone(),
-        };
+        let metadata = vec![
+            ("kassa_order_id".into(), pending.order_id.clone()),
+            ("kassa_payment_id".into(), pending.payment_id.clone()),
+        ];
         // No transaction is open here, and the adapter bounds the call's time (risk G7).
-        let outcome = self.provider.create_payment_intent(request).await;
+        let outcome = match &pending.hosted {
+            None => self
+                .provider
+                .create_payment_intent(CreatePaymentIntent {
+                    amount_minor: pending.amount.amount_minor(),
+                    currency: pending.amount.currency(),
+                    capture_method: pending.capture_method,
+                    metadata,
+                    idempotency_key: pending.provider_idempotency_key.clone(),
+                })
+                .await
+                .map(Created::Intent),
+            Some(hosted) => {
+                let urls = self.settings.hosted_checkout.clone().ok_or_else(|| {
+                    AppError::InvalidState {
+                        message: "hosted checkout is not configured".into(),
+                    }
+                })?;
+                self.provider
+                    .create_checkout_session(CreateCheckoutSession {
+                        lines: hosted.lines.clone(),
+                        currency: pending.amount.currency(),
+                        capture_method: pending.capture_method,
+                        success_url: urls.success_url,
+                        cancel_url: urls.cancel_url,
+                        client_reference_id: pending.order_id.clone(),
+                        customer_email: hosted.email.clone(),
+                        metadata,
+                        expires_at_secs: hosted.expires_at,
+                        idempotency_key: pending.provider_idempotency_key.clone(),
+                    })
+                    .await
+                    .map(Created::Session)
+            }
+        };
         let now = self.clock.now_secs();
         match outcome {
-            Ok(intent) => self.finish_phase(key, &pending, &intent, actor, now).await,
+            Ok(Created::Intent(intent)) => {
+                self.finish_phase(key, &pending, &intent, actor, now).await
+            }
+            Ok(Created::Session(session)) => {
+                self.finish_session_phase(key, &pending, &session, actor, now)
+                    .await
+            }
             Err(ProviderError::Definite { code, message }) => {
                 let reason = format!("{code}: {message}");
                 let response = self.renderer.refused(&AppError::ProviderRefused {
@@ -286,7 +454,7 @@ impl App {
                 Ok(response)
             }
             Err(ProviderError::Unknown { reason }) => {
-                tracing::warn!(order_id = %pending.order_id, %reason, "PaymentIntent outcome unknown; left for retry");
+                tracing::warn!(order_id = %pending.order_id, %reason, "provider outcome unknown; left for retry");
                 if let Some(key) = key {
                     self.store.release_key(key).await?;
                 }
@@ -305,15 +473,7 @@ impl App {
         actor: &Actor,
         now: i64,
     ) -> AppResult<StoredResponse> {
-        // The amount charged is the frozen order total, never anything else (risk G8).
-        if intent.amount_minor != pending.amount.amount_minor()
-            || intent.currency != pending.amount.currency().code()
-        {
-            tracing::error!(order_id = %pending.order_id, intent_id = %intent.id, "PaymentIntent amount differs from the order");
-            return Err(AppError::InvalidState {
-                message: "the payment provider reported a different amount".into(),
-            });
-        }
+        same_amount(pending, &intent.id, intent.amount_minor, &intent.currency)?;
         let created = CheckoutCreated {
             order_id: pending.order_id.clone(),
             order_status: "pending_payment".into(),
@@ -341,10 +501,83 @@ impl App {
     }
 }
 
+impl App {
+    async fn finish_session_phase(
+        &self,
+        key: Option<&KeyRef>,
+        pending: &PendingPayment,
+        session: &ProviderCheckoutSession,
+        actor: &Actor,
+        now: i64,
+    ) -> AppResult<StoredResponse> {
+        same_amount(
+            pending,
+            &session.id,
+            session.amount_total_minor,
+            &session.currency,
+        )?;
+        let url = session.url.clone().ok_or_else(|| AppError::InvalidState {
+            message: "the payment provider returned no page to send the customer to".into(),
+        })?;
+        let created = SessionCreated {
+            order_id: pending.order_id.clone(),
+            order_status: "pending_payment".into(),
+            total: pending.amount,
+            session_id: session.id.clone(),
+            url,
+            expires_at: session.expires_at_secs,
+            order_token: self
+                .order_tokens
+                .mint(&pending.order_id, pending.order_created_at),
+        };
+        let response = self.renderer.session_created(&created);
+        self.store
+            .record_checkout_session(
+                key,
+                &pending.payment_id,
+                session,
+                Some(&response),
+                actor,
+                now,
+            )
+            .await?;
+        Ok(response)
+    }
+}
+
+/// The amount asked at the provider is the frozen order total, never anything else (risks G8,
+/// W6).
+fn same_amount(
+    pending: &PendingPayment,
+    provider_id: &str,
+    amount_minor: i64,
+    currency: &str,
+) -> AppResult<()> {
+    if amount_minor == pending.amount.amount_minor() && currency == pending.amount.currency().code()
+    {
+        return Ok(());
+    }
+    tracing::error!(order_id = %pending.order_id, %provider_id, "the provider's amount differs from the order");
+    Err(AppError::InvalidState {
+        message: "the payment provider reported a different amount".into(),
+    })
+}
+
 /// The provider idempotency key of a payment attempt: derived from Kassa's own id, so every
 /// retry of the create call, by anyone, names the same PaymentIntent.
 pub fn provider_key_for_payment(payment_id: &str) -> String {
     format!("kassa-create-pi-{payment_id}")
+}
+
+/// The same for a hosted payment's Checkout Session.
+pub fn provider_key_for_session(payment_id: &str) -> String {
+    format!("kassa-create-cs-{payment_id}")
+}
+
+/// What the foreign phase created.
+enum Created {
+    Intent(ProviderPaymentIntent),
+    Session(ProviderCheckoutSession),
 }
 
 fn checked_key(input: &CheckoutInput) -> AppResult<KeyRef> {

@@ -39,6 +39,9 @@ pub enum AppError {
     /// A request with this key is still running.
     #[error("a request with this Idempotency-Key is in progress")]
     RequestInProgress { retry_after_secs: i64 },
+    /// Too many checkouts by this customer or from this address lately (risk S7).
+    #[error("too many checkouts; retry later")]
+    RateLimited { retry_after_secs: i64 },
     /// The provider's answer is unknown (timeout, outage); retrying with the same key is safe.
     #[error("the payment provider is unavailable; retry with the same Idempotency-Key")]
     ProviderUnavailable { retry_after_secs: i64 },

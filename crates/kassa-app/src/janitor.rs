@@ -12,7 +12,7 @@ use kassa_domain::payment::PaymentStatus;
 
 use crate::App;
 use crate::error::{AppError, AppResult};
-use crate::ports::{Actor, ProviderError};
+use crate::ports::{Actor, ProviderError, SessionStatus};
 
 /// Most checkouts and most carts the janitor handles per round.
 pub const JANITOR_BATCH_MAX: i64 = 100;
@@ -37,6 +37,13 @@ pub struct JanitorReport {
     pub extended: usize,
     pub paid_meanwhile: usize,
     pub carts_expired: u64,
+}
+
+/// How far the hosted page's own path took an expiry.
+enum HostedExpiry {
+    Done(Expiry),
+    /// The page is complete and its payment under way: the intent decides.
+    PaymentUnderWay(String),
 }
 
 fn janitor() -> Actor {
@@ -77,27 +84,90 @@ impl App {
         if !order.status.is_awaiting_payment() {
             return Ok(Expiry::Skipped);
         }
-        let Some((payment_id, intent_id)) = order
-            .payment
-            .and_then(|payment| Some((payment.id, payment.payment_intent_id?)))
-        else {
-            // The intent may not exist yet: the checkout completer settles that first.
+        let Some(payment) = order.payment else {
             return Ok(Expiry::Skipped);
         };
-        let current = self.current_intent(&intent_id).await?;
-        self.observe_intent(&current, &actor).await?;
+        let intent_id = match (&payment.hosted, payment.payment_intent_id) {
+            (Some(hosted), _) => {
+                // The session may not exist yet: the checkout completer settles that first.
+                let Some(session_id) = &hosted.session_id else {
+                    return Ok(Expiry::Skipped);
+                };
+                match self
+                    .expire_hosted_page(order_id, &payment.id, session_id, &actor)
+                    .await?
+                {
+                    HostedExpiry::Done(expiry) => return Ok(expiry),
+                    HostedExpiry::PaymentUnderWay(intent_id) => intent_id,
+                }
+            }
+            (None, Some(intent_id)) => intent_id,
+            // The intent may not exist yet: the checkout completer settles that first.
+            (None, None) => return Ok(Expiry::Skipped),
+        };
+        self.expire_by_intent(order_id, &payment.id, &intent_id, &actor)
+            .await
+    }
+
+    /// An expired hosted checkout: an open page is expired at the provider first; a page the
+    /// customer completed is applied, or, when its payment is still under way, left to the
+    /// intent's path.
+    async fn expire_hosted_page(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+        session_id: &str,
+        actor: &Actor,
+    ) -> AppResult<HostedExpiry> {
+        let mut session = self.current_session(session_id).await?;
+        if session.status == SessionStatus::Open {
+            let now = self.clock.now_secs();
+            if !self.store.begin_expire(order_id, actor, now).await? {
+                return Ok(HostedExpiry::Done(Expiry::Skipped));
+            }
+            session = self.end_hosted_page(payment_id, session_id, actor).await?;
+        } else {
+            self.apply_session(&session, actor).await?;
+        }
+        Ok(
+            match (session.status, session.paid, session.payment_intent_id) {
+                (SessionStatus::Expired, ..) => HostedExpiry::Done(Expiry::Canceled),
+                (SessionStatus::Complete, true, _) => HostedExpiry::Done(Expiry::PaidMeanwhile),
+                (SessionStatus::Complete, false, Some(intent_id)) => {
+                    let now = self.clock.now_secs();
+                    self.store
+                        .end_operation(order_id, Operation::Expire, actor, now)
+                        .await?;
+                    HostedExpiry::PaymentUnderWay(intent_id)
+                }
+                _ => HostedExpiry::Done(Expiry::Skipped),
+            },
+        )
+    }
+
+    /// An expired checkout whose PaymentIntent exists: asked about, then extended, applied or
+    /// canceled at the provider first.
+    async fn expire_by_intent(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+        intent_id: &str,
+        actor: &Actor,
+    ) -> AppResult<Expiry> {
+        let current = self.current_intent(intent_id).await?;
+        self.observe_intent(&current, actor).await?;
         match current.status {
             PaymentStatus::RequiresAction | PaymentStatus::Processing => {
                 let until = self.clock.now_secs() + self.settings.reservation_ttl_secs;
                 let now = self.clock.now_secs();
                 self.store
-                    .extend_reservations(order_id, until, &actor, now)
+                    .extend_reservations(order_id, until, actor, now)
                     .await?;
                 Ok(Expiry::Extended)
             }
             PaymentStatus::Succeeded | PaymentStatus::RequiresCapture => Ok(Expiry::PaidMeanwhile),
             PaymentStatus::RequiresPaymentMethod => {
-                self.cancel_abandoned(order_id, &payment_id, &intent_id, &actor)
+                self.cancel_abandoned(order_id, payment_id, intent_id, actor)
                     .await
             }
             PaymentStatus::Canceled | PaymentStatus::Creating | PaymentStatus::Failed => {

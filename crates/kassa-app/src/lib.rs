@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod check;
 pub mod checkout;
 pub mod error;
+mod hosted;
 pub mod ids;
 pub mod janitor;
 pub mod metrics;
@@ -48,6 +49,10 @@ pub struct Settings {
     /// How long a capture, cancel or expiry may stay pending before another worker takes it
     /// over (`KASSA_OPERATION_RESUME_SECS`).
     pub operation_resume_secs: i64,
+    /// Where the hosted payment page sends the customer back; `None`: no hosted checkout.
+    pub hosted_checkout: Option<checkout::HostedCheckoutUrls>,
+    /// How many checkouts a customer e-mail and a client address may place per window.
+    pub checkout_velocity: checkout::VelocityLimits,
 }
 
 impl Default for Settings {
@@ -59,6 +64,8 @@ impl Default for Settings {
             modification_window_secs: 3_600,
             cart_ttl_secs: 86_400,
             operation_resume_secs: order_commands::OPERATION_RESUME_AFTER_SECS,
+            hosted_checkout: None,
+            checkout_velocity: checkout::VelocityLimits::OFF,
         }
     }
 }

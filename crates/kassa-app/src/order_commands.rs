@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::order_token::TokenRights;
 use crate::ports::{
     Actor, CancelStart, CaptureStart, EditOutcome, OrderEdit, OrderRecord, ProviderError,
-    ProviderPaymentIntent, ShippingAddress,
+    ProviderPaymentIntent, SessionStatus, ShippingAddress,
 };
 use crate::refunds::RefundInput;
 use crate::validate;
@@ -140,6 +140,28 @@ impl App {
             } => {
                 self.cancel_at_provider(order_id, &payment_id, &payment_intent_id, actor)
                     .await?;
+            }
+            CancelStart::HostedPage {
+                payment_id,
+                session_id,
+            } => {
+                let session = self
+                    .end_hosted_page(&payment_id, &session_id, actor)
+                    .await?;
+                match (session.status, session.paid, session.payment_intent_id) {
+                    // Expired: the order is canceled and its stock released.
+                    (SessionStatus::Expired, ..) => {}
+                    // Paid on the page meanwhile: the cancel becomes a full refund with restock.
+                    (SessionStatus::Complete, true, _) => {
+                        self.refund_for_cancel(order_id, actor).await?;
+                    }
+                    // A payment under way (authorized, settling): canceled like any other.
+                    (SessionStatus::Complete, false, Some(intent_id)) => {
+                        self.cancel_at_provider(order_id, &payment_id, &intent_id, actor)
+                            .await?;
+                    }
+                    _ => return Err(unavailable()),
+                }
             }
         }
         self.order(order_id).await

@@ -10,8 +10,9 @@ use kassa_domain::payment::PaymentStatus;
 use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
-    Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderEvent, ProviderEventObject,
-    ProviderPaymentIntent, Recorded, StoreError, WebhookRejected,
+    Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderCheckoutSession, ProviderEvent,
+    ProviderEventObject, ProviderPaymentIntent, Recorded, SessionStatus, StoreError,
+    WebhookRejected,
 };
 
 /// Attempts before an event is dead-lettered.
@@ -311,6 +312,9 @@ pub fn effect_of(event: &ProviderEvent) -> EventEffect {
                 closed: false,
             }
         }
+        ProviderEventObject::CheckoutSession(session) if kind.starts_with("checkout.session.") => {
+            checkout_session_effect(kind, session)
+        }
         ProviderEventObject::Dispute(dispute) if kind == "charge.dispute.closed" => {
             EventEffect::Dispute {
                 dispute: dispute.clone(),
@@ -345,6 +349,47 @@ fn payment_intent_effect(kind: &str, intent: &ProviderPaymentIntent) -> EventEff
             "type_status_mismatch: {kind} announces {announced} but its object is {}",
             intent.status
         )),
+    }
+}
+
+/// What a Checkout Session event says about its payment (risks W1, W5). A paid session reports
+/// the money taken; an unpaid complete one reports nothing (its PaymentIntent's own events say
+/// whether it is authorized or still settling); a failed delayed payment sends the payment back
+/// to awaiting one; an expired session can no longer be paid. Each is the same observation its
+/// PaymentIntent's event would make, so whichever arrives first applies and the other finds
+/// nothing left to do.
+fn checkout_session_effect(kind: &str, session: &ProviderCheckoutSession) -> EventEffect {
+    let expected_status = match kind {
+        "checkout.session.expired" => SessionStatus::Expired,
+        "checkout.session.completed"
+        | "checkout.session.async_payment_succeeded"
+        | "checkout.session.async_payment_failed" => SessionStatus::Complete,
+        _ => return not_acted_on(kind),
+    };
+    if session.status != expected_status {
+        return EventEffect::Ignore(format!(
+            "type_status_mismatch: {kind} for a session that is {:?}",
+            session.status
+        ));
+    }
+    let reports = match kind {
+        "checkout.session.async_payment_failed" => Some(PaymentStatus::RequiresPaymentMethod),
+        _ => reported_by_session(session),
+    };
+    EventEffect::CheckoutSession {
+        session: session.clone(),
+        reports,
+    }
+}
+
+/// The payment state a session's own status shows: an expired session can no longer be paid, a
+/// paid one took the money; an open one, or one complete but unpaid, shows nothing (its
+/// PaymentIntent does).
+pub fn reported_by_session(session: &ProviderCheckoutSession) -> Option<PaymentStatus> {
+    match session.status {
+        SessionStatus::Expired => Some(PaymentStatus::Canceled),
+        SessionStatus::Complete if session.paid => Some(PaymentStatus::Succeeded),
+        SessionStatus::Complete | SessionStatus::Open => None,
     }
 }
 

@@ -322,6 +322,9 @@ impl From<AppError> for ApiError {
             AppError::ProviderUnavailable { retry_after_secs } => ApiError::ProviderUnavailable {
                 retry_after_secs: seconds(retry_after_secs),
             },
+            AppError::RateLimited { retry_after_secs } => ApiError::RateLimited {
+                retry_after_secs: seconds(retry_after_secs),
+            },
             AppError::ProviderRefused { message } => ApiError::ProviderRefused(message),
             AppError::AmountExceedsRefundable { refundable_minor } => {
                 ApiError::AmountExceedsRefundable(refundable_minor)

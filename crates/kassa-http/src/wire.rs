@@ -453,6 +453,25 @@ pub struct CheckoutPaymentBody {
     pub status: String,
 }
 
+/// `POST /v1/carts/{id}/checkout_session`: the order and its hosted payment page.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CheckoutSessionBody {
+    pub order: CheckoutOrderBody,
+    pub checkout_session: HostedSessionBody,
+    /// The customer's credential for this order (as the Bearer of `/v1/orders/{id}`); never
+    /// put it in a URL. The hosted page's return URL carries only the session id.
+    pub order_token: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct HostedSessionBody {
+    pub id: String,
+    /// Send the customer here (Stripe's hosted page, or the sandbox emulator's).
+    pub url: String,
+    /// Unix seconds; the page closes then and the order's stock is released.
+    pub expires_at: i64,
+}
+
 /// `GET /v1/orders/{id}/events`: the order's audit trail, oldest first.
 #[derive(Serialize, ToSchema)]
 pub struct AuditEventList {

@@ -733,3 +733,66 @@ async fn risk_a1_changes_record_who_which_request_and_from_where(db: TestDb) {
     );
 }
 both_backends!(risk_a1_changes_record_who_which_request_and_from_where);
+
+/// The hosted page's return URLs are the configured ones whatever the request says: a body
+/// cannot name one, and hostile `Origin`, `Referer` or forwarding headers change nothing (risk
+/// S5). They carry the session placeholder and nothing of the order's credentials (risk S4).
+async fn risk_s5_risk_s4_hosted_checkout_redirects_come_from_configuration_only(db: TestDb) {
+    let provider = std::sync::Arc::new(kassa_testkit::provider::FakeProvider::new());
+    let app = kassa_testkit::app_with(&db, provider.clone());
+    let server = start_app(db, app, 0).await;
+    let cart = server.cart_with_one_mug().await;
+    let path = format!("/v1/carts/{cart}/checkout_session");
+    let mut naming_a_url = checkout_body("Ada Lovelace", "1 Analytical St", "N1 1AA");
+    naming_a_url["success_url"] = json!("https://evil.example/steal");
+    let response = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(PUBLISHABLE)
+        .header("Idempotency-Key", "s5-body")
+        .json(&naming_a_url)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 400);
+    let refused: Value = response.json().await.expect("json");
+    assert_eq!(code(&refused), "invalid_request");
+    assert!(provider.sessions().is_empty(), "nothing was created");
+
+    let response = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(PUBLISHABLE)
+        .header("Idempotency-Key", "s5-headers")
+        .header("Origin", "https://evil.example")
+        .header("Referer", "https://evil.example/cart")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("Forwarded", "host=evil.example;proto=https")
+        .json(&checkout_body("Ada Lovelace", "1 Analytical St", "N1 1AA"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 201);
+    let created: Value = response.json().await.expect("json");
+    let sessions = provider.sessions();
+    let [(session, request)] = sessions.as_slice() else {
+        panic!("one session: {sessions:?}");
+    };
+    assert_eq!(created["checkout_session"]["id"], session.id.as_str());
+    assert_eq!(
+        created["checkout_session"]["url"].as_str(),
+        session.url.as_deref()
+    );
+    assert_eq!(request.success_url, kassa_testkit::shop::SUCCESS_URL);
+    assert_eq!(request.cancel_url, kassa_testkit::shop::CANCEL_URL);
+    let token = created["order_token"].as_str().expect("token");
+    for url in [&request.success_url, &request.cancel_url] {
+        assert!(!url.contains("evil"), "{url}");
+        assert!(!url.contains(token), "{url}");
+    }
+    assert_eq!(
+        request.client_reference_id,
+        created["order"]["id"].as_str().expect("id")
+    );
+}
+both_backends!(risk_s5_risk_s4_hosted_checkout_redirects_come_from_configuration_only);

@@ -83,6 +83,7 @@ async fn risk_w4_notifications_are_signed_retried_dead_lettered_and_replayed(db:
                 country: "GB".into(),
             },
             expected_total_minor: 1250,
+            flow: kassa_app::checkout::CheckoutFlow::Embedded,
             actor,
         })
         .await

@@ -457,6 +457,7 @@ impl Sim {
                 country: "GB".into(),
             },
             expected_total_minor: total,
+            flow: kassa_app::checkout::CheckoutFlow::Embedded,
             actor: actor(),
         };
         let Some(Ok(reply)) = self

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    CaptureMethod, Clock, CreatePaymentIntent, CreateRefund, EventPage, PaymentProvider,
-    ProviderCharge, ProviderError, ProviderEvent, ProviderEventObject, ProviderEventSummary,
-    ProviderPaymentIntent, ProviderRefund, ProviderResult,
+    CaptureMethod, Clock, CreateCheckoutSession, CreatePaymentIntent, CreateRefund, EventPage,
+    PaymentProvider, ProviderCharge, ProviderCheckoutSession, ProviderError, ProviderEvent,
+    ProviderEventObject, ProviderEventSummary, ProviderPaymentIntent, ProviderRefund,
+    ProviderResult,
 };
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
@@ -340,6 +341,31 @@ impl PaymentProvider for SimProvider {
             Ok(intent)
         })
         .await
+    }
+
+    // The simulation's workload pays through the embedded flow only; hosted checkout is
+    // exercised against the emulator. A session asked of it is refused, as by a Stripe account
+    // without Checkout.
+    async fn create_checkout_session(
+        &self,
+        _request: CreateCheckoutSession,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        Err(definite(
+            "checkout_unavailable",
+            "the simulation does not model Checkout Sessions".into(),
+        ))
+    }
+
+    async fn retrieve_checkout_session(&self, id: &str) -> ProviderResult<ProviderCheckoutSession> {
+        Err(missing(id))
+    }
+
+    async fn expire_checkout_session(
+        &self,
+        id: &str,
+        _key: &str,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        Err(missing(id))
     }
 
     async fn retrieve_payment_intent(&self, id: &str) -> ProviderResult<ProviderPaymentIntent> {

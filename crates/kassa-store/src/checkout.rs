@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    Abandoned, Actor, CheckoutStore, KeyClaim, KeyRef, OrderPlan, PendingPayment, PlaceRefusal,
-    PriceCheck, ProviderPaymentIntent, RecoveryPoint, StalledCheckout, StoreError, StoreResult,
-    StoredResponse,
+    Abandoned, Actor, CheckoutStore, HostedCheckout, KeyClaim, KeyRef, OrderPlan, PendingPayment,
+    PlaceRefusal, PriceCheck, ProviderCheckoutSession, ProviderPaymentIntent, RecentCheckouts,
+    RecoveryPoint, SessionLine, StalledCheckout, StoreError, StoreResult, StoredResponse,
+    WindowCount,
 };
 use kassa_domain::Money;
 use kassa_domain::cart::PricedCart;
@@ -122,9 +123,43 @@ impl CheckoutStore for SqlStore {
         }
     }
 
+    async fn recent_checkouts(
+        &self,
+        email: &str,
+        client_ip: Option<&str>,
+        since: i64,
+    ) -> StoreResult<RecentCheckouts> {
+        let mut unit = self.read().await?;
+        let by_email = window_count(
+            &mut unit,
+            "SELECT COUNT(*), MIN(created_at) FROM orders WHERE email = $1 AND created_at > $2",
+            email,
+            since,
+        )
+        .await?;
+        let by_client_ip = match client_ip {
+            Some(ip) => {
+                window_count(
+                    &mut unit,
+                    "SELECT COUNT(*), MIN(created_at) FROM orders WHERE client_ip = $1 AND created_at > $2",
+                    ip,
+                    since,
+                )
+                .await?
+            }
+            None => WindowCount::default(),
+        };
+        unit.commit().await?;
+        Ok(RecentCheckouts {
+            by_email,
+            by_client_ip,
+        })
+    }
+
     async fn pending_payment(&self, order_id: &str) -> StoreResult<Option<PendingPayment>> {
         let row = self.read_fetch_optional(sqlx::query(
-            "SELECT p.id, p.amount, p.currency, p.capture_method, p.provider_idempotency_key, o.created_at
+            "SELECT p.id, p.amount, p.currency, p.capture_method, p.provider_idempotency_key, p.flow,
+                    p.checkout_expires_at, o.created_at
              FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.order_id = $1 AND p.status = 'creating' ORDER BY p.attempt DESC LIMIT 1",
         )
@@ -133,6 +168,22 @@ impl CheckoutStore for SqlStore {
         let Some(row) = row else { return Ok(None) };
         let currency: String = row.try_get("currency").map_err(unavailable)?;
         let capture: String = row.try_get("capture_method").map_err(unavailable)?;
+        let flow: String = row.try_get("flow").map_err(unavailable)?;
+        let hosted = match flow.as_str() {
+            "embedded" => None,
+            "hosted" => {
+                let expires_at: Option<i64> =
+                    row.try_get("checkout_expires_at").map_err(unavailable)?;
+                let expires_at = expires_at.ok_or_else(|| {
+                    StoreError::Corrupt(format!("hosted payment of {order_id} without expiry"))
+                })?;
+                let mut unit = self.read().await?;
+                let hosted = hosted_checkout(&mut unit, order_id, expires_at).await?;
+                unit.commit().await?;
+                Some(hosted)
+            }
+            other => return Err(StoreError::Corrupt(format!("payment flow {other:?}"))),
+        };
         Ok(Some(PendingPayment {
             order_id: order_id.to_owned(),
             payment_id: row.try_get("id").map_err(unavailable)?,
@@ -146,6 +197,7 @@ impl CheckoutStore for SqlStore {
                 .try_get("provider_idempotency_key")
                 .map_err(unavailable)?,
             order_created_at: row.try_get("created_at").map_err(unavailable)?,
+            hosted,
         }))
     }
 
@@ -179,12 +231,7 @@ impl CheckoutStore for SqlStore {
                 "payment {payment_id} already has another PaymentIntent"
             )));
         };
-        let created = PaymentEvent::Created;
-        match transitions::payment(&mut tx, &order_id, payment_id, created, actor, now).await? {
-            Outcome::Moved(_) => {}
-            // A webhook about this intent arrived first (risk G1) and moved the payment on.
-            Outcome::Refused(_) => {}
-        }
+        payment_created(&mut tx, &order_id, payment_id, actor, now).await?;
         if intent.status != PaymentStatus::RequiresPaymentMethod {
             let observed = PaymentEvent::Observed(intent.status);
             match transitions::payment(&mut tx, &order_id, payment_id, observed, actor, now).await?
@@ -194,6 +241,44 @@ impl CheckoutStore for SqlStore {
                 Outcome::Refused(_) => {}
             }
         }
+        if let (Some(key), Some(response)) = (key, response) {
+            finish_key_in(&mut tx, key, response, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_checkout_session(
+        &self,
+        key: Option<&KeyRef>,
+        payment_id: &str,
+        session: &ProviderCheckoutSession,
+        response: Option<&StoredResponse>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        self.faults().check(FAULT_BEFORE_FINISH)?;
+        // Written once, as the intent id is: the deterministic key names one session.
+        let order_id: Option<String> = sqlx::query_scalar(
+            "UPDATE payments SET provider_checkout_session_id = $2, checkout_url = $3, updated_at = $4
+             WHERE id = $1 AND flow = 'hosted'
+               AND (provider_checkout_session_id IS NULL OR provider_checkout_session_id = $2)
+             RETURNING order_id",
+        )
+        .bind(payment_id)
+        .bind(&session.id)
+        .bind(session.url.as_deref())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(order_id) = order_id else {
+            return Err(StoreError::Corrupt(format!(
+                "payment {payment_id} is not hosted or already has another Checkout Session"
+            )));
+        };
+        payment_created(&mut tx, &order_id, payment_id, actor, now).await?;
         if let (Some(key), Some(response)) = (key, response) {
             finish_key_in(&mut tx, key, response, now).await?;
         }
@@ -392,6 +477,10 @@ async fn place_order_in(
     }
     insert_order(conn, cart_id, plan, &priced, now).await?;
     insert_payment(conn, plan, &priced, now).await?;
+    let hosted = match plan.hosted_expires_at {
+        Some(expires_at) => Some(hosted_checkout(conn, &plan.order_id, expires_at).await?),
+        None => None,
+    };
     let detail = format!("cart {cart_id}, total {}", priced.total);
     let created = Change {
         entity_type: "order",
@@ -443,7 +532,76 @@ async fn place_order_in(
         capture_method: plan.capture_method,
         provider_idempotency_key: plan.provider_idempotency_key.clone(),
         order_created_at: now,
+        hosted,
     }))
+}
+
+/// The finish phase found what the provider created: the payment moves on from `creating`,
+/// unless an event about it arrived first (risk G1) and moved it further already.
+async fn payment_created(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    payment_id: &str,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let created = PaymentEvent::Created;
+    match transitions::payment(conn, order_id, payment_id, created, actor, now).await? {
+        Outcome::Moved(_) | Outcome::Refused(_) => Ok(()),
+    }
+}
+
+/// How many orders `sql` counts for `value` since `since`, and the oldest one's time.
+async fn window_count(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    value: &str,
+    since: i64,
+) -> StoreResult<WindowCount> {
+    let (count, oldest_at): (i64, Option<i64>) = sqlx::query_as(sql)
+        .bind(value)
+        .bind(since)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(WindowCount { count, oldest_at })
+}
+
+/// What the hosted page of an order is created from: its frozen lines and e-mail.
+async fn hosted_checkout(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    expires_at: i64,
+) -> StoreResult<HostedCheckout> {
+    let rows = sqlx::query(
+        "SELECT l.sku, l.product_name, l.quantity, l.unit_amount, o.email
+         FROM order_lines l JOIN orders o ON o.id = l.order_id
+         WHERE l.order_id = $1 ORDER BY l.line_no",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let mut email = String::new();
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in rows {
+        let sku: String = row.try_get("sku").map_err(unavailable)?;
+        let product: Option<String> = row.try_get("product_name").map_err(unavailable)?;
+        email = row.try_get("email").map_err(unavailable)?;
+        lines.push(SessionLine {
+            name: match product {
+                Some(product) => format!("{product} ({sku})"),
+                None => sku,
+            },
+            unit_amount_minor: row.try_get("unit_amount").map_err(unavailable)?,
+            quantity: row.try_get("quantity").map_err(unavailable)?,
+        });
+    }
+    Ok(HostedCheckout {
+        lines,
+        email,
+        expires_at,
+    })
 }
 
 /// Reserves every line with a conditional update (never below zero available); returns the SKUs
@@ -486,8 +644,8 @@ async fn insert_order(
     sqlx::query(
         "INSERT INTO orders (id, cart_id, status, currency, subtotal, total, capture_method, email,
              shipping_name, shipping_line1, shipping_city, shipping_postal_code, shipping_country, created_at, updated_at,
-             capture_due_at)
-         VALUES ($1, $2, 'pending_payment', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
+             capture_due_at, client_ip)
+         VALUES ($1, $2, 'pending_payment', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
     )
     .bind(&plan.order_id)
     .bind(cart_id)
@@ -503,6 +661,7 @@ async fn insert_order(
     .bind(&plan.shipping.country)
     .bind(now)
     .bind(plan.capture_due_at)
+    .bind(plan.client_ip.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;
@@ -553,8 +712,8 @@ async fn insert_payment(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO payments (id, order_id, attempt, status, amount, currency, capture_method,
-             provider_idempotency_key, created_at, updated_at)
-         VALUES ($1, $2, 1, 'creating', $3, $4, $5, $6, $7, $7)",
+             provider_idempotency_key, created_at, updated_at, flow, checkout_expires_at)
+         VALUES ($1, $2, 1, 'creating', $3, $4, $5, $6, $7, $7, $8, $9)",
     )
     .bind(&plan.payment_id)
     .bind(&plan.order_id)
@@ -563,6 +722,12 @@ async fn insert_payment(
     .bind(plan.capture_method.as_str())
     .bind(&plan.provider_idempotency_key)
     .bind(now)
+    .bind(if plan.hosted_expires_at.is_some() {
+        "hosted"
+    } else {
+        "embedded"
+    })
+    .bind(plan.hosted_expires_at)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

@@ -47,7 +47,13 @@ impl OrderCommandStore for SqlStore {
                 return Ok(CaptureStart::Refused(refusal));
             }
         };
-        let Some((payment_id, intent, status)) = latest_payment(&mut tx, order_id).await? else {
+        let Some(LatestPayment {
+            id: payment_id,
+            intent,
+            status,
+            ..
+        }) = latest_payment(&mut tx, order_id).await?
+        else {
             return Err(StoreError::Corrupt(format!(
                 "authorized order {order_id} has no payment"
             )));
@@ -89,7 +95,7 @@ impl OrderCommandStore for SqlStore {
             return Ok(CancelStart::OrderMissing);
         };
         let payment = latest_payment(&mut tx, order_id).await?;
-        let path = match decide_cancel(&money, payment.as_ref().map(|(_, _, status)| *status)) {
+        let path = match decide_cancel(&money, payment.as_ref().map(|payment| payment.status)) {
             Ok(path) => path,
             Err(refusal) => {
                 tx.rollback().await?;
@@ -104,12 +110,18 @@ impl OrderCommandStore for SqlStore {
                 tx.commit().await?;
                 return Ok(CancelStart::AlreadyCanceled);
             }
-            (CancelPath::AtProvider, Some((payment_id, payment_intent_id, _))) => {
-                CancelStart::AtProvider {
-                    payment_id,
-                    payment_intent_id,
-                }
-            }
+            // A hosted page is ended first, so that nobody can pay it any more; a payment it
+            // started is then canceled like any other.
+            (CancelPath::AtProvider, Some(payment)) => match payment.session {
+                Some(session_id) => CancelStart::HostedPage {
+                    payment_id: payment.id,
+                    session_id,
+                },
+                None => CancelStart::AtProvider {
+                    payment_id: payment.id,
+                    payment_intent_id: payment.intent,
+                },
+            },
             (CancelPath::RefundAll { amount_minor }, _) => CancelStart::RefundAll { amount_minor },
             (CancelPath::AtProvider, None) => {
                 return Err(StoreError::Corrupt(format!(
@@ -282,28 +294,46 @@ pub(crate) async fn order_money(
 }
 
 /// The latest payment attempt: id, PaymentIntent id (once known), status.
+/// An order's latest payment as a command sees it.
+struct LatestPayment {
+    id: String,
+    /// Empty while the provider has no PaymentIntent for it.
+    intent: String,
+    /// A hosted payment's Checkout Session.
+    session: Option<String>,
+    status: PaymentStatus,
+}
+
 async fn latest_payment(
     conn: &mut AnyConnection,
     order_id: &str,
-) -> StoreResult<Option<(String, String, PaymentStatus)>> {
-    let row: Option<(String, Option<String>, String)> = sqlx::query_as(
-        "SELECT id, provider_payment_intent_id, status FROM payments WHERE order_id = $1
-         ORDER BY attempt DESC LIMIT 1",
+) -> StoreResult<Option<LatestPayment>> {
+    let row: Option<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, provider_payment_intent_id, provider_checkout_session_id, status
+         FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1",
     )
     .bind(order_id)
     .fetch_optional(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let Some((id, intent, status)) = row else {
+    let Some((id, intent, session, status)) = row else {
         return Ok(None);
     };
     let status = PaymentStatus::parse(&status)
         .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?;
-    match intent {
-        Some(intent) => Ok(Some((id, intent, status))),
-        // Not created at the provider yet: to a command, the same as a payment still creating.
-        None => Ok(Some((id, String::new(), PaymentStatus::Creating))),
-    }
+    // Nothing created at the provider yet (no intent, no hosted page): to a command, the same as
+    // a payment still creating.
+    let status = if intent.is_none() && session.is_none() {
+        PaymentStatus::Creating
+    } else {
+        status
+    };
+    Ok(Some(LatestPayment {
+        id,
+        intent: intent.unwrap_or_default(),
+        session,
+        status,
+    }))
 }
 
 /// Takes the order for `operation` with a compare-and-set on the pending operation.

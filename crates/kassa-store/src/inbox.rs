@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderPaymentIntent, Recorded,
-    StoreError, StoreResult, WebhookStore,
+    Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderCheckoutSession,
+    ProviderPaymentIntent, Recorded, StoreError, StoreResult, WebhookStore,
 };
+use kassa_domain::payment::PaymentStatus;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -91,6 +92,20 @@ impl WebhookStore for SqlStore {
     ) -> StoreResult<Applied> {
         let mut tx = self.begin().await?;
         let applied = effects::payment::observe(self, &mut tx, intent, actor, now).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn observe_checkout_session(
+        &self,
+        session: &ProviderCheckoutSession,
+        reports: Option<PaymentStatus>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<Applied> {
+        let mut tx = self.begin().await?;
+        let applied =
+            effects::session::observe(self, &mut tx, session, reports, actor, now).await?;
         tx.commit().await?;
         Ok(applied)
     }

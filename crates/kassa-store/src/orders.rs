@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    Actor, AuditRecord, CaptureMethod, DisputeRecord, OrderFilter, OrderLine, OrderRecord,
-    OrderStore, OrderSummary, PaymentRecord, ShippingAddress, StoreError, StoreResult,
+    Actor, AuditRecord, CaptureMethod, DisputeRecord, HostedPayment, OrderFilter, OrderLine,
+    OrderRecord, OrderStore, OrderSummary, PaymentRecord, ShippingAddress, StoreError, StoreResult,
 };
 use kassa_domain::Money;
 use kassa_domain::order::OrderStatus;
@@ -220,7 +220,8 @@ async fn latest_payment(
     order_id: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
     let row = sqlx::query(
-        "SELECT id, status, amount, currency, provider_payment_intent_id, client_secret, last_error
+        "SELECT id, status, amount, currency, provider_payment_intent_id, client_secret, last_error,
+                flow, provider_checkout_session_id, checkout_url, checkout_expires_at
          FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1",
     )
     .bind(order_id)
@@ -230,6 +231,19 @@ async fn latest_payment(
     let Some(row) = row else { return Ok(None) };
     let status: String = row.try_get("status").map_err(unavailable)?;
     let currency: String = row.try_get("currency").map_err(unavailable)?;
+    let flow: String = row.try_get("flow").map_err(unavailable)?;
+    let hosted = if flow == "hosted" {
+        let expires_at: Option<i64> = row.try_get("checkout_expires_at").map_err(unavailable)?;
+        Some(HostedPayment {
+            session_id: row
+                .try_get("provider_checkout_session_id")
+                .map_err(unavailable)?,
+            url: row.try_get("checkout_url").map_err(unavailable)?,
+            expires_at: expires_at.unwrap_or(0),
+        })
+    } else {
+        None
+    };
     Ok(Some(PaymentRecord {
         id: row.try_get("id").map_err(unavailable)?,
         status: PaymentStatus::parse(&status)
@@ -243,5 +257,6 @@ async fn latest_payment(
             .map_err(unavailable)?,
         client_secret: row.try_get("client_secret").map_err(unavailable)?,
         last_error: row.try_get("last_error").map_err(unavailable)?,
+        hosted,
     }))
 }

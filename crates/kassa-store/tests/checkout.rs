@@ -73,6 +73,7 @@ fn input(cart_id: &str, key: &str, expected_total_minor: i64) -> CheckoutInput {
             country: "GB".into(),
         },
         expected_total_minor,
+        flow: kassa_app::checkout::CheckoutFlow::Embedded,
         actor: Actor {
             kind: "test".into(),
             request_id: Some("req_test".into()),
@@ -605,3 +606,105 @@ async fn risk_r1_an_outcome_that_stays_unknown_ends_flagged_not_guessed(db: Test
     assert_eq!(shop.provider.create_calls(), calls_while_trying);
 }
 both_backends!(risk_r1_an_outcome_that_stays_unknown_ends_flagged_not_guessed);
+
+/// Velocity limits (risk S7): a customer e-mail and a client address place only so many
+/// checkouts per window. The next is refused with how long to wait, nothing reserved and its
+/// key left free; a retry of a checkout already placed still replays; the window moves on.
+async fn risk_s7_checkouts_per_email_and_address_are_limited(db: TestDb) {
+    let provider = Arc::new(FakeProvider::new());
+    let clock = TestClock::new();
+    let settings = kassa_app::Settings {
+        checkout_velocity: kassa_app::checkout::VelocityLimits {
+            per_email: 2,
+            per_client_ip: 3,
+            window_secs: 600,
+        },
+        ..kassa_testkit::test_settings()
+    };
+    let verifier = Arc::new(kassa_testkit::verifier::RejectingVerifier);
+    let app =
+        kassa_testkit::app_with_settings(&db, provider.clone(), clock.clone(), verifier, settings);
+    kassa_testkit::seed_product(&app, "Mug", "MUG", 1250, "eur", 20).await;
+    let shop = Shop {
+        app,
+        provider,
+        clock,
+        db,
+    };
+    let from = |email: &str, ip: &str, cart: &str, key: &str| CheckoutInput {
+        email: email.into(),
+        actor: Actor {
+            kind: "test".into(),
+            request_id: None,
+            client_ip: Some(ip.into()),
+        },
+        ..input(cart, key, 1250)
+    };
+    let mut placed = Vec::new();
+    for n in 0..2 {
+        let cart = shop.cart(1).await;
+        let key = format!("ada-{n}");
+        let reply = shop
+            .app
+            .checkout(from("ada@example.com", "192.0.2.1", &cart, &key))
+            .await
+            .expect("within the limit");
+        assert_eq!(reply.response.status, 201);
+        placed.push((cart, key));
+        shop.clock.advance(60);
+    }
+    // A third by the same e-mail, from another address: refused, told to wait until the
+    // first of the two leaves the window (placed 120 s ago, window 600 s).
+    let third = shop.cart(1).await;
+    let refused = shop
+        .app
+        .checkout(from("ada@example.com", "198.51.100.7", &third, "ada-2"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(kassa_app::AppError::RateLimited {
+                retry_after_secs: 480
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(shop.stock().await, (18, 2, 0), "nothing reserved");
+    // The retry of a placed checkout is a replay, never refused.
+    let (cart, key) = &placed[0];
+    let replay = shop
+        .app
+        .checkout(from("ada@example.com", "192.0.2.1", cart, key))
+        .await
+        .expect("replay");
+    assert!(replay.replayed);
+    // The address has one more: another customer from it gets it, then the next is refused.
+    let bob = shop.cart(1).await;
+    shop.app
+        .checkout(from("bob@example.com", "192.0.2.1", &bob, "bob-0"))
+        .await
+        .expect("the address's third");
+    let carol = shop.cart(1).await;
+    let refused = shop
+        .app
+        .checkout(from("carol@example.com", "192.0.2.1", &carol, "carol-0"))
+        .await;
+    assert!(
+        matches!(refused, Err(kassa_app::AppError::RateLimited { .. })),
+        "{refused:?}"
+    );
+    // Once the window has moved past the first checkouts, the same key goes through.
+    shop.clock.advance(600);
+    let later = shop
+        .app
+        .checkout(from("ada@example.com", "198.51.100.7", &third, "ada-2"))
+        .await
+        .expect("the window moved on");
+    assert_eq!(later.response.status, 201);
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM orders WHERE client_ip = '192.0.2.1'")
+            .await,
+        3
+    );
+}
+both_backends!(risk_s7_checkouts_per_email_and_address_are_limited);

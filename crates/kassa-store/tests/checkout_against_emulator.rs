@@ -48,6 +48,7 @@ fn input(cart_id: &str) -> CheckoutInput {
             country: "GB".into(),
         },
         expected_total_minor: 1250,
+        flow: kassa_app::checkout::CheckoutFlow::Embedded,
         actor: Actor {
             kind: "test".into(),
             request_id: None,

@@ -67,6 +67,7 @@ impl Shop {
                 country: "GB".into(),
             },
             expected_total_minor: 1250 * quantity,
+            flow: kassa_app::checkout::CheckoutFlow::Embedded,
             actor: Actor {
                 kind: "test".into(),
                 request_id: None,
@@ -737,6 +738,7 @@ async fn risk_g2_partial_shortfall_moves_no_stock_at_all(db: TestDb) {
             country: "GB".into(),
         },
         expected_total_minor: 1500,
+        flow: kassa_app::checkout::CheckoutFlow::Embedded,
         actor: Actor {
             kind: "test".into(),
             request_id: None,

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    CaptureMethod, CreatePaymentIntent, CreateRefund, EventPage, PaymentProvider, ProviderError,
-    ProviderPaymentIntent, ProviderRefund, ProviderResult,
+    CaptureMethod, CreateCheckoutSession, CreatePaymentIntent, CreateRefund, EventPage,
+    PaymentProvider, ProviderCheckoutSession, ProviderError, ProviderPaymentIntent, ProviderRefund,
+    ProviderResult,
 };
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -276,6 +277,84 @@ impl PaymentProvider for StripeClient {
             .call(Method::GET, &format!("/v1/payment_intents/{id}"), &[], None)
             .await?;
         parse::payment_intent(&body).map_err(|e| unreadable("PaymentIntent", e))
+    }
+
+    async fn create_checkout_session(
+        &self,
+        request: CreateCheckoutSession,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        let capture = match request.capture_method {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::Manual => "manual",
+        };
+        let currency = request.currency.code();
+        let mut form = vec![
+            ("mode".to_owned(), "payment".to_owned()),
+            ("success_url".to_owned(), request.success_url.clone()),
+            ("cancel_url".to_owned(), request.cancel_url.clone()),
+            (
+                "client_reference_id".to_owned(),
+                request.client_reference_id.clone(),
+            ),
+            ("customer_email".to_owned(), request.customer_email.clone()),
+            ("expires_at".to_owned(), request.expires_at_secs.to_string()),
+            (
+                "payment_intent_data[capture_method]".to_owned(),
+                capture.to_owned(),
+            ),
+        ];
+        for (index, line) in request.lines.iter().enumerate() {
+            let field = |name: &str| format!("line_items[{index}]{name}");
+            form.extend([
+                (field("[price_data][currency]"), currency.to_owned()),
+                (
+                    field("[price_data][unit_amount]"),
+                    line.unit_amount_minor.to_string(),
+                ),
+                (field("[price_data][product_data][name]"), line.name.clone()),
+                (field("[quantity]"), line.quantity.to_string()),
+            ]);
+        }
+        form.extend(metadata_fields(&request.metadata));
+        form.extend(request.metadata.iter().map(|(key, value)| {
+            (
+                format!("payment_intent_data[metadata][{key}]"),
+                value.clone(),
+            )
+        }));
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/checkout/sessions",
+                &form,
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        parse::checkout_session(&body).map_err(|e| unreadable("Checkout Session", e))
+    }
+
+    async fn retrieve_checkout_session(&self, id: &str) -> ProviderResult<ProviderCheckoutSession> {
+        let body = self
+            .call(
+                Method::GET,
+                &format!("/v1/checkout/sessions/{id}"),
+                &[],
+                None,
+            )
+            .await?;
+        parse::checkout_session(&body).map_err(|e| unreadable("Checkout Session", e))
+    }
+
+    async fn expire_checkout_session(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        let path = format!("/v1/checkout/sessions/{id}/expire");
+        let body = self
+            .call(Method::POST, &path, &[], Some(idempotency_key))
+            .await?;
+        parse::checkout_session(&body).map_err(|e| unreadable("Checkout Session", e))
     }
 
     async fn cancel_payment_intent(

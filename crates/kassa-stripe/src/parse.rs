@@ -3,8 +3,9 @@
 //! units, as Stripe sends them.
 
 use kassa_app::ports::{
-    EventPage, ProviderCharge, ProviderDispute, ProviderEvent, ProviderEventObject,
-    ProviderEventSummary, ProviderPaymentIntent, ProviderRefund,
+    EventPage, ProviderCharge, ProviderCheckoutSession, ProviderDispute, ProviderEvent,
+    ProviderEventObject, ProviderEventSummary, ProviderPaymentIntent, ProviderRefund,
+    SessionStatus,
 };
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
@@ -138,6 +139,30 @@ fn dispute(object: &Value) -> Parsed<ProviderDispute> {
     })
 }
 
+pub fn checkout_session(object: &Value) -> Parsed<ProviderCheckoutSession> {
+    let status = match text(object, "status")?.as_str() {
+        "open" => SessionStatus::Open,
+        "complete" => SessionStatus::Complete,
+        "expired" => SessionStatus::Expired,
+        other => {
+            return Err(ParseError(format!(
+                "unknown Checkout Session status {other}"
+            )));
+        }
+    };
+    Ok(ProviderCheckoutSession {
+        id: text(object, "id")?,
+        status,
+        paid: text(object, "payment_status")? == "paid",
+        url: object["url"].as_str().map(str::to_owned),
+        amount_total_minor: integer(object, "amount_total")?,
+        currency: text(object, "currency")?,
+        payment_intent_id: id_of(object, "payment_intent"),
+        expires_at_secs: integer(object, "expires_at")?,
+        metadata: metadata(object),
+    })
+}
+
 pub fn event(body: &Value) -> Parsed<ProviderEvent> {
     let object = &body["data"]["object"];
     let kind = object["object"].as_str().unwrap_or_default();
@@ -146,6 +171,7 @@ pub fn event(body: &Value) -> Parsed<ProviderEvent> {
         "refund" => ProviderEventObject::Refund(refund(object)?),
         "charge" => ProviderEventObject::Charge(charge(object)?),
         "dispute" => ProviderEventObject::Dispute(dispute(object)?),
+        "checkout.session" => ProviderEventObject::CheckoutSession(checkout_session(object)?),
         other => ProviderEventObject::Other {
             object_type: other.to_owned(),
         },

@@ -209,12 +209,34 @@ pub fn app_with_clock(
     )
 }
 
+/// The settings of test apps: the defaults, with the test shop's hosted checkout URLs.
+pub fn test_settings() -> kassa_app::Settings {
+    kassa_app::Settings {
+        hosted_checkout: Some(kassa_app::checkout::HostedCheckoutUrls {
+            success_url: shop::SUCCESS_URL.into(),
+            cancel_url: shop::CANCEL_URL.into(),
+        }),
+        ..kassa_app::Settings::default()
+    }
+}
+
 /// An `App` with every port chosen by the test.
 pub fn app_with_parts(
     db: &TestDb,
     provider: std::sync::Arc<dyn kassa_app::ports::PaymentProvider>,
     clock: std::sync::Arc<dyn kassa_app::ports::Clock>,
     verifier: std::sync::Arc<dyn kassa_app::ports::WebhookVerifier>,
+) -> kassa_app::App {
+    app_with_settings(db, provider, clock, verifier, test_settings())
+}
+
+/// An `App` with every port and its settings chosen by the test.
+pub fn app_with_settings(
+    db: &TestDb,
+    provider: std::sync::Arc<dyn kassa_app::ports::PaymentProvider>,
+    clock: std::sync::Arc<dyn kassa_app::ports::Clock>,
+    verifier: std::sync::Arc<dyn kassa_app::ports::WebhookVerifier>,
+    settings: kassa_app::Settings,
 ) -> kassa_app::App {
     kassa_app::App::new(kassa_app::AppParts {
         store: std::sync::Arc::new(db.store.clone()),
@@ -224,7 +246,7 @@ pub fn app_with_parts(
         renderer: std::sync::Arc::new(kassa_http::JsonCheckoutRenderer),
         verifier,
         order_tokens: kassa_app::order_token::OrderTokens::new(TEST_SECRET_KEY, 30 * 86_400, 3_600),
-        settings: kassa_app::Settings::default(),
+        settings,
     })
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    CreatePaymentIntent, CreateRefund, EventPage, PaymentProvider, ProviderError,
-    ProviderPaymentIntent, ProviderRefund, ProviderResult,
+    CreateCheckoutSession, CreatePaymentIntent, CreateRefund, EventPage, PaymentProvider,
+    ProviderCheckoutSession, ProviderError, ProviderPaymentIntent, ProviderRefund, ProviderResult,
+    SessionStatus,
 };
 use kassa_domain::payment::PaymentStatus;
 
@@ -36,6 +37,8 @@ struct FakeState {
     script: VecDeque<Script>,
     /// Intents by idempotency key.
     intents: BTreeMap<String, ProviderPaymentIntent>,
+    /// Checkout Sessions by idempotency key, and what each was created with.
+    sessions: BTreeMap<String, (ProviderCheckoutSession, CreateCheckoutSession)>,
     create_calls: usize,
 }
 
@@ -81,6 +84,11 @@ impl FakeProvider {
         }
     }
 
+    /// Every session created, with the request that created it.
+    pub fn sessions(&self) -> Vec<(ProviderCheckoutSession, CreateCheckoutSession)> {
+        self.lock().sessions.values().cloned().collect()
+    }
+
     pub fn create_calls(&self) -> usize {
         self.lock().create_calls
     }
@@ -89,6 +97,59 @@ impl FakeProvider {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Plays the next scripted step around a create call.
+    async fn scripted<T>(&self, create: impl Fn(&FakeProvider) -> T) -> ProviderResult<T> {
+        let step = {
+            let mut state = self.lock();
+            state.create_calls += 1;
+            state.script.pop_front()
+        };
+        match step {
+            Some(Script::Decline) => Err(ProviderError::Definite {
+                code: "amount_too_small".into(),
+                message: "scripted refusal".into(),
+            }),
+            Some(Script::LostRequest) => Err(unknown("scripted timeout before the provider")),
+            Some(Script::LostResponse) => {
+                create(self);
+                Err(unknown("scripted lost response"))
+            }
+            Some(Script::Delay(wait)) => {
+                tokio::time::sleep(wait).await;
+                Ok(create(self))
+            }
+            None => Ok(create(self)),
+        }
+    }
+
+    fn create_session(&self, request: &CreateCheckoutSession) -> ProviderCheckoutSession {
+        let mut state = self.lock();
+        let count = state.sessions.len();
+        let (session, _) = state
+            .sessions
+            .entry(request.idempotency_key.clone())
+            .or_insert_with(|| {
+                let id = format!("cs_fake{count}");
+                let session = ProviderCheckoutSession {
+                    url: Some(format!("https://pay.fake.test/{id}")),
+                    id,
+                    status: SessionStatus::Open,
+                    paid: false,
+                    amount_total_minor: request
+                        .lines
+                        .iter()
+                        .map(|line| line.unit_amount_minor * line.quantity)
+                        .sum(),
+                    currency: request.currency.code().to_owned(),
+                    payment_intent_id: None,
+                    expires_at_secs: request.expires_at_secs,
+                    metadata: request.metadata.clone(),
+                };
+                (session, request.clone())
+            });
+        session.clone()
     }
 
     fn create(&self, request: &CreatePaymentIntent) -> ProviderPaymentIntent {
@@ -128,27 +189,53 @@ impl PaymentProvider for FakeProvider {
         &self,
         request: CreatePaymentIntent,
     ) -> ProviderResult<ProviderPaymentIntent> {
-        let step = {
-            let mut state = self.lock();
-            state.create_calls += 1;
-            state.script.pop_front()
-        };
-        match step {
-            Some(Script::Decline) => Err(ProviderError::Definite {
-                code: "amount_too_small".into(),
-                message: "scripted refusal".into(),
-            }),
-            Some(Script::LostRequest) => Err(unknown("scripted timeout before the provider")),
-            Some(Script::LostResponse) => {
-                self.create(&request);
-                Err(unknown("scripted lost response"))
-            }
-            Some(Script::Delay(wait)) => {
-                tokio::time::sleep(wait).await;
-                Ok(self.create(&request))
-            }
-            None => Ok(self.create(&request)),
+        self.scripted(|fake| fake.create(&request)).await
+    }
+
+    async fn create_checkout_session(
+        &self,
+        request: CreateCheckoutSession,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        self.scripted(|fake| fake.create_session(&request)).await
+    }
+
+    async fn retrieve_checkout_session(&self, id: &str) -> ProviderResult<ProviderCheckoutSession> {
+        self.lock()
+            .sessions
+            .values()
+            .map(|(session, _)| session)
+            .find(|session| session.id == id)
+            .cloned()
+            .ok_or_else(|| ProviderError::Definite {
+                code: "resource_missing".into(),
+                message: id.into(),
+            })
+    }
+
+    /// Expires as Stripe does: only an open session.
+    async fn expire_checkout_session(
+        &self,
+        id: &str,
+        _key: &str,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        let mut state = self.lock();
+        let session = state
+            .sessions
+            .values_mut()
+            .map(|(session, _)| session)
+            .find(|session| session.id == id)
+            .ok_or_else(|| ProviderError::Definite {
+                code: "resource_missing".into(),
+                message: id.into(),
+            })?;
+        if session.status != SessionStatus::Open {
+            return Err(ProviderError::Definite {
+                code: "checkout_session_not_open".into(),
+                message: format!("cannot expire a {:?} session", session.status),
+            });
         }
+        session.status = SessionStatus::Expired;
+        Ok(session.clone())
     }
 
     async fn retrieve_payment_intent(&self, id: &str) -> ProviderResult<ProviderPaymentIntent> {

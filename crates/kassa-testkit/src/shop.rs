@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_app::App;
-use kassa_app::checkout::CheckoutInput;
+use kassa_app::checkout::{CheckoutFlow, CheckoutInput, HostedCheckoutUrls};
 use kassa_app::ports::{Actor, CaptureMethod, Clock, ShippingAddress};
 use kassa_emulator::{Emulator, EmulatorConfig};
 use kassa_stripe::{StripeClient, StripeConfig, StripeWebhookVerifier};
@@ -25,6 +25,19 @@ pub struct EmulatedShop {
     pub clock: Arc<TestClock>,
     pub db: TestDb,
     http: reqwest::Client,
+}
+
+/// Where the test shop's hosted page sends the customer back.
+pub const SUCCESS_URL: &str = "https://shop.test/thanks?session_id={CHECKOUT_SESSION_ID}";
+pub const CANCEL_URL: &str = "https://shop.test/cart";
+
+/// A hosted checkout placed and not yet paid.
+pub struct HostedPlaced {
+    pub order_id: String,
+    pub session_id: String,
+    pub url: String,
+    pub expires_at: i64,
+    pub order_token: String,
 }
 
 /// A checkout placed and not yet paid.
@@ -102,6 +115,10 @@ impl EmulatedShop {
             ),
             settings: kassa_app::Settings {
                 capture_method: capture,
+                hosted_checkout: Some(HostedCheckoutUrls {
+                    success_url: SUCCESS_URL.into(),
+                    cancel_url: CANCEL_URL.into(),
+                }),
                 ..kassa_app::Settings::default()
             },
         });
@@ -137,6 +154,58 @@ impl EmulatedShop {
         lines: &[(&str, i64)],
         key: &str,
     ) -> Result<Placed, kassa_app::AppError> {
+        let body = self
+            .checkout_with(cart_id, lines, key, CheckoutFlow::Embedded)
+            .await?;
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        Ok(Placed {
+            order_id: text(&body["order"]["id"]),
+            intent_id: text(&body["payment"]["payment_intent_id"]),
+            client_secret: text(&body["payment"]["client_secret"]),
+            order_token: text(&body["order_token"]),
+        })
+    }
+
+    /// A new cart of `lines` checked out through the hosted page.
+    pub async fn hosted_checkout(&self, lines: &[(&str, i64)]) -> HostedPlaced {
+        let cart = self.app.create_cart("eur").await.expect("cart");
+        for (sku, quantity) in lines {
+            self.app
+                .add_cart_line(&cart.id, sku, *quantity)
+                .await
+                .expect("line");
+        }
+        let body = self
+            .checkout_with(&cart.id, lines, "hosted", CheckoutFlow::Hosted)
+            .await
+            .expect("hosted checkout");
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        HostedPlaced {
+            order_id: text(&body["order"]["id"]),
+            session_id: text(&body["checkout_session"]["id"]),
+            url: text(&body["checkout_session"]["url"]),
+            expires_at: body["checkout_session"]["expires_at"].as_i64().unwrap_or(0),
+            order_token: text(&body["order_token"]),
+        }
+    }
+
+    /// The customer pays the hosted page with `payment_method` (the emulator's control call).
+    pub async fn pay_session(&self, session_id: &str, payment_method: &str) -> Value {
+        self.control(
+            &format!("/_emulator/checkout_sessions/{session_id}/pay"),
+            json!({ "payment_method": payment_method }),
+        )
+        .await
+    }
+
+    /// Either flow's checkout of `cart_id`: the answer's body.
+    async fn checkout_with(
+        &self,
+        cart_id: &str,
+        lines: &[(&str, i64)],
+        key: &str,
+        flow: CheckoutFlow,
+    ) -> Result<Value, kassa_app::AppError> {
         let total = lines.iter().map(|(_, q)| q * UNIT).sum();
         let reply = self
             .app
@@ -153,17 +222,11 @@ impl EmulatedShop {
                     country: "GB".into(),
                 },
                 expected_total_minor: total,
+                flow,
                 actor: actor(),
             })
             .await?;
-        let body: Value = serde_json::from_str(&reply.response.body).unwrap_or(Value::Null);
-        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
-        Ok(Placed {
-            order_id: text(&body["order"]["id"]),
-            intent_id: text(&body["payment"]["payment_intent_id"]),
-            client_secret: text(&body["payment"]["client_secret"]),
-            order_token: text(&body["order_token"]),
-        })
+        Ok(serde_json::from_str(&reply.response.body).unwrap_or(Value::Null))
     }
 
     /// The customer confirms with `payment_method`; returns the intent's status.

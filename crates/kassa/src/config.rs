@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kassa_app::checkout::{HostedCheckoutUrls, VelocityLimits};
 use kassa_http::ServerLimits;
 use kassa_store::CommitMode;
 
@@ -34,6 +35,11 @@ const KNOWN: &[&str] = &[
     "KASSA_GROUP_COMMIT_WAIT_MS",
     "KASSA_NOTIFY_URLS",
     "KASSA_NOTIFY_SECRET",
+    "KASSA_CHECKOUT_SUCCESS_URL",
+    "KASSA_CHECKOUT_CANCEL_URL",
+    "KASSA_CHECKOUT_LIMIT_PER_EMAIL",
+    "KASSA_CHECKOUT_LIMIT_PER_IP",
+    "KASSA_CHECKOUT_LIMIT_WINDOW_SECS",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
     "KASSA_BODY_READ_TIMEOUT_SECS",
     "KASSA_KEEP_ALIVE_IDLE_SECS",
@@ -53,6 +59,12 @@ pub const DEFAULT_RECONCILE_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_RESERVATION_TTL_SECS: u64 = 1_800;
 /// A day of inactivity.
 pub const DEFAULT_CART_TTL_SECS: u64 = 86_400;
+/// Checkouts per customer e-mail per window outside the sandbox: more than a person buying
+/// again, fewer than a script testing stolen cards.
+pub const DEFAULT_CHECKOUT_LIMIT_PER_EMAIL: u64 = 10;
+/// Per client address: an office or a household shares one.
+pub const DEFAULT_CHECKOUT_LIMIT_PER_IP: u64 = 30;
+pub const DEFAULT_CHECKOUT_LIMIT_WINDOW_SECS: u64 = 3_600;
 /// Longer than a provider call with its retries can take, so a live request is never resumed.
 pub const DEFAULT_OPERATION_RESUME_SECS: u64 = 60;
 /// How long one attempt of a Stripe call may take, sending to the whole answer read.
@@ -121,6 +133,11 @@ pub struct Config {
     /// How long clients may take to send headers and bodies, idle between requests, and how
     /// many connections may be open.
     pub server_limits: ServerLimits,
+    /// Where the hosted payment page sends the customer back; `None` (outside sandbox mode,
+    /// when unset): no hosted checkout.
+    pub hosted_checkout: Option<HostedCheckoutUrls>,
+    /// Checkouts per customer e-mail and per client address per window (risk S7).
+    pub checkout_velocity: VelocityLimits,
     pub mode: Mode,
 }
 
@@ -290,6 +307,9 @@ impl Config {
             None => sandbox_mode(&get)?,
             Some(stripe_key) => Mode::Stripe(stripe_settings(&get, stripe_key)?),
         };
+        let checkout_velocity = velocity_limits(&get, matches!(mode, Mode::Sandbox { .. }))?;
+        let hosted_checkout =
+            hosted_checkout_urls(&get, listen, matches!(mode, Mode::Sandbox { .. }))?;
         if matches!(mode, Mode::Stripe(_)) && !notify_urls.is_empty() && notify_secret.is_none() {
             return Err(bad(
                 "KASSA_NOTIFY_SECRET",
@@ -327,8 +347,95 @@ impl Config {
             notify_urls,
             notify_secret,
             server_limits,
+            hosted_checkout,
+            checkout_velocity,
             mode,
         })
+    }
+}
+
+/// The checkout velocity limits; off by default in sandbox mode, where every checkout comes
+/// from the developer's own machine.
+fn velocity_limits(
+    get: &dyn Fn(&str) -> Option<String>,
+    sandbox: bool,
+) -> Result<VelocityLimits, ConfigError> {
+    let (per_email, per_ip) = if sandbox {
+        (0, 0)
+    } else {
+        (
+            DEFAULT_CHECKOUT_LIMIT_PER_EMAIL,
+            DEFAULT_CHECKOUT_LIMIT_PER_IP,
+        )
+    };
+    let count = |name: &str, default: u64| -> Result<u32, ConfigError> {
+        let value = whole_number(get, name, default, 0..=1_000_000)?;
+        u32::try_from(value).map_err(|_| bad(name, "too large"))
+    };
+    let window = whole_number(
+        get,
+        "KASSA_CHECKOUT_LIMIT_WINDOW_SECS",
+        DEFAULT_CHECKOUT_LIMIT_WINDOW_SECS,
+        60..=604_800,
+    )?;
+    Ok(VelocityLimits {
+        per_email: count("KASSA_CHECKOUT_LIMIT_PER_EMAIL", per_email)?,
+        per_client_ip: count("KASSA_CHECKOUT_LIMIT_PER_IP", per_ip)?,
+        window_secs: i64::try_from(window)
+            .map_err(|_| bad("KASSA_CHECKOUT_LIMIT_WINDOW_SECS", "too large"))?,
+    })
+}
+
+/// `KASSA_CHECKOUT_SUCCESS_URL` and `KASSA_CHECKOUT_CANCEL_URL`, both or neither. Unset in
+/// sandbox mode: the demo storefront's pages on this server.
+fn hosted_checkout_urls(
+    get: &dyn Fn(&str) -> Option<String>,
+    listen: SocketAddr,
+    sandbox: bool,
+) -> Result<Option<HostedCheckoutUrls>, ConfigError> {
+    let url = |name: &str| -> Result<Option<String>, ConfigError> {
+        match get(name) {
+            None => Ok(None),
+            Some(url)
+                if (url.starts_with("http://") || url.starts_with("https://"))
+                    && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                Ok(Some(url))
+            }
+            Some(url) => Err(bad(name, format!("{url:?} is not an http(s) URL"))),
+        }
+    };
+    match (
+        url("KASSA_CHECKOUT_SUCCESS_URL")?,
+        url("KASSA_CHECKOUT_CANCEL_URL")?,
+    ) {
+        (Some(success_url), Some(cancel_url)) => Ok(Some(HostedCheckoutUrls {
+            success_url,
+            cancel_url,
+        })),
+        (None, None) if sandbox => {
+            // A browser cannot go to 0.0.0.0; the shop is reachable on loopback there.
+            let host = if listen.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], listen.port()))
+            } else {
+                listen
+            };
+            Ok(Some(HostedCheckoutUrls {
+                success_url: format!(
+                    "http://{host}/demo/return?session_id={{CHECKOUT_SESSION_ID}}"
+                ),
+                cancel_url: format!("http://{host}/demo/"),
+            }))
+        }
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad(
+            "KASSA_CHECKOUT_CANCEL_URL",
+            "required when KASSA_CHECKOUT_SUCCESS_URL is set",
+        )),
+        (None, Some(_)) => Err(bad(
+            "KASSA_CHECKOUT_SUCCESS_URL",
+            "required when KASSA_CHECKOUT_CANCEL_URL is set",
+        )),
     }
 }
 
@@ -516,6 +623,66 @@ mod tests {
             }
         ));
         assert_eq!(config.rate_limit_per_sec, DEFAULT_RATE_LIMIT_PER_SEC);
+    }
+
+    /// The hosted page's return URLs: the demo storefront in the sandbox, none outside it
+    /// unless both are set, never a half-configured pair or something that is not http(s).
+    #[test]
+    fn risk_s5_hosted_checkout_urls_come_from_configuration() {
+        let sandbox =
+            Config::from_sources(&env(&[("KASSA_LISTEN", "0.0.0.0:9000")]), &BTreeMap::new())
+                .expect("valid");
+        let urls = sandbox.hosted_checkout.expect("the sandbox has the demo's");
+        assert_eq!(
+            urls.success_url,
+            "http://127.0.0.1:9000/demo/return?session_id={CHECKOUT_SESSION_ID}"
+        );
+        let live = [
+            ("STRIPE_SECRET_KEY", "sk_test_0123456789abcdef"),
+            ("KASSA_SECRET_KEY", "sk_live_0123456789abcdef"),
+            ("KASSA_PUBLISHABLE_KEY", "pk_live_0123456789abcdef"),
+            ("STRIPE_WEBHOOK_SECRETS", "whsec_one"),
+        ];
+        let config = Config::from_sources(&env(&live), &BTreeMap::new()).expect("valid");
+        assert_eq!(config.hosted_checkout, None);
+        // Velocity limits (risk S7): on outside the sandbox, off in it unless set.
+        assert_eq!(
+            config.checkout_velocity,
+            VelocityLimits {
+                per_email: 10,
+                per_client_ip: 30,
+                window_secs: 3_600
+            }
+        );
+        assert_eq!(sandbox.checkout_velocity.per_email, 0);
+        assert_eq!(
+            error_name(&[("KASSA_CHECKOUT_LIMIT_WINDOW_SECS", "5")]),
+            "KASSA_CHECKOUT_LIMIT_WINDOW_SECS"
+        );
+        let mut both = live.to_vec();
+        both.extend([
+            (
+                "KASSA_CHECKOUT_SUCCESS_URL",
+                "https://shop.example/thanks?s={CHECKOUT_SESSION_ID}",
+            ),
+            ("KASSA_CHECKOUT_CANCEL_URL", "https://shop.example/cart"),
+        ]);
+        let config = Config::from_sources(&env(&both), &BTreeMap::new()).expect("valid");
+        assert_eq!(
+            config.hosted_checkout.map(|urls| urls.cancel_url),
+            Some("https://shop.example/cart".to_owned())
+        );
+        assert_eq!(
+            error_name(&[("KASSA_CHECKOUT_SUCCESS_URL", "https://shop.example/thanks")]),
+            "KASSA_CHECKOUT_CANCEL_URL"
+        );
+        assert_eq!(
+            error_name(&[
+                ("KASSA_CHECKOUT_SUCCESS_URL", "javascript:alert(1)"),
+                ("KASSA_CHECKOUT_CANCEL_URL", "https://shop.example/cart"),
+            ]),
+            "KASSA_CHECKOUT_SUCCESS_URL"
+        );
     }
 
     #[test]

@@ -140,6 +140,8 @@ fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiK
             reservation_ttl_secs: config.reservation_ttl_secs,
             cart_ttl_secs: config.cart_ttl_secs,
             operation_resume_secs: config.operation_resume_secs,
+            hosted_checkout: config.hosted_checkout.clone(),
+            checkout_velocity: config.checkout_velocity,
             ..Settings::default()
         },
     })

@@ -94,6 +94,25 @@ pub struct OrderPlan {
     pub reservation_expires_at: i64,
     /// Manual capture: when the modification window closes and the capture falls due.
     pub capture_due_at: Option<i64>,
+    /// Paid on the provider's hosted page (a Checkout Session that expires then), not in the
+    /// storefront with a client secret.
+    pub hosted_expires_at: Option<i64>,
+    /// Where the checkout came from, counted by the velocity limits.
+    pub client_ip: Option<String>,
+}
+
+/// Checkouts of one customer e-mail and one client address since a moment (risk S7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentCheckouts {
+    pub by_email: WindowCount,
+    pub by_client_ip: WindowCount,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCount {
+    pub count: i64,
+    /// When the oldest of them was placed.
+    pub oldest_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +150,16 @@ pub struct PendingPayment {
     pub capture_method: CaptureMethod,
     pub provider_idempotency_key: String,
     pub order_created_at: i64,
+    /// What the hosted page is created from; `None` for the embedded flow.
+    pub hosted: Option<HostedCheckout>,
+}
+
+/// A hosted payment page to create: the order's frozen lines, never the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedCheckout {
+    pub lines: Vec<super::SessionLine>,
+    pub email: String,
+    pub expires_at: i64,
 }
 
 /// A checkout the provider definitely refused.
@@ -192,6 +221,14 @@ pub trait CheckoutStore: Send + Sync {
         now: i64,
     ) -> StoreResult<Result<PendingPayment, PlaceRefusal>>;
 
+    /// Orders placed since `since` by `email`, and from `client_ip` when known.
+    async fn recent_checkouts(
+        &self,
+        email: &str,
+        client_ip: Option<&str>,
+        since: i64,
+    ) -> StoreResult<RecentCheckouts>;
+
     /// The payment attempt of an order that still needs its PaymentIntent created.
     async fn pending_payment(&self, order_id: &str) -> StoreResult<Option<PendingPayment>>;
 
@@ -202,6 +239,18 @@ pub trait CheckoutStore: Send + Sync {
         key: Option<&KeyRef>,
         payment_id: &str,
         intent: &ProviderPaymentIntent,
+        response: Option<&StoredResponse>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()>;
+
+    /// The finish phase of a hosted checkout: record the Checkout Session on the payment row and
+    /// finish the key with `response`, in one transaction.
+    async fn record_checkout_session(
+        &self,
+        key: Option<&KeyRef>,
+        payment_id: &str,
+        session: &super::ProviderCheckoutSession,
         response: Option<&StoredResponse>,
         actor: &Actor,
         now: i64,

@@ -28,6 +28,12 @@ pub enum CancelStart {
         payment_id: String,
         payment_intent_id: String,
     },
+    /// The order is marked `cancel`; it is paid on the provider's hosted page, whose session is
+    /// ended there first (its PaymentIntent, if any, with it).
+    HostedPage {
+        payment_id: String,
+        session_id: String,
+    },
     /// Captured already: refund what is still refundable, with restock.
     RefundAll {
         amount_minor: i64,

@@ -26,6 +26,17 @@ pub struct PaymentRecord {
     pub payment_intent_id: Option<String>,
     pub client_secret: Option<String>,
     pub last_error: Option<String>,
+    /// Set for a payment made on the provider's hosted page.
+    pub hosted: Option<HostedPayment>,
+}
+
+/// The Checkout Session of a hosted payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedPayment {
+    /// `None` until the provider created it.
+    pub session_id: Option<String>,
+    pub url: Option<String>,
+    pub expires_at: i64,
 }
 
 /// A dispute of the order's payment, as the provider last reported it.

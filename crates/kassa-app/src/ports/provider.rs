@@ -63,6 +63,59 @@ pub struct ProviderPaymentIntent {
     pub metadata: Vec<(String, String)>,
 }
 
+/// One line of a hosted checkout page, priced by Kassa (never by the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLine {
+    pub name: String,
+    pub unit_amount_minor: i64,
+    pub quantity: i64,
+}
+
+/// Create a Checkout Session (Stripe's hosted payment page) for an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateCheckoutSession {
+    pub lines: Vec<SessionLine>,
+    pub currency: Currency,
+    pub capture_method: CaptureMethod,
+    /// From configuration only (risk S5); carries Stripe's `{CHECKOUT_SESSION_ID}` placeholder
+    /// and nothing secret (risk S4).
+    pub success_url: String,
+    pub cancel_url: String,
+    /// The order id, as Stripe's `client_reference_id`.
+    pub client_reference_id: String,
+    pub customer_email: String,
+    /// On the session and on the PaymentIntent it creates (`payment_intent_data[metadata]`).
+    pub metadata: Vec<(String, String)>,
+    pub expires_at_secs: i64,
+    pub idempotency_key: String,
+}
+
+/// A Checkout Session's status at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Open,
+    Complete,
+    Expired,
+}
+
+/// The provider's view of a Checkout Session, reduced to what Kassa uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCheckoutSession {
+    pub id: String,
+    pub status: SessionStatus,
+    /// The money was taken (`payment_status=paid`); a complete session may be unpaid while its
+    /// payment is authorized only or still settling.
+    pub paid: bool,
+    pub url: Option<String>,
+    pub amount_total_minor: i64,
+    /// Lowercase ISO code as the provider reports it (checked against the order, risk W6).
+    pub currency: String,
+    /// Created when the customer first pays.
+    pub payment_intent_id: Option<String>,
+    pub expires_at_secs: i64,
+    pub metadata: Vec<(String, String)>,
+}
+
 /// Refund (part of) a PaymentIntent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRefund {
@@ -124,6 +177,20 @@ pub trait PaymentProvider: Send + Sync {
     ) -> ProviderResult<ProviderPaymentIntent>;
 
     async fn retrieve_payment_intent(&self, id: &str) -> ProviderResult<ProviderPaymentIntent>;
+
+    async fn create_checkout_session(
+        &self,
+        request: CreateCheckoutSession,
+    ) -> ProviderResult<ProviderCheckoutSession>;
+
+    async fn retrieve_checkout_session(&self, id: &str) -> ProviderResult<ProviderCheckoutSession>;
+
+    /// Ends an open session so that it can no longer be paid.
+    async fn expire_checkout_session(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> ProviderResult<ProviderCheckoutSession>;
 
     async fn cancel_payment_intent(
         &self,
@@ -191,6 +258,7 @@ pub enum ProviderEventObject {
     Refund(ProviderRefund),
     Charge(ProviderCharge),
     Dispute(ProviderDispute),
+    CheckoutSession(ProviderCheckoutSession),
     /// An object Kassa does not act on; recorded and acknowledged.
     Other {
         object_type: String,

@@ -4,8 +4,11 @@
 use async_trait::async_trait;
 
 use super::checkout_store::Actor;
-use super::provider::{ProviderDispute, ProviderPaymentIntent, ProviderRefund};
+use super::provider::{
+    ProviderCheckoutSession, ProviderDispute, ProviderPaymentIntent, ProviderRefund,
+};
 use super::store::StoreResult;
+use kassa_domain::payment::PaymentStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -70,6 +73,12 @@ pub enum EventEffect {
         payment_intent_id: String,
         refunds: Vec<ProviderRefund>,
     },
+    /// A Checkout Session event: the session (its ids are recorded on Kassa's payment) and the
+    /// state of its payment the event announces, if it announces one.
+    CheckoutSession {
+        session: ProviderCheckoutSession,
+        reports: Option<PaymentStatus>,
+    },
     /// A dispute opened (`closed = false`) or ended.
     Dispute {
         dispute: ProviderDispute,
@@ -120,6 +129,17 @@ pub trait WebhookStore: Send + Sync {
     async fn observe_payment_intent(
         &self,
         intent: &ProviderPaymentIntent,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<Applied>;
+
+    /// Applies a Checkout Session seen outside the inbox (the janitor, a cancel,
+    /// reconciliation) through the same path as its events: its ids are recorded on the payment
+    /// and the state it reports, if any, is observed.
+    async fn observe_checkout_session(
+        &self,
+        session: &ProviderCheckoutSession,
+        reports: Option<PaymentStatus>,
         actor: &Actor,
         now: i64,
     ) -> StoreResult<Applied>;

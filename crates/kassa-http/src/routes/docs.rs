@@ -45,6 +45,7 @@ use crate::extract::PATH_SEGMENT_MAX_CHARS;
         super::carts::set_line_quantity,
         super::carts::remove_line,
         super::checkout::checkout,
+        super::checkout::checkout_session,
         super::orders::order,
         super::orders::edit,
         super::orders::events,
@@ -409,6 +410,14 @@ const LINKS: &[Link] = &[
         "200",
         "CheckoutAfterLine",
         "checkout",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/carts/{id}/lines",
+        "post",
+        "200",
+        "HostedCheckoutAfterLine",
+        "checkout_session",
         &[("id", "$response.body#/id")],
     ),
     (

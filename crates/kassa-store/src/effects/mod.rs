@@ -6,6 +6,7 @@
 pub(crate) mod dispute;
 pub(crate) mod payment;
 pub(crate) mod refund;
+pub(crate) mod session;
 
 use kassa_app::ports::{Actor, Applied, EventEffect, StoreResult};
 use sqlx::AnyConnection;
@@ -30,6 +31,9 @@ pub(crate) async fn apply(
             payment_intent_id,
             refunds,
         } => refund::record(conn, payment_intent_id, refunds, actor, now).await,
+        EventEffect::CheckoutSession { session, reports } => {
+            session::observe(store, conn, session, *reports, actor, now).await
+        }
         EventEffect::Dispute { dispute, closed } => {
             dispute::record(conn, dispute, *closed, actor, now).await
         }

@@ -68,9 +68,9 @@ async fn refund_after_cancel(
 }
 
 /// Kassa's payment for an intent.
-struct PaymentRow {
-    id: String,
-    order_id: String,
+pub(crate) struct PaymentRow {
+    pub(crate) id: String,
+    pub(crate) order_id: String,
 }
 
 /// Applies the intent's reported state to Kassa's payment for it.
@@ -87,7 +87,19 @@ pub(crate) async fn observe(
             intent.id
         )));
     };
-    let held = snapshot(conn, &payment).await?;
+    observe_for(store, conn, &payment, intent, actor, now).await
+}
+
+/// Applies the reported state to `payment`, found by the caller.
+pub(crate) async fn observe_for(
+    store: &SqlStore,
+    conn: &mut AnyConnection,
+    payment: &PaymentRow,
+    intent: &ProviderPaymentIntent,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<Applied> {
+    let held = snapshot(conn, payment).await?;
     let seen = ObservedPayment {
         status: intent.status,
         amount_minor: intent.amount_minor,
@@ -101,7 +113,7 @@ pub(crate) async fn observe(
             Ok(Applied::Flagged(reason))
         }
         PaymentPlan::Apply(moves) => {
-            apply_moves(store, conn, &payment, intent, moves, actor, now).await
+            apply_moves(store, conn, payment, intent, moves, actor, now).await
         }
     }
 }
