@@ -35,9 +35,12 @@ use crate::validate;
 pub const UNKNOWN_OUTCOME_GIVE_UP_SECS: i64 = 3_600;
 /// How long a client should wait before retrying after an unknown provider outcome.
 const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
-/// Stripe refuses a Checkout Session that expires sooner than 30 minutes after its creation;
-/// a minute more covers the time the request takes.
-pub const HOSTED_EXPIRY_MIN_SECS: i64 = 31 * 60;
+/// Stripe refuses a Checkout Session that expires sooner than 30 minutes after the request
+/// that creates it. A create whose outcome was unknown is retried with the same parameters
+/// (the same key); ten minutes more lets those retries, by the client or the completer, still
+/// pass that check. Past them Stripe refuses the create — definitely, since nothing was made
+/// under the key — and the checkout is canceled and its stock released.
+pub const HOSTED_EXPIRY_MIN_SECS: i64 = 40 * 60;
 /// … or later than 24 hours after it.
 pub const HOSTED_EXPIRY_MAX_SECS: i64 = 24 * 3600;
 
@@ -371,6 +374,10 @@ impl App {
                     order_token,
                 })
             }
+            // The page's session ended (an early `expired` event) before it was recorded.
+            _ if payment.hosted.is_some() => self.renderer.refused(&AppError::InvalidState {
+                message: format!("the order is {} and has no payment page", order.status),
+            }),
             _ => self.renderer.refused(&AppError::ProviderRefused {
                 message: payment.last_error.clone().unwrap_or_default(),
             }),

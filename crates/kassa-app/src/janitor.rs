@@ -129,20 +129,27 @@ impl App {
         } else {
             self.apply_session(&session, actor).await?;
         }
-        Ok(
-            match (session.status, session.paid, session.payment_intent_id) {
-                (SessionStatus::Expired, ..) => HostedExpiry::Done(Expiry::Canceled),
-                (SessionStatus::Complete, true, _) => HostedExpiry::Done(Expiry::PaidMeanwhile),
-                (SessionStatus::Complete, false, Some(intent_id)) => {
-                    let now = self.clock.now_secs();
-                    self.store
-                        .end_operation(order_id, Operation::Expire, actor, now)
-                        .await?;
-                    HostedExpiry::PaymentUnderWay(intent_id)
-                }
-                _ => HostedExpiry::Done(Expiry::Skipped),
-            },
-        )
+        Ok(match (session.status, session.payment_intent_id) {
+            (SessionStatus::Expired, _) => HostedExpiry::Done(Expiry::Canceled),
+            // Completed: its intent says whether the money is taken, authorized or settling.
+            (SessionStatus::Complete, Some(intent_id)) => {
+                let now = self.clock.now_secs();
+                self.store
+                    .end_operation(order_id, Operation::Expire, actor, now)
+                    .await?;
+                HostedExpiry::PaymentUnderWay(intent_id)
+            }
+            // The provider would not expire it, yet it is open: asked again next round.
+            (SessionStatus::Open, _) => HostedExpiry::Done(Expiry::Skipped),
+            (status, None) => {
+                let reason = format!(
+                    "hosted_page_without_payment: the janitor found its page {status:?} with no PaymentIntent"
+                );
+                self.give_up_operation(order_id, Operation::Expire, &reason, actor)
+                    .await?;
+                HostedExpiry::Done(Expiry::Skipped)
+            }
+        })
     }
 
     /// An expired checkout whose PaymentIntent exists: asked about, then extended, applied or

@@ -148,19 +148,26 @@ impl App {
                 let session = self
                     .end_hosted_page(&payment_id, &session_id, actor)
                     .await?;
-                match (session.status, session.paid, session.payment_intent_id) {
+                match (session.status, session.payment_intent_id) {
                     // Expired: the order is canceled and its stock released.
-                    (SessionStatus::Expired, ..) => {}
-                    // Paid on the page meanwhile: the cancel becomes a full refund with restock.
-                    (SessionStatus::Complete, true, _) => {
-                        self.refund_for_cancel(order_id, actor).await?;
-                    }
-                    // A payment under way (authorized, settling): canceled like any other.
-                    (SessionStatus::Complete, false, Some(intent_id)) => {
+                    (SessionStatus::Expired, _) => {}
+                    // Completed meanwhile: the intent says what was paid. Canceled if only
+                    // authorized; refunded with restock if captured (risk P7).
+                    (SessionStatus::Complete, Some(intent_id)) => {
                         self.cancel_at_provider(order_id, &payment_id, &intent_id, actor)
                             .await?;
                     }
-                    _ => return Err(unavailable()),
+                    // The provider would not expire it, yet it is open: the cancel stays
+                    // pending and is finished later.
+                    (SessionStatus::Open, _) => return Err(unavailable()),
+                    (status, None) => {
+                        let reason = format!(
+                            "hosted_page_without_payment: the cancel found its page {status:?} with no PaymentIntent"
+                        );
+                        self.give_up_operation(order_id, Operation::Cancel, &reason, actor)
+                            .await?;
+                        return Err(AppError::InvalidState { message: reason });
+                    }
                 }
             }
         }
@@ -351,6 +358,23 @@ impl App {
             }
         }
         done
+    }
+
+    /// Hands an order to a person: flagged with `reason`, its pending `operation` ended so that
+    /// no worker retries it forever.
+    pub(crate) async fn give_up_operation(
+        &self,
+        order_id: &str,
+        operation: Operation,
+        reason: &str,
+        actor: &Actor,
+    ) -> AppResult<()> {
+        let now = self.clock.now_secs();
+        self.store.flag_order(order_id, reason, actor, now).await?;
+        self.store
+            .end_operation(order_id, operation, actor, now)
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn current_intent(&self, intent_id: &str) -> AppResult<ProviderPaymentIntent> {

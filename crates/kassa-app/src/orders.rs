@@ -21,6 +21,30 @@ impl App {
             .ok_or(AppError::NotFound { what: "order" })
     }
 
+    /// What the hosted page's return URL shows: the status, total and lines of the order paid
+    /// through `session_id`, nothing about the customer. The session id in that URL is the
+    /// only credential, as on Stripe's own success pages.
+    pub async fn order_for_checkout_session(&self, session_id: &str) -> AppResult<OrderRecord> {
+        let order_id = self
+            .store
+            .order_id_for_checkout_session(session_id)
+            .await?
+            .ok_or(AppError::NotFound { what: "order" })?;
+        let mut order = self.order(&order_id).await?;
+        order.email = String::new();
+        order.shipping = crate::ports::ShippingAddress {
+            name: String::new(),
+            line1: String::new(),
+            city: String::new(),
+            postal_code: String::new(),
+            country: String::new(),
+        };
+        if let Some(payment) = order.payment.as_mut() {
+            payment.client_secret = None;
+        }
+        Ok(order)
+    }
+
     /// The order behind a customer's token; `None` for a token that does not open this order
     /// (the caller answers 401 without saying whether the order exists).
     pub async fn order_for_customer(

@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::http::{Caller, Form, Shared, answer, authenticate};
+use crate::http::{Caller, Form, Shared, answer, authenticate, parse_form};
 use crate::world::{ApiFault, WebhookFaults, invalid};
 
 pub fn router() -> Router<Shared> {
@@ -90,12 +90,30 @@ async fn deliveries(State(shared): State<Shared>, headers: HeaderMap) -> Respons
     respond(Ok(json!({ "data": data })))
 }
 
+/// Finishes simulated 3-D Secure: with the secret key (JSON), or as Stripe.js does in the
+/// customer's browser, form-encoded with the publishable key and the intent's client secret.
 async fn authenticate_intent(
     State(shared): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    if let Ok(Caller::Publishable) = authenticate(&shared, &headers, &form) {
+        let mut world = shared.world();
+        let matches = world.intent(&id).is_ok_and(|intent| {
+            form.get("client_secret").map(String::as_str) == intent["client_secret"].as_str()
+        });
+        if !matches {
+            return respond(Err(invalid(
+                "parameter_invalid",
+                "The client_secret provided does not match this PaymentIntent.",
+                Some("client_secret"),
+            )));
+        }
+        let succeed = form.get("outcome").map(String::as_str) == Some("succeed");
+        return respond(world.authenticate(&id, succeed));
+    }
     let body = match guard(&shared, &headers, &body) {
         Ok(body) => body,
         Err(response) => return response,

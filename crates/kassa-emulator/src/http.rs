@@ -158,6 +158,8 @@ pub fn answer(status: u16, body: Value, replayed: bool) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert("request-id", HeaderValue::from_static("req_emulator"));
+    // As Stripe's API does, for Stripe.js calling it from a shop's pages with the publishable key.
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }

@@ -27,6 +27,7 @@ pub mod wire;
 pub use auth::ApiKeys;
 pub use rate_limit::PublicRateLimit;
 pub use routes::checkout::JsonCheckoutRenderer;
+pub use routes::demo::{DemoItem, DemoStorefront};
 pub use server::{ServerLimits, serve};
 pub use wire::SandboxBody;
 
@@ -43,6 +44,8 @@ pub struct HttpState {
     pub limits: ServerLimits,
     /// Renders the process's metrics in Prometheus text; `None`: `/metrics` answers 404.
     pub metrics: Option<MetricsRender>,
+    /// The demo storefront; set only in sandbox mode (`/demo/` answers 404 otherwise).
+    pub demo: Option<Arc<routes::demo::DemoStorefront>>,
 }
 
 /// Renders the metrics recorder's current values (the binary installs the recorder).
@@ -72,11 +75,15 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::webhooks::router())
         .merge(routes::refunds::router())
         .merge(routes::admin::router())
+        .merge(routes::demo::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .layer(CatchPanicLayer::custom(middleware::panic_answer))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(axum::middleware::from_fn(middleware::with_request_id))
+        .layer(axum::middleware::from_fn(
+            middleware::no_referrer_no_framing,
+        ))
         .with_state(state)
 }
 

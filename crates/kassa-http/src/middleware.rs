@@ -5,7 +5,9 @@
 use std::any::Any;
 
 use axum::extract::Request;
-use axum::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{
+    ALLOW, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, RETRY_AFTER,
+};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,6 +37,23 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
     );
     let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    response
+}
+
+/// Every answer says `Referrer-Policy: no-referrer` and, unless it is a page with a policy of
+/// its own, a Content-Security-Policy that allows nothing (risk S4): a JSON answer opened in a
+/// browser runs nothing and leaks no URL onwards.
+pub async fn no_referrer_no_framing(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers
+        .entry(REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    headers
+        .entry(CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
     response
 }
 

@@ -41,6 +41,19 @@ impl OrderStore for SqlStore {
         Ok(Some(order))
     }
 
+    async fn order_id_for_checkout_session(&self, session_id: &str) -> StoreResult<Option<String>> {
+        let row = self
+            .read_fetch_optional(
+                sqlx::query(
+                    "SELECT order_id FROM payments WHERE provider_checkout_session_id = $1",
+                )
+                .bind(session_id),
+            )
+            .await?;
+        row.map(|row| row.try_get("order_id").map_err(unavailable))
+            .transpose()
+    }
+
     async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>> {
         let rows = self.read_fetch_all(sqlx::query(
             "SELECT entity_type, entity_id, action, actor, request_id, client_ip, before_state, after_state, detail, created_at
@@ -234,12 +247,15 @@ async fn latest_payment(
     let flow: String = row.try_get("flow").map_err(unavailable)?;
     let hosted = if flow == "hosted" {
         let expires_at: Option<i64> = row.try_get("checkout_expires_at").map_err(unavailable)?;
+        let expires_at = expires_at.ok_or_else(|| {
+            StoreError::Corrupt(format!("hosted payment of {order_id} without expiry"))
+        })?;
         Some(HostedPayment {
             session_id: row
                 .try_get("provider_checkout_session_id")
                 .map_err(unavailable)?,
             url: row.try_get("checkout_url").map_err(unavailable)?,
-            expires_at: expires_at.unwrap_or(0),
+            expires_at,
         })
     } else {
         None

@@ -420,3 +420,89 @@ async fn risk_p7_canceling_a_hosted_order_ends_its_page_first(db: TestDb) {
     assert_eq!(shop.stock("MUG").await, (STOCK, 0, 0), "restocked");
 }
 both_backends!(risk_p7_canceling_a_hosted_order_ends_its_page_first);
+
+/// With manual capture a session's events report an authorization at most: the order is
+/// `authorized` and its stock still held until Kassa captures — even if a session event says
+/// `paid` (risk W1: only a capture takes the money).
+async fn risk_w1_a_manual_capture_session_authorizes_and_never_pays_by_itself(db: TestDb) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Manual).await;
+    let placed = shop.hosted_checkout(&[("MUG", 1)]).await;
+    let completed = shop.pay_session(&placed.session_id, "pm_card_visa").await;
+    assert_eq!(completed["payment_status"], "unpaid", "{completed}");
+    let mut events = events(&shop).await;
+    // A session event claiming the money was taken changes nothing either.
+    let mut claims_paid = events
+        .iter()
+        .find(|e| e["type"] == "checkout.session.completed")
+        .cloned()
+        .expect("completed");
+    claims_paid["id"] = Value::from("evt_claims_paid");
+    claims_paid["data"]["object"]["payment_status"] = Value::from("paid");
+    events.push(claims_paid);
+    deliver_duplicated_reordered_concurrently(&shop, &events).await;
+    assert_eq!(shop.status(&placed.order_id).await, "authorized");
+    assert_eq!(shop.stock("MUG").await, (STOCK - 1, 1, 0), "held, not sold");
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM orders WHERE captured_amount > 0")
+            .await,
+        0
+    );
+}
+both_backends!(risk_w1_a_manual_capture_session_authorizes_and_never_pays_by_itself);
+
+/// Stripe was down when the page was to be created (outcome unknown): the client's retry with
+/// the same key minutes later still gets its page, the one order, the one reservation (risk
+/// P1 for sessions).
+async fn risk_p1_a_hosted_checkout_retried_after_an_outage_gets_its_page(db: TestDb) {
+    let shop = shop(db).await;
+    let cart = shop.app.create_cart("eur").await.expect("cart");
+    shop.app
+        .add_cart_line(&cart.id, "MUG", 1)
+        .await
+        .expect("line");
+    shop.fault(
+        "POST /v1/checkout/sessions",
+        serde_json::json!([{"status": 500}, {"status": 500}]),
+    )
+    .await;
+    let input = || kassa_app::checkout::CheckoutInput {
+        cart_id: cart.id.clone(),
+        key_scope: "publishable".into(),
+        idempotency_key: Some("outage".into()),
+        email: "ada@example.com".into(),
+        shipping: kassa_app::ports::ShippingAddress {
+            name: "Ada".into(),
+            line1: "1 St".into(),
+            city: "London".into(),
+            postal_code: "N1".into(),
+            country: "GB".into(),
+        },
+        expected_total_minor: UNIT,
+        flow: kassa_app::checkout::CheckoutFlow::Hosted,
+        actor: kassa_testkit::shop::actor(),
+    };
+    let first = shop.app.checkout(input()).await;
+    assert!(
+        matches!(first, Err(kassa_app::AppError::ProviderUnavailable { .. })),
+        "{first:?}"
+    );
+    // Five minutes pass for Kassa and for Stripe alike.
+    shop.clock.advance(300);
+    shop.control(
+        "/_emulator/clock/advance",
+        serde_json::json!({"seconds": 300}),
+    )
+    .await;
+    let retried = shop.app.checkout(input()).await.expect("retried");
+    assert_eq!(retried.response.status, 201, "{}", retried.response.body);
+    let body: Value = serde_json::from_str(&retried.response.body).expect("json");
+    assert!(
+        body["checkout_session"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("cs_")),
+        "{body}"
+    );
+    assert_eq!(shop.scalar("SELECT COUNT(*) FROM orders").await, 1);
+    assert_eq!(shop.stock("MUG").await, (STOCK - 1, 1, 0));
+}
+both_backends!(risk_p1_a_hosted_checkout_retried_after_an_outage_gets_its_page);

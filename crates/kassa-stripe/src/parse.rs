@@ -171,6 +171,12 @@ pub fn event(body: &Value) -> Parsed<ProviderEvent> {
         "refund" => ProviderEventObject::Refund(refund(object)?),
         "charge" => ProviderEventObject::Charge(charge(object)?),
         "dispute" => ProviderEventObject::Dispute(dispute(object)?),
+        // A session of another mode (setup, subscription) may come from another integration on
+        // the same account; it carries no amount, and Kassa has nothing to do with it. Refusing
+        // its signed event would only make Stripe retry it for days.
+        "checkout.session" if object["mode"] != "payment" => ProviderEventObject::Other {
+            object_type: format!("checkout.session ({})", object["mode"]),
+        },
         "checkout.session" => ProviderEventObject::CheckoutSession(checkout_session(object)?),
         other => ProviderEventObject::Other {
             object_type: other.to_owned(),
@@ -219,5 +225,26 @@ mod tests {
         let intent = payment_intent(&object).expect("parses");
         assert_eq!(intent.amount_received_minor, 0);
         assert!(kassa_domain::payment::check_capture(1999, intent.amount_received_minor).is_err());
+    }
+
+    /// Another integration's setup-mode session has no amount: its event is read as an object
+    /// Kassa does not act on (acknowledged), not refused as unreadable (which Stripe retries for
+    /// days). A payment-mode session without its amount is still unreadable.
+    #[test]
+    fn risk_w5_sessions_of_other_modes_are_acknowledged_not_refused() {
+        let event = |mode: &str| {
+            serde_json::json!({
+                "id": "evt_1", "type": "checkout.session.completed", "created": 1,
+                "data": {"object": {"id": "cs_1", "object": "checkout.session", "mode": mode,
+                    "status": "complete", "payment_status": "no_payment_required",
+                    "amount_total": null, "currency": null, "expires_at": 2, "metadata": {}}}
+            })
+        };
+        let setup = super::event(&event("setup")).expect("readable");
+        assert!(
+            matches!(setup.object, ProviderEventObject::Other { .. }),
+            "{setup:?}"
+        );
+        assert!(super::event(&event("payment")).is_err());
     }
 }

@@ -272,6 +272,7 @@ pub async fn serve_http(
         sandbox: None,
         limits,
         metrics: None,
+        demo: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -62,8 +62,9 @@ pub const DEFAULT_CART_TTL_SECS: u64 = 86_400;
 /// Checkouts per customer e-mail per window outside the sandbox: more than a person buying
 /// again, fewer than a script testing stolen cards.
 pub const DEFAULT_CHECKOUT_LIMIT_PER_EMAIL: u64 = 10;
-/// Per client address: an office or a household shares one.
-pub const DEFAULT_CHECKOUT_LIMIT_PER_IP: u64 = 30;
+/// Per client address: off unless set. Behind a reverse proxy or load balancer every customer
+/// arrives from the proxy's address, and the connection's peer is all Kassa trusts.
+pub const DEFAULT_CHECKOUT_LIMIT_PER_IP: u64 = 0;
 pub const DEFAULT_CHECKOUT_LIMIT_WINDOW_SECS: u64 = 3_600;
 /// Longer than a provider call with its retries can take, so a live request is never resumed.
 pub const DEFAULT_OPERATION_RESUME_SECS: u64 = 60;
@@ -133,8 +134,8 @@ pub struct Config {
     /// How long clients may take to send headers and bodies, idle between requests, and how
     /// many connections may be open.
     pub server_limits: ServerLimits,
-    /// Where the hosted payment page sends the customer back; `None` (outside sandbox mode,
-    /// when unset): no hosted checkout.
+    /// Where the hosted payment page sends the customer back; `None` when unset: the demo
+    /// storefront's pages in sandbox mode, no hosted checkout outside it.
     pub hosted_checkout: Option<HostedCheckoutUrls>,
     /// Checkouts per customer e-mail and per client address per window (risk S7).
     pub checkout_velocity: VelocityLimits,
@@ -308,8 +309,7 @@ impl Config {
             Some(stripe_key) => Mode::Stripe(stripe_settings(&get, stripe_key)?),
         };
         let checkout_velocity = velocity_limits(&get, matches!(mode, Mode::Sandbox { .. }))?;
-        let hosted_checkout =
-            hosted_checkout_urls(&get, listen, matches!(mode, Mode::Sandbox { .. }))?;
+        let hosted_checkout = hosted_checkout_urls(&get)?;
         if matches!(mode, Mode::Stripe(_)) && !notify_urls.is_empty() && notify_secret.is_none() {
             return Err(bad(
                 "KASSA_NOTIFY_SECRET",
@@ -387,11 +387,9 @@ fn velocity_limits(
 }
 
 /// `KASSA_CHECKOUT_SUCCESS_URL` and `KASSA_CHECKOUT_CANCEL_URL`, both or neither. Unset in
-/// sandbox mode: the demo storefront's pages on this server.
+/// sandbox mode, `kassa serve` uses the demo storefront's pages on the address it listens on.
 fn hosted_checkout_urls(
     get: &dyn Fn(&str) -> Option<String>,
-    listen: SocketAddr,
-    sandbox: bool,
 ) -> Result<Option<HostedCheckoutUrls>, ConfigError> {
     let url = |name: &str| -> Result<Option<String>, ConfigError> {
         match get(name) {
@@ -413,20 +411,6 @@ fn hosted_checkout_urls(
             success_url,
             cancel_url,
         })),
-        (None, None) if sandbox => {
-            // A browser cannot go to 0.0.0.0; the shop is reachable on loopback there.
-            let host = if listen.ip().is_unspecified() {
-                SocketAddr::from(([127, 0, 0, 1], listen.port()))
-            } else {
-                listen
-            };
-            Ok(Some(HostedCheckoutUrls {
-                success_url: format!(
-                    "http://{host}/demo/return?session_id={{CHECKOUT_SESSION_ID}}"
-                ),
-                cancel_url: format!("http://{host}/demo/"),
-            }))
-        }
         (None, None) => Ok(None),
         (Some(_), None) => Err(bad(
             "KASSA_CHECKOUT_CANCEL_URL",
@@ -629,13 +613,10 @@ mod tests {
     /// unless both are set, never a half-configured pair or something that is not http(s).
     #[test]
     fn risk_s5_hosted_checkout_urls_come_from_configuration() {
-        let sandbox =
-            Config::from_sources(&env(&[("KASSA_LISTEN", "0.0.0.0:9000")]), &BTreeMap::new())
-                .expect("valid");
-        let urls = sandbox.hosted_checkout.expect("the sandbox has the demo's");
+        let sandbox = Config::from_sources(&BTreeMap::new(), &BTreeMap::new()).expect("valid");
         assert_eq!(
-            urls.success_url,
-            "http://127.0.0.1:9000/demo/return?session_id={CHECKOUT_SESSION_ID}"
+            sandbox.hosted_checkout, None,
+            "the server fills in the demo's"
         );
         let live = [
             ("STRIPE_SECRET_KEY", "sk_test_0123456789abcdef"),
@@ -650,7 +631,7 @@ mod tests {
             config.checkout_velocity,
             VelocityLimits {
                 per_email: 10,
-                per_client_ip: 30,
+                per_client_ip: 0,
                 window_secs: 3_600
             }
         );

@@ -3,8 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use std::net::SocketAddr;
+
 use kassa_app::catalog::{NewProduct, NewVariant};
+use kassa_app::checkout::HostedCheckoutUrls;
 use kassa_app::{App, AppError};
+use kassa_http::DemoItem;
 
 /// (sku, unit amount in cents, size attribute).
 type DemoVariant = (&'static str, i64, &'static str);
@@ -50,4 +54,33 @@ pub async fn load(app: &App) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+/// The demo catalog as the demo storefront lists it.
+pub fn catalog() -> Vec<DemoItem> {
+    DEMO.iter()
+        .flat_map(|(name, variants)| {
+            variants.iter().map(|(sku, amount, size)| DemoItem {
+                name: (*name).to_owned(),
+                sku: (*sku).to_owned(),
+                size: (*size).to_owned(),
+                unit_amount: *amount,
+                currency: "eur".to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Where the hosted page sends the customer back in sandbox mode: the demo storefront on the
+/// address `kassa serve` listens on (loopback when it listens on every interface).
+pub fn return_urls(listening: SocketAddr) -> HostedCheckoutUrls {
+    let host = if listening.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], listening.port()))
+    } else {
+        listening
+    };
+    HostedCheckoutUrls {
+        success_url: format!("http://{host}/demo/return?session_id={{CHECKOUT_SESSION_ID}}"),
+        cancel_url: format!("http://{host}/demo/"),
+    }
 }

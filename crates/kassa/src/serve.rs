@@ -77,7 +77,13 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {} (KASSA_LISTEN)", config.listen))?;
     let address = listener.local_addr()?;
     let payments = payments(&config, address).await?;
-    let app = build_app(&config, &store, &payments, &keys);
+    let hosted = config.hosted_checkout.clone().or_else(|| {
+        payments
+            .sandbox
+            .as_ref()
+            .map(|_| demo::return_urls(address))
+    });
+    let app = build_app(&config, &store, &payments, &keys, hosted);
     if let Mode::Sandbox {
         seed_demo: true, ..
     } = config.mode
@@ -97,6 +103,21 @@ pub async fn run(config: Config) -> Result<()> {
         Arc::new(notifier),
         config.notify_urls.clone(),
     );
+    let demo = payments.sandbox.as_ref().map(|sandbox| {
+        let seeded = matches!(
+            config.mode,
+            Mode::Sandbox {
+                seed_demo: true,
+                ..
+            }
+        );
+        Arc::new(kassa_http::DemoStorefront {
+            publishable_key: keys.publishable.clone(),
+            stripe_api_base: sandbox.stripe_api_base.clone(),
+            stripe_publishable_key: sandbox.stripe_publishable_key.clone(),
+            catalog: if seeded { demo::catalog() } else { Vec::new() },
+        })
+    });
     let state = HttpState {
         app,
         keys: keys.clone(),
@@ -104,6 +125,7 @@ pub async fn run(config: Config) -> Result<()> {
         sandbox: payments.sandbox.map(Arc::new),
         limits: config.server_limits,
         metrics: Some(metrics_render()?),
+        demo,
     };
     print_banner(&config, address, &keys, payments.emulator.as_ref());
     kassa_http::serve(listener, state, shutdown_signal()).await?;
@@ -117,7 +139,13 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// The application over `store` and the payment side, with the configuration's policies.
-fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiKeys) -> App {
+fn build_app(
+    config: &Config,
+    store: &SqlStore,
+    payments: &Payments,
+    keys: &ApiKeys,
+    hosted_checkout: Option<kassa_app::checkout::HostedCheckoutUrls>,
+) -> App {
     App::new(AppParts {
         store: Arc::new(store.clone()),
         provider: payments.provider.clone(),
@@ -140,7 +168,7 @@ fn build_app(config: &Config, store: &SqlStore, payments: &Payments, keys: &ApiK
             reservation_ttl_secs: config.reservation_ttl_secs,
             cart_ttl_secs: config.cart_ttl_secs,
             operation_resume_secs: config.operation_resume_secs,
-            hosted_checkout: config.hosted_checkout.clone(),
+            hosted_checkout,
             checkout_velocity: config.checkout_velocity,
             ..Settings::default()
         },
@@ -153,7 +181,13 @@ pub async fn live_app(config: &Config) -> Result<App> {
     let keys = api_keys(config)?;
     let unused: SocketAddr = ([127, 0, 0, 1], 0).into();
     let payments = payments(config, unused).await?;
-    Ok(build_app(config, &store, &payments, &keys))
+    Ok(build_app(
+        config,
+        &store,
+        &payments,
+        &keys,
+        config.hosted_checkout.clone(),
+    ))
 }
 
 /// The sandbox's secret key, as `kassa serve` generated and kept it.
@@ -348,6 +382,7 @@ fn print_banner(config: &Config, address: SocketAddr, keys: &ApiKeys, emulator: 
     );
     println!("  curl -s {base}/v1/carts/$CART -H 'Authorization: Bearer {pk}'");
     println!("Checkout and paying through the emulator: see README.md, \"A sandbox checkout\".");
+    println!("Demo storefront (both ways to pay) in a browser: {base}/demo/");
 }
 
 pub async fn shutdown_signal() {

@@ -116,6 +116,8 @@ pub trait OrderStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<OrderSummary>>;
     async fn order(&self, id: &str) -> StoreResult<Option<OrderRecord>>;
+    /// The order paid through the hosted page of `session_id`.
+    async fn order_id_for_checkout_session(&self, session_id: &str) -> StoreResult<Option<String>>;
     /// The audit trail of an order and of everything that belongs to it, oldest first.
     async fn order_events(&self, order_id: &str) -> StoreResult<Vec<AuditRecord>>;
     /// Marks the order `needs_attention` with `reason` (audited, announced once), in a

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod carts;
 pub mod catalog;
 pub mod checkout;
+pub mod demo;
 pub mod docs;
 pub mod health;
 pub mod orders;

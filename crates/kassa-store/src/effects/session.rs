@@ -3,13 +3,15 @@
 //! events (risk W1: whichever arrives first moves the payment, the other finds it moved).
 
 use kassa_app::ports::{
-    Actor, Applied, ProviderCheckoutSession, ProviderPaymentIntent, StoreResult,
+    Actor, Applied, CaptureMethod, ProviderCheckoutSession, ProviderPaymentIntent, StoreError,
+    StoreResult,
 };
 use kassa_domain::payment::PaymentStatus;
 use sqlx::{AnyConnection, Row};
 
 use super::payment::{PaymentRow, observe_for};
 use crate::db::{SqlStore, unavailable};
+use crate::transitions;
 
 pub(crate) async fn observe(
     store: &SqlStore,
@@ -19,12 +21,17 @@ pub(crate) async fn observe(
     actor: &Actor,
     now: i64,
 ) -> StoreResult<Applied> {
-    let Some(payment) = payment_for_session(conn, session).await? else {
+    let Some((payment, capture_method)) = payment_for_session(conn, session).await? else {
         return Ok(Applied::Ignored(format!(
             "no Kassa payment for {}",
             session.id
         )));
     };
+    // With manual capture a session reports an authorization at most, never money taken; the
+    // PaymentIntent's own events say which (a capture is Kassa's to make, risk W1).
+    let reports = reports.filter(|status| {
+        *status != PaymentStatus::Succeeded || capture_method != CaptureMethod::Manual
+    });
     let Some(status) = reports else {
         return Ok(Applied::Ignored(format!(
             "{} is complete but unpaid: its PaymentIntent's own events report the payment",
@@ -53,13 +60,14 @@ pub(crate) async fn observe(
     observe_for(store, conn, &payment, &observed, actor, now).await
 }
 
-/// Kassa's hosted payment for a session: by session id, or — for an event that arrives before
-/// the checkout recorded the id (risk G1) — by the payment id Kassa put in the session's
-/// metadata. The session id, and its PaymentIntent's once there is one, are recorded on it.
+/// Kassa's hosted payment for a session and its capture method: by session id, or — for an
+/// event that arrives before the checkout recorded the id (risk G1) — by the payment id Kassa
+/// put in the session's metadata. Its order is locked first, as every plan locks it; then the
+/// session id, and its PaymentIntent's once there is one, are recorded on the payment.
 async fn payment_for_session(
     conn: &mut AnyConnection,
     session: &ProviderCheckoutSession,
-) -> StoreResult<Option<PaymentRow>> {
+) -> StoreResult<Option<(PaymentRow, CaptureMethod)>> {
     let by_metadata = session
         .metadata
         .iter()
@@ -67,7 +75,7 @@ async fn payment_for_session(
         .map(|(_, value)| value.clone())
         .unwrap_or_default();
     let row = sqlx::query(
-        "SELECT id, order_id FROM payments
+        "SELECT id, order_id, capture_method FROM payments
          WHERE flow = 'hosted'
            AND (provider_checkout_session_id = $1
                 OR (id = $2 AND provider_checkout_session_id IS NULL))",
@@ -82,6 +90,10 @@ async fn payment_for_session(
         id: row.try_get("id").map_err(unavailable)?,
         order_id: row.try_get("order_id").map_err(unavailable)?,
     };
+    let capture: String = row.try_get("capture_method").map_err(unavailable)?;
+    let capture_method = CaptureMethod::parse(&capture)
+        .ok_or_else(|| StoreError::Corrupt(format!("capture method {capture:?}")))?;
+    transitions::lock_order(conn, &payment.order_id).await?;
     sqlx::query(
         "UPDATE payments SET provider_checkout_session_id = $2
          WHERE id = $1 AND provider_checkout_session_id IS NULL",
@@ -102,5 +114,5 @@ async fn payment_for_session(
         .await
         .map_err(unavailable)?;
     }
-    Ok(Some(payment))
+    Ok(Some((payment, capture_method)))
 }
