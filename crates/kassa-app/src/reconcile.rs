@@ -64,6 +64,7 @@ impl App {
     pub async fn reconcile(&self, progress: &dyn ReconcileProgress) -> AppResult<ReconcileReport> {
         let mut report = ReconcileReport::default();
         self.reconcile_payments(progress, &mut report).await?;
+        self.reconcile_pages(progress, &mut report).await?;
         self.reconcile_refunds(progress, &mut report).await?;
         self.recover_events(progress, &mut report).await?;
         for (order_id, what) in &report.differences {
@@ -133,6 +134,50 @@ impl App {
                     held.map_or("missing", PaymentStatus::as_str)
                 );
                 report.differences.push((payment.order_id, what));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hosted pages whose payment has not started (no PaymentIntent known): the session as the
+    /// provider holds it is applied — paid, expired, or complete with an intent now known, which
+    /// the next run re-fetches like any other.
+    async fn reconcile_pages(
+        &self,
+        progress: &dyn ReconcileProgress,
+        report: &mut ReconcileReport,
+    ) -> AppResult<()> {
+        let pages = self.store.pages_in_motion(RECONCILE_ITEMS_MAX).await?;
+        progress.step("hosted pages", u64::try_from(pages.len()).ok());
+        let actor = reconciler();
+        for page in pages {
+            progress.advance();
+            report.payments_checked += 1;
+            let session = match self
+                .provider
+                .retrieve_checkout_session(&page.checkout_session_id)
+                .await
+            {
+                Ok(session) => session,
+                Err(ProviderError::Unknown { .. }) => {
+                    report.provider_errors += 1;
+                    continue;
+                }
+                Err(ProviderError::Definite { message, .. }) => {
+                    let what = format!(
+                        "{} unknown to the provider: {message}",
+                        page.checkout_session_id
+                    );
+                    report.differences.push((page.order_id, what));
+                    continue;
+                }
+            };
+            if let Err(error) = self.apply_session(&session, &actor).await {
+                let what = format!(
+                    "applying the provider's state of {} failed: {error}",
+                    page.checkout_session_id
+                );
+                report.differences.push((page.order_id, what));
             }
         }
         Ok(())

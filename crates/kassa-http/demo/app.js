@@ -11,9 +11,35 @@ const shop = {
   cartId: null,
   // The order placed by the embedded flow: {id, token, paymentIntentId, clientSecret}.
   order: null,
-  // One Idempotency-Key per checkout attempt, reused when the same attempt is retried.
-  checkoutKey: null,
+  // The last checkout request: {flow, body, key}. Its Idempotency-Key is reused only when
+  // the same request (same flow, same body) is sent again, as a retry.
+  attempt: null,
+  // Set while a request runs: the buttons do nothing meanwhile (no double submits).
+  busy: false,
 };
+
+/// A fresh Idempotency-Key. crypto.getRandomValues, unlike randomUUID, works on plain http
+/// from another machine too.
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/// Runs `action` unless another one is running, with every button disabled meanwhile.
+async function exclusively(action) {
+  if (shop.busy) return;
+  shop.busy = true;
+  const buttons = Array.from(document.querySelectorAll('button'));
+  buttons.forEach((button) => { button.disabled = true; });
+  try {
+    await action();
+  } catch (error) {
+    say(error.message);
+  } finally {
+    buttons.forEach((button) => { button.disabled = false; });
+    shop.busy = false;
+  }
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -73,7 +99,7 @@ function renderCatalog() {
     add.type = 'button';
     add.id = `add-${item.sku}`;
     add.textContent = 'Add to cart';
-    add.addEventListener('click', () => addToCart(item.sku).catch((e) => say(e.message)));
+    add.addEventListener('click', () => exclusively(() => addToCart(item.sku)));
     row.append(label, add);
     list.append(row);
   }
@@ -104,7 +130,6 @@ async function addToCart(sku) {
     shop.cartId = cart.id;
   }
   const cart = await kassa('POST', `/v1/carts/${shop.cartId}/lines`, { sku, quantity: 1 });
-  shop.checkoutKey = null;
   renderCart(cart);
 }
 
@@ -124,10 +149,14 @@ function checkoutBody() {
 
 async function checkout(flow) {
   say('');
-  shop.checkoutKey = shop.checkoutKey || crypto.randomUUID();
+  const body = checkoutBody();
+  const same = shop.attempt
+    && shop.attempt.flow === flow
+    && shop.attempt.body === JSON.stringify(body);
+  if (!same) shop.attempt = { flow, body: JSON.stringify(body), key: newKey() };
   const path = flow === 'hosted' ? 'checkout_session' : 'checkout';
-  const placed = await kassa('POST', `/v1/carts/${shop.cartId}/${path}`, checkoutBody(), {
-    idempotencyKey: shop.checkoutKey,
+  const placed = await kassa('POST', `/v1/carts/${shop.cartId}/${path}`, body, {
+    idempotencyKey: shop.attempt.key,
   });
   if (flow === 'hosted') {
     // The customer pays on the provider's page and comes back to the shop's return URL,
@@ -181,14 +210,17 @@ async function authenticate(outcome) {
   await settle();
 }
 
-/// The payment is with the provider; its webhook reaches Kassa a moment later.
+/// The payment is with the provider; its webhook reaches Kassa a moment later. Asked for a
+/// minute, less and less often.
 async function settle() {
   $('payment-section').hidden = true;
-  for (let attempt = 0; attempt < 40; attempt += 1) {
+  const deadline = Date.now() + 60000;
+  for (let wait = 200; Date.now() < deadline; wait = Math.min(wait * 1.5, 3000)) {
     const order = await showOrder();
     if (order.status !== 'pending_payment' && order.status !== 'requires_action') return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await new Promise((resolve) => setTimeout(resolve, wait));
   }
+  say('The payment is still being processed; this page does not update any more.');
 }
 
 async function showOrder() {
@@ -209,11 +241,11 @@ async function start() {
   $('checkout-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const flow = event.submitter ? event.submitter.value : 'embedded';
-    checkout(flow).catch((e) => say(e.message));
+    exclusively(() => checkout(flow));
   });
-  $('confirm').addEventListener('click', () => confirmCard().catch((e) => say(e.message)));
-  $('3ds-succeed').addEventListener('click', () => authenticate('succeed').catch((e) => say(e.message)));
-  $('3ds-fail').addEventListener('click', () => authenticate('fail').catch((e) => say(e.message)));
+  $('confirm').addEventListener('click', () => exclusively(confirmCard));
+  $('3ds-succeed').addEventListener('click', () => exclusively(() => authenticate('succeed')));
+  $('3ds-fail').addEventListener('click', () => exclusively(() => authenticate('fail')));
 }
 
 start().catch((e) => say(e.message));

@@ -66,6 +66,12 @@ pub fn router(state: HttpState) -> Router {
             state.clone(),
             rate_limit::limit_public,
         ));
+    // Outside sandbox mode no /demo route exists: every such path is the API's 404.
+    let demo = if state.demo.is_some() {
+        routes::demo::router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .merge(routes::catalog::router())
         .merge(public)
@@ -75,7 +81,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::webhooks::router())
         .merge(routes::refunds::router())
         .merge(routes::admin::router())
-        .merge(routes::demo::router())
+        .merge(demo)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .layer(CatchPanicLayer::custom(middleware::panic_answer))

@@ -796,3 +796,118 @@ async fn risk_s5_risk_s4_hosted_checkout_redirects_come_from_configuration_only(
     );
 }
 both_backends!(risk_s5_risk_s4_hosted_checkout_redirects_come_from_configuration_only);
+
+/// Every answer says `Referrer-Policy: no-referrer` and carries a Content-Security-Policy (the
+/// API's runs nothing); outside sandbox mode no demo page exists (risk S4).
+async fn risk_s4_answers_send_no_referrer_and_a_policy_and_no_demo_outside_the_sandbox(db: TestDb) {
+    let server = start(db, 0).await;
+    for (path, key) in [
+        ("/healthz", SECRET),
+        ("/v1/carts/nope", PUBLISHABLE),
+        ("/openapi.json", SECRET),
+        ("/no/such/endpoint", SECRET),
+        ("/demo/", SECRET),
+        ("/demo", SECRET),
+        ("/demo/return?session_id=cs_x", SECRET),
+        ("/demo/app.js", SECRET),
+    ] {
+        let response = server
+            .http
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("answers");
+        let headers = response.headers();
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(
+            headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+        if path.starts_with("/demo") {
+            assert_eq!(response.status().as_u16(), 404, "{path}");
+        }
+    }
+}
+both_backends!(risk_s4_answers_send_no_referrer_and_a_policy_and_no_demo_outside_the_sandbox);
+
+/// The hosted page's return page shows the order's status, total and lines — escaped — and
+/// nothing about the customer, to whoever holds the session id (risk S4).
+async fn risk_s4_the_demo_return_page_shows_no_customer_data(db: TestDb) {
+    let provider = std::sync::Arc::new(kassa_testkit::provider::FakeProvider::new());
+    let app = kassa_testkit::app_with(&db, provider.clone());
+    let mut state = kassa_testkit::test_state(app, None, kassa_http::ServerLimits::default());
+    state.demo = Some(std::sync::Arc::new(kassa_http::DemoStorefront {
+        publishable_key: PUBLISHABLE.into(),
+        stripe_api_base: "http://127.0.0.1:9".into(),
+        stripe_publishable_key: "pk_test_emulator".into(),
+        catalog: Vec::new(),
+    }));
+    let address = kassa_testkit::serve_state(state).await;
+    let server = Server {
+        base: format!("http://{address}"),
+        http: reqwest::Client::new(),
+        _db: db,
+    };
+    let product = json!({"name": "<script>alert(1)</script>", "variants": [
+        {"sku": "MUG", "unit_amount": 1250, "currency": "eur"}]});
+    server.post("/v1/products", SECRET, product).await;
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/inventory/MUG",
+            SECRET,
+            Some(json!({"on_hand": 3})),
+        )
+        .await;
+    let (_, cart) = server
+        .post("/v1/carts", PUBLISHABLE, json!({"currency": "eur"}))
+        .await;
+    let cart = cart["id"].as_str().expect("cart").to_owned();
+    server
+        .post(
+            &format!("/v1/carts/{cart}/lines"),
+            PUBLISHABLE,
+            json!({"sku": "MUG", "quantity": 1}),
+        )
+        .await;
+    let response = server
+        .http
+        .post(format!("{}/v1/carts/{cart}/checkout_session", server.base))
+        .bearer_auth(PUBLISHABLE)
+        .header("Idempotency-Key", "return-page")
+        .json(&checkout_body("Ada Lovelace", "1 Analytical St", "N1 1AA"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 201);
+    let session = provider.sessions()[0].0.id.clone();
+    let page = server
+        .http
+        .get(format!("{}/demo/return?session_id={session}", server.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let html = page.text().await.expect("text");
+    assert!(html.contains("pending_payment"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<script>alert"), "{html}");
+    for private in ["ada@example.com", "Ada Lovelace", "Analytical", "N1 1AA"] {
+        assert!(!html.contains(private), "{private} in {html}");
+    }
+    let unknown = server
+        .http
+        .get(format!("{}/demo/return?session_id=cs_unknown", server.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status().as_u16(), 404);
+}
+both_backends!(risk_s4_the_demo_return_page_shows_no_customer_data);

@@ -1,7 +1,9 @@
 //! Reconciliation's reads: payments and refunds still in motion, and named cursors.
 
 use async_trait::async_trait;
-use kassa_app::ports::{PaymentInMotion, ReconcileStore, RefundRecord, StoreError, StoreResult};
+use kassa_app::ports::{
+    PageInMotion, PaymentInMotion, ReconcileStore, RefundRecord, StoreError, StoreResult,
+};
 use kassa_domain::payment::PaymentStatus;
 use sqlx::Row;
 
@@ -34,6 +36,31 @@ impl ReconcileStore for SqlStore {
                         .try_get("provider_payment_intent_id")
                         .map_err(unavailable)?,
                     status: status_of(&status)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn pages_in_motion(&self, limit: i64) -> StoreResult<Vec<PageInMotion>> {
+        let rows = self
+            .read_fetch_all(
+                sqlx::query(
+                    "SELECT id, order_id, provider_checkout_session_id FROM payments
+             WHERE provider_checkout_session_id IS NOT NULL AND provider_payment_intent_id IS NULL
+               AND status IN ('creating', 'requires_payment_method')
+             ORDER BY updated_at, id LIMIT $1",
+                )
+                .bind(limit),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PageInMotion {
+                    payment_id: row.try_get("id").map_err(unavailable)?,
+                    order_id: row.try_get("order_id").map_err(unavailable)?,
+                    checkout_session_id: row
+                        .try_get("provider_checkout_session_id")
+                        .map_err(unavailable)?,
                 })
             })
             .collect()

@@ -65,3 +65,30 @@ async fn risk_w4_missed_events_are_recovered_from_the_providers_list(db: TestDb)
     );
 }
 both_backends!(risk_w4_missed_events_are_recovered_from_the_providers_list);
+
+/// A hosted page paid, and one expired, whose webhooks never came and whose payments have no
+/// PaymentIntent known to Kassa: reconciliation asks about their sessions (risk R1 for hosted
+/// checkout), so the one is paid and the other canceled with its stock released.
+async fn risk_r1_hosted_pages_whose_webhooks_never_came_are_settled(db: TestDb) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let paid = shop.hosted_checkout(&[("MUG", 1)]).await;
+    let abandoned = shop.hosted_checkout(&[("TEE", 2)]).await;
+    shop.pay_session(&paid.session_id, "pm_card_visa").await;
+    shop.stripe(
+        reqwest::Method::POST,
+        &format!("/v1/checkout/sessions/{}/expire", abandoned.session_id),
+        &[],
+    )
+    .await;
+    let report = shop.app.reconcile(&Quietly).await.expect("reconciled");
+    assert_eq!(
+        report.payments_checked, 2,
+        "both pages asked about: {report:?}"
+    );
+    assert!(report.differences.is_empty(), "{report:?}");
+    assert_eq!(shop.status(&paid.order_id).await, "paid");
+    assert_eq!(shop.stock("MUG").await, (STOCK - 1, 0, 1));
+    assert_eq!(shop.status(&abandoned.order_id).await, "canceled");
+    assert_eq!(shop.stock("TEE").await, (STOCK, 0, 0));
+}
+both_backends!(risk_r1_hosted_pages_whose_webhooks_never_came_are_settled);

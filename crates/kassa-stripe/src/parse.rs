@@ -174,9 +174,18 @@ pub fn event(body: &Value) -> Parsed<ProviderEvent> {
         // A session of another mode (setup, subscription) may come from another integration on
         // the same account; it carries no amount, and Kassa has nothing to do with it. Refusing
         // its signed event would only make Stripe retry it for days.
-        "checkout.session" if object["mode"] != "payment" => ProviderEventObject::Other {
-            object_type: format!("checkout.session ({})", object["mode"]),
-        },
+        "checkout.session"
+            if object["mode"]
+                .as_str()
+                .is_some_and(|mode| mode != "payment") =>
+        {
+            ProviderEventObject::Other {
+                object_type: format!(
+                    "checkout.session ({})",
+                    object["mode"].as_str().unwrap_or_default()
+                ),
+            }
+        }
         "checkout.session" => ProviderEventObject::CheckoutSession(checkout_session(object)?),
         other => ProviderEventObject::Other {
             object_type: other.to_owned(),

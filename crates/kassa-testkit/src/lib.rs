@@ -262,7 +262,16 @@ pub async fn serve_http(
     rate_limit: Option<std::sync::Arc<kassa_http::PublicRateLimit>>,
     limits: kassa_http::ServerLimits,
 ) -> std::net::SocketAddr {
-    let state = kassa_http::HttpState {
+    serve_state(test_state(app, rate_limit, limits)).await
+}
+
+/// The router's state with the test keys, outside sandbox mode.
+pub fn test_state(
+    app: kassa_app::App,
+    rate_limit: Option<std::sync::Arc<kassa_http::PublicRateLimit>>,
+    limits: kassa_http::ServerLimits,
+) -> kassa_http::HttpState {
+    kassa_http::HttpState {
         app,
         keys: kassa_http::ApiKeys {
             secret: TEST_SECRET_KEY.into(),
@@ -273,7 +282,11 @@ pub async fn serve_http(
         limits,
         metrics: None,
         demo: None,
-    };
+    }
+}
+
+/// Serves `state` on an ephemeral local port, through the same accept loop as `kassa serve`.
+pub async fn serve_state(state: kassa_http::HttpState) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("ephemeral port");

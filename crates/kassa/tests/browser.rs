@@ -32,10 +32,14 @@ async fn risk_s4_the_demo_storefront_works_in_a_real_browser_and_leaks_no_token(
         "/../../target/browser-artifacts"
     );
     let base = kassa.base.clone();
+    let database = db.url.trim_start_matches("sqlite://").to_owned();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
+        // Bounded: a browser that hangs fails the test instead of the whole suite.
+        Command::new("timeout")
+            .arg("600")
+            .arg(python)
             .arg(script)
-            .args([base.as_str(), common::SECRET, artifacts])
+            .args([base.as_str(), common::SECRET, artifacts, database.as_str()])
             // Selenium must use the given browser and driver, never fetch its own.
             .env("SE_OFFLINE", "true")
             .output()

@@ -76,14 +76,18 @@ fn demo(state: &HttpState) -> Result<&DemoStorefront, ApiError> {
 /// Every answer of the demo: its own files only, the API and the emulator only, no referrer.
 fn secured(demo: &DemoStorefront, content_type: &'static str, body: String) -> Response {
     let policy = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; \
-         connect-src 'self' {}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' {}; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
         demo.stripe_api_base
     );
     let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     let headers = response.headers_mut();
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    match HeaderValue::from_str(&policy) {
+        Ok(policy) => {
+            headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+        }
+        // The router's default policy then applies, which runs nothing: the page stays inert.
+        Err(_) => tracing::error!("the emulator's address cannot be written into the demo's CSP"),
     }
     headers.insert(
         header::REFERRER_POLICY,
@@ -142,9 +146,20 @@ async fn return_page(
         .app
         .order_for_checkout_session(&query.session_id)
         .await?;
-    let waiting = matches!(order.status.as_str(), "pending_payment" | "requires_action");
+    // A payment that failed (a bank transfer that did not arrive) is not waited for: the page
+    // says so instead of refreshing until the janitor cancels the order.
+    let failed = order.payment.as_ref().is_some_and(|payment| {
+        payment.status == kassa_domain::payment::PaymentStatus::RequiresPaymentMethod
+            && payment.last_error.is_some()
+    });
+    let waiting = !failed && matches!(order.status.as_str(), "pending_payment" | "requires_action");
     let refresh = if waiting {
         "<meta http-equiv=\"refresh\" content=\"1\">"
+    } else {
+        ""
+    };
+    let failure = if failed {
+        "<p id=\"payment-failed\">The payment did not go through; nothing was charged.</p>"
     } else {
         ""
     };
@@ -164,7 +179,7 @@ async fn return_page(
          <title>Your order</title><link rel=\"stylesheet\" href=\"/demo/style.css\"></head><body>\
          <h1>Thank you</h1>\
          <p>Order <code id=\"order-id\">{id}</code>: <strong id=\"order-status\">{status}</strong>, \
-         <span id=\"order-total\">{total}</span></p><table>{lines}</table>\
+         <span id=\"order-total\">{total}</span></p>{failure}<table>{lines}</table>\
          <p><a id=\"back\" href=\"/demo/\">Back to the shop</a></p></body></html>",
         id = escape(&order.id),
         status = order.status.as_str(),

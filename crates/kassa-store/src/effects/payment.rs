@@ -146,6 +146,8 @@ async fn payment_for_intent(
         id: row.try_get("id").map_err(unavailable)?,
         order_id: row.try_get("order_id").map_err(unavailable)?,
     };
+    // The order first, then the payment, in every path (no lock-order deadlock on PostgreSQL).
+    transitions::lock_order(conn, &payment.order_id).await?;
     sqlx::query("UPDATE payments SET provider_payment_intent_id = $2 WHERE id = $1 AND provider_payment_intent_id IS NULL")
         .bind(&payment.id)
         .bind(&intent.id)

@@ -2,11 +2,16 @@
 Debian's chromedriver (nothing is downloaded). Run by crates/kassa/tests/browser.rs against a
 sandbox `kassa serve`; every scenario ends with a screenshot in the artifacts directory.
 
-    demo_scenarios.py KASSA_BASE SECRET_KEY ARTIFACTS_DIR
+    demo_scenarios.py KASSA_BASE SECRET_KEY ARTIFACTS_DIR SQLITE_FILE
+
+After every scenario, every order token Kassa issued so far (read from the answers stored on
+the idempotency keys in the database) is looked for in each URL the browser requested, in any
+`Referer` it sent, in its storage and history (risk S4).
 """
 
 import json
 import os
+import sqlite3
 import sys
 import time
 import traceback
@@ -19,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-KASSA, SECRET, ARTIFACTS = sys.argv[1], sys.argv[2], sys.argv[3]
+KASSA, SECRET, ARTIFACTS, DATABASE = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 WAIT_SECS = 15
 
 
@@ -131,7 +136,7 @@ def expired_session_releases_stock(driver):
     assert after["available"] == before["available"], (before, after)
 
 
-def embedded_token_never_leaks(driver):
+def embedded_with_three_d_secure(driver):
     driver.get(f"{KASSA}/demo/")
     click(driver, "add-TEE-S")
     click(driver, "pay-embedded")
@@ -141,28 +146,38 @@ def embedded_token_never_leaks(driver):
     click(driver, "3ds-succeed")
     text_is(driver, "order-status", "paid")
 
-    token = None
-    requests = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        params = message.get("params", {})
-        if message["method"] == "Network.requestWillBeSent":
-            requests.append(params["request"])
-        if (message["method"] == "Network.responseReceived"
-                and params["response"]["url"].endswith("/checkout")):
-            body = driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": params["requestId"]})
-            token = json.loads(body["body"])["order_token"]
-    assert token, "the checkout answer was not seen"
-    for request in requests:
-        assert token not in request["url"], request["url"]
-        referer = {k.lower(): v for k, v in request.get("headers", {}).items()}.get("referer", "")
-        assert not referer, f"a Referer was sent: {referer} ({request['url']})"
+
+def issued_tokens():
+    """Every order token in an answer Kassa stored for a checkout of either flow."""
+    with sqlite3.connect(f"file:{DATABASE}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT response_body FROM idempotency_keys WHERE response_body LIKE '%order_token%'"
+        ).fetchall()
+    return [json.loads(body)["order_token"] for (body,) in rows]
+
+
+def assert_no_token_leaked(driver):
+    """No issued token in a requested URL, no Referer at all, none in storage or history."""
+    tokens = issued_tokens()
+    assert tokens, "no checkout answer was stored"
+    requests = [
+        message["params"]["request"]
+        for message in (json.loads(entry["message"])["message"]
+                        for entry in driver.get_log("performance"))
+        if message["method"] == "Network.requestWillBeSent"
+    ]
+    assert requests, "no request was seen"
     stored = driver.execute_script(
         "return JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)]);")
-    assert token not in stored, "the token is in browser storage"
-    history = driver.execute_script("return window.location.href + ' ' + document.referrer;")
-    assert token not in history, history
-    assert driver.execute_script("return history.length;") <= 3
+    here = driver.execute_script("return window.location.href + ' ' + document.referrer;")
+    for request in requests:
+        referer = {k.lower(): v for k, v in request.get("headers", {}).items()}.get("referer")
+        assert not referer, f"a Referer was sent: {referer} ({request['url']})"
+    for token in tokens:
+        for request in requests:
+            assert token not in request["url"], f"the token is in {request['url']}"
+        assert token not in stored, "the token is in browser storage"
+        assert token not in here, f"the token is in {here}"
 
 
 SCENARIOS = [
@@ -171,7 +186,7 @@ SCENARIOS = [
     hosted_three_d_secure,
     hosted_cancel_and_return,
     expired_session_releases_stock,
-    embedded_token_never_leaks,
+    embedded_with_three_d_secure,
 ]
 
 
@@ -182,13 +197,16 @@ def main():
         driver = browser()
         try:
             scenario(driver)
+            assert_no_token_leaked(driver)
             print(f"ok     {scenario.__name__}")
         except Exception:
             failed.append(scenario.__name__)
             print(f"FAILED {scenario.__name__}\n{traceback.format_exc()}")
         finally:
-            driver.save_screenshot(os.path.join(ARTIFACTS, f"{scenario.__name__}.png"))
-            driver.quit()
+            try:
+                driver.save_screenshot(os.path.join(ARTIFACTS, f"{scenario.__name__}.png"))
+            finally:
+                driver.quit()
     if failed:
         sys.exit(f"{len(failed)} of {len(SCENARIOS)} scenarios failed: {', '.join(failed)}")
 
