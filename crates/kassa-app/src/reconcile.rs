@@ -51,6 +51,28 @@ pub struct ReconcileReport {
     pub differences: Vec<(String, String)>,
 }
 
+/// The provider's answer about `object_id` (of order `order_id`); `None` after counting an
+/// unknown outcome (asked again next run) or reporting a definite refusal as a difference.
+fn looked_up<T>(
+    answer: Result<T, ProviderError>,
+    object_id: &str,
+    order_id: &str,
+    report: &mut ReconcileReport,
+) -> Option<T> {
+    match answer {
+        Ok(found) => Some(found),
+        Err(ProviderError::Unknown { .. }) => {
+            report.provider_errors += 1;
+            None
+        }
+        Err(ProviderError::Definite { message, .. }) => {
+            let what = format!("{object_id} unknown to the provider: {message}");
+            report.differences.push((order_id.to_owned(), what));
+            None
+        }
+    }
+}
+
 fn reconciler() -> Actor {
     Actor {
         kind: "worker (reconciliation)".into(),
@@ -91,24 +113,17 @@ impl App {
         for payment in payments {
             progress.advance();
             report.payments_checked += 1;
-            let intent = match self
+            let answer = self
                 .provider
                 .retrieve_payment_intent(&payment.payment_intent_id)
-                .await
-            {
-                Ok(intent) => intent,
-                Err(ProviderError::Unknown { .. }) => {
-                    report.provider_errors += 1;
-                    continue;
-                }
-                Err(ProviderError::Definite { message, .. }) => {
-                    let what = format!(
-                        "{} unknown to the provider: {message}",
-                        payment.payment_intent_id
-                    );
-                    report.differences.push((payment.order_id, what));
-                    continue;
-                }
+                .await;
+            let Some(intent) = looked_up(
+                answer,
+                &payment.payment_intent_id,
+                &payment.order_id,
+                report,
+            ) else {
+                continue;
             };
             let now = self.clock.now_secs();
             if let Err(error) = self
@@ -153,24 +168,14 @@ impl App {
         for page in pages {
             progress.advance();
             report.payments_checked += 1;
-            let session = match self
+            let answer = self
                 .provider
                 .retrieve_checkout_session(&page.checkout_session_id)
-                .await
-            {
-                Ok(session) => session,
-                Err(ProviderError::Unknown { .. }) => {
-                    report.provider_errors += 1;
-                    continue;
-                }
-                Err(ProviderError::Definite { message, .. }) => {
-                    let what = format!(
-                        "{} unknown to the provider: {message}",
-                        page.checkout_session_id
-                    );
-                    report.differences.push((page.order_id, what));
-                    continue;
-                }
+                .await;
+            let Some(session) =
+                looked_up(answer, &page.checkout_session_id, &page.order_id, report)
+            else {
+                continue;
             };
             if let Err(error) = self.apply_session(&session, &actor).await {
                 let what = format!(

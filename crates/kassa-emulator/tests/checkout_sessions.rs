@@ -121,18 +121,8 @@ async fn a_session_is_created_from_price_data_with_stripes_keys() {
         client.get(&format!("/v1/checkout/sessions/{id}")).await,
         created
     );
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/stripe_openapi_fixtures3.json"
-    );
-    let fixtures: Value = serde_json::from_str(
-        &std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)")),
-    )
-    .expect("json");
-    let theirs = fixtures["resources"]["checkout.session"]
-        .as_object()
-        .expect("fixture");
+    let theirs = common::stripe_example("checkout.session");
+    let theirs = theirs.as_object().expect("fixture");
     let missing: Vec<&String> = theirs
         .keys()
         .filter(|key| created.get(key.as_str()).is_none())

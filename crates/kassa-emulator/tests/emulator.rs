@@ -39,15 +39,6 @@ async fn objects_have_every_key_of_stripes_own_examples() {
         .find(|e| e["type"] == "charge.refunded")
         .map(|e| e["data"]["object"].clone())
         .expect("charge.refunded event");
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/stripe_openapi_fixtures3.json"
-    );
-    let fixtures: Value = serde_json::from_str(
-        &std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)")),
-    )
-    .expect("json");
     for (name, ours) in [
         ("payment_intent", &intent),
         ("refund", &refund),
@@ -55,9 +46,8 @@ async fn objects_have_every_key_of_stripes_own_examples() {
         ("dispute", &dispute),
         ("event", &events["data"][0]),
     ] {
-        let theirs = fixtures["resources"][name]
-            .as_object()
-            .expect("fixture object");
+        let theirs = common::stripe_example(name);
+        let theirs = theirs.as_object().expect("fixture object");
         let missing: Vec<&String> = theirs
             .keys()
             .filter(|key| ours.get(key.as_str()).is_none())

@@ -42,6 +42,26 @@ async fn deliver_duplicated_reordered_concurrently(shop: &EmulatedShop, events: 
     }
 }
 
+/// A hosted checkout of `cart_id` (one MUG) with the Idempotency-Key `key`.
+fn hosted_input(cart_id: &str, key: &str) -> kassa_app::checkout::CheckoutInput {
+    kassa_app::checkout::CheckoutInput {
+        cart_id: cart_id.to_owned(),
+        key_scope: "publishable".into(),
+        idempotency_key: Some(key.to_owned()),
+        email: "ada@example.com".into(),
+        shipping: kassa_app::ports::ShippingAddress {
+            name: "Ada".into(),
+            line1: "1 St".into(),
+            city: "London".into(),
+            postal_code: "N1".into(),
+            country: "GB".into(),
+        },
+        expected_total_minor: UNIT,
+        flow: kassa_app::checkout::CheckoutFlow::Hosted,
+        actor: kassa_testkit::shop::actor(),
+    }
+}
+
 async fn session(shop: &EmulatedShop, placed: &HostedPlaced) -> Value {
     shop.stripe(
         reqwest::Method::GET,
@@ -125,22 +145,7 @@ async fn risk_g3_a_retried_hosted_checkout_makes_one_order_and_one_session(db: T
         .add_cart_line(&cart.id, "MUG", 1)
         .await
         .expect("line");
-    let input = || kassa_app::checkout::CheckoutInput {
-        cart_id: cart.id.clone(),
-        key_scope: "publishable".into(),
-        idempotency_key: Some("double-click".into()),
-        email: "ada@example.com".into(),
-        shipping: kassa_app::ports::ShippingAddress {
-            name: "Ada".into(),
-            line1: "1 St".into(),
-            city: "London".into(),
-            postal_code: "N1".into(),
-            country: "GB".into(),
-        },
-        expected_total_minor: UNIT,
-        flow: kassa_app::checkout::CheckoutFlow::Hosted,
-        actor: kassa_testkit::shop::actor(),
-    };
+    let input = || hosted_input(&cart.id, "double-click");
     let mut clicks = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let (app, input) = (shop.app.clone(), input());
@@ -465,22 +470,7 @@ async fn risk_p1_a_hosted_checkout_retried_after_an_outage_gets_its_page(db: Tes
         serde_json::json!([{"status": 500}, {"status": 500}]),
     )
     .await;
-    let input = || kassa_app::checkout::CheckoutInput {
-        cart_id: cart.id.clone(),
-        key_scope: "publishable".into(),
-        idempotency_key: Some("outage".into()),
-        email: "ada@example.com".into(),
-        shipping: kassa_app::ports::ShippingAddress {
-            name: "Ada".into(),
-            line1: "1 St".into(),
-            city: "London".into(),
-            postal_code: "N1".into(),
-            country: "GB".into(),
-        },
-        expected_total_minor: UNIT,
-        flow: kassa_app::checkout::CheckoutFlow::Hosted,
-        actor: kassa_testkit::shop::actor(),
-    };
+    let input = || hosted_input(&cart.id, "outage");
     let first = shop.app.checkout(input()).await;
     assert!(
         matches!(first, Err(kassa_app::AppError::ProviderUnavailable { .. })),

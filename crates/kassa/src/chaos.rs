@@ -64,6 +64,9 @@ const KASSA_CALLS: &[&str] = &[
     "GET /v1/refunds/*",
     "GET /v1/refunds",
     "GET /v1/events",
+    "POST /v1/checkout/sessions",
+    "GET /v1/checkout/sessions/*",
+    "POST /v1/checkout/sessions/*/expire",
 ];
 
 #[derive(Default)]
@@ -75,6 +78,7 @@ struct Counts {
     confirmations: AtomicUsize,
     declines: AtomicUsize,
     three_d_secure: AtomicUsize,
+    hosted_pages: AtomicUsize,
     captures: AtomicUsize,
     edits: AtomicUsize,
     cancels: AtomicUsize,
@@ -259,6 +263,8 @@ pub(crate) struct Placed {
     token: String,
     intent_id: String,
     client_secret: String,
+    /// Set when the order is paid on the hosted page (a Checkout Session).
+    session_id: Option<String>,
 }
 
 /// Runs the workload; `Ok(true)` when the invariant check passed at the end.
@@ -506,7 +512,12 @@ async fn customer(
             10 => {
                 if let Some(placed) = orders.choose(&mut rng) {
                     // Paying again after a decline, with a card that works.
-                    confirm(shop, placed, "pm_card_visa").await;
+                    match &placed.session_id {
+                        Some(session_id) => pay_page(shop, session_id, "pm_card_visa").await,
+                        None => {
+                            confirm(shop, placed, "pm_card_visa").await;
+                        }
+                    }
                 }
             }
             11..=12 => {
@@ -615,26 +626,70 @@ async fn abandon_a_cart(shop: &Shop, skus: &[(String, i64)], rng: &mut StdRng) {
 /// A checkout with `key`, double-clicked now and then.
 async fn buy(shop: &Shop, skus: &[(String, i64)], rng: &mut StdRng, key: &str) -> Option<Placed> {
     let (cart_id, total) = fill_a_cart(shop, skus, rng).await?;
+    // A third of the customers pay on the hosted page.
+    let hosted = rng.random_bool(0.3);
+    let place = || async {
+        if hosted {
+            checkout_on_page(shop, &cart_id, total, key).await
+        } else {
+            checkout(shop, &cart_id, total, key).await
+        }
+    };
     if rng.random_bool(0.2) {
         bump(&shop.counts.double_clicks);
-        let (first, second) = tokio::join!(
-            checkout(shop, &cart_id, total, key),
-            checkout(shop, &cart_id, total, key)
-        );
+        let (first, second) = tokio::join!(place(), place());
         first.or(second)
     } else {
-        checkout(shop, &cart_id, total, key).await
+        place().await
     }
 }
 
-/// `POST /v1/carts/{cart_id}/checkout` with `key`, as the storefront sends it.
-pub(crate) async fn checkout(shop: &Shop, cart_id: &str, total: i64, key: &str) -> Option<Placed> {
-    let body = json!({
+fn checkout_body(total: i64) -> Value {
+    json!({
         "email": "ada@example.com",
         "shipping_address": {"name": "Ada Lovelace", "line1": "1 Analytical St",
                              "city": "London", "postal_code": "N1 1AA", "country": "GB"},
         "expected_total": total,
-    });
+    })
+}
+
+/// `POST /v1/carts/{cart_id}/checkout_session` with `key`: the hosted page's flow.
+async fn checkout_on_page(shop: &Shop, cart_id: &str, total: i64, key: &str) -> Option<Placed> {
+    bump(&shop.counts.checkouts);
+    bump(&shop.counts.hosted_pages);
+    let answer = shop
+        .kassa(
+            Method::POST,
+            &format!("/v1/carts/{cart_id}/checkout_session"),
+            &shop.publishable,
+            Some(key),
+            Some(checkout_body(total)),
+        )
+        .await;
+    answer.ok().then(|| Placed {
+        order_id: answer.text("/order/id"),
+        token: answer.text("/order_token"),
+        intent_id: String::new(),
+        client_secret: String::new(),
+        session_id: Some(answer.text("/checkout_session/id")),
+    })
+}
+
+/// The customer pays the hosted page with `payment_method` (the emulator's control call).
+async fn pay_page(shop: &Shop, session_id: &str, payment_method: &str) {
+    bump(&shop.counts.confirmations);
+    // Refused when the page is no longer open (paid, expired): nothing to do then.
+    let _ = shop
+        .control(
+            Method::POST,
+            &format!("/_emulator/checkout_sessions/{session_id}/pay"),
+            json!({"payment_method": payment_method}),
+        )
+        .await;
+}
+
+/// `POST /v1/carts/{cart_id}/checkout` with `key`, as the storefront sends it.
+pub(crate) async fn checkout(shop: &Shop, cart_id: &str, total: i64, key: &str) -> Option<Placed> {
     bump(&shop.counts.checkouts);
     let answer = shop
         .kassa(
@@ -642,7 +697,7 @@ pub(crate) async fn checkout(shop: &Shop, cart_id: &str, total: i64, key: &str) 
             &format!("/v1/carts/{cart_id}/checkout"),
             &shop.publishable,
             Some(key),
-            Some(body),
+            Some(checkout_body(total)),
         )
         .await;
     answer.ok().then(|| Placed {
@@ -650,12 +705,16 @@ pub(crate) async fn checkout(shop: &Shop, cart_id: &str, total: i64, key: &str) 
         token: answer.text("/order_token"),
         intent_id: answer.text("/payment/payment_intent_id"),
         client_secret: answer.text("/payment/client_secret"),
+        session_id: None,
     })
 }
 
 /// The customer at the payment page: a good card, a declined one, 3-D Secure passed or
 /// failed, or walking away.
 async fn pay(shop: &Shop, rng: &mut StdRng, placed: &Placed) {
+    if let Some(session_id) = &placed.session_id {
+        return pay_on_page(shop, rng, session_id).await;
+    }
     match rng.random_range(0..20) {
         0..=10 => {
             confirm(shop, placed, "pm_card_visa").await;
@@ -688,6 +747,50 @@ async fn pay(shop: &Shop, rng: &mut StdRng, placed: &Placed) {
             confirm(shop, placed, "pm_card_refundFail").await;
         }
         _ => {}
+    }
+}
+
+/// The customer on the hosted page: a good card, a declined one, 3-D Secure passed or failed,
+/// a bank transfer that settles or fails later, or walking away.
+async fn pay_on_page(shop: &Shop, rng: &mut StdRng, session_id: &str) {
+    let method = match rng.random_range(0..20) {
+        0..=9 => "pm_card_visa",
+        10..=11 => {
+            bump(&shop.counts.declines);
+            "pm_card_chargeDeclined"
+        }
+        12..=14 => {
+            bump(&shop.counts.three_d_secure);
+            "pm_card_authenticationRequired"
+        }
+        15..=16 => "pm_bank_transfer_settles",
+        17 => "pm_bank_transfer_fails",
+        _ => return,
+    };
+    pay_page(shop, session_id, method).await;
+    if method == "pm_card_authenticationRequired" {
+        let session = shop
+            .stripe(
+                Method::GET,
+                &format!("/v1/checkout/sessions/{session_id}"),
+                &shop.stripe_secret,
+                &[],
+            )
+            .await;
+        if let Some(intent_id) = session["payment_intent"].as_str() {
+            let outcome = if rng.random_bool(0.8) {
+                "succeed"
+            } else {
+                "fail"
+            };
+            let _ = shop
+                .control(
+                    Method::POST,
+                    &format!("/_emulator/payment_intents/{intent_id}/authenticate"),
+                    json!({"outcome": outcome}),
+                )
+                .await;
+        }
     }
 }
 
@@ -796,6 +899,7 @@ fn summary(counts: &Counts, seed: u64, passed: bool) -> String {
             ("payment confirmations", n(&counts.confirmations)),
             ("declined cards", n(&counts.declines)),
             ("3-D Secure", n(&counts.three_d_secure)),
+            ("hosted pages", n(&counts.hosted_pages)),
             ("captures asked", n(&counts.captures)),
             ("edits asked", n(&counts.edits)),
             ("cancels asked", n(&counts.cancels)),

@@ -86,3 +86,18 @@ impl Client {
         intent
     }
 }
+
+/// Stripe's own example object of `resource` (`payment_intent`, `checkout.session`, …) from the
+/// conformance material beside the repository.
+pub fn stripe_example(resource: &str) -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/conformance/stripe_openapi_fixtures3.json"
+    );
+    let fixtures: Value = serde_json::from_str(
+        &std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)")),
+    )
+    .expect("json");
+    fixtures["resources"][resource].clone()
+}
