@@ -29,6 +29,10 @@ pub fn router() -> Router<Shared> {
         )
         .route("/_emulator/disputes/{id}/close", post(close_dispute))
         .route("/_emulator/checkout_sessions/{id}/pay", post(pay_session))
+        .route(
+            "/_emulator/customers/{id}/payment_method",
+            post(set_customer_payment_method),
+        )
         .route("/_emulator/clock", get(clock))
         .route("/_emulator/clock/advance", post(advance))
         .route("/_emulator/faults", post(set_faults).delete(clear_faults))
@@ -142,6 +146,27 @@ async fn pay_session(
         )));
     };
     respond(shared.world().pay_session(&id, method))
+}
+
+/// The customer's card for renewals changes, as a customer updating their card would.
+async fn set_customer_payment_method(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match guard(&shared, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let Some(method) = body["payment_method"].as_str() else {
+        return respond(Err(invalid(
+            "parameter_missing",
+            "payment_method is required",
+            Some("payment_method"),
+        )));
+    };
+    respond(shared.world().set_customer_payment_method(&id, method))
 }
 
 async fn open_dispute(

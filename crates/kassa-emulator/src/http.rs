@@ -57,6 +57,16 @@ pub fn router(shared: Shared) -> Router {
             get(list_session_line_items),
         )
         .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
+        .route("/v1/customers", post(create_customer))
+        .route("/v1/customers/{id}", get(retrieve_customer))
+        .route(
+            "/v1/subscriptions/{id}",
+            get(retrieve_subscription)
+                .post(update_subscription)
+                .delete(cancel_subscription),
+        )
+        .route("/v1/invoices/{id}", get(retrieve_invoice))
+        .route("/v1/invoices/{id}/pay", post(pay_invoice))
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(retrieve_event))
         .merge(crate::control::router())
@@ -506,6 +516,120 @@ async fn expire_session(
         |world, _, _| world.expire_session(&id),
     )
     .await
+}
+
+async fn create_customer(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, "/v1/customers"),
+        form,
+        false,
+        |world, form, _| {
+            world.create_customer(form, metadata_of(form).unwrap_or_else(|| json!({})))
+        },
+    )
+    .await
+}
+
+async fn update_subscription(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    let path = format!("/v1/subscriptions/{id}");
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, &path),
+        form,
+        false,
+        |world, form, _| world.update_subscription(&id, form),
+    )
+    .await
+}
+
+async fn cancel_subscription(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/subscriptions/{id}");
+    mutate(
+        &shared,
+        &headers,
+        (&Method::DELETE, &path),
+        Form::new(),
+        false,
+        |world, _, _| world.cancel_subscription(&id),
+    )
+    .await
+}
+
+async fn pay_invoice(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    let path = format!("/v1/invoices/{id}/pay");
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, &path),
+        form,
+        false,
+        |world, _, _| world.pay_invoice(&id),
+    )
+    .await
+}
+
+/// `GET /v1/{kind}/{id}` with the secret key: what `find` answers for the id.
+async fn secret_retrieve(
+    shared: &Shared,
+    headers: &HeaderMap,
+    path: &str,
+    find: impl FnOnce(&World) -> Outcome,
+) -> Response {
+    match secret_read(shared, headers, path, &Form::new()).await {
+        Ok(()) => respond(find(&shared.world())),
+        Err(response) => response,
+    }
+}
+
+async fn retrieve_customer(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/customers/{id}");
+    secret_retrieve(&shared, &headers, &path, |world| world.customer(&id)).await
+}
+
+async fn retrieve_subscription(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/subscriptions/{id}");
+    secret_retrieve(&shared, &headers, &path, |world| world.subscription(&id)).await
+}
+
+async fn retrieve_invoice(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/invoices/{id}");
+    secret_retrieve(&shared, &headers, &path, |world| world.invoice(&id)).await
 }
 
 /// A secret-key read of `path`; `Err` is the response to send instead.

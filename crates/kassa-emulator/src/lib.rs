@@ -15,6 +15,7 @@ mod http;
 mod objects;
 mod page;
 mod sessions;
+mod subscriptions;
 mod webhooks;
 mod world;
 

@@ -28,6 +28,9 @@ const LINE_ITEMS_MAX: usize = 100;
 /// What Stripe keeps about a session beyond the object it returns.
 pub struct SessionDetails {
     pub line_items: Vec<Value>,
+    /// `mode=subscription`: the price's interval (`month`, `year`) and the metadata the
+    /// subscription is created with (`subscription_data[metadata]`).
+    pub recurring: Option<(String, Value)>,
     /// `payment_intent_data[capture_method]`.
     pub capture_method: String,
     /// `payment_intent_data[metadata]`: the metadata its PaymentIntent is created with.
@@ -88,15 +91,51 @@ fn integer(form: &Form, name: &str) -> Result<i64, Refusal> {
 
 impl World {
     pub fn create_session(&mut self, form: &Form) -> Outcome {
-        match required(form, "mode")?.as_str() {
-            "payment" => {}
+        let mode = match required(form, "mode")?.as_str() {
+            "payment" => "payment",
+            "subscription" => "subscription",
             _ => {
                 return Err(invalid(
                     "parameter_invalid",
-                    "The emulator supports mode=payment only.",
+                    "The emulator supports mode=payment and mode=subscription.",
                     Some("mode"),
                 ));
             }
+        };
+        let recurring = match (
+            mode,
+            form.get("line_items[0][price_data][recurring][interval]"),
+        ) {
+            ("payment", None) => None,
+            ("subscription", Some(interval)) if interval == "month" || interval == "year" => {
+                if form.contains_key("line_items[1][quantity]") {
+                    return Err(invalid(
+                        "parameter_invalid",
+                        "The emulator takes one recurring price per subscription.",
+                        Some("line_items"),
+                    ));
+                }
+                Some((
+                    interval.clone(),
+                    bracketed(form, "subscription_data[metadata]"),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "parameter_invalid",
+                    "mode=subscription needs one line with price_data[recurring][interval] month or year; mode=payment none.",
+                    Some("line_items[0][price_data][recurring][interval]"),
+                ));
+            }
+        };
+        if let Some(customer) = form.get("customer")
+            && !self.customers.contains_key(customer)
+        {
+            return Err(invalid(
+                "resource_missing",
+                &format!("No such customer: '{customer}'"),
+                Some("customer"),
+            ));
         }
         let success_url = required(form, "success_url")?.clone();
         let now = self.now();
@@ -136,6 +175,8 @@ impl World {
         let id = self.new_id("cs_test");
         let session = objects::checkout_session(NewSession {
             id: &id,
+            mode,
+            customer: form.get("customer").map(String::as_str),
             url: format!("{}/checkout/{id}", self.base_url),
             amount_total,
             currency: &currency,
@@ -151,6 +192,7 @@ impl World {
             id.clone(),
             SessionDetails {
                 line_items,
+                recurring,
                 capture_method: capture_method.to_owned(),
                 intent_metadata: bracketed(form, "payment_intent_data[metadata]"),
             },
@@ -278,6 +320,9 @@ impl World {
     /// open for another try; 3-D Secure leaves it open until the intent is authenticated.
     pub fn pay_session(&mut self, id: &str, payment_method: &str) -> Outcome {
         let session = self.open_session(id)?;
+        if session["mode"] == "subscription" {
+            return self.subscribe(id, payment_method);
+        }
         let intent_id = match session["payment_intent"].as_str() {
             Some(intent_id) => intent_id.to_owned(),
             None => {

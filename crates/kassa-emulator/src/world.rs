@@ -98,6 +98,9 @@ pub struct World {
     /// the refund succeeds, then fails a moment later.
     pub refund_failures: Vec<(String, std::time::Instant)>,
     pub sessions: BTreeMap<String, Value>,
+    pub customers: BTreeMap<String, Value>,
+    pub subscriptions: BTreeMap<String, Value>,
+    pub invoices: BTreeMap<String, Value>,
     pub session_order: Vec<String>,
     pub session_details: BTreeMap<String, SessionDetails>,
     /// The session each session-made PaymentIntent belongs to.
@@ -131,6 +134,9 @@ impl World {
             refund_order: Vec::new(),
             refund_failures: Vec::new(),
             sessions: BTreeMap::new(),
+            customers: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            invoices: BTreeMap::new(),
             session_order: Vec::new(),
             session_details: BTreeMap::new(),
             session_of_intent: HashMap::new(),
@@ -646,6 +652,7 @@ impl World {
             let _ = self.cancel(&id, Some("automatic"));
         }
         self.expire_due_sessions();
+        self.renew_due_subscriptions();
         self.idempotency
             .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
     }
