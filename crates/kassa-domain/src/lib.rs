@@ -6,6 +6,7 @@
 
 pub mod cart;
 pub mod commands;
+pub mod credits;
 pub mod limits;
 pub mod money;
 pub mod order;

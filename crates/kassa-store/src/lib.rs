@@ -12,6 +12,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod commands;
+mod credits;
 mod db;
 mod effects;
 mod health;

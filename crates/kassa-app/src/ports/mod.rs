@@ -3,6 +3,7 @@
 pub mod checkout_store;
 pub mod clock;
 pub mod command_store;
+pub mod credit_store;
 pub mod invariant_store;
 pub mod janitor_store;
 pub mod metrics_store;
@@ -17,6 +18,7 @@ pub mod webhook_store;
 pub use checkout_store::*;
 pub use clock::{Clock, IdSource, SystemClock};
 pub use command_store::*;
+pub use credit_store::*;
 pub use invariant_store::*;
 pub use janitor_store::*;
 pub use metrics_store::*;

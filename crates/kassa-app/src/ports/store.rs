@@ -182,6 +182,7 @@ pub trait Store:
     + CartStore
     + HealthStore
     + super::CheckoutStore
+    + super::CreditStore
     + super::OrderStore
     + super::OrderCommandStore
     + super::JanitorStore
@@ -199,6 +200,7 @@ impl<T> Store for T where
         + CartStore
         + HealthStore
         + super::CheckoutStore
+        + super::CreditStore
         + super::OrderStore
         + super::OrderCommandStore
         + super::JanitorStore
