@@ -22,7 +22,12 @@ pub struct NewVariant {
     pub unit_amount_minor: i64,
     pub currency: String,
     pub attributes: BTreeMap<String, String>,
+    /// Credits a paid unit grants (a credit pack); 0 for ordinary goods.
+    pub credits: i64,
 }
+
+/// The most credits one unit of a pack may carry.
+pub const PACK_CREDITS_MAX: i64 = 1_000_000_000;
 
 pub struct NewProduct {
     pub name: String,
@@ -146,6 +151,12 @@ fn checked_variant(
     let sku = validate::shaped(&param("sku"), fields::SKU, &variant.sku)?;
     unit_amount(&param("unit_amount"), variant.unit_amount_minor)?;
     let currency = validate::currency(&param("currency"), &variant.currency)?;
+    if !(0..=PACK_CREDITS_MAX).contains(&variant.credits) {
+        return Err(AppError::invalid(
+            &param("credits"),
+            format!("must be between 0 and {PACK_CREDITS_MAX}"),
+        ));
+    }
     if variant.attributes.len() > VARIANT_ATTRIBUTES_MAX {
         return Err(AppError::invalid(
             &param("attributes"),
@@ -173,5 +184,6 @@ fn checked_variant(
         unit_price: Money::new(variant.unit_amount_minor, currency),
         attributes,
         active: true,
+        credits: variant.credits,
     })
 }

@@ -23,6 +23,9 @@ pub struct CreateVariantRequest {
     pub currency: String,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// Credits each paid unit grants its buyer (a credit pack); 0 (the default) for goods.
+    #[serde(default)]
+    pub credits: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -68,6 +71,7 @@ pub struct VariantBody {
     pub currency: String,
     pub attributes: BTreeMap<String, String>,
     pub active: bool,
+    pub credits: i64,
 }
 
 impl From<&Variant> for VariantBody {
@@ -79,6 +83,7 @@ impl From<&Variant> for VariantBody {
             currency: variant.unit_price.currency().code().to_owned(),
             attributes: variant.attributes.clone(),
             active: variant.active,
+            credits: variant.credits,
         }
     }
 }

@@ -35,8 +35,8 @@ impl CatalogStore for SqlStore {
         self.faults().check(FAULT_AFTER_PRODUCT_ROW)?;
         for variant in &product.variants {
             let inserted = sqlx::query(
-                "INSERT INTO variants (sku, product_id, unit_amount, currency, attributes, active, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 1, $6, $6) ON CONFLICT (sku) DO NOTHING",
+                "INSERT INTO variants (sku, product_id, unit_amount, currency, attributes, active, created_at, updated_at, credits)
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7) ON CONFLICT (sku) DO NOTHING",
             )
             .bind(&variant.sku)
             .bind(&product.id)
@@ -44,6 +44,7 @@ impl CatalogStore for SqlStore {
             .bind(variant.unit_price.currency().code())
             .bind(attributes_json(&variant.attributes))
             .bind(now)
+            .bind(variant.credits)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -150,7 +151,7 @@ pub(crate) async fn variant_in(
     conn: &mut AnyConnection,
     sku: &str,
 ) -> StoreResult<Option<Variant>> {
-    let row = sqlx::query("SELECT sku, product_id, unit_amount, currency, attributes, active FROM variants WHERE sku = $1")
+    let row = sqlx::query("SELECT sku, product_id, unit_amount, currency, attributes, active, credits FROM variants WHERE sku = $1")
         .bind(sku)
         .fetch_optional(&mut *conn)
         .await
@@ -191,6 +192,7 @@ fn variant_from_row(row: &AnyRow) -> StoreResult<Variant> {
         attributes: serde_json::from_str(&attributes)
             .map_err(|error| StoreError::Corrupt(format!("variant attributes: {error}")))?,
         active: flag(row.try_get("active").map_err(unavailable)?),
+        credits: row.try_get("credits").map_err(unavailable)?,
     })
 }
 

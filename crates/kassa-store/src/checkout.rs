@@ -668,9 +668,9 @@ async fn insert_order(
     for (index, line) in priced.lines.iter().enumerate() {
         let line_no = i64::try_from(index).unwrap_or(i64::MAX) + 1;
         sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, sku, product_name, quantity, unit_amount, amount)
+            "INSERT INTO order_lines (order_id, line_no, sku, product_name, quantity, unit_amount, amount, credits)
              VALUES ($1, $2, $3, (SELECT p.name FROM products p JOIN variants v ON v.product_id = p.id WHERE v.sku = $3),
-                     $4, $5, $6)",
+                     $4, $5, $6, (SELECT v.credits FROM variants v WHERE v.sku = $3))",
         )
         .bind(&plan.order_id)
         .bind(line_no)

@@ -128,21 +128,7 @@ impl CreditStore for SqlStore {
         now: i64,
     ) -> StoreResult<CustomerRecord> {
         let mut unit = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO customers (id, email, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (email) DO NOTHING",
-        )
-        .bind(new_id)
-        .bind(email)
-        .bind(now)
-        .execute(&mut *unit)
-        .await
-        .map_err(unavailable)?;
-        let id: String = sqlx::query_scalar("SELECT id FROM customers WHERE email = $1")
-            .bind(email)
-            .fetch_one(&mut *unit)
-            .await
-            .map_err(unavailable)?;
+        let id = customer_id_for_email(&mut unit, new_id, email, now).await?;
         let customer = customer_in(&mut unit, &id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("customer {id} vanished")))?;
@@ -173,63 +159,139 @@ impl CreditStore for SqlStore {
         now: i64,
     ) -> StoreResult<LedgerWrite> {
         let mut tx = self.begin().await?;
-        // The customer's row is the ledger's lock: entries of one customer are written one at a
-        // time, each against the balance the ones before it left.
-        let locked: Option<String> = sqlx::query_scalar(
-            "UPDATE customers SET version = version + 1 WHERE id = $1 RETURNING id",
-        )
-        .bind(&entry.customer_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if locked.is_none() {
-            tx.rollback().await?;
-            return Ok(LedgerWrite::CustomerMissing);
-        }
-        if let Some(existing) = entry_with_key(&mut tx, &entry.business_key).await? {
-            tx.rollback().await?;
-            return Ok(LedgerWrite::AlreadyThere(existing));
-        }
-        let balance = balance_of(&mut tx, &entry.customer_id).await?;
-        let signed = match kind {
-            EntryKind::Grant => entry.amount,
-            EntryKind::Debit => match credits::debit(balance, entry.amount) {
-                Ok(_) => -entry.amount,
-                Err(overdraft) => {
-                    tx.rollback().await?;
-                    return Ok(LedgerWrite::Overdraft {
-                        balance: overdraft.balance,
-                    });
-                }
-            },
-            EntryKind::Clawback => -credits::clawback(balance, entry.amount),
-        };
-        if signed == 0 || (kind == EntryKind::Grant && signed < 0) {
-            tx.rollback().await?;
-            return Ok(LedgerWrite::Overdraft { balance });
-        }
-        let written = sqlx::query(
-            "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, reason, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (business_key) DO NOTHING",
-        )
-        .bind(&entry.id)
-        .bind(&entry.customer_id)
-        .bind(signed)
-        .bind(kind.as_str())
-        .bind(&entry.business_key)
-        .bind(entry.reason.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let stored = entry_with_key(&mut tx, &entry.business_key)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("entry {} vanished", entry.business_key)))?;
-        tx.commit().await?;
-        Ok(if written.rows_affected() == 1 {
-            LedgerWrite::Written(stored)
+        let written = write_entry_in(&mut tx, kind, entry, now).await?;
+        if matches!(written, LedgerWrite::Written(_)) {
+            tx.commit().await?;
         } else {
-            LedgerWrite::AlreadyThere(stored)
-        })
+            tx.rollback().await?;
+        }
+        Ok(written)
     }
+}
+
+/// The id of the customer with `email`, made with `new_id` if there is none.
+async fn customer_id_for_email(
+    conn: &mut AnyConnection,
+    new_id: &str,
+    email: &str,
+    now: i64,
+) -> StoreResult<String> {
+    sqlx::query(
+        "INSERT INTO customers (id, email, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(new_id)
+    .bind(email)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query_scalar("SELECT id FROM customers WHERE email = $1")
+        .bind(email)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable)
+}
+
+/// Fault point: between a paid order's moves and its credit grant, for tests (risk W3).
+pub const FAULT_BEFORE_CREDIT_GRANT: &str = "webhook.before_credit_grant";
+
+/// The credits a paid order's packs grant its buyer (by the order's e-mail): credits × quantity
+/// of each line, as sold, once per order (business key `order:{id}`), in the caller's
+/// transaction — the one that moved the order to paid (risks W2, W3).
+pub(crate) async fn grant_for_paid_order(
+    store: &SqlStore,
+    conn: &mut AnyConnection,
+    order_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    store.faults().check(FAULT_BEFORE_CREDIT_GRANT)?;
+    let (credits, email): (i64, String) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(l.credits * l.quantity), 0) AS BIGINT), o.email
+         FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
+         WHERE o.id = $1 GROUP BY o.email",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if credits <= 0 {
+        return Ok(());
+    }
+    let customer_id = customer_id_for_email(conn, &format!("cus_{order_id}"), &email, now).await?;
+    let entry = NewCreditEntry {
+        id: format!("cre_{order_id}"),
+        customer_id,
+        amount: credits,
+        business_key: format!("order:{order_id}"),
+        reason: Some("credit pack".into()),
+    };
+    match write_entry_in(conn, EntryKind::Grant, &entry, now).await? {
+        LedgerWrite::Written(_) | LedgerWrite::AlreadyThere(_) => Ok(()),
+        other => Err(StoreError::Corrupt(format!(
+            "granting the credits of {order_id}: {other:?}"
+        ))),
+    }
+}
+
+/// Writes one ledger entry in the caller's transaction: under the customer's row lock, against
+/// the balance the entries before it left, once per business key.
+async fn write_entry_in(
+    conn: &mut AnyConnection,
+    kind: EntryKind,
+    entry: &NewCreditEntry,
+    now: i64,
+) -> StoreResult<LedgerWrite> {
+    // The customer's row is the ledger's lock: entries of one customer are written one at a
+    // time, each against the balance the ones before it left.
+    let locked: Option<String> =
+        sqlx::query_scalar("UPDATE customers SET version = version + 1 WHERE id = $1 RETURNING id")
+            .bind(&entry.customer_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    if locked.is_none() {
+        return Ok(LedgerWrite::CustomerMissing);
+    }
+    if let Some(existing) = entry_with_key(conn, &entry.business_key).await? {
+        return Ok(LedgerWrite::AlreadyThere(existing));
+    }
+    let balance = balance_of(conn, &entry.customer_id).await?;
+    let signed = match kind {
+        EntryKind::Grant => entry.amount,
+        EntryKind::Debit => match credits::debit(balance, entry.amount) {
+            Ok(_) => -entry.amount,
+            Err(overdraft) => {
+                return Ok(LedgerWrite::Overdraft {
+                    balance: overdraft.balance,
+                });
+            }
+        },
+        EntryKind::Clawback => -credits::clawback(balance, entry.amount),
+    };
+    if signed == 0 || (kind == EntryKind::Grant && signed < 0) {
+        return Ok(LedgerWrite::Overdraft { balance });
+    }
+    let written = sqlx::query(
+        "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, reason, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (business_key) DO NOTHING",
+    )
+    .bind(&entry.id)
+    .bind(&entry.customer_id)
+    .bind(signed)
+    .bind(kind.as_str())
+    .bind(&entry.business_key)
+    .bind(entry.reason.as_deref())
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let stored = entry_with_key(conn, &entry.business_key)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("entry {} vanished", entry.business_key)))?;
+    Ok(if written.rows_affected() == 1 {
+        LedgerWrite::Written(stored)
+    } else {
+        LedgerWrite::AlreadyThere(stored)
+    })
 }

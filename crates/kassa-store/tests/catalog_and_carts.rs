@@ -16,6 +16,7 @@ fn variant(sku: &str, unit_amount_minor: i64, currency: &str) -> NewVariant {
         unit_amount_minor,
         currency: currency.to_owned(),
         attributes: BTreeMap::new(),
+        credits: 0,
     }
 }
 

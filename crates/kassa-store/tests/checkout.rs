@@ -460,6 +460,7 @@ async fn risk_s2_order_token_reads_only_its_own_order_with_pii_masked(db: TestDb
                 unit_amount_minor: 1250,
                 currency: "eur".into(),
                 attributes: BTreeMap::new(),
+                credits: 0,
             }],
         })
         .await

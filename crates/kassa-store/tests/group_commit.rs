@@ -25,6 +25,7 @@ fn new_product(name: &str, skus: &[&str]) -> NewProduct {
                 unit_amount_minor: 1_000,
                 currency: "eur".to_owned(),
                 attributes: BTreeMap::new(),
+                credits: 0,
             })
             .collect(),
     }

@@ -315,6 +315,7 @@ pub async fn seed_product(
             unit_amount_minor,
             currency: currency.to_owned(),
             attributes: std::collections::BTreeMap::new(),
+            credits: 0,
         }],
     })
     .await

@@ -39,6 +39,7 @@ pub async fn load(app: &App) -> Result<(), AppError> {
                     unit_amount_minor: *amount,
                     currency: "eur".to_owned(),
                     attributes: BTreeMap::from([("size".to_owned(), (*size).to_owned())]),
+                    credits: 0,
                 })
                 .collect(),
         };

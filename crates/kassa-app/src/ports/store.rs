@@ -36,6 +36,8 @@ pub struct Variant {
     pub unit_price: Money,
     pub attributes: BTreeMap<String, String>,
     pub active: bool,
+    /// Credits a paid unit grants (a credit pack); 0 for ordinary goods.
+    pub credits: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

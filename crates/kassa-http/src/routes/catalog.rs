@@ -47,6 +47,7 @@ pub(crate) async fn create_product(
                 unit_amount_minor: v.unit_amount,
                 currency: v.currency,
                 attributes: v.attributes,
+                credits: v.credits,
             })
             .collect(),
     };

@@ -508,6 +508,11 @@ const FIELD_RULES: &[(&str, &str, Rule)] = &[
     ("CreateVariantRequest", "currency", Rule::Currency),
     ("CreateVariantRequest", "attributes", Rule::Attributes),
     (
+        "CreateVariantRequest",
+        "credits",
+        Rule::Between(0, kassa_app::catalog::PACK_CREDITS_MAX),
+    ),
+    (
         "UpdateVariantRequest",
         "unit_amount",
         Rule::Between(0, UNIT_AMOUNT_MAX_MINOR),

@@ -238,6 +238,9 @@ async fn apply_moves(
                 end_operation_in(conn, order_id, Operation::Capture, actor, now).await?;
                 // Paid after all while the janitor was expiring it: the payment stands.
                 end_operation_in(conn, order_id, Operation::Expire, actor, now).await?;
+                if step.to == OrderStatus::Paid {
+                    crate::credits::grant_for_paid_order(store, conn, order_id, now).await?;
+                }
             }
             OrderStatus::Canceled => {
                 for operation in Operation::ALL {

@@ -1,0 +1,132 @@
+//! Credit packs on both backends (seed 003, risks W1, W2, W3): a paid order of a variant that
+//! carries credits grants its buyer credits × quantity once — whatever events arrive, however
+//! often — in the same transaction as the order's move to paid, so a failure between the two
+//! leaves neither, and the retry applies both once.
+
+use std::collections::BTreeMap;
+
+use kassa_app::catalog::{NewProduct, NewVariant};
+use kassa_app::ports::{CaptureMethod, CreditStore};
+use kassa_testkit::shop::{EmulatedShop, Placed};
+use kassa_testkit::{TestDb, both_backends};
+use serde_json::Value;
+
+const FAULT_BEFORE_CREDIT_GRANT: &str = "webhook.before_credit_grant";
+
+/// The shop, with a pack of 100 credits for 5.00 EUR; a checkout of two packs and one mug,
+/// confirmed with a good card (its events not yet delivered).
+async fn bought_two_packs(db: TestDb) -> (EmulatedShop, Placed) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let pack = NewProduct {
+        name: "100 credits".into(),
+        variants: vec![NewVariant {
+            sku: "PACK".into(),
+            unit_amount_minor: 500,
+            currency: "eur".into(),
+            attributes: BTreeMap::new(),
+            credits: 100,
+        }],
+    };
+    shop.app.create_product(pack).await.expect("pack");
+    shop.app.set_on_hand("PACK", None, 10).await.expect("stock");
+    let cart = shop.app.create_cart("eur").await.expect("cart");
+    shop.app
+        .add_cart_line(&cart.id, "PACK", 2)
+        .await
+        .expect("packs");
+    shop.app
+        .add_cart_line(&cart.id, "MUG", 1)
+        .await
+        .expect("mug");
+    let reply = shop
+        .app
+        .checkout(kassa_app::checkout::CheckoutInput {
+            cart_id: cart.id.clone(),
+            key_scope: "publishable".into(),
+            idempotency_key: Some("packs".into()),
+            email: "ada@example.com".into(),
+            shipping: kassa_app::ports::ShippingAddress {
+                name: "Ada".into(),
+                line1: "1 St".into(),
+                city: "London".into(),
+                postal_code: "N1".into(),
+                country: "GB".into(),
+            },
+            expected_total_minor: 2 * 500 + kassa_testkit::shop::UNIT,
+            flow: kassa_app::checkout::CheckoutFlow::Embedded,
+            actor: kassa_testkit::shop::actor(),
+        })
+        .await
+        .expect("checkout");
+    let body: Value = serde_json::from_str(&reply.response.body).expect("json");
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    let placed = Placed {
+        order_id: text(&body["order"]["id"]),
+        intent_id: text(&body["payment"]["payment_intent_id"]),
+        client_secret: text(&body["payment"]["client_secret"]),
+        order_token: text(&body["order_token"]),
+    };
+    shop.confirm(&placed, "pm_card_visa").await;
+    (shop, placed)
+}
+
+/// (balance, entries) of the buyer, by e-mail; (0, 0) when no customer exists.
+async fn buyer_credits(shop: &EmulatedShop) -> (i64, usize) {
+    let id = shop
+        .scalar("SELECT COUNT(*) FROM customers WHERE email = 'ada@example.com'")
+        .await;
+    if id == 0 {
+        return (0, 0);
+    }
+    let customer = shop
+        .db
+        .store
+        .customer_for_email("cus_unused", "ada@example.com", 0)
+        .await
+        .expect("customer");
+    let entries = shop
+        .db
+        .store
+        .credit_entries(&customer.id, 100)
+        .await
+        .expect("entries");
+    (customer.balance, entries.len())
+}
+
+async fn risk_w1_a_paid_pack_order_grants_once_whatever_events_arrive(db: TestDb) {
+    let (shop, placed) = bought_two_packs(db).await;
+    // Every event three times, as duplicated deliveries would bring them.
+    for _ in 0..3 {
+        shop.deliver_events().await;
+    }
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    assert_eq!(buyer_credits(&shop).await, (200, 1));
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM credit_entries WHERE business_key LIKE 'order:%'")
+            .await,
+        1
+    );
+}
+both_backends!(risk_w1_a_paid_pack_order_grants_once_whatever_events_arrive);
+
+async fn risk_w3_a_failure_before_the_grant_leaves_neither_then_the_retry_applies_both(db: TestDb) {
+    let (shop, placed) = bought_two_packs(db).await;
+    shop.db.store.faults().arm(FAULT_BEFORE_CREDIT_GRANT);
+    shop.deliver_events().await;
+    // The payment, the stock commit, the order's move and the grant: all or nothing.
+    assert_eq!(shop.status(&placed.order_id).await, "pending_payment");
+    assert_eq!(buyer_credits(&shop).await, (0, 0));
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'failed'")
+            .await,
+        1
+    );
+    // The inbox retries the failed event: everything once.
+    shop.clock.advance(3600);
+    assert_eq!(shop.app.process_inbox(10).await.expect("retry"), 1);
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    assert_eq!(buyer_credits(&shop).await, (200, 1));
+    shop.deliver_events().await;
+    assert_eq!(buyer_credits(&shop).await, (200, 1));
+}
+both_backends!(risk_w3_a_failure_before_the_grant_leaves_neither_then_the_retry_applies_both);
