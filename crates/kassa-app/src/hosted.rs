@@ -4,15 +4,10 @@
 //! applied through the same path as the session's events.
 
 use crate::App;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
+use crate::order_commands::unavailable;
 use crate::ports::{Actor, ProviderCheckoutSession, ProviderError};
 use crate::webhooks::reported_by_session;
-
-fn unavailable() -> AppError {
-    AppError::ProviderUnavailable {
-        retry_after_secs: 2,
-    }
-}
 
 impl App {
     /// Ends `session_id` at the provider, then applies the session as it stands: expired (the

@@ -41,7 +41,8 @@ pub struct EditRequest {
     pub lines: Vec<LineChange>,
 }
 
-fn unavailable() -> AppError {
+/// The provider did not answer; the caller may retry after a moment.
+pub(crate) fn unavailable() -> AppError {
     AppError::ProviderUnavailable {
         retry_after_secs: PROVIDER_RETRY_AFTER_SECS,
     }

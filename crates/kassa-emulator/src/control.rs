@@ -63,6 +63,21 @@ fn guard(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, Re
     })
 }
 
+/// The `payment_method` of a control call's JSON body (secret key).
+fn payment_method(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<String, Response> {
+    let body = guard(shared, headers, body)?;
+    body["payment_method"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            respond(Err(invalid(
+                "parameter_missing",
+                "payment_method is required",
+                Some("payment_method"),
+            )))
+        })
+}
+
 fn respond(outcome: Result<Value, (u16, Value)>) -> Response {
     match outcome {
         Ok(body) => answer(200, body, false),
@@ -134,18 +149,10 @@ async fn pay_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match guard(&shared, &headers, &body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let Some(method) = body["payment_method"].as_str() else {
-        return respond(Err(invalid(
-            "parameter_missing",
-            "payment_method is required",
-            Some("payment_method"),
-        )));
-    };
-    respond(shared.world().pay_session(&id, method))
+    match payment_method(&shared, &headers, &body) {
+        Ok(method) => respond(shared.world().pay_session(&id, &method)),
+        Err(response) => response,
+    }
 }
 
 /// The customer's card for renewals changes, as a customer updating their card would.
@@ -155,18 +162,10 @@ async fn set_customer_payment_method(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match guard(&shared, &headers, &body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let Some(method) = body["payment_method"].as_str() else {
-        return respond(Err(invalid(
-            "parameter_missing",
-            "payment_method is required",
-            Some("payment_method"),
-        )));
-    };
-    respond(shared.world().set_customer_payment_method(&id, method))
+    match payment_method(&shared, &headers, &body) {
+        Ok(method) => respond(shared.world().set_customer_payment_method(&id, &method)),
+        Err(response) => response,
+    }
 }
 
 async fn open_dispute(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::currency::check_amount;
 use crate::objects::{self, NewSession};
-use crate::world::{Outcome, Refusal, World, invalid};
+use crate::world::{Outcome, Refusal, World, invalid, merge, missing};
 
 /// A session may expire no sooner than this after its creation, as at Stripe.
 pub const SESSION_EXPIRY_MIN_SECS: i64 = 30 * 60;
@@ -47,15 +47,7 @@ pub struct DelayedPayment {
 type Form = BTreeMap<String, String>;
 
 fn missing_session(id: &str) -> Refusal {
-    (
-        404,
-        objects::error(
-            "invalid_request_error",
-            Some("resource_missing"),
-            &format!("No such checkout.session: '{id}'"),
-            Some("id"),
-        ),
-    )
+    missing("checkout.session", id)
 }
 
 /// `prefix[key]=value` fields as a JSON object.
@@ -288,12 +280,8 @@ impl World {
             .ok_or_else(|| missing_session(id))
     }
 
-    fn set_session(&mut self, id: &str, changes: Value) -> Value {
-        let session = self.sessions.entry(id.to_owned()).or_insert(Value::Null);
-        if let (Value::Object(session), Value::Object(changes)) = (&mut *session, changes) {
-            session.extend(changes);
-        }
-        session.clone()
+    pub(crate) fn set_session(&mut self, id: &str, changes: Value) -> Value {
+        merge(&mut self.sessions, id, changes)
     }
 
     /// An open session that is past its `expires_at` expires now, whoever asks first.

@@ -8,21 +8,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::objects::{self, NewInvoice, NewSubscription};
-use crate::world::{Outcome, Refusal, World, invalid};
+use crate::world::{Outcome, World, invalid, merge, missing};
 
 type Form = BTreeMap<String, String>;
-
-fn missing(kind: &str, id: &str) -> Refusal {
-    (
-        404,
-        objects::error(
-            "invalid_request_error",
-            Some("resource_missing"),
-            &format!("No such {kind}: '{id}'"),
-            Some("id"),
-        ),
-    )
-}
 
 /// The end of the period that starts at `start`: a month is 30 days, a year 365, in the
 /// emulator's clock.
@@ -145,21 +133,13 @@ impl World {
         let invoice = self.open_invoice(&id, "subscription_create")?;
         let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
         self.attempt_invoice(&invoice_id)?;
-        let completed = self.set_session_fields(
+        let completed = self.set_session(
             session_id,
             json!({"status": "complete", "payment_status": "paid", "customer": customer_id,
                    "subscription": id, "invoice": invoice_id}),
         );
         self.emit("checkout.session.completed", &completed, None);
         Ok(completed)
-    }
-
-    fn set_session_fields(&mut self, id: &str, changes: Value) -> Value {
-        let session = self.sessions.entry(id.to_owned()).or_insert(Value::Null);
-        if let (Value::Object(session), Value::Object(changes)) = (&mut *session, changes) {
-            session.extend(changes);
-        }
-        session.clone()
     }
 
     fn open_invoice(&mut self, subscription_id: &str, reason: &str) -> Outcome {
@@ -206,16 +186,7 @@ impl World {
         } else {
             json!({"attempt_count": attempts, "attempted": true})
         };
-        let invoice = {
-            let entry = self
-                .invoices
-                .get_mut(invoice_id)
-                .ok_or_else(|| missing("invoice", invoice_id))?;
-            if let (Value::Object(entry), Value::Object(changes)) = (&mut *entry, changes) {
-                entry.extend(changes);
-            }
-            entry.clone()
-        };
+        let invoice = merge(&mut self.invoices, invoice_id, changes);
         let subscription_id = invoice["subscription"]
             .as_str()
             .unwrap_or_default()

@@ -41,7 +41,7 @@ pub fn invalid(code: &str, message: &str, param: Option<&str>) -> Refusal {
     )
 }
 
-fn missing(kind: &str, id: &str) -> Refusal {
+pub(crate) fn missing(kind: &str, id: &str) -> Refusal {
     (
         404,
         objects::error(
@@ -254,11 +254,7 @@ impl World {
     }
 
     fn set(&mut self, id: &str, changes: Value) -> Value {
-        let intent = self.intents.entry(id.to_owned()).or_insert(Value::Null);
-        if let (Value::Object(intent), Value::Object(changes)) = (&mut *intent, changes) {
-            intent.extend(changes);
-        }
-        intent.clone()
+        merge(&mut self.intents, id, changes)
     }
 
     pub fn update_intent(
@@ -665,6 +661,15 @@ impl World {
             .find(|(pattern, queue)| !queue.is_empty() && pattern_matches(pattern, &request))
             .and_then(|(_, queue)| queue.pop_front())
     }
+}
+
+/// Sets `changes`' fields on the object `id` of `objects`; the object as it is now.
+pub(crate) fn merge(objects: &mut BTreeMap<String, Value>, id: &str, changes: Value) -> Value {
+    let object = objects.entry(id.to_owned()).or_insert(Value::Null);
+    if let (Value::Object(object), Value::Object(changes)) = (&mut *object, changes) {
+        object.extend(changes);
+    }
+    object.clone()
 }
 
 fn unexpected_state(status: &str, action: &str) -> Refusal {

@@ -13,16 +13,6 @@ async fn shop(db: TestDb) -> EmulatedShop {
     EmulatedShop::new(db, CaptureMethod::Automatic).await
 }
 
-/// Every event the emulator sent, oldest first.
-async fn events(shop: &EmulatedShop) -> Vec<Value> {
-    let list = shop
-        .stripe(reqwest::Method::GET, "/v1/events?limit=100", &[])
-        .await;
-    let mut events = list["data"].as_array().cloned().unwrap_or_default();
-    events.reverse();
-    events
-}
-
 /// Delivers `events` twice each, newest first, each delivery a task of its own, all at once.
 async fn deliver_duplicated_reordered_concurrently(shop: &EmulatedShop, events: &[Value]) {
     let secret = &shop.emulator.config().webhook_secret;
@@ -188,7 +178,7 @@ async fn risk_w1_session_and_intent_events_apply_one_payment(db: TestDb) {
     let placed = shop.hosted_checkout(&[("MUG", 2)]).await;
     let paid = shop.pay_session(&placed.session_id, "pm_card_visa").await;
     assert_eq!(paid["payment_status"], "paid", "{paid}");
-    let events = events(&shop).await;
+    let events = shop.events().await;
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert!(types.contains(&"payment_intent.succeeded"), "{types:?}");
     assert!(types.contains(&"checkout.session.completed"), "{types:?}");
@@ -221,7 +211,7 @@ async fn risk_w5_the_session_event_alone_pays_the_order(db: TestDb) {
     let shop = shop(db).await;
     let placed = shop.hosted_checkout(&[("TEE", 1)]).await;
     shop.pay_session(&placed.session_id, "pm_card_visa").await;
-    let events = events(&shop).await;
+    let events = shop.events().await;
     let (session_events, intent_events): (Vec<Value>, Vec<Value>) =
         events.into_iter().partition(|e| {
             e["type"]
@@ -249,7 +239,8 @@ async fn risk_w6_a_session_reporting_another_amount_is_flagged_not_paid(db: Test
     let shop = shop(db).await;
     let placed = shop.hosted_checkout(&[("MUG", 1)]).await;
     shop.pay_session(&placed.session_id, "pm_card_visa").await;
-    let mut completed = events(&shop)
+    let mut completed = shop
+        .events()
         .await
         .into_iter()
         .find(|e| e["type"] == "checkout.session.completed")
@@ -280,16 +271,10 @@ async fn risk_w5_an_expired_session_releases_the_stock_once(db: TestDb) {
         .await;
     assert_eq!(shop.stock("MUG").await, (STOCK - 3, 3, 0));
     for placed in [&tried, &untried] {
-        let expired = shop
-            .stripe(
-                reqwest::Method::POST,
-                &format!("/v1/checkout/sessions/{}/expire", placed.session_id),
-                &[],
-            )
-            .await;
+        let expired = shop.expire_session(&placed.session_id).await;
         assert_eq!(expired["status"], "expired", "{expired}");
     }
-    let events = events(&shop).await;
+    let events = shop.events().await;
     deliver_duplicated_reordered_concurrently(&shop, &events).await;
     for placed in [&tried, &untried] {
         assert_eq!(shop.status(&placed.order_id).await, "canceled");
@@ -319,7 +304,8 @@ async fn risk_w5_a_delayed_payment_pays_when_it_settles_and_not_before(db: TestD
     assert_eq!(shop.stock("MUG").await, (STOCK - 1, 1, 0));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let types: Vec<String> = events(&shop)
+        let types: Vec<String> = shop
+            .events()
             .await
             .iter()
             .filter_map(|e| e["type"].as_str().map(str::to_owned))
@@ -336,7 +322,7 @@ async fn risk_w5_a_delayed_payment_pays_when_it_settles_and_not_before(db: TestD
         assert!(std::time::Instant::now() < deadline, "{types:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    deliver_duplicated_reordered_concurrently(&shop, &events(&shop).await).await;
+    deliver_duplicated_reordered_concurrently(&shop, &shop.events().await).await;
     assert_eq!(shop.status(&settles.order_id).await, "paid");
     assert_eq!(shop.stock("MUG").await, (STOCK - 1, 0, 1));
     assert_eq!(shop.status(&fails.order_id).await, "pending_payment");
@@ -362,7 +348,7 @@ async fn risk_g4_the_janitor_expires_an_abandoned_page_at_the_provider_first(db:
     assert_eq!(shop.stock("MUG").await, (STOCK, 0, 0));
     let refused = shop.pay_session(&placed.session_id, "pm_card_visa").await;
     assert_eq!(refused["error"]["code"], "checkout_session_not_open");
-    deliver_duplicated_reordered_concurrently(&shop, &events(&shop).await).await;
+    deliver_duplicated_reordered_concurrently(&shop, &shop.events().await).await;
     assert_eq!(shop.stock("MUG").await, (STOCK, 0, 0), "released once");
     assert_eq!(
         shop.scalar("SELECT COUNT(*) FROM outbox WHERE topic = 'order.canceled'")
@@ -434,7 +420,7 @@ async fn risk_w1_a_manual_capture_session_authorizes_and_never_pays_by_itself(db
     let placed = shop.hosted_checkout(&[("MUG", 1)]).await;
     let completed = shop.pay_session(&placed.session_id, "pm_card_visa").await;
     assert_eq!(completed["payment_status"], "unpaid", "{completed}");
-    let mut events = events(&shop).await;
+    let mut events = shop.events().await;
     // A session event claiming the money was taken changes nothing either.
     let mut claims_paid = events
         .iter()

@@ -74,12 +74,7 @@ async fn risk_r1_hosted_pages_whose_webhooks_never_came_are_settled(db: TestDb) 
     let paid = shop.hosted_checkout(&[("MUG", 1)]).await;
     let abandoned = shop.hosted_checkout(&[("TEE", 2)]).await;
     shop.pay_session(&paid.session_id, "pm_card_visa").await;
-    shop.stripe(
-        reqwest::Method::POST,
-        &format!("/v1/checkout/sessions/{}/expire", abandoned.session_id),
-        &[],
-    )
-    .await;
+    shop.expire_session(&abandoned.session_id).await;
     let report = shop.app.reconcile(&Quietly).await.expect("reconciled");
     assert_eq!(
         report.payments_checked, 2,

@@ -198,6 +198,16 @@ impl EmulatedShop {
         .await
     }
 
+    /// The session's page closes at the emulator, as when its time runs out; the session.
+    pub async fn expire_session(&self, session_id: &str) -> Value {
+        self.stripe(
+            reqwest::Method::POST,
+            &format!("/v1/checkout/sessions/{session_id}/expire"),
+            &[],
+        )
+        .await
+    }
+
     /// Either flow's checkout of `cart_id`: the answer's body.
     async fn checkout_with(
         &self,
@@ -299,15 +309,20 @@ impl EmulatedShop {
         .await;
     }
 
-    /// Feeds every event the emulator has sent to Kassa, oldest first, signed with its secret
-    /// at the app's time (duplicates are recorded once).
-    pub async fn deliver_events(&self) {
+    /// Every event the emulator has sent (the newest 100), oldest first.
+    pub async fn events(&self) -> Vec<Value> {
         let list = self
             .stripe(reqwest::Method::GET, "/v1/events?limit=100", &[])
             .await;
         let mut events = list["data"].as_array().cloned().unwrap_or_default();
         events.reverse();
-        for event in events {
+        events
+    }
+
+    /// Feeds every event the emulator has sent to Kassa, oldest first, signed with its secret
+    /// at the app's time (duplicates are recorded once).
+    pub async fn deliver_events(&self) {
+        for event in self.events().await {
             self.deliver(&event).await.expect("recorded");
         }
     }

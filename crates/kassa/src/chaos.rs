@@ -628,13 +628,7 @@ async fn buy(shop: &Shop, skus: &[(String, i64)], rng: &mut StdRng, key: &str) -
     let (cart_id, total) = fill_a_cart(shop, skus, rng).await?;
     // A third of the customers pay on the hosted page.
     let hosted = rng.random_bool(0.3);
-    let place = || async {
-        if hosted {
-            checkout_on_page(shop, &cart_id, total, key).await
-        } else {
-            checkout(shop, &cart_id, total, key).await
-        }
-    };
+    let place = || place_order(shop, &cart_id, total, key, hosted);
     if rng.random_bool(0.2) {
         bump(&shop.counts.double_clicks);
         let (first, second) = tokio::join!(place(), place());
@@ -653,14 +647,28 @@ fn checkout_body(total: i64) -> Value {
     })
 }
 
-/// `POST /v1/carts/{cart_id}/checkout_session` with `key`: the hosted page's flow.
-async fn checkout_on_page(shop: &Shop, cart_id: &str, total: i64, key: &str) -> Option<Placed> {
+/// `POST /v1/carts/{cart_id}/checkout` (or `/checkout_session`, the hosted page's flow) with
+/// `key`, as the storefront sends it.
+async fn place_order(
+    shop: &Shop,
+    cart_id: &str,
+    total: i64,
+    key: &str,
+    hosted: bool,
+) -> Option<Placed> {
     bump(&shop.counts.checkouts);
-    bump(&shop.counts.hosted_pages);
+    if hosted {
+        bump(&shop.counts.hosted_pages);
+    }
+    let path = if hosted {
+        "checkout_session"
+    } else {
+        "checkout"
+    };
     let answer = shop
         .kassa(
             Method::POST,
-            &format!("/v1/carts/{cart_id}/checkout_session"),
+            &format!("/v1/carts/{cart_id}/{path}"),
             &shop.publishable,
             Some(key),
             Some(checkout_body(total)),
@@ -669,9 +677,9 @@ async fn checkout_on_page(shop: &Shop, cart_id: &str, total: i64, key: &str) -> 
     answer.ok().then(|| Placed {
         order_id: answer.text("/order/id"),
         token: answer.text("/order_token"),
-        intent_id: String::new(),
-        client_secret: String::new(),
-        session_id: Some(answer.text("/checkout_session/id")),
+        intent_id: answer.text("/payment/payment_intent_id"),
+        client_secret: answer.text("/payment/client_secret"),
+        session_id: hosted.then(|| answer.text("/checkout_session/id")),
     })
 }
 
@@ -688,25 +696,9 @@ async fn pay_page(shop: &Shop, session_id: &str, payment_method: &str) {
         .await;
 }
 
-/// `POST /v1/carts/{cart_id}/checkout` with `key`, as the storefront sends it.
+/// The embedded flow's checkout, as `kassa bench` drives it.
 pub(crate) async fn checkout(shop: &Shop, cart_id: &str, total: i64, key: &str) -> Option<Placed> {
-    bump(&shop.counts.checkouts);
-    let answer = shop
-        .kassa(
-            Method::POST,
-            &format!("/v1/carts/{cart_id}/checkout"),
-            &shop.publishable,
-            Some(key),
-            Some(checkout_body(total)),
-        )
-        .await;
-    answer.ok().then(|| Placed {
-        order_id: answer.text("/order/id"),
-        token: answer.text("/order_token"),
-        intent_id: answer.text("/payment/payment_intent_id"),
-        client_secret: answer.text("/payment/client_secret"),
-        session_id: None,
-    })
+    place_order(shop, cart_id, total, key, false).await
 }
 
 /// The customer at the payment page: a good card, a declined one, 3-D Secure passed or

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::HttpState;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
+use crate::routes::docs::escape;
 
 const INDEX: &str = include_str!("../../demo/index.html");
 const SCRIPT: &str = include_str!("../../demo/app.js");
@@ -126,13 +127,6 @@ async fn config(State(state): State<HttpState>) -> Result<Response, ApiError> {
     })
     .map_err(|_| ApiError::Internal)?;
     Ok(secured(demo, "application/json", body))
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Where the hosted page sends the customer back (`?session_id=`): the order's status, total

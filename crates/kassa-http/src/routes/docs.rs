@@ -593,7 +593,8 @@ async fn docs(State(state): State<HttpState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-fn escape(text: &str) -> String {
+/// Text made safe to put in HTML, as content or as an attribute's value.
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
