@@ -4,9 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kassa_domain::Money;
-use kassa_domain::limits::{
-    ON_HAND_MAX, PRODUCT_VARIANTS_MAX, UNIT_AMOUNT_MAX_MINOR, VARIANT_ATTRIBUTES_MAX,
-};
+use kassa_domain::limits::{ON_HAND_MAX, PRODUCT_VARIANTS_MAX, VARIANT_ATTRIBUTES_MAX};
 use kassa_domain::text::fields;
 
 use crate::App;
@@ -25,9 +23,6 @@ pub struct NewVariant {
     /// Credits a paid unit grants (a credit pack); 0 for ordinary goods.
     pub credits: i64,
 }
-
-/// The most credits one unit of a pack may carry.
-pub const PACK_CREDITS_MAX: i64 = 1_000_000_000;
 
 pub struct NewProduct {
     pub name: String,
@@ -82,7 +77,7 @@ impl App {
         active: Option<bool>,
     ) -> AppResult<Variant> {
         if let Some(amount) = unit_amount_minor {
-            unit_amount("unit_amount", amount)?;
+            validate::unit_amount("unit_amount", amount)?;
         }
         self.store
             .update_variant(sku, unit_amount_minor, active, self.clock.now_secs())
@@ -130,33 +125,15 @@ impl App {
     }
 }
 
-fn unit_amount(param: &str, amount: i64) -> AppResult<()> {
-    if (0..=UNIT_AMOUNT_MAX_MINOR).contains(&amount) {
-        Ok(())
-    } else {
-        Err(AppError::invalid(
-            param,
-            format!(
-                "must be an integer number of minor units between 0 and {UNIT_AMOUNT_MAX_MINOR}"
-            ),
-        ))
-    }
-}
-
 fn checked_variant(
     product_id: &str,
     variant: NewVariant,
     param: impl Fn(&str) -> String,
 ) -> AppResult<Variant> {
     let sku = validate::shaped(&param("sku"), fields::SKU, &variant.sku)?;
-    unit_amount(&param("unit_amount"), variant.unit_amount_minor)?;
+    validate::unit_amount(&param("unit_amount"), variant.unit_amount_minor)?;
     let currency = validate::currency(&param("currency"), &variant.currency)?;
-    if !(0..=PACK_CREDITS_MAX).contains(&variant.credits) {
-        return Err(AppError::invalid(
-            &param("credits"),
-            format!("must be between 0 and {PACK_CREDITS_MAX}"),
-        ));
-    }
+    validate::credits(&param("credits"), variant.credits)?;
     if variant.attributes.len() > VARIANT_ATTRIBUTES_MAX {
         return Err(AppError::invalid(
             &param("attributes"),

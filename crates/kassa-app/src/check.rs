@@ -3,13 +3,15 @@
 //! its order, and Kassa's succeeded refunds equal the provider's. Used by `kassa check`, by
 //! `POST /v1/admin/check`, and at the end of chaos runs and benchmarks.
 
+use std::collections::{HashMap, HashSet};
+
 use kassa_domain::order::OrderStatus;
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
 
 use crate::App;
 use crate::error::AppResult;
-use crate::ports::{PaymentToCheck, ProviderError, ProviderPaymentIntent, Violation};
+use crate::ports::{InvoiceGrant, PaymentToCheck, ProviderError, ProviderPaymentIntent, Violation};
 
 /// Most payments compared with the provider in one check (the newest).
 pub const CHECK_PAYMENTS_MAX: i64 = 1_000;
@@ -91,7 +93,82 @@ impl App {
                 Err(_) => report.provider_errors += 1,
             }
         }
+        self.check_ledger(&mut report).await?;
         Ok(report)
+    }
+
+    /// Invariant 8 against the provider: every invoice it holds as paid has exactly its period's
+    /// grant, for the subscription's customer, and no grant exists for an invoice it does not
+    /// hold as paid.
+    async fn check_ledger(&self, report: &mut CheckReport) -> AppResult<()> {
+        let grants: HashMap<String, InvoiceGrant> = self
+            .store
+            .invoice_grants()
+            .await?
+            .into_iter()
+            .map(|grant| (grant.business_key.clone(), grant))
+            .collect();
+        let mut paid = HashSet::new();
+        let mut compared_all = true;
+        for subscription in self
+            .store
+            .subscriptions_to_check(CHECK_PAYMENTS_MAX)
+            .await?
+        {
+            let ids = vec![
+                subscription.subscription_id.clone(),
+                subscription.provider_subscription_id.clone(),
+            ];
+            let invoices = match self
+                .provider
+                .list_paid_invoices(&subscription.provider_subscription_id)
+                .await
+            {
+                Ok(invoices) => invoices,
+                Err(_) => {
+                    report.provider_errors += 1;
+                    compared_all = false;
+                    continue;
+                }
+            };
+            for invoice in invoices {
+                let key = format!("invoice:{}", invoice.id);
+                let expected = (
+                    subscription.customer_id.as_str(),
+                    subscription.credits_per_period,
+                );
+                let what = match grants.get(&key) {
+                    _ if subscription.credits_per_period == 0 => None,
+                    None => Some(format!("the paid invoice {} has no grant", invoice.id)),
+                    Some(grant) if (grant.customer_id.as_str(), grant.amount) != expected => {
+                        Some(format!(
+                            "the grant of invoice {} is {} for {}, not {} for {}",
+                            invoice.id, grant.amount, grant.customer_id, expected.1, expected.0
+                        ))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(what) = what {
+                    report.violations.push(Violation {
+                        invariant: 8,
+                        ids: ids.clone(),
+                        what,
+                    });
+                }
+                paid.insert(key);
+            }
+        }
+        if compared_all {
+            for key in grants.keys().filter(|key| !paid.contains(*key)) {
+                report.violations.push(Violation {
+                    invariant: 8,
+                    ids: vec![key.clone()],
+                    what: "credits granted for an invoice the provider does not hold as paid"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -48,6 +48,9 @@ pub enum AppError {
     /// The provider definitely refused; nothing was charged and the order was canceled.
     #[error("the payment provider refused the payment: {message}")]
     ProviderRefused { message: String },
+    /// A debit larger than the customer's balance; nothing was spent.
+    #[error("not enough credits")]
+    InsufficientCredits { balance: i64 },
     #[error("storage failure")]
     Store(#[from] StoreError),
 }

@@ -22,6 +22,7 @@ pub mod orders;
 pub mod ports;
 pub mod reconcile;
 pub mod refunds;
+pub mod subscriptions;
 pub mod validate;
 pub mod webhooks;
 

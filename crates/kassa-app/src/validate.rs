@@ -1,7 +1,7 @@
 //! Checks on client input that more than one use case shares. Each returns
 //! `AppError::InvalidRequest` naming the offending field.
 
-use kassa_domain::limits::LINE_QUANTITY_MAX;
+use kassa_domain::limits::{LINE_QUANTITY_MAX, UNIT_AMOUNT_MAX_MINOR};
 use kassa_domain::text::TextShape;
 use kassa_domain::{Currency, MoneyError};
 
@@ -40,6 +40,33 @@ pub fn currency(param: &str, code: &str) -> AppResult<Currency> {
         }
         other => AppError::invalid(param, other.to_string()),
     })
+}
+
+pub fn unit_amount(param: &str, amount: i64) -> AppResult<()> {
+    if (0..=UNIT_AMOUNT_MAX_MINOR).contains(&amount) {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            param,
+            format!(
+                "must be an integer number of minor units between 0 and {UNIT_AMOUNT_MAX_MINOR}"
+            ),
+        ))
+    }
+}
+
+/// Most credits a pack, a plan's period or a debit may carry.
+pub const CREDITS_MAX: i64 = 1_000_000_000;
+
+pub fn credits(param: &str, credits: i64) -> AppResult<()> {
+    if (0..=CREDITS_MAX).contains(&credits) {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            param,
+            format!("must be between 0 and {CREDITS_MAX}"),
+        ))
+    }
 }
 
 pub fn quantity(param: &str, quantity: i64) -> AppResult<()> {

@@ -10,8 +10,9 @@ use kassa_domain::payment::PaymentStatus;
 use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
-    Actor, Applied, EventEffect, EventStatus, InboxEvent, ProviderCheckoutSession, ProviderEvent,
-    ProviderEventObject, ProviderPaymentIntent, Recorded, SessionStatus, StoreError,
+    Actor, Applied, BillingEffect, EventEffect, EventStatus, InboxEvent, ProviderCheckoutSession,
+    ProviderEvent, ProviderEventObject, ProviderInvoice, ProviderPaymentIntent,
+    ProviderSubscription, ProviderSubscriptionSession, Recorded, SessionStatus, StoreError,
     WebhookRejected,
 };
 
@@ -321,6 +322,88 @@ pub fn effect_of(event: &ProviderEvent) -> EventEffect {
                 closed: true,
             }
         }
+        ProviderEventObject::SubscriptionSession(session) => {
+            subscription_session_effect(kind, session)
+        }
+        ProviderEventObject::Subscription(subscription) => subscription_effect(kind, subscription),
+        ProviderEventObject::Invoice(invoice) => invoice_effect(kind, invoice),
+        _ => not_acted_on(kind),
+    }
+}
+
+/// The id Kassa gave a subscription, from the metadata it asked the provider to carry.
+fn kassa_subscription_id(metadata: &[(String, String)]) -> Option<String> {
+    metadata
+        .iter()
+        .find(|(key, _)| key == "kassa_subscription_id")
+        .map(|(_, id)| id.clone())
+}
+
+/// A subscription's hosted page: completed links the provider's ids, expired ends a
+/// subscription never paid. Neither grants credits: only a paid invoice does (risk W1).
+fn subscription_session_effect(kind: &str, session: &ProviderSubscriptionSession) -> EventEffect {
+    let kassa_subscription_id = kassa_subscription_id(&session.metadata);
+    match (kind, session.status) {
+        ("checkout.session.completed", SessionStatus::Complete) => {
+            EventEffect::Billing(BillingEffect::Linked {
+                kassa_subscription_id,
+                provider_subscription_id: session.subscription_id.clone(),
+                provider_customer_id: session.customer_id.clone(),
+            })
+        }
+        ("checkout.session.expired", SessionStatus::Expired) => {
+            EventEffect::Billing(BillingEffect::PageExpired {
+                kassa_subscription_id,
+            })
+        }
+        ("checkout.session.completed" | "checkout.session.expired", status) => EventEffect::Ignore(
+            format!("type_status_mismatch: {kind} for a session that is {status:?}"),
+        ),
+        _ => not_acted_on(kind),
+    }
+}
+
+/// `customer.subscription.created` and `.updated` link ids and never grant (risk W1);
+/// `.deleted` ends the subscription.
+fn subscription_effect(kind: &str, subscription: &ProviderSubscription) -> EventEffect {
+    let kassa_subscription_id = kassa_subscription_id(&subscription.metadata);
+    let provider_subscription_id = Some(subscription.id.clone());
+    match kind {
+        "customer.subscription.created" | "customer.subscription.updated" => {
+            EventEffect::Billing(BillingEffect::Linked {
+                kassa_subscription_id,
+                provider_subscription_id,
+                provider_customer_id: subscription.customer_id.clone(),
+            })
+        }
+        "customer.subscription.deleted" if subscription.status == "canceled" => {
+            EventEffect::Billing(BillingEffect::Ended {
+                kassa_subscription_id,
+                provider_subscription_id,
+            })
+        }
+        "customer.subscription.deleted" => EventEffect::Ignore(format!(
+            "type_status_mismatch: {kind} for a subscription that is {}",
+            subscription.status
+        )),
+        _ => not_acted_on(kind),
+    }
+}
+
+/// `invoice.paid` is the one event that grants a subscription's credits, once per invoice;
+/// `invoice.payment_failed` makes it `past_due`.
+fn invoice_effect(kind: &str, invoice: &ProviderInvoice) -> EventEffect {
+    match kind {
+        "invoice.paid" if invoice.paid => {
+            EventEffect::Billing(BillingEffect::InvoicePaid(invoice.clone()))
+        }
+        "invoice.payment_failed" if !invoice.paid => {
+            EventEffect::Billing(BillingEffect::InvoiceFailed(invoice.clone()))
+        }
+        "invoice.paid" | "invoice.payment_failed" => EventEffect::Ignore(format!(
+            "type_status_mismatch: {kind} for an invoice that is {}paid",
+            if invoice.paid { "" } else { "not " }
+        )),
         _ => not_acted_on(kind),
     }
 }

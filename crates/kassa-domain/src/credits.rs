@@ -40,6 +40,69 @@ impl SubscriptionStatus {
     }
 }
 
+/// A subscription's billing as Kassa records it: its status and which periods are paid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Billing {
+    pub status: SubscriptionStatus,
+    /// The end of the last period paid for.
+    pub paid_through: Option<i64>,
+    /// The end of the latest period whose invoice failed and is not paid yet.
+    pub unpaid_through: Option<i64>,
+}
+
+impl Billing {
+    /// A paid invoice for the period ending `period_end`: active again unless a later period's
+    /// invoice failed and is still unpaid. Reports arrive in any order, so an old period's
+    /// payment never hides a newer failure, and never revives an ended subscription.
+    pub fn invoice_paid(self, period_end: i64) -> Billing {
+        let unpaid_through = self.unpaid_through.filter(|unpaid| *unpaid > period_end);
+        let status = match unpaid_through {
+            Some(_) => self.status,
+            None => self
+                .status
+                .apply(SubscriptionEvent::InvoicePaid)
+                .unwrap_or(self.status),
+        };
+        Billing {
+            status,
+            paid_through: Some(
+                self.paid_through
+                    .map_or(period_end, |paid| paid.max(period_end)),
+            ),
+            unpaid_through,
+        }
+    }
+
+    /// A failed invoice for the period ending `period_end`: `past_due`, unless that period is
+    /// paid for already (the failure of an attempt a later one made good).
+    pub fn invoice_failed(self, period_end: i64) -> Billing {
+        if self.paid_through.is_some_and(|paid| paid >= period_end) {
+            return self;
+        }
+        Billing {
+            status: self
+                .status
+                .apply(SubscriptionEvent::InvoiceFailed)
+                .unwrap_or(self.status),
+            unpaid_through: Some(
+                self.unpaid_through
+                    .map_or(period_end, |unpaid| unpaid.max(period_end)),
+            ),
+            ..self
+        }
+    }
+
+    pub fn ended(self) -> Billing {
+        Billing {
+            status: self
+                .status
+                .apply(SubscriptionEvent::Ended)
+                .unwrap_or(self.status),
+            ..self
+        }
+    }
+}
+
 named_states! {
     pub enum EntryKind {
         /// Credits bought: a paid invoice's period, a paid credit pack.
@@ -98,6 +161,42 @@ mod tests {
                 assert_eq!(from.apply(event).ok(), expected, "{from} on {event:?}");
             }
         }
+    }
+
+    #[test]
+    fn billing_takes_reports_in_any_order() {
+        let new = Billing {
+            status: S::Incomplete,
+            paid_through: None,
+            unpaid_through: None,
+        };
+        let first = new.invoice_paid(100);
+        assert_eq!((first.status, first.paid_through), (S::Active, Some(100)));
+        // The second period's invoice fails, then is paid.
+        let failed = first.invoice_failed(200);
+        assert_eq!(
+            (failed.status, failed.unpaid_through),
+            (S::PastDue, Some(200))
+        );
+        let paid = failed.invoice_paid(200);
+        assert_eq!(
+            paid,
+            Billing {
+                status: S::Active,
+                paid_through: Some(200),
+                unpaid_through: None
+            }
+        );
+        // The failure reported after the payment that made it good changes nothing.
+        assert_eq!(paid.invoice_failed(200), paid);
+        // An old period's payment reported late does not hide a newer failure.
+        let late = first.invoice_failed(300).invoice_paid(200);
+        assert_eq!((late.status, late.unpaid_through), (S::PastDue, Some(300)));
+        // Ended stays ended, whatever is paid after.
+        let ended = paid.ended();
+        assert_eq!(ended.status, S::Canceled);
+        assert_eq!(ended.invoice_paid(300).status, S::Canceled);
+        assert_eq!(ended.invoice_failed(400).status, S::Canceled);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn router(shared: Shared) -> Router {
                 .post(update_subscription)
                 .delete(cancel_subscription),
         )
+        .route("/v1/invoices", get(list_invoices))
         .route("/v1/invoices/{id}", get(retrieve_invoice))
         .route("/v1/invoices/{id}/pay", post(pay_invoice))
         .route("/v1/events", get(list_events))
@@ -881,6 +882,36 @@ async fn list_refunds(
             .collect()
     };
     page("/v1/refunds", all, &query)
+}
+
+/// Newest first; `subscription` and `status` filter as Stripe's do.
+async fn list_invoices(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = parse_form(query.as_deref().unwrap_or_default());
+    match read_guard(&shared, &headers, "/v1/invoices", &query).await {
+        Ok(Caller::Secret) => {}
+        Ok(Caller::Publishable) => return publishable_forbidden(),
+        Err(response) => return response,
+    }
+    let mut all: Vec<Value> = shared
+        .world()
+        .invoices
+        .values()
+        .filter(|invoice| {
+            let matches = |field: &str| {
+                query
+                    .get(field)
+                    .is_none_or(|wanted| invoice[field] == wanted.as_str())
+            };
+            matches("subscription") && matches("status")
+        })
+        .cloned()
+        .collect();
+    all.sort_by_key(|invoice| std::cmp::Reverse(invoice["created"].as_i64().unwrap_or(0)));
+    page("/v1/invoices", all, &query)
 }
 
 async fn list_events(

@@ -174,7 +174,11 @@ impl Delivery {
         let Ok(_slot) = self.in_flight.acquire().await else {
             return "error: shutting down".into();
         };
-        let timestamp = lock(&self.world).now();
+        // Signed at the wall clock's time, as Stripe signs with test clocks: emulated time moves
+        // objects and events, never the receiver's view of when a delivery was sent.
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
         let request = self
             .http
             .post(&self.endpoint)

@@ -41,6 +41,8 @@ pub enum ApiError {
     InvalidState(String),
     /// 422 `amount_exceeds_refundable`, with how much is `refundable`.
     AmountExceedsRefundable(i64),
+    /// 409 `insufficient_credits`, with the `balance`.
+    InsufficientCredits(i64),
     /// 402 `provider_refused`: the provider definitely refused; nothing was charged.
     ProviderRefused(String),
     /// 429 `rate_limited`, with `Retry-After`.
@@ -74,6 +76,7 @@ impl ApiError {
             total: None,
             order_id: None,
             refundable: None,
+            balance: None,
         };
         let fixed = |code, message: &str| detail(code, message.to_owned());
         let (status, retry, detail) = match self {
@@ -189,6 +192,17 @@ impl ApiError {
                     )
                 },
             ),
+            ApiError::InsufficientCredits(balance) => (
+                S::CONFLICT,
+                None,
+                ErrorDetail {
+                    balance: Some(*balance),
+                    ..fixed(
+                        ErrorCode::InsufficientCredits,
+                        "the balance is smaller than the debit; nothing was spent",
+                    )
+                },
+            ),
             ApiError::ProviderRefused(message) => (
                 S::PAYMENT_REQUIRED,
                 None,
@@ -265,10 +279,13 @@ pub struct ErrorDetail {
     /// `amount_exceeds_refundable`: what is still refundable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refundable: Option<i64>,
+    /// `insufficient_credits`: the customer's balance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<i64>,
 }
 
-/// The error codes of API.md. `insufficient_credits` and `seller_unavailable` belong to the
-/// subscriptions and marketplace endpoints, which no version of Kassa serves yet.
+/// The error codes of API.md. `seller_unavailable` belongs to the marketplace endpoints, which
+/// no version of Kassa serves yet.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -326,6 +343,7 @@ impl From<AppError> for ApiError {
                 retry_after_secs: seconds(retry_after_secs),
             },
             AppError::ProviderRefused { message } => ApiError::ProviderRefused(message),
+            AppError::InsufficientCredits { balance } => ApiError::InsufficientCredits(balance),
             AppError::AmountExceedsRefundable { refundable_minor } => {
                 ApiError::AmountExceedsRefundable(refundable_minor)
             }

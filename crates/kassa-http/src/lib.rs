@@ -57,6 +57,7 @@ pub fn router(state: HttpState) -> Router {
     let public = routes::carts::router()
         .merge(routes::checkout::router())
         .merge(routes::orders::router())
+        .merge(routes::subscriptions::storefront_router())
         .merge(
             routes::webhooks::stripe_router().layer(DefaultBodyLimit::max(
                 routes::webhooks::WEBHOOK_BODY_MAX_BYTES,
@@ -80,6 +81,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::sandbox::router())
         .merge(routes::webhooks::router())
         .merge(routes::refunds::router())
+        .merge(routes::subscriptions::router())
         .merge(routes::admin::router())
         .merge(demo)
         .fallback(not_found)

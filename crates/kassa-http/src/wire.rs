@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use kassa_app::cart::CartView;
+use kassa_app::ports::{CreditEntry, PlanRecord, SubscriptionRecord};
 use kassa_app::ports::{InventoryLevel, Product, Variant};
+use kassa_app::subscriptions::{CustomerView, SubscriptionPage};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -599,4 +601,191 @@ pub enum NotificationStatusFilter {
     Delivered,
     Failed,
     Dead,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePlanRequest {
+    pub name: String,
+    pub unit_amount: i64,
+    pub currency: String,
+    /// `month` or `year`.
+    pub interval: String,
+    /// Credits granted for each paid period.
+    pub credits: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlanBody {
+    pub id: String,
+    #[schema(value_type = String, example = "plan")]
+    pub object: &'static str,
+    pub name: String,
+    pub unit_amount: i64,
+    pub currency: String,
+    pub interval: String,
+    pub credits: i64,
+    pub created: i64,
+}
+
+impl From<&PlanRecord> for PlanBody {
+    fn from(plan: &PlanRecord) -> PlanBody {
+        PlanBody {
+            id: plan.id.clone(),
+            object: "plan",
+            name: plan.name.clone(),
+            unit_amount: plan.unit_amount_minor,
+            currency: plan.currency.clone(),
+            interval: plan.interval.clone(),
+            credits: plan.credits,
+            created: plan.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeRequest {
+    pub plan_id: String,
+    pub email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscribeBody {
+    pub customer_id: String,
+    pub subscription_id: String,
+    pub checkout_session: HostedSessionBody,
+}
+
+impl From<&SubscriptionPage> for SubscribeBody {
+    fn from(page: &SubscriptionPage) -> SubscribeBody {
+        SubscribeBody {
+            customer_id: page.customer_id.clone(),
+            subscription_id: page.subscription_id.clone(),
+            checkout_session: HostedSessionBody {
+                id: page.session_id.clone(),
+                url: page.url.clone(),
+                expires_at: page.expires_at,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelSubscriptionRequest {
+    /// `true` (the default): at the end of the period paid for; `false`: now.
+    pub at_period_end: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionBody {
+    pub id: String,
+    #[schema(value_type = String, example = "subscription")]
+    pub object: &'static str,
+    pub customer_id: String,
+    pub plan_id: String,
+    /// `incomplete`, `active`, `past_due` or `canceled`.
+    pub status: String,
+    /// The end of the last period paid for.
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub created: i64,
+}
+
+impl From<&SubscriptionRecord> for SubscriptionBody {
+    fn from(subscription: &SubscriptionRecord) -> SubscriptionBody {
+        SubscriptionBody {
+            id: subscription.id.clone(),
+            object: "subscription",
+            customer_id: subscription.customer_id.clone(),
+            plan_id: subscription.plan_id.clone(),
+            status: subscription.status.as_str().to_owned(),
+            current_period_end: subscription.current_period_end,
+            cancel_at_period_end: subscription.cancel_at_period_end,
+            created: subscription.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceBody {
+    pub balance: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerBody {
+    pub id: String,
+    #[schema(value_type = String, example = "customer")]
+    pub object: &'static str,
+    pub email: String,
+    /// The customer at Stripe, once created (the first subscription creates it).
+    pub stripe_customer_id: Option<String>,
+    pub subscriptions: Vec<SubscriptionBody>,
+    pub credits: BalanceBody,
+    pub created: i64,
+}
+
+impl From<&CustomerView> for CustomerBody {
+    fn from(view: &CustomerView) -> CustomerBody {
+        CustomerBody {
+            id: view.customer.id.clone(),
+            object: "customer",
+            email: view.customer.email.clone(),
+            stripe_customer_id: view.customer.provider_customer_id.clone(),
+            subscriptions: view
+                .subscriptions
+                .iter()
+                .map(SubscriptionBody::from)
+                .collect(),
+            credits: BalanceBody {
+                balance: view.customer.balance,
+            },
+            created: view.customer.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DebitRequest {
+    /// Credits to spend, at least 1.
+    pub amount: i64,
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreditEntryBody {
+    pub id: String,
+    #[schema(value_type = String, example = "credit_entry")]
+    pub object: &'static str,
+    /// Positive for a grant, negative for a debit or a clawback.
+    pub amount: i64,
+    /// `grant`, `debit` or `clawback`.
+    pub kind: String,
+    /// What the entry is for, once: `invoice:{id}`, `order:{id}`, a debit's key.
+    pub business_key: String,
+    pub reason: Option<String>,
+    pub created: i64,
+}
+
+impl From<&CreditEntry> for CreditEntryBody {
+    fn from(entry: &CreditEntry) -> CreditEntryBody {
+        CreditEntryBody {
+            id: entry.id.clone(),
+            object: "credit_entry",
+            amount: entry.amount,
+            kind: entry.kind.as_str().to_owned(),
+            business_key: entry.business_key.clone(),
+            reason: entry.reason.clone(),
+            created: entry.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreditsBody {
+    pub balance: i64,
+    /// Newest first, at most 100.
+    pub entries: Vec<CreditEntryBody>,
 }

@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    CreditEntry, CreditStore, CustomerRecord, LedgerWrite, NewCreditEntry, PlanRecord, StoreError,
-    StoreResult,
+    Actor, CreditEntry, CreditStore, CustomerRecord, LedgerWrite, NewCreditEntry, PlanRecord,
+    StoreError, StoreResult,
 };
 use kassa_domain::credits::{self, EntryKind};
 use sqlx::any::AnyRow;
@@ -145,7 +145,7 @@ impl CreditStore for SqlStore {
 
     async fn credit_entries(&self, customer_id: &str, limit: i64) -> StoreResult<Vec<CreditEntry>> {
         let sql =
-            select_entries!("WHERE customer_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
+            select_entries!("WHERE customer_id = $1 ORDER BY sequence DESC, id DESC LIMIT $2");
         let rows = self
             .read_fetch_all(sqlx::query(sql).bind(customer_id).bind(limit))
             .await?;
@@ -170,7 +170,7 @@ impl CreditStore for SqlStore {
 }
 
 /// The id of the customer with `email`, made with `new_id` if there is none.
-async fn customer_id_for_email(
+pub(crate) async fn customer_id_for_email(
     conn: &mut AnyConnection,
     new_id: &str,
     email: &str,
@@ -234,25 +234,78 @@ pub(crate) async fn grant_for_paid_order(
     }
 }
 
+/// When a credit-pack order is refunded in full, its credits are taken back once (business key
+/// `clawback:order:{id}`), never more than the balance holds: what the customer already spent
+/// is flagged on the order for a person, and the balance stays at zero or above. A partial
+/// refund takes nothing back (which lines it was for is not known).
+pub(crate) async fn claw_back_refunded_order(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let granted: Option<(String, i64)> =
+        sqlx::query_as("SELECT customer_id, amount FROM credit_entries WHERE business_key = $1")
+            .bind(format!("order:{order_id}"))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    let Some((customer_id, granted)) = granted else {
+        return Ok(());
+    };
+    let entry = NewCreditEntry {
+        id: format!("crc_{order_id}"),
+        customer_id,
+        amount: granted,
+        business_key: format!("clawback:order:{order_id}"),
+        reason: Some("credit pack refunded".into()),
+    };
+    let taken = match write_entry_in(conn, EntryKind::Clawback, &entry, now).await? {
+        LedgerWrite::Written(entry) => -entry.amount,
+        LedgerWrite::AlreadyThere(_) => return Ok(()),
+        // Nothing left to take back.
+        LedgerWrite::Overdraft { .. } => 0,
+        LedgerWrite::CustomerMissing => {
+            return Err(StoreError::Corrupt(format!(
+                "the buyer of {order_id} has no customer record"
+            )));
+        }
+    };
+    if taken < granted {
+        let reason = format!(
+            "credits_already_spent: the refund took back {taken} of the {granted} credits granted"
+        );
+        crate::effects::flag_order(conn, order_id, &reason, actor, now).await?;
+    }
+    Ok(())
+}
+
+/// Takes the customer's row lock for the rest of the caller's transaction; the customer's new
+/// version (which only grows), or `None` when there is no such customer. The customer's row is
+/// the ledger's lock: entries of one customer are written one at a time, each against the
+/// balance the ones before it left, and a subscription's reports are applied one at a time.
+pub(crate) async fn lock_customer(
+    conn: &mut AnyConnection,
+    customer_id: &str,
+) -> StoreResult<Option<i64>> {
+    sqlx::query_scalar("UPDATE customers SET version = version + 1 WHERE id = $1 RETURNING version")
+        .bind(customer_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)
+}
+
 /// Writes one ledger entry in the caller's transaction: under the customer's row lock, against
 /// the balance the entries before it left, once per business key.
-async fn write_entry_in(
+pub(crate) async fn write_entry_in(
     conn: &mut AnyConnection,
     kind: EntryKind,
     entry: &NewCreditEntry,
     now: i64,
 ) -> StoreResult<LedgerWrite> {
-    // The customer's row is the ledger's lock: entries of one customer are written one at a
-    // time, each against the balance the ones before it left.
-    let locked: Option<String> =
-        sqlx::query_scalar("UPDATE customers SET version = version + 1 WHERE id = $1 RETURNING id")
-            .bind(&entry.customer_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-    if locked.is_none() {
+    let Some(sequence) = lock_customer(conn, &entry.customer_id).await? else {
         return Ok(LedgerWrite::CustomerMissing);
-    }
+    };
     if let Some(existing) = entry_with_key(conn, &entry.business_key).await? {
         return Ok(LedgerWrite::AlreadyThere(existing));
     }
@@ -273,8 +326,9 @@ async fn write_entry_in(
         return Ok(LedgerWrite::Overdraft { balance });
     }
     let written = sqlx::query(
-        "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, reason, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (business_key) DO NOTHING",
+        "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, reason, created_at,
+             sequence)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (business_key) DO NOTHING",
     )
     .bind(&entry.id)
     .bind(&entry.customer_id)
@@ -283,6 +337,7 @@ async fn write_entry_in(
     .bind(&entry.business_key)
     .bind(entry.reason.as_deref())
     .bind(now)
+    .bind(sequence)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

@@ -4,7 +4,10 @@
 //! checker that trusts the schema proves nothing about a database edited by hand.
 
 use async_trait::async_trait;
-use kassa_app::ports::{InvariantStore, PaymentToCheck, StoreError, StoreResult, Violation};
+use kassa_app::ports::{
+    InvariantStore, InvoiceGrant, PaymentToCheck, StoreError, StoreResult, SubscriptionToCheck,
+    Violation,
+};
 use kassa_domain::order::OrderStatus;
 use kassa_domain::payment::PaymentStatus;
 use sqlx::Row;
@@ -50,6 +53,22 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
     (7, "a refund's status has no audit record",
      "SELECT r.id FROM refunds r WHERE NOT EXISTS (SELECT 1 FROM audit_log a
         WHERE a.entity_type = 'refund' AND a.entity_id = r.id AND a.after_state = r.status)"),
+    (8, "a customer's balance went below zero",
+     "SELECT e.id FROM credit_entries e WHERE (SELECT SUM(f.amount) FROM credit_entries f
+        WHERE f.customer_id = e.customer_id AND f.sequence <= e.sequence) < 0"),
+    (8, "a paid credit-pack order has no grant of its credits × quantity",
+     "SELECT o.id FROM orders o WHERE o.status IN ('paid', 'partially_refunded', 'refunded', 'disputed')
+        AND (SELECT COALESCE(SUM(l.credits * l.quantity), 0) FROM order_lines l WHERE l.order_id = o.id) > 0
+        AND NOT EXISTS (SELECT 1 FROM credit_entries e WHERE e.business_key = 'order:' || o.id
+          AND e.amount = (SELECT SUM(l.credits * l.quantity) FROM order_lines l WHERE l.order_id = o.id))"),
+    (8, "credits were granted for an order that was never paid",
+     "SELECT e.id FROM credit_entries e WHERE e.business_key LIKE 'order:%' AND NOT EXISTS
+        (SELECT 1 FROM orders o WHERE 'order:' || o.id = e.business_key
+          AND o.status IN ('paid', 'partially_refunded', 'refunded', 'disputed'))"),
+    (8, "a clawback took back more than its order granted",
+     "SELECT c.id FROM credit_entries c WHERE c.kind = 'clawback' AND NOT EXISTS
+        (SELECT 1 FROM credit_entries g WHERE g.kind = 'grant'
+          AND 'clawback:' || g.business_key = c.business_key AND g.amount >= -c.amount)"),
     (7, "a reservation's status has no audit record",
      "SELECT r.id FROM reservations r WHERE NOT EXISTS (SELECT 1 FROM audit_log a
         WHERE a.entity_type = 'reservation' AND a.entity_id = r.id AND a.after_state = r.status)"),
@@ -134,6 +153,50 @@ impl InvariantStore for SqlStore {
                         row.try_get("refunds").map_err(unavailable)?,
                         row.try_get("refunded").map_err(unavailable)?,
                     ),
+                })
+            })
+            .collect()
+    }
+
+    async fn subscriptions_to_check(&self, limit: i64) -> StoreResult<Vec<SubscriptionToCheck>> {
+        let rows = self
+            .read_fetch_all(
+                sqlx::query(
+                    "SELECT s.id, s.customer_id, s.provider_subscription_id, p.credits
+                     FROM subscriptions s JOIN plans p ON p.id = s.plan_id
+                     WHERE s.provider_subscription_id IS NOT NULL
+                     ORDER BY s.created_at DESC, s.id LIMIT $1",
+                )
+                .bind(limit),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SubscriptionToCheck {
+                    subscription_id: row.try_get("id").map_err(unavailable)?,
+                    customer_id: row.try_get("customer_id").map_err(unavailable)?,
+                    provider_subscription_id: row
+                        .try_get("provider_subscription_id")
+                        .map_err(unavailable)?,
+                    credits_per_period: row.try_get("credits").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn invoice_grants(&self) -> StoreResult<Vec<InvoiceGrant>> {
+        let rows = self
+            .read_fetch_all(sqlx::query(
+                "SELECT business_key, customer_id, amount FROM credit_entries
+                 WHERE kind = 'grant' AND business_key LIKE 'invoice:%'",
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InvoiceGrant {
+                    business_key: row.try_get("business_key").map_err(unavailable)?,
+                    customer_id: row.try_get("customer_id").map_err(unavailable)?,
+                    amount: row.try_get("amount").map_err(unavailable)?,
                 })
             })
             .collect()

@@ -24,6 +24,7 @@ mod orders;
 mod outbox;
 mod reconcile;
 mod refunds;
+mod subscriptions;
 mod transitions;
 mod unit;
 

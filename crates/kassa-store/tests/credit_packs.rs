@@ -130,3 +130,88 @@ async fn risk_w3_a_failure_before_the_grant_leaves_neither_then_the_retry_applie
     assert_eq!(buyer_credits(&shop).await, (200, 1));
 }
 both_backends!(risk_w3_a_failure_before_the_grant_leaves_neither_then_the_retry_applies_both);
+
+/// Refunds the whole order, and delivers the refund's events.
+async fn refund_everything(shop: &EmulatedShop, placed: &Placed) {
+    shop.app
+        .create_refund(kassa_app::refunds::RefundInput {
+            order_id: placed.order_id.clone(),
+            key_scope: "secret".into(),
+            idempotency_key: Some("refund-all".into()),
+            amount_minor: None,
+            reason: None,
+            restock: false,
+            actor: kassa_testkit::shop::actor(),
+        })
+        .await
+        .expect("refunded");
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&placed.order_id).await, "refunded");
+}
+
+/// A refunded pack takes its credits back, once, however often the refund is reported.
+async fn a_refunded_pack_order_claws_its_credits_back_once(db: TestDb) {
+    let (shop, placed) = bought_two_packs(db).await;
+    shop.deliver_events().await;
+    assert_eq!(buyer_credits(&shop).await, (200, 1));
+    refund_everything(&shop, &placed).await;
+    shop.deliver_events().await;
+    assert_eq!(buyer_credits(&shop).await, (0, 2));
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(order.needs_attention, None);
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+    // The grant removed by hand: the paid pack order without it, and the clawback larger than
+    // what is left to claw from, are both reported (invariant 8).
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    sqlx::query("DELETE FROM credit_entries WHERE business_key = $1")
+        .bind(format!("order:{}", placed.order_id))
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    pool.close().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    let found = |id: &str| {
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == 8 && v.ids.iter().any(|i| i == id))
+    };
+    assert!(found(&placed.order_id), "{:#?}", report.violations);
+    assert!(
+        found(&format!("crc_{}", placed.order_id)),
+        "{:#?}",
+        report.violations
+    );
+}
+both_backends!(a_refunded_pack_order_claws_its_credits_back_once);
+
+/// Credits already spent cannot be taken back: the balance stays at zero, never below, and
+/// the order is flagged for a person.
+async fn a_refund_after_the_credits_were_spent_flags_the_order(db: TestDb) {
+    let (shop, placed) = bought_two_packs(db).await;
+    shop.deliver_events().await;
+    let customer = shop
+        .db
+        .store
+        .customer_for_email("cus_unused", "ada@example.com", 0)
+        .await
+        .expect("customer");
+    shop.app
+        .debit_credits(kassa_app::subscriptions::DebitInput {
+            customer_id: customer.id.clone(),
+            key_scope: "secret".into(),
+            idempotency_key: Some("spend".into()),
+            amount: 150,
+            reason: None,
+        })
+        .await
+        .expect("spent");
+    refund_everything(&shop, &placed).await;
+    assert_eq!(buyer_credits(&shop).await, (0, 3));
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    let flag = order.needs_attention.unwrap_or_default();
+    assert!(flag.starts_with("credits_already_spent"), "{flag}");
+    assert!(flag.contains("50 of the 200"), "{flag}");
+}
+both_backends!(a_refund_after_the_credits_were_spent_flags_the_order);

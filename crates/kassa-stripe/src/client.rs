@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    CaptureMethod, CreateCheckoutSession, CreatePaymentIntent, CreateRefund, EventPage,
-    PaymentProvider, ProviderCheckoutSession, ProviderError, ProviderPaymentIntent, ProviderRefund,
-    ProviderResult,
+    CaptureMethod, CreateCheckoutSession, CreateCustomer, CreatePaymentIntent, CreateRefund,
+    CreateSubscriptionSession, EventPage, PaymentProvider, ProviderCheckoutSession,
+    ProviderCustomer, ProviderError, ProviderInvoice, ProviderPaymentIntent, ProviderRefund,
+    ProviderResult, ProviderSubscription, SessionLine,
 };
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -231,11 +232,43 @@ fn classify(attempt: Attempt) -> Verdict {
     Verdict::Refused(ProviderError::Definite { code, message })
 }
 
+impl StripeClient {
+    /// One page of a list, each item read with `parse`.
+    async fn list<T>(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        parse: fn(&Value) -> Result<T, parse::ParseError>,
+        what: &str,
+    ) -> ProviderResult<Vec<T>> {
+        let body = self.call(Method::GET, path, query, None).await?;
+        body["data"]
+            .as_array()
+            .map(|list| list.iter().map(parse).collect::<Result<Vec<_>, _>>())
+            .unwrap_or_else(|| Ok(Vec::new()))
+            .map_err(|e| unreadable(what, e))
+    }
+}
+
 fn unreadable(what: &str, error: parse::ParseError) -> ProviderError {
     // The call succeeded at Stripe; only our reading failed: unknown, never "failed".
     ProviderError::Unknown {
         reason: format!("unreadable {what}: {}", error.0),
     }
+}
+
+/// One line of a Checkout Session, priced by Kassa (`price_data`).
+fn line_item(index: usize, currency: &str, line: &SessionLine) -> [(String, String); 4] {
+    let field = |name: &str| format!("line_items[{index}]{name}");
+    [
+        (field("[price_data][currency]"), currency.to_owned()),
+        (
+            field("[price_data][unit_amount]"),
+            line.unit_amount_minor.to_string(),
+        ),
+        (field("[price_data][product_data][name]"), line.name.clone()),
+        (field("[quantity]"), line.quantity.to_string()),
+    ]
 }
 
 fn metadata_fields(metadata: &[(String, String)]) -> impl Iterator<Item = (String, String)> + '_ {
@@ -304,16 +337,7 @@ impl PaymentProvider for StripeClient {
             ),
         ];
         for (index, line) in request.lines.iter().enumerate() {
-            let field = |name: &str| format!("line_items[{index}]{name}");
-            form.extend([
-                (field("[price_data][currency]"), currency.to_owned()),
-                (
-                    field("[price_data][unit_amount]"),
-                    line.unit_amount_minor.to_string(),
-                ),
-                (field("[price_data][product_data][name]"), line.name.clone()),
-                (field("[quantity]"), line.quantity.to_string()),
-            ]);
+            form.extend(line_item(index, currency, line));
         }
         form.extend(metadata_fields(&request.metadata));
         form.extend(request.metadata.iter().map(|(key, value)| {
@@ -355,6 +379,84 @@ impl PaymentProvider for StripeClient {
             .call(Method::POST, &path, &[], Some(idempotency_key))
             .await?;
         parse::checkout_session(&body).map_err(|e| unreadable("Checkout Session", e))
+    }
+
+    async fn create_customer(&self, request: CreateCustomer) -> ProviderResult<ProviderCustomer> {
+        let mut form = vec![("email".to_owned(), request.email.clone())];
+        form.extend(metadata_fields(&request.metadata));
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/customers",
+                &form,
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        let id = body["id"].as_str().ok_or_else(|| {
+            unreadable("Customer", parse::ParseError("id is not a string".into()))
+        })?;
+        Ok(ProviderCustomer { id: id.to_owned() })
+    }
+
+    async fn create_subscription_session(
+        &self,
+        request: CreateSubscriptionSession,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        let line = SessionLine {
+            name: request.plan_name.clone(),
+            unit_amount_minor: request.unit_amount_minor,
+            quantity: 1,
+        };
+        let mut form = vec![
+            ("mode".to_owned(), "subscription".to_owned()),
+            ("customer".to_owned(), request.provider_customer_id.clone()),
+            ("success_url".to_owned(), request.success_url.clone()),
+            ("cancel_url".to_owned(), request.cancel_url.clone()),
+            (
+                "client_reference_id".to_owned(),
+                request.client_reference_id.clone(),
+            ),
+            ("expires_at".to_owned(), request.expires_at_secs.to_string()),
+            (
+                "line_items[0][price_data][recurring][interval]".to_owned(),
+                request.interval.clone(),
+            ),
+        ];
+        form.extend(line_item(0, request.currency.code(), &line));
+        form.extend(metadata_fields(&request.metadata));
+        form.extend(
+            request
+                .metadata
+                .iter()
+                .map(|(key, value)| (format!("subscription_data[metadata][{key}]"), value.clone())),
+        );
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/checkout/sessions",
+                &form,
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        parse::checkout_session(&body).map_err(|e| unreadable("Checkout Session", e))
+    }
+
+    async fn cancel_subscription(
+        &self,
+        id: &str,
+        at_period_end: bool,
+        idempotency_key: &str,
+    ) -> ProviderResult<ProviderSubscription> {
+        let path = format!("/v1/subscriptions/{id}");
+        let body = if at_period_end {
+            let form = [("cancel_at_period_end".to_owned(), "true".to_owned())];
+            self.call(Method::POST, &path, &form, Some(idempotency_key))
+                .await?
+        } else {
+            self.call(Method::DELETE, &path, &[], Some(idempotency_key))
+                .await?
+        };
+        parse::subscription(&body).map_err(|e| unreadable("Subscription", e))
     }
 
     async fn cancel_payment_intent(
@@ -414,16 +516,21 @@ impl PaymentProvider for StripeClient {
             ("payment_intent".to_owned(), payment_intent_id.to_owned()),
             ("limit".to_owned(), "100".to_owned()),
         ];
-        let body = self.call(Method::GET, "/v1/refunds", &query, None).await?;
-        body["data"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(parse::refund)
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .unwrap_or_else(|| Ok(Vec::new()))
-            .map_err(|e| unreadable("Refund list", e))
+        self.list("/v1/refunds", &query, parse::refund, "Refund list")
+            .await
+    }
+
+    async fn list_paid_invoices(
+        &self,
+        subscription_id: &str,
+    ) -> ProviderResult<Vec<ProviderInvoice>> {
+        let query = [
+            ("subscription".to_owned(), subscription_id.to_owned()),
+            ("status".to_owned(), "paid".to_owned()),
+            ("limit".to_owned(), "100".to_owned()),
+        ];
+        self.list("/v1/invoices", &query, parse::invoice, "Invoice list")
+            .await
     }
 
     async fn retrieve_refund(&self, id: &str) -> ProviderResult<ProviderRefund> {

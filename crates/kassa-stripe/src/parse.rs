@@ -4,8 +4,8 @@
 
 use kassa_app::ports::{
     EventPage, ProviderCharge, ProviderCheckoutSession, ProviderDispute, ProviderEvent,
-    ProviderEventObject, ProviderEventSummary, ProviderPaymentIntent, ProviderRefund,
-    SessionStatus,
+    ProviderEventObject, ProviderEventSummary, ProviderInvoice, ProviderPaymentIntent,
+    ProviderRefund, ProviderSubscription, ProviderSubscriptionSession, SessionStatus,
 };
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
@@ -140,19 +140,9 @@ fn dispute(object: &Value) -> Parsed<ProviderDispute> {
 }
 
 pub fn checkout_session(object: &Value) -> Parsed<ProviderCheckoutSession> {
-    let status = match text(object, "status")?.as_str() {
-        "open" => SessionStatus::Open,
-        "complete" => SessionStatus::Complete,
-        "expired" => SessionStatus::Expired,
-        other => {
-            return Err(ParseError(format!(
-                "unknown Checkout Session status {other}"
-            )));
-        }
-    };
     Ok(ProviderCheckoutSession {
         id: text(object, "id")?,
-        status,
+        status: session_status(object)?,
         paid: text(object, "payment_status")? == "paid",
         url: object["url"].as_str().map(str::to_owned),
         amount_total_minor: integer(object, "amount_total")?,
@@ -160,6 +150,61 @@ pub fn checkout_session(object: &Value) -> Parsed<ProviderCheckoutSession> {
         payment_intent_id: id_of(object, "payment_intent"),
         expires_at_secs: integer(object, "expires_at")?,
         metadata: metadata(object),
+    })
+}
+
+fn session_status(object: &Value) -> Parsed<SessionStatus> {
+    match text(object, "status")?.as_str() {
+        "open" => Ok(SessionStatus::Open),
+        "complete" => Ok(SessionStatus::Complete),
+        "expired" => Ok(SessionStatus::Expired),
+        other => Err(ParseError(format!(
+            "unknown Checkout Session status {other}"
+        ))),
+    }
+}
+
+pub fn subscription_session(object: &Value) -> Parsed<ProviderSubscriptionSession> {
+    Ok(ProviderSubscriptionSession {
+        id: text(object, "id")?,
+        status: session_status(object)?,
+        customer_id: id_of(object, "customer"),
+        subscription_id: id_of(object, "subscription"),
+        metadata: metadata(object),
+    })
+}
+
+pub fn subscription(object: &Value) -> Parsed<ProviderSubscription> {
+    Ok(ProviderSubscription {
+        id: text(object, "id")?,
+        customer_id: id_of(object, "customer"),
+        status: text(object, "status")?,
+        cancel_at_period_end: object["cancel_at_period_end"].as_bool().unwrap_or(false),
+        metadata: metadata(object),
+    })
+}
+
+/// Stripe names the invoice's subscription under `parent.subscription_details` since API
+/// version 2025-03-31, and at the top level before; the period an invoice pays for is its
+/// line's (the invoice's own `period_*` cover usage before it).
+pub fn invoice(object: &Value) -> Parsed<ProviderInvoice> {
+    let details = &object["parent"]["subscription_details"];
+    let period_end = object["lines"]["data"][0]["period"]["end"]
+        .as_i64()
+        .map_or_else(|| integer(object, "period_end"), Ok)?;
+    Ok(ProviderInvoice {
+        id: text(object, "id")?,
+        provider_subscription_id: id_of(details, "subscription")
+            .or_else(|| id_of(object, "subscription")),
+        kassa_subscription_id: metadata(details)
+            .into_iter()
+            .chain(metadata(&object["subscription_details"]))
+            .find(|(key, _)| key == "kassa_subscription_id")
+            .map(|(_, id)| id),
+        paid: text(object, "status")? == "paid",
+        amount_paid_minor: optional_integer(object, "amount_paid"),
+        currency: text(object, "currency")?,
+        period_end,
     })
 }
 
@@ -171,9 +216,12 @@ pub fn event(body: &Value) -> Parsed<ProviderEvent> {
         "refund" => ProviderEventObject::Refund(refund(object)?),
         "charge" => ProviderEventObject::Charge(charge(object)?),
         "dispute" => ProviderEventObject::Dispute(dispute(object)?),
-        // A session of another mode (setup, subscription) may come from another integration on
-        // the same account; it carries no amount, and Kassa has nothing to do with it. Refusing
-        // its signed event would only make Stripe retry it for days.
+        "checkout.session" if object["mode"] == "subscription" => {
+            ProviderEventObject::SubscriptionSession(subscription_session(object)?)
+        }
+        // A session of another mode (setup) may come from another integration on the same
+        // account; it carries no amount, and Kassa has nothing to do with it. Refusing its
+        // signed event would only make Stripe retry it for days.
         "checkout.session"
             if object["mode"]
                 .as_str()
@@ -187,6 +235,8 @@ pub fn event(body: &Value) -> Parsed<ProviderEvent> {
             }
         }
         "checkout.session" => ProviderEventObject::CheckoutSession(checkout_session(object)?),
+        "subscription" => ProviderEventObject::Subscription(subscription(object)?),
+        "invoice" => ProviderEventObject::Invoice(invoice(object)?),
         other => ProviderEventObject::Other {
             object_type: other.to_owned(),
         },
@@ -234,6 +284,58 @@ mod tests {
         let intent = payment_intent(&object).expect("parses");
         assert_eq!(intent.amount_received_minor, 0);
         assert!(kassa_domain::payment::check_capture(1999, intent.amount_received_minor).is_err());
+    }
+
+    fn stripe_example(resource: &str) -> Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/conformance/stripe_openapi_fixtures3.json"
+        );
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)"));
+        let fixtures: Value = serde_json::from_str(&text).expect("json");
+        fixtures["resources"][resource].clone()
+    }
+
+    /// Stripe's own example invoice and subscription (API version 2025-03-31 and later: the
+    /// subscription under `parent.subscription_details`, the period on the line) read as Kassa
+    /// needs them; a subscription-mode session becomes one Kassa reads, not one it ignores.
+    #[test]
+    fn stripes_example_invoice_subscription_and_subscription_session_are_read() {
+        let mut example = stripe_example("invoice");
+        let invoice = invoice(&example).expect("invoice");
+        assert_eq!(
+            invoice.provider_subscription_id.as_deref(),
+            Some("subscription")
+        );
+        assert_eq!(invoice.period_end, 1_721_954_054, "the line's period");
+        assert!(!invoice.paid, "a draft");
+        example["status"] = serde_json::json!("paid");
+        example["parent"]["subscription_details"]["metadata"] =
+            serde_json::json!({"kassa_subscription_id": "sub_kassa"});
+        let paid = super::invoice(&example).expect("invoice");
+        assert!(paid.paid);
+        assert_eq!(paid.kassa_subscription_id.as_deref(), Some("sub_kassa"));
+
+        let subscription = subscription(&stripe_example("subscription")).expect("subscription");
+        assert_eq!(
+            subscription.customer_id.as_deref(),
+            Some("cus_QXg1o8vcGmoR32")
+        );
+        assert!(subscription.cancel_at_period_end);
+        assert_eq!(subscription.status, "active");
+
+        let mut session = stripe_example("checkout.session");
+        session["mode"] = serde_json::json!("subscription");
+        session["status"] = serde_json::json!("complete");
+        session["subscription"] = serde_json::json!("sub_1");
+        let body = serde_json::json!({"id": "evt_1", "type": "checkout.session.completed",
+                                      "created": 1, "data": {"object": session}});
+        let event = super::event(&body).expect("readable");
+        let ProviderEventObject::SubscriptionSession(read) = event.object else {
+            panic!("{event:?}");
+        };
+        assert_eq!(read.subscription_id.as_deref(), Some("sub_1"));
     }
 
     /// Another integration's setup-mode session has no amount: its event is read as an object

@@ -309,12 +309,20 @@ impl EmulatedShop {
         .await;
     }
 
-    /// Every event the emulator has sent (the newest 100), oldest first.
+    /// Every event the emulator has sent, oldest first (read page by page, as Stripe lists).
     pub async fn events(&self) -> Vec<Value> {
-        let list = self
-            .stripe(reqwest::Method::GET, "/v1/events?limit=100", &[])
-            .await;
-        let mut events = list["data"].as_array().cloned().unwrap_or_default();
+        let mut events: Vec<Value> = Vec::new();
+        loop {
+            let path = match events.last().and_then(|last| last["id"].as_str()) {
+                Some(last) => format!("/v1/events?limit=100&starting_after={last}"),
+                None => "/v1/events?limit=100".to_owned(),
+            };
+            let list = self.stripe(reqwest::Method::GET, &path, &[]).await;
+            events.extend(list["data"].as_array().cloned().unwrap_or_default());
+            if list["has_more"] != true {
+                break;
+            }
+        }
         events.reverse();
         events
     }

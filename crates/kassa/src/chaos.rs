@@ -67,6 +67,10 @@ const KASSA_CALLS: &[&str] = &[
     "POST /v1/checkout/sessions",
     "GET /v1/checkout/sessions/*",
     "POST /v1/checkout/sessions/*/expire",
+    "POST /v1/customers",
+    "POST /v1/subscriptions/*",
+    "DELETE /v1/subscriptions/*",
+    "GET /v1/invoices",
 ];
 
 #[derive(Default)]
@@ -83,6 +87,8 @@ struct Counts {
     edits: AtomicUsize,
     cancels: AtomicUsize,
     refunds: AtomicUsize,
+    subscriptions: AtomicUsize,
+    debits: AtomicUsize,
     /// Refusals by error code (or HTTP status when there is none).
     refused: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     retries: AtomicUsize,
@@ -279,6 +285,7 @@ pub async fn run(config: &Config, options: &ChaosOptions) -> Result<bool> {
         shop.urls.join(", ")
     );
     let skus = stock_the_shelves(&shop, &format!("CHAOS-{}", options.seed), STOCK).await?;
+    let plan = Arc::new(create_plan(&shop).await?);
     let total = u64::try_from(options.customers * options.steps).unwrap_or(u64::MAX);
     let progress = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps {msg}")
@@ -292,15 +299,20 @@ pub async fn run(config: &Config, options: &ChaosOptions) -> Result<bool> {
     });
     let mut customers = tokio::task::JoinSet::new();
     for index in 0..options.customers {
-        let (shop, skus, progress, working) = (
+        let (shop, skus, plan, progress, working) = (
             shop.clone(),
             skus.clone(),
+            plan.clone(),
             progress.clone(),
             working.clone(),
         );
         let (seed, steps) = (options.seed, options.steps);
         customers.spawn(async move {
-            customer(&shop, &skus, seed, index, steps, &progress).await;
+            let goods = Goods {
+                skus: &skus,
+                plan_id: &plan,
+            };
+            customer(&shop, goods, seed, index, steps, &progress).await;
             working.fetch_sub(1, Ordering::SeqCst);
         });
     }
@@ -448,6 +460,75 @@ pub(crate) async fn stock_the_shelves(
     Ok(Arc::new(skus))
 }
 
+/// A monthly plan of 100 credits, for the customers who subscribe.
+async fn create_plan(shop: &Shop) -> Result<String> {
+    let plan = json!({"name": "Chaos plan", "unit_amount": 900, "currency": "eur",
+                      "interval": "month", "credits": 100});
+    let created = shop
+        .kassa(Method::POST, "/v1/plans", &shop.secret, None, Some(plan))
+        .await;
+    if !created.ok() {
+        bail!("cannot create a plan: {} {}", created.status, created.body);
+    }
+    Ok(created.text("/id"))
+}
+
+/// What the shop sells: the SKUs with their prices, and a plan.
+#[derive(Clone, Copy)]
+struct Goods<'a> {
+    skus: &'a [(String, i64)],
+    plan_id: &'a str,
+}
+
+/// A subscription a customer started: (Kassa's customer id, subscription id).
+type Subscribed = (String, String);
+
+/// Subscribes (with a key of its own), and pays the page with a card, or one that is declined
+/// (the page then stays open until it expires).
+async fn subscribe(
+    shop: &Shop,
+    rng: &mut StdRng,
+    plan_id: &str,
+    email: &str,
+    key: &str,
+) -> Option<Subscribed> {
+    bump(&shop.counts.subscriptions);
+    let answer = shop
+        .kassa(
+            Method::POST,
+            "/v1/subscriptions/checkout_session",
+            &shop.publishable,
+            Some(key),
+            Some(json!({"plan_id": plan_id, "email": email})),
+        )
+        .await;
+    if !answer.ok() {
+        return None;
+    }
+    let card = if rng.random_bool(0.85) {
+        "pm_card_visa"
+    } else {
+        bump(&shop.counts.declines);
+        "pm_card_chargeDeclined"
+    };
+    pay_page(shop, &answer.text("/checkout_session/id"), card).await;
+    Some((answer.text("/customer_id"), answer.text("/subscription_id")))
+}
+
+/// Spends some of a subscriber's credits; few keys per customer, so some repeat (the same
+/// amount: replayed; another: refused as a reused key).
+async fn spend_credits(shop: &Shop, rng: &mut StdRng, customer_id: &str, key: &str) {
+    bump(&shop.counts.debits);
+    shop.kassa(
+        Method::POST,
+        &format!("/v1/customers/{customer_id}/credits/debit"),
+        &shop.secret,
+        Some(key),
+        Some(json!({"amount": rng.random_range(1..60)})),
+    )
+    .await;
+}
+
 /// Re-arms the emulator's faults every few hundred milliseconds until the customers are done.
 async fn inject_faults(shop: &Shop, seed: u64, working: &AtomicUsize) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
@@ -485,14 +566,16 @@ async fn inject_faults(shop: &Shop, seed: u64, working: &AtomicUsize) {
 /// One customer (and the operator looking after their orders), `steps` actions long.
 async fn customer(
     shop: &Shop,
-    skus: &[(String, i64)],
+    goods: Goods<'_>,
     seed: u64,
     index: usize,
     steps: usize,
     progress: &ProgressBar,
 ) {
     let index_bits = u64::try_from(index).unwrap_or(u64::MAX);
+    let skus = goods.skus;
     let mut orders: Vec<Placed> = Vec::new();
+    let mut subscriptions: Vec<Subscribed> = Vec::new();
     for step in 0..steps {
         // Each step's choices from (seed, customer, step) alone, so what an earlier answer was
         // never shifts what a later step asks for.
@@ -501,7 +584,7 @@ async fn customer(
             seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index_bits.rotate_left(32) ^ step_bits,
         );
         let key = format!("chaos-{seed}-{index}-{step}");
-        match rng.random_range(0..20) {
+        match rng.random_range(0..23) {
             0..=8 => {
                 if let Some(placed) = buy(shop, skus, &mut rng, &key).await {
                     pay(shop, &mut rng, &placed).await;
@@ -573,6 +656,34 @@ async fn customer(
                         &shop.secret,
                         Some(&refund_key),
                         Some(body),
+                    )
+                    .await;
+                }
+            }
+            20 => {
+                let email = format!("chaos-{seed}-{index}@example.com");
+                if let Some(subscribed) =
+                    subscribe(shop, &mut rng, goods.plan_id, &email, &key).await
+                {
+                    subscriptions.push(subscribed);
+                }
+            }
+            21 => {
+                if let Some((customer_id, _)) = subscriptions.choose(&mut rng) {
+                    let debit_key = format!("debit-{seed}-{index}-{}", rng.random_range(0..4));
+                    spend_credits(shop, &mut rng, customer_id, &debit_key).await;
+                }
+            }
+            22 => {
+                if let Some((_, subscription_id)) = subscriptions.choose(&mut rng) {
+                    bump(&shop.counts.cancels);
+                    let at_period_end = rng.random_bool(0.5);
+                    shop.kassa(
+                        Method::POST,
+                        &format!("/v1/subscriptions/{subscription_id}/cancel"),
+                        &shop.secret,
+                        None,
+                        Some(json!({"at_period_end": at_period_end})),
                     )
                     .await;
                 }
@@ -896,6 +1007,8 @@ fn summary(counts: &Counts, seed: u64, passed: bool) -> String {
             ("edits asked", n(&counts.edits)),
             ("cancels asked", n(&counts.cancels)),
             ("refunds asked", n(&counts.refunds)),
+            ("subscriptions started", n(&counts.subscriptions)),
+            ("credit debits asked", n(&counts.debits)),
             ("requests repeated", n(&counts.retries)),
             ("fault rounds injected", n(&counts.faults)),
         ],

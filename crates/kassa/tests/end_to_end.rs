@@ -452,3 +452,218 @@ async fn risk_r1_the_periodic_reconciliation_recovers_dropped_webhooks(db: TestD
     .await;
 }
 both_backends!(risk_r1_the_periodic_reconciliation_recovers_dropped_webhooks);
+
+impl Kassa {
+    /// POST with a key and an `Idempotency-Key`: the status and the body.
+    async fn post_keyed(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
+    }
+}
+
+/// The subscription flow of the README, on the real binary in sandbox mode, with every webhook
+/// delivered twice and out of order: a plan, a subscription paid on the hosted page, its
+/// credits granted once, spent once per key and never overdrawn, a renewal's credits, and a
+/// cancel at the period's end.
+async fn a_subscription_grants_its_credits_once_and_spending_never_overdraws(db: TestDb) {
+    let kassa = start(&db.url);
+    let sandbox = kassa.get("/v1/sandbox").await;
+    let stripe = sandbox["stripe_api_base"]
+        .as_str()
+        .expect("emulator")
+        .to_owned();
+    let stripe_secret = sandbox["stripe_secret_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let emulator = async |path: &str, body: Value| {
+        kassa
+            .call(
+                reqwest::Method::POST,
+                &format!("{stripe}{path}"),
+                &stripe_secret,
+                Some(body),
+            )
+            .await
+    };
+    emulator(
+        "/_emulator/faults",
+        json!({"webhooks": {"copies": 2, "reorder": true}}),
+    )
+    .await;
+
+    let plan = kassa
+        .call(
+            reqwest::Method::POST,
+            &format!("{}/v1/plans", kassa.base),
+            SECRET,
+            Some(json!({"name": "Pro", "unit_amount": 900, "currency": "eur", "interval": "month", "credits": 500})),
+        )
+        .await;
+    let plan_id = plan["id"].as_str().expect("plan").to_owned();
+    let request = json!({"plan_id": plan_id, "email": "ada@example.com"});
+    let (status, started) = kassa
+        .post_keyed(
+            "/v1/subscriptions/checkout_session",
+            PUBLISHABLE,
+            "sub-1",
+            request.clone(),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let (status, replayed) = kassa
+        .post_keyed(
+            "/v1/subscriptions/checkout_session",
+            PUBLISHABLE,
+            "sub-1",
+            request,
+        )
+        .await;
+    assert_eq!((status, &replayed), (201, &started));
+    let customer = started["customer_id"]
+        .as_str()
+        .expect("customer")
+        .to_owned();
+    let session = started["checkout_session"]["id"].as_str().expect("session");
+    let paid = emulator(
+        &format!("/_emulator/checkout_sessions/{session}/pay"),
+        json!({"payment_method": "pm_card_visa"}),
+    )
+    .await;
+    assert_eq!(paid["status"], "complete", "{paid}");
+
+    let credits = format!("/v1/customers/{customer}/credits");
+    wait_until("the first period's credits", async || {
+        kassa.get(&credits).await["balance"] == 500
+    })
+    .await;
+    // Where the hosted page sends the subscriber back, in the sandbox's demo storefront.
+    let returned = kassa
+        .http
+        .get(format!("{}/demo/return?session_id={session}", kassa.base))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        returned.contains("<strong id=\"subscription-status\">active</strong>"),
+        "{returned}"
+    );
+    let view = kassa.get(&format!("/v1/customers/{customer}")).await;
+    assert_eq!(view["subscriptions"][0]["status"], "active", "{view}");
+    assert_eq!(view["credits"]["balance"], 500);
+
+    let debit = format!("/v1/customers/{customer}/credits/debit");
+    let (status, spent) = kassa
+        .post_keyed(
+            &debit,
+            SECRET,
+            "spend-1",
+            json!({"amount": 200, "reason": "report"}),
+        )
+        .await;
+    assert_eq!(
+        (status, spent["amount"].as_i64()),
+        (201, Some(-200)),
+        "{spent}"
+    );
+    let (status, again) = kassa
+        .post_keyed(
+            &debit,
+            SECRET,
+            "spend-1",
+            json!({"amount": 200, "reason": "report"}),
+        )
+        .await;
+    assert_eq!((status, &again), (201, &spent), "the same key spends once");
+    let (status, reused) = kassa
+        .post_keyed(
+            &debit,
+            SECRET,
+            "spend-1",
+            json!({"amount": 250, "reason": "report"}),
+        )
+        .await;
+    assert_eq!(
+        (status, reused["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    let (status, refused) = kassa
+        .post_keyed(&debit, SECRET, "spend-2", json!({"amount": 301}))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "insufficient_credits");
+    assert_eq!(refused["error"]["balance"], 300);
+    let (status, missing) = kassa
+        .post_keyed(&debit, SECRET, "", json!({"amount": 1}))
+        .await;
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (400, Some("idempotency_key_required"))
+    );
+
+    // A month passes: the renewal's credits, once.
+    emulator("/_emulator/clock/advance", json!({"seconds": 30 * 86_400})).await;
+    wait_until("the renewal's credits", async || {
+        kassa.get(&credits).await["balance"] == 800
+    })
+    .await;
+    let subscription = started["subscription_id"].as_str().expect("subscription");
+    let (status, canceling) = kassa
+        .post_keyed(
+            &format!("/v1/subscriptions/{subscription}/cancel"),
+            SECRET,
+            "cancel-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{canceling}");
+    assert_eq!(canceling["cancel_at_period_end"], true);
+    assert_eq!(canceling["status"], "active");
+    // Let both copies of every event arrive, then check nothing was granted twice.
+    let get_emulator = async |path: &str| {
+        kassa
+            .call(
+                reqwest::Method::GET,
+                &format!("{stripe}{path}"),
+                &stripe_secret,
+                None,
+            )
+            .await
+    };
+    let events = get_emulator("/v1/events?limit=100").await["data"]
+        .as_array()
+        .map_or(0, Vec::len);
+    wait_until("all deliveries", async || {
+        let deliveries = get_emulator("/_emulator/webhook_deliveries").await;
+        deliveries["data"].as_array().map_or(0, Vec::len) >= 2 * events
+    })
+    .await;
+    let ledger = kassa.get(&credits).await;
+    assert_eq!(ledger["balance"], 800);
+    let kinds: Vec<&str> = ledger["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["grant", "debit", "grant"], "{ledger}");
+}
+both_backends!(a_subscription_grants_its_credits_once_and_spending_never_overdraws);

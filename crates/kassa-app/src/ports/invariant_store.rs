@@ -26,6 +26,24 @@ pub struct PaymentToCheck {
     pub refunds_succeeded: (i64, i64),
 }
 
+/// A subscription the provider knows, for the ledger's side of the check (invariant 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionToCheck {
+    pub subscription_id: String,
+    pub customer_id: String,
+    pub provider_subscription_id: String,
+    /// What each paid invoice grants (the plan's credits per period).
+    pub credits_per_period: i64,
+}
+
+/// A grant for a paid invoice: its business key (`invoice:{id}`), customer and amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceGrant {
+    pub business_key: String,
+    pub customer_id: String,
+    pub amount: i64,
+}
+
 #[async_trait]
 pub trait InvariantStore: Send + Sync {
     /// Everything the database alone can show broken. `stale_before`: a checkout still holding
@@ -33,4 +51,8 @@ pub trait InvariantStore: Send + Sync {
     async fn local_violations(&self, stale_before: i64) -> StoreResult<Vec<Violation>>;
     /// Payments with a PaymentIntent, at most `limit`, newest first.
     async fn payments_to_check(&self, limit: i64) -> StoreResult<Vec<PaymentToCheck>>;
+    /// Subscriptions with a provider id, at most `limit`, newest first.
+    async fn subscriptions_to_check(&self, limit: i64) -> StoreResult<Vec<SubscriptionToCheck>>;
+    /// Every grant for a paid invoice.
+    async fn invoice_grants(&self) -> StoreResult<Vec<InvoiceGrant>>;
 }

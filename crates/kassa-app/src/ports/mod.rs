@@ -13,6 +13,7 @@ pub mod provider;
 pub mod reconcile_store;
 pub mod refund_store;
 pub mod store;
+pub mod subscription_store;
 pub mod webhook_store;
 
 pub use checkout_store::*;
@@ -28,4 +29,5 @@ pub use provider::*;
 pub use reconcile_store::*;
 pub use refund_store::*;
 pub use store::*;
+pub use subscription_store::*;
 pub use webhook_store::*;

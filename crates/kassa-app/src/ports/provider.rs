@@ -220,6 +220,115 @@ pub trait PaymentProvider: Send + Sync {
         starting_after: Option<&str>,
         limit: u32,
     ) -> ProviderResult<EventPage>;
+
+    // Subscriptions (seed 003). A provider that sells none (the deterministic simulation's)
+    // keeps these defaults, which refuse.
+
+    async fn create_customer(&self, _request: CreateCustomer) -> ProviderResult<ProviderCustomer> {
+        Err(sells_no_subscriptions())
+    }
+
+    /// A hosted page (`mode=subscription`) that starts the subscription when paid.
+    async fn create_subscription_session(
+        &self,
+        _request: CreateSubscriptionSession,
+    ) -> ProviderResult<ProviderCheckoutSession> {
+        Err(sells_no_subscriptions())
+    }
+
+    /// A subscription's paid invoices (the newest 100), for checking the ledger.
+    async fn list_paid_invoices(
+        &self,
+        _subscription_id: &str,
+    ) -> ProviderResult<Vec<ProviderInvoice>> {
+        Err(sells_no_subscriptions())
+    }
+
+    /// Ends the subscription at its period's end, or now.
+    async fn cancel_subscription(
+        &self,
+        _id: &str,
+        _at_period_end: bool,
+        _idempotency_key: &str,
+    ) -> ProviderResult<ProviderSubscription> {
+        Err(sells_no_subscriptions())
+    }
+}
+
+fn sells_no_subscriptions() -> ProviderError {
+    ProviderError::Definite {
+        code: "unsupported".into(),
+        message: "this payment provider sells no subscriptions".into(),
+    }
+}
+
+/// Create the provider's customer for one of Kassa's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateCustomer {
+    pub email: String,
+    pub metadata: Vec<(String, String)>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCustomer {
+    pub id: String,
+}
+
+/// Create a hosted page that subscribes a customer to a plan, priced by Kassa.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSubscriptionSession {
+    pub plan_name: String,
+    pub unit_amount_minor: i64,
+    pub currency: Currency,
+    /// `month` or `year`.
+    pub interval: String,
+    pub provider_customer_id: String,
+    /// From configuration only (risk S5).
+    pub success_url: String,
+    pub cancel_url: String,
+    /// Kassa's subscription id.
+    pub client_reference_id: String,
+    /// On the session and on the subscription it creates (`subscription_data[metadata]`),
+    /// so every invoice carries them too.
+    pub metadata: Vec<(String, String)>,
+    pub expires_at_secs: i64,
+    pub idempotency_key: String,
+}
+
+/// The provider's view of a subscription, reduced to what Kassa uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSubscription {
+    pub id: String,
+    pub customer_id: Option<String>,
+    /// Stripe's status (`active`, `past_due`, `canceled`, …).
+    pub status: String,
+    pub cancel_at_period_end: bool,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// An invoice of a subscription's period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInvoice {
+    pub id: String,
+    pub provider_subscription_id: Option<String>,
+    /// From the subscription's metadata, which the invoice carries.
+    pub kassa_subscription_id: Option<String>,
+    pub paid: bool,
+    pub amount_paid_minor: i64,
+    pub currency: String,
+    /// The end of the period it pays for.
+    pub period_end: i64,
+}
+
+/// A `mode=subscription` Checkout Session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSubscriptionSession {
+    pub id: String,
+    pub status: SessionStatus,
+    pub customer_id: Option<String>,
+    pub subscription_id: Option<String>,
+    pub metadata: Vec<(String, String)>,
 }
 
 /// A Charge as carried by `charge.*` events.
@@ -259,6 +368,9 @@ pub enum ProviderEventObject {
     Charge(ProviderCharge),
     Dispute(ProviderDispute),
     CheckoutSession(ProviderCheckoutSession),
+    SubscriptionSession(ProviderSubscriptionSession),
+    Subscription(ProviderSubscription),
+    Invoice(ProviderInvoice),
     /// An object Kassa does not act on; recorded and acknowledged.
     Other {
         object_type: String,

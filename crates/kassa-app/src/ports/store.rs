@@ -192,6 +192,7 @@ pub trait Store:
     + super::MetricsStore
     + super::InvariantStore
     + super::RefundStore
+    + super::SubscriptionStore
     + super::ReconcileStore
     + super::WebhookStore
 {
@@ -210,6 +211,7 @@ impl<T> Store for T where
         + super::MetricsStore
         + super::InvariantStore
         + super::RefundStore
+        + super::SubscriptionStore
         + super::ReconcileStore
         + super::WebhookStore
 {

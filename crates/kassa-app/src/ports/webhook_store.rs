@@ -84,6 +84,8 @@ pub enum EventEffect {
         dispute: ProviderDispute,
         closed: bool,
     },
+    /// A subscription's page, subscription or invoice event.
+    Billing(super::BillingEffect),
     /// Nothing for Kassa to do (an uninteresting type, an event that contradicts itself);
     /// recorded as ignored with this reason.
     Ignore(String),

@@ -12,6 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use kassa_app::AppError;
+use kassa_domain::credits::SubscriptionStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::HttpState;
@@ -129,6 +131,36 @@ async fn config(State(state): State<HttpState>) -> Result<Response, ApiError> {
     Ok(secured(demo, "application/json", body))
 }
 
+/// The return page of a subscription's hosted page: its status, refreshed until the first
+/// invoice's payment arrives.
+async fn subscription_return_page(
+    state: &HttpState,
+    demo: &DemoStorefront,
+    session_id: &str,
+) -> Result<Response, ApiError> {
+    let subscription = state
+        .app
+        .subscription_for_checkout_session(session_id)
+        .await?;
+    let refresh = if subscription.status == SubscriptionStatus::Incomplete {
+        "<meta http-equiv=\"refresh\" content=\"1\">"
+    } else {
+        ""
+    };
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"referrer\" content=\"no-referrer\">{refresh}\
+         <title>Your subscription</title><link rel=\"stylesheet\" href=\"/demo/style.css\"></head><body>\
+         <h1>Thank you</h1>\
+         <p>Subscription <code id=\"subscription-id\">{id}</code>: \
+         <strong id=\"subscription-status\">{status}</strong></p>\
+         <p><a id=\"back\" href=\"/demo/\">Back to the shop</a></p></body></html>",
+        id = escape(&subscription.id),
+        status = subscription.status,
+    );
+    Ok(secured(demo, "text/html; charset=utf-8", page))
+}
+
 /// Where the hosted page sends the customer back (`?session_id=`): the order's status, total
 /// and lines, refreshed until the payment is settled. Nothing about the customer is shown.
 async fn return_page(
@@ -136,10 +168,17 @@ async fn return_page(
     ApiQuery(query): ApiQuery<ReturnQuery>,
 ) -> Result<Response, ApiError> {
     let demo = demo(&state)?;
-    let order = state
+    let order = match state
         .app
         .order_for_checkout_session(&query.session_id)
-        .await?;
+        .await
+    {
+        Ok(order) => order,
+        Err(AppError::NotFound { .. }) => {
+            return subscription_return_page(&state, demo, &query.session_id).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
     // A payment that failed (a bank transfer that did not arrive) is not waited for: the page
     // says so instead of refreshing until the janitor cancels the order.
     let failed = order.payment.as_ref().is_some_and(|payment| {

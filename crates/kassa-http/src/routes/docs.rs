@@ -11,7 +11,8 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use kassa_app::refunds::REFUND_REASONS;
-use kassa_app::validate::IDEMPOTENCY_KEY_MAX_BYTES;
+use kassa_app::subscriptions::PLAN_INTERVALS;
+use kassa_app::validate::{CREDITS_MAX, IDEMPOTENCY_KEY_MAX_BYTES};
 use kassa_domain::limits::{
     CART_LINES_MAX, LINE_QUANTITY_MAX, ON_HAND_MAX, PRODUCT_VARIANTS_MAX, UNIT_AMOUNT_MAX_MINOR,
     VARIANT_ATTRIBUTES_MAX,
@@ -52,6 +53,12 @@ use crate::extract::PATH_SEGMENT_MAX_CHARS;
         super::orders::cancel,
         super::orders::capture,
         super::refunds::create,
+        super::subscriptions::create_plan,
+        super::subscriptions::subscribe,
+        super::subscriptions::cancel,
+        super::subscriptions::customer,
+        super::subscriptions::credits,
+        super::subscriptions::debit,
         super::webhooks::receive,
         super::webhooks::list,
         super::webhooks::replay,
@@ -510,7 +517,7 @@ const FIELD_RULES: &[(&str, &str, Rule)] = &[
     (
         "CreateVariantRequest",
         "credits",
-        Rule::Between(0, kassa_app::catalog::PACK_CREDITS_MAX),
+        Rule::Between(0, CREDITS_MAX),
     ),
     (
         "UpdateVariantRequest",
@@ -571,6 +578,33 @@ const FIELD_RULES: &[(&str, &str, Rule)] = &[
     ),
     ("RefundRequest", "amount", Rule::Between(1, i64::MAX)),
     ("RefundRequest", "reason", Rule::OneOf(REFUND_REASONS)),
+    (
+        "CreatePlanRequest",
+        "name",
+        Rule::Text(fields::PRODUCT_NAME),
+    ),
+    (
+        "CreatePlanRequest",
+        "unit_amount",
+        Rule::Between(1, UNIT_AMOUNT_MAX_MINOR),
+    ),
+    ("CreatePlanRequest", "currency", Rule::Currency),
+    ("CreatePlanRequest", "interval", Rule::OneOf(PLAN_INTERVALS)),
+    (
+        "CreatePlanRequest",
+        "credits",
+        Rule::Between(0, CREDITS_MAX),
+    ),
+    (
+        "SubscribeRequest",
+        "plan_id",
+        Rule::Text(TextShape::Identifier {
+            max_chars: PATH_SEGMENT_MAX_CHARS,
+        }),
+    ),
+    ("SubscribeRequest", "email", Rule::Text(fields::EMAIL)),
+    ("DebitRequest", "amount", Rule::Between(1, CREDITS_MAX)),
+    ("DebitRequest", "reason", Rule::Text(fields::PRODUCT_NAME)),
 ];
 
 /// The description for people, in sandbox mode only.

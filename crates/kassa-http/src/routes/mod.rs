@@ -10,4 +10,5 @@ pub mod health;
 pub mod orders;
 pub mod refunds;
 pub mod sandbox;
+pub mod subscriptions;
 pub mod webhooks;

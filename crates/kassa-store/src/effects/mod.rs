@@ -3,6 +3,7 @@
 //! compare-and-set writes inside the caller's transaction. Effects are keyed by Kassa's ids,
 //! never by which event delivered them (risk W1).
 
+pub(crate) mod billing;
 pub(crate) mod dispute;
 pub(crate) mod payment;
 pub(crate) mod refund;
@@ -37,6 +38,7 @@ pub(crate) async fn apply(
         EventEffect::Dispute { dispute, closed } => {
             dispute::record(conn, dispute, *closed, actor, now).await
         }
+        EventEffect::Billing(billing) => billing::apply(store, conn, billing, actor, now).await,
         EventEffect::Ignore(reason) => Ok(Applied::Ignored(reason.clone())),
     }
 }

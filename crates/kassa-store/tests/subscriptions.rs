@@ -1,0 +1,402 @@
+//! Subscriptions on both backends, against the emulator (seed 003, risks W1, W2, W3): a
+//! subscription is paid on its hosted page; its events arrive in any order, duplicated and at
+//! the same time; each paid invoice grants its period's credits exactly once, in the same
+//! transaction as the subscription's move and the event's processed mark.
+
+use std::sync::Arc;
+
+use kassa_app::ports::{CaptureMethod, CreditEntry, CreditStore, SubscriptionRecord};
+use kassa_app::subscriptions::{NewPlan, SubscribeInput, SubscriptionPage};
+use kassa_domain::credits::SubscriptionStatus;
+use kassa_testkit::shop::EmulatedShop;
+use kassa_testkit::{TestDb, both_backends};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+
+const CREDITS: i64 = 500;
+const FAULT_BEFORE_INVOICE_GRANT: &str = "webhook.before_invoice_grant";
+const MONTH_SECS: i64 = 30 * 86_400;
+
+/// The shop with a monthly plan of 500 credits; Ada subscribes, and pays the page with a card
+/// (its events not yet delivered).
+async fn subscribed(db: TestDb) -> (Arc<EmulatedShop>, SubscriptionPage) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let plan = shop
+        .app
+        .create_plan(NewPlan {
+            name: "Pro".into(),
+            unit_amount_minor: 900,
+            currency: "eur".into(),
+            interval: "month".into(),
+            credits: CREDITS,
+        })
+        .await
+        .expect("plan");
+    let page = shop
+        .app
+        .subscribe(SubscribeInput {
+            plan_id: plan.id,
+            email: "ada@example.com".into(),
+            key_scope: "publishable".into(),
+            idempotency_key: Some("subscribe-1".into()),
+        })
+        .await
+        .expect("subscribed");
+    let session = shop.pay_session(&page.session_id, "pm_card_visa").await;
+    assert_eq!(session["status"], "complete", "{session}");
+    (Arc::new(shop), page)
+}
+
+async fn ledger(shop: &EmulatedShop, customer_id: &str) -> (i64, Vec<CreditEntry>) {
+    let customer = shop
+        .db
+        .store
+        .customer(customer_id)
+        .await
+        .expect("read")
+        .expect("customer");
+    let entries = shop
+        .db
+        .store
+        .credit_entries(customer_id, 1_000)
+        .await
+        .expect("entries");
+    (customer.balance, entries)
+}
+
+async fn subscription(shop: &EmulatedShop, page: &SubscriptionPage) -> SubscriptionRecord {
+    shop.app
+        .subscription(&page.subscription_id)
+        .await
+        .expect("subscription")
+}
+
+fn of_types(events: &[Value], types: &[&str]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|event| types.iter().any(|t| event["type"] == *t))
+        .cloned()
+        .collect()
+}
+
+/// Delivers every event of `events` in a task of its own, all at once.
+async fn deliver_concurrently(shop: &Arc<EmulatedShop>, events: Vec<Value>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for event in events {
+        let shop = shop.clone();
+        tasks.spawn(async move { shop.deliver(&event).await.is_ok() });
+    }
+    while let Some(recorded) = tasks.join_next().await {
+        assert!(recorded.expect("task"), "every delivery is recorded");
+    }
+}
+
+/// Seed 003's first test: `checkout.session.completed` and `customer.subscription.created`
+/// processed at the same time grant nothing (only a paid invoice does); with the invoice's
+/// events the credits come once.
+async fn risk_w1_completed_and_created_processed_concurrently_grant_once(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    let events = shop.events().await;
+    let both = of_types(
+        &events,
+        &[
+            "checkout.session.completed",
+            "customer.subscription.created",
+        ],
+    );
+    assert_eq!(both.len(), 2, "{events:?}");
+    deliver_concurrently(&shop, [both.clone(), both].concat()).await;
+    let linked = subscription(&shop, &page).await;
+    assert!(linked.provider_subscription_id.is_some(), "{linked:?}");
+    assert_eq!(linked.status, SubscriptionStatus::Incomplete);
+    assert_eq!(ledger(&shop, &page.customer_id).await.0, 0);
+    // Every event, each twice, all at once.
+    deliver_concurrently(&shop, [events.clone(), events].concat()).await;
+    let (balance, entries) = ledger(&shop, &page.customer_id).await;
+    assert_eq!(balance, CREDITS);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(
+        entries[0].business_key.starts_with("invoice:in_"),
+        "{entries:?}"
+    );
+    assert_eq!(
+        subscription(&shop, &page).await.status,
+        SubscriptionStatus::Active
+    );
+}
+both_backends!(risk_w1_completed_and_created_processed_concurrently_grant_once);
+
+/// The paid invoice reported by two different events at the same time (the inbox, keyed by
+/// event id, cannot tell them apart): the ledger's unique business key, checked and written in
+/// the transaction that applies each, grants once.
+async fn risk_w2_one_invoice_paid_in_two_events_at_once_grants_once(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    let events = shop.events().await;
+    let paid = of_types(&events, &["invoice.paid"]);
+    assert_eq!(paid.len(), 1);
+    let copies: Vec<Value> = (0..8)
+        .map(|n| {
+            let mut copy = paid[0].clone();
+            copy["id"] = json!(format!("evt_copy_{n}"));
+            copy
+        })
+        .collect();
+    deliver_concurrently(&shop, copies).await;
+    let (balance, entries) = ledger(&shop, &page.customer_id).await;
+    assert_eq!((balance, entries.len()), (CREDITS, 1), "{entries:?}");
+}
+both_backends!(risk_w2_one_invoice_paid_in_two_events_at_once_grants_once);
+
+/// Seed 003's second test: a failure between the subscription's update and the grant leaves
+/// neither; the event is failed (so it is retried), and the retry applies both once.
+async fn risk_w3_a_failure_between_the_subscription_update_and_the_grant_leaves_neither(
+    db: TestDb,
+) {
+    let (shop, page) = subscribed(db).await;
+    shop.db.store.faults().arm(FAULT_BEFORE_INVOICE_GRANT);
+    shop.deliver_events().await;
+    assert_eq!(
+        subscription(&shop, &page).await.status,
+        SubscriptionStatus::Incomplete
+    );
+    assert_eq!(ledger(&shop, &page.customer_id).await.0, 0);
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'failed'")
+            .await,
+        1
+    );
+    shop.clock.advance(3_600);
+    assert_eq!(shop.app.process_inbox(10).await.expect("retry"), 1);
+    assert_eq!(
+        subscription(&shop, &page).await.status,
+        SubscriptionStatus::Active
+    );
+    shop.deliver_events().await;
+    let (balance, entries) = ledger(&shop, &page.customer_id).await;
+    assert_eq!((balance, entries.len()), (CREDITS, 1));
+}
+both_backends!(risk_w3_a_failure_between_the_subscription_update_and_the_grant_leaves_neither);
+
+/// Twelve renewals, every event delivered twice, shuffled, four at a time: one grant per paid
+/// invoice — the first and the twelve renewals — and the subscription active.
+async fn twelve_renewals_with_every_event_duplicated_and_shuffled_grant_once_each(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    for _ in 0..12 {
+        shop.control("/_emulator/clock/advance", json!({"seconds": MONTH_SECS}))
+            .await;
+    }
+    let events = shop.events().await;
+    let renewals = of_types(&events, &["invoice.paid"])
+        .iter()
+        .filter(|event| event["data"]["object"]["billing_reason"] == "subscription_cycle")
+        .count();
+    assert_eq!(renewals, 12);
+    let mut deliveries = [events.clone(), events].concat();
+    deliveries.shuffle(&mut rand::rngs::StdRng::seed_from_u64(3));
+    for batch in deliveries.chunks(4) {
+        deliver_concurrently(&shop, batch.to_vec()).await;
+    }
+    let (balance, entries) = ledger(&shop, &page.customer_id).await;
+    assert_eq!(entries.len(), 13, "{entries:?}");
+    assert_eq!(balance, 13 * CREDITS);
+    let subscription = subscription(&shop, &page).await;
+    assert_eq!(subscription.status, SubscriptionStatus::Active);
+    let last_period_end = of_types(&shop.events().await, &["invoice.paid"])
+        .iter()
+        .filter_map(|event| event["data"]["object"]["period_end"].as_i64())
+        .max();
+    assert_eq!(subscription.current_period_end, last_period_end);
+}
+both_backends!(twelve_renewals_with_every_event_duplicated_and_shuffled_grant_once_each);
+
+/// A renewal the card refuses: `past_due` and no grant; paid later: active and one grant. The
+/// failure delivered again after the payment changes nothing.
+async fn a_failed_renewal_is_past_due_without_credits_until_it_is_paid(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    shop.deliver_events().await;
+    let customer = shop
+        .db
+        .store
+        .customer(&page.customer_id)
+        .await
+        .expect("read")
+        .expect("customer");
+    let provider_customer = customer.provider_customer_id.expect("linked");
+    shop.control(
+        &format!("/_emulator/customers/{provider_customer}/payment_method"),
+        json!({"payment_method": "pm_card_chargeDeclined"}),
+    )
+    .await;
+    shop.control("/_emulator/clock/advance", json!({"seconds": MONTH_SECS}))
+        .await;
+    shop.deliver_events().await;
+    assert_eq!(
+        subscription(&shop, &page).await.status,
+        SubscriptionStatus::PastDue
+    );
+    assert_eq!(ledger(&shop, &page.customer_id).await.0, CREDITS);
+    // The customer fixes their card; the invoice is paid.
+    shop.control(
+        &format!("/_emulator/customers/{provider_customer}/payment_method"),
+        json!({"payment_method": "pm_card_visa"}),
+    )
+    .await;
+    let failed = of_types(&shop.events().await, &["invoice.payment_failed"]);
+    let invoice = failed[0]["data"]["object"]["id"].as_str().expect("id");
+    let paid = shop
+        .stripe(
+            reqwest::Method::POST,
+            &format!("/v1/invoices/{invoice}/pay"),
+            &[],
+        )
+        .await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    let paid_event = of_types(&shop.events().await, &["invoice.paid"])
+        .pop()
+        .expect("paid");
+    shop.deliver(&paid_event).await.expect("recorded");
+    // The failure again, as a late duplicate under another id: stale, it changes nothing.
+    let mut late = failed[0].clone();
+    late["id"] = json!("evt_late_failure");
+    shop.deliver(&late).await.expect("recorded");
+    shop.deliver_events().await;
+    assert_eq!(
+        subscription(&shop, &page).await.status,
+        SubscriptionStatus::Active
+    );
+    let (balance, entries) = ledger(&shop, &page.customer_id).await;
+    assert_eq!((balance, entries.len()), (2 * CREDITS, 2));
+}
+both_backends!(a_failed_renewal_is_past_due_without_credits_until_it_is_paid);
+
+/// Cancel at the period's end keeps the period paid for, then ends with it; cancel now ends
+/// at once. Subscribing again with the same key answers with the same page.
+async fn cancel_at_period_end_then_the_period_ends(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    shop.deliver_events().await;
+    let actor = kassa_testkit::shop::actor();
+    let canceling = shop
+        .app
+        .cancel_subscription(&page.subscription_id, true, &actor)
+        .await
+        .expect("cancel at period end");
+    assert!(canceling.cancel_at_period_end);
+    assert_eq!(canceling.status, SubscriptionStatus::Active);
+    shop.control("/_emulator/clock/advance", json!({"seconds": MONTH_SECS}))
+        .await;
+    shop.deliver_events().await;
+    let ended = subscription(&shop, &page).await;
+    assert_eq!(ended.status, SubscriptionStatus::Canceled);
+    assert_eq!(
+        ledger(&shop, &page.customer_id).await.0,
+        CREDITS,
+        "no renewal"
+    );
+}
+both_backends!(cancel_at_period_end_then_the_period_ends);
+
+async fn cancel_now_and_replayed_subscribe(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    shop.deliver_events().await;
+    let plan_id = subscription(&shop, &page).await.plan_id;
+    let again = shop
+        .app
+        .subscribe(SubscribeInput {
+            plan_id: plan_id.clone(),
+            email: "ada@example.com".into(),
+            key_scope: "publishable".into(),
+            idempotency_key: Some("subscribe-1".into()),
+        })
+        .await
+        .expect("replayed");
+    assert_eq!(again, page);
+    let reused = shop
+        .app
+        .subscribe(SubscribeInput {
+            plan_id,
+            email: "grace@example.com".into(),
+            key_scope: "publishable".into(),
+            idempotency_key: Some("subscribe-1".into()),
+        })
+        .await;
+    assert_eq!(reused, Err(kassa_app::AppError::IdempotencyKeyReused));
+    let actor = kassa_testkit::shop::actor();
+    let ended = shop
+        .app
+        .cancel_subscription(&page.subscription_id, false, &actor)
+        .await
+        .expect("cancel now");
+    assert_eq!(ended.status, SubscriptionStatus::Canceled);
+    shop.deliver_events().await;
+    assert_eq!(
+        subscription(&shop, &page).await.status,
+        SubscriptionStatus::Canceled
+    );
+}
+both_backends!(cancel_now_and_replayed_subscribe);
+
+/// Invariant 8: the ledger agrees with the provider's paid invoices after renewals; a grant
+/// missing, a grant for an invoice never paid, and a balance driven below zero are each
+/// reported with their ids.
+async fn the_ledger_is_checked_against_the_providers_paid_invoices(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    for _ in 0..2 {
+        shop.control("/_emulator/clock/advance", json!({"seconds": MONTH_SECS}))
+            .await;
+    }
+    shop.deliver_events().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+    assert_eq!(report.provider_errors, 0);
+
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    let (_, entries) = ledger(&shop, &page.customer_id).await;
+    sqlx::query("DELETE FROM credit_entries WHERE id = $1")
+        .bind(&entries[0].id)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    for (id, amount, kind, key, sequence) in [
+        ("cre_forged", 500, "grant", "invoice:in_never_paid", 1_000),
+        ("cre_overdrawn", -2_000, "debit", "debit:forged", 1_001),
+    ] {
+        sqlx::query(
+            "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, created_at, sequence)
+             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        )
+        .bind(id)
+        .bind(&page.customer_id)
+        .bind(amount)
+        .bind(kind)
+        .bind(key)
+        .bind(sequence)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    }
+    pool.close().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    let found = |id: &str, what: &str| {
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == 8 && v.ids.iter().any(|i| i == id) && v.what.contains(what))
+    };
+    assert!(
+        found(&page.subscription_id, "has no grant"),
+        "{:#?}",
+        report.violations
+    );
+    assert!(
+        found("invoice:in_never_paid", "does not hold as paid"),
+        "{:#?}",
+        report.violations
+    );
+    assert!(
+        found("cre_overdrawn", "below zero"),
+        "{:#?}",
+        report.violations
+    );
+}
+both_backends!(the_ledger_is_checked_against_the_providers_paid_invoices);
