@@ -39,6 +39,7 @@ pub struct SubscribeInput {
     pub email: String,
     pub key_scope: String,
     pub idempotency_key: Option<String>,
+    pub actor: Actor,
 }
 
 /// A subscription waiting on its hosted page.
@@ -120,7 +121,11 @@ impl App {
             client_scope: input.key_scope,
             client_key: key,
         };
-        let subscription = match self.store.start_subscription(&new, now).await? {
+        let subscription = match self
+            .store
+            .start_subscription(&new, &input.actor, now)
+            .await?
+        {
             SubscriptionStart::Started(subscription) => subscription,
             SubscriptionStart::KeyReused => return Err(AppError::IdempotencyKeyReused),
         };
@@ -149,7 +154,9 @@ impl App {
                 ("kassa_subscription_id".into(), subscription.id.clone()),
                 ("kassa_customer_id".into(), subscription.customer_id.clone()),
             ],
-            expires_at_secs: now + HOSTED_EXPIRY_MIN_SECS,
+            // From the subscription, not from now: a retry must send what the first call sent,
+            // or Stripe refuses the key's reuse.
+            expires_at_secs: subscription.created_at + HOSTED_EXPIRY_MIN_SECS,
             idempotency_key: format!("kassa-create-cs-{}", subscription.id),
         };
         let session = match self.provider.create_subscription_session(request).await {
@@ -160,6 +167,20 @@ impl App {
             .store
             .record_subscription_page(&subscription.id, &session, self.clock.now_secs())
             .await?;
+        if recorded.provider_checkout_session_id.as_deref() != Some(session.id.as_str()) {
+            // Ended while the page was being made (canceled): nobody may pay this page.
+            let key = format!("kassa-expire-cs-{}", subscription.id);
+            if let Err(error) = self
+                .provider
+                .expire_checkout_session(&session.id, &key)
+                .await
+            {
+                tracing::warn!(session_id = %session.id, %error, "could not expire the page of an ended subscription");
+            }
+            return Err(AppError::InvalidState {
+                message: format!("this subscription is {}", recorded.status),
+            });
+        }
         page_of(&recorded).ok_or_else(|| AppError::InvalidState {
             message: format!("this subscription is {}", recorded.status),
         })
@@ -266,6 +287,7 @@ impl App {
             amount: input.amount,
             business_key: format!("debit:{}:{}:{key}", input.customer_id, input.key_scope),
             reason: reason.clone(),
+            subscription_id: None,
         };
         let written = self
             .store

@@ -52,17 +52,18 @@ pub struct Billing {
 
 impl Billing {
     /// A paid invoice for the period ending `period_end`: active again unless a later period's
-    /// invoice failed and is still unpaid. Reports arrive in any order, so an old period's
-    /// payment never hides a newer failure, and never revives an ended subscription.
+    /// invoice failed and is still unpaid (then past due: an incomplete subscription has started
+    /// and fallen behind). Reports arrive in any order, so an old period's payment never hides a
+    /// newer failure, and never revives an ended subscription.
     pub fn invoice_paid(self, period_end: i64) -> Billing {
+        use SubscriptionEvent as E;
         let unpaid_through = self.unpaid_through.filter(|unpaid| *unpaid > period_end);
+        let paid = self.status.apply(E::InvoicePaid);
         let status = match unpaid_through {
-            Some(_) => self.status,
-            None => self
-                .status
-                .apply(SubscriptionEvent::InvoicePaid)
-                .unwrap_or(self.status),
-        };
+            None => paid,
+            Some(_) => paid.and_then(|status| status.apply(E::InvoiceFailed)),
+        }
+        .unwrap_or(self.status);
         Billing {
             status,
             paid_through: Some(
@@ -134,6 +135,16 @@ pub fn clawback(balance: i64, granted: i64) -> i64 {
     granted.clamp(0, balance.max(0))
 }
 
+/// The credits a pack order's refunds take back in all: the share of `granted` that `refunded`
+/// is of `captured`, rounded down (a refund of everything takes everything back).
+pub fn refunded_share(granted: i64, refunded: i64, captured: i64) -> i64 {
+    if captured <= 0 || granted <= 0 || refunded <= 0 {
+        return 0;
+    }
+    let share = i128::from(granted) * i128::from(refunded.min(captured)) / i128::from(captured);
+    i64::try_from(share).unwrap_or(granted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +203,14 @@ mod tests {
         // An old period's payment reported late does not hide a newer failure.
         let late = first.invoice_failed(300).invoice_paid(200);
         assert_eq!((late.status, late.unpaid_through), (S::PastDue, Some(300)));
+        // A renewal's failure reported before the first payment: once that arrives, the
+        // subscription has started and is past due, not stuck incomplete.
+        let behind = new.invoice_failed(200).invoice_paid(100);
+        assert_eq!(
+            (behind.status, behind.unpaid_through),
+            (S::PastDue, Some(200))
+        );
+        assert_eq!(behind.invoice_paid(200).status, S::Active);
         // Ended stays ended, whatever is paid after.
         let ended = paid.ended();
         assert_eq!(ended.status, S::Canceled);
@@ -213,5 +232,15 @@ mod tests {
         assert_eq!(clawback(20, 30), 20, "what is left");
         assert_eq!(clawback(0, 30), 0);
         assert_eq!(clawback(-5, 30), 0);
+        assert_eq!(refunded_share(200, 1_000, 1_250), 160);
+        assert_eq!(refunded_share(200, 1_250, 1_250), 200);
+        assert_eq!(
+            refunded_share(200, 5_000, 1_250),
+            200,
+            "never more than granted"
+        );
+        assert_eq!(refunded_share(3, 1, 2), 1, "rounded down");
+        assert_eq!(refunded_share(i64::MAX, i64::MAX, i64::MAX), i64::MAX);
+        assert_eq!(refunded_share(200, 100, 0), 0);
     }
 }

@@ -671,7 +671,7 @@ impl From<&SubscriptionPage> for SubscribeBody {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CancelSubscriptionRequest {
     /// `true` (the default): at the end of the period paid for; `false`: now.

@@ -144,8 +144,9 @@ impl CreditStore for SqlStore {
     }
 
     async fn credit_entries(&self, customer_id: &str, limit: i64) -> StoreResult<Vec<CreditEntry>> {
-        let sql =
-            select_entries!("WHERE customer_id = $1 ORDER BY sequence DESC, id DESC LIMIT $2");
+        let sql = select_entries!(
+            "WHERE customer_id = $1 ORDER BY sequence DESC, created_at DESC, id DESC LIMIT $2"
+        );
         let rows = self
             .read_fetch_all(sqlx::query(sql).bind(customer_id).bind(limit))
             .await?;
@@ -225,6 +226,7 @@ pub(crate) async fn grant_for_paid_order(
         amount: credits,
         business_key: format!("order:{order_id}"),
         reason: Some("credit pack".into()),
+        subscription_id: None,
     };
     match write_entry_in(conn, EntryKind::Grant, &entry, now).await? {
         LedgerWrite::Written(_) | LedgerWrite::AlreadyThere(_) => Ok(()),
@@ -234,11 +236,12 @@ pub(crate) async fn grant_for_paid_order(
     }
 }
 
-/// When a credit-pack order is refunded in full, its credits are taken back once (business key
-/// `clawback:order:{id}`), never more than the balance holds: what the customer already spent
-/// is flagged on the order for a person, and the balance stays at zero or above. A partial
-/// refund takes nothing back (which lines it was for is not known).
-pub(crate) async fn claw_back_refunded_order(
+/// Each succeeded refund of a credit-pack order takes back the credits its share of the money
+/// paid for: [`credits::refunded_share`] of everything refunded so far, written per refund
+/// (business key `clawback:order:{id}:{refund}`), never more than the balance holds. What the
+/// customer already spent cannot be taken back: the order is flagged for a person and the
+/// balance stays at zero or above.
+pub(crate) async fn claw_back_refunds(
     conn: &mut AnyConnection,
     order_id: &str,
     actor: &Actor,
@@ -253,27 +256,52 @@ pub(crate) async fn claw_back_refunded_order(
     let Some((customer_id, granted)) = granted else {
         return Ok(());
     };
-    let entry = NewCreditEntry {
-        id: format!("crc_{order_id}"),
-        customer_id,
-        amount: granted,
-        business_key: format!("clawback:order:{order_id}"),
-        reason: Some("credit pack refunded".into()),
-    };
-    let taken = match write_entry_in(conn, EntryKind::Clawback, &entry, now).await? {
-        LedgerWrite::Written(entry) => -entry.amount,
-        LedgerWrite::AlreadyThere(_) => return Ok(()),
-        // Nothing left to take back.
-        LedgerWrite::Overdraft { .. } => 0,
-        LedgerWrite::CustomerMissing => {
-            return Err(StoreError::Corrupt(format!(
-                "the buyer of {order_id} has no customer record"
-            )));
+    let (captured, flagged): (i64, Option<String>) =
+        sqlx::query_as("SELECT captured_amount, needs_attention FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    let refunds: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT id, amount FROM refunds WHERE order_id = $1 AND status = 'succeeded'
+         ORDER BY created_at, id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let (mut refunded, mut owed_before, mut kept) = (0i64, 0i64, 0i64);
+    for (refund_id, amount) in refunds {
+        refunded = refunded.saturating_add(amount);
+        let owed = credits::refunded_share(granted, refunded, captured);
+        let share = owed - owed_before;
+        owed_before = owed;
+        if share <= 0 {
+            continue;
         }
-    };
-    if taken < granted {
+        let entry = NewCreditEntry {
+            id: format!("crc_{refund_id}"),
+            customer_id: customer_id.clone(),
+            amount: share,
+            business_key: format!("clawback:order:{order_id}:{refund_id}"),
+            reason: Some("credit pack refunded".into()),
+            subscription_id: None,
+        };
+        kept += match write_entry_in(conn, EntryKind::Clawback, &entry, now).await? {
+            LedgerWrite::Written(entry) => share + entry.amount,
+            LedgerWrite::AlreadyThere(_) => 0,
+            // Nothing left to take back.
+            LedgerWrite::Overdraft { .. } => share,
+            LedgerWrite::CustomerMissing => {
+                return Err(StoreError::Corrupt(format!(
+                    "the buyer of {order_id} has no customer record"
+                )));
+            }
+        };
+    }
+    if kept > 0 && flagged.is_none() {
         let reason = format!(
-            "credits_already_spent: the refund took back {taken} of the {granted} credits granted"
+            "credits_already_spent: {kept} refunded credits were spent and could not be taken back"
         );
         crate::effects::flag_order(conn, order_id, &reason, actor, now).await?;
     }
@@ -327,8 +355,8 @@ pub(crate) async fn write_entry_in(
     }
     let written = sqlx::query(
         "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, reason, created_at,
-             sequence)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (business_key) DO NOTHING",
+             sequence, subscription_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (business_key) DO NOTHING",
     )
     .bind(&entry.id)
     .bind(&entry.customer_id)
@@ -338,6 +366,7 @@ pub(crate) async fn write_entry_in(
     .bind(entry.reason.as_deref())
     .bind(now)
     .bind(sequence)
+    .bind(entry.subscription_id.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

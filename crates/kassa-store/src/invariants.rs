@@ -65,10 +65,17 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
      "SELECT e.id FROM credit_entries e WHERE e.business_key LIKE 'order:%' AND NOT EXISTS
         (SELECT 1 FROM orders o WHERE 'order:' || o.id = e.business_key
           AND o.status IN ('paid', 'partially_refunded', 'refunded', 'disputed'))"),
-    (8, "a clawback took back more than its order granted",
+    (8, "a clawback has no grant to take back from",
      "SELECT c.id FROM credit_entries c WHERE c.kind = 'clawback' AND NOT EXISTS
         (SELECT 1 FROM credit_entries g WHERE g.kind = 'grant'
-          AND 'clawback:' || g.business_key = c.business_key AND g.amount >= -c.amount)"),
+          AND c.business_key LIKE 'clawback:' || g.business_key || ':%')"),
+    (8, "clawbacks took back more than their order granted",
+     "SELECT g.id FROM credit_entries g WHERE g.kind = 'grant' AND g.business_key LIKE 'order:%'
+        AND (SELECT COALESCE(-SUM(c.amount), 0) FROM credit_entries c WHERE c.kind = 'clawback'
+               AND c.business_key LIKE 'clawback:' || g.business_key || ':%') > g.amount"),
+    (7, "a subscription's status has no audit record",
+     "SELECT s.id FROM subscriptions s WHERE NOT EXISTS (SELECT 1 FROM audit_log a
+        WHERE a.entity_type = 'subscription' AND a.entity_id = s.id AND a.after_state = s.status)"),
     (7, "a reservation's status has no audit record",
      "SELECT r.id FROM reservations r WHERE NOT EXISTS (SELECT 1 FROM audit_log a
         WHERE a.entity_type = 'reservation' AND a.entity_id = r.id AND a.after_state = r.status)"),
@@ -162,7 +169,8 @@ impl InvariantStore for SqlStore {
         let rows = self
             .read_fetch_all(
                 sqlx::query(
-                    "SELECT s.id, s.customer_id, s.provider_subscription_id, p.credits
+                    "SELECT s.id, s.customer_id, s.provider_subscription_id, p.unit_amount,
+                            p.currency, p.credits
                      FROM subscriptions s JOIN plans p ON p.id = s.plan_id
                      WHERE s.provider_subscription_id IS NOT NULL
                      ORDER BY s.created_at DESC, s.id LIMIT $1",
@@ -178,18 +186,23 @@ impl InvariantStore for SqlStore {
                     provider_subscription_id: row
                         .try_get("provider_subscription_id")
                         .map_err(unavailable)?,
+                    unit_amount_minor: row.try_get("unit_amount").map_err(unavailable)?,
+                    currency: row.try_get("currency").map_err(unavailable)?,
                     credits_per_period: row.try_get("credits").map_err(unavailable)?,
                 })
             })
             .collect()
     }
 
-    async fn invoice_grants(&self) -> StoreResult<Vec<InvoiceGrant>> {
+    async fn invoice_grants(&self, subscription_id: &str) -> StoreResult<Vec<InvoiceGrant>> {
         let rows = self
-            .read_fetch_all(sqlx::query(
-                "SELECT business_key, customer_id, amount FROM credit_entries
-                 WHERE kind = 'grant' AND business_key LIKE 'invoice:%'",
-            ))
+            .read_fetch_all(
+                sqlx::query(
+                    "SELECT business_key, customer_id, amount FROM credit_entries
+                     WHERE subscription_id = $1 AND kind = 'grant' AND business_key LIKE 'invoice:%'",
+                )
+                .bind(subscription_id),
+            )
             .await?;
         rows.iter()
             .map(|row| {

@@ -10,6 +10,7 @@ use kassa_domain::credits::SubscriptionStatus;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::audit::{self, Change};
 use crate::credits::customer_id_for_email;
 use crate::db::{SqlStore, unavailable};
 use crate::effects;
@@ -92,6 +93,7 @@ impl SubscriptionStore for SqlStore {
     async fn start_subscription(
         &self,
         new: &NewSubscription,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<SubscriptionStart> {
         let mut tx = self.begin().await?;
@@ -101,7 +103,7 @@ impl SubscriptionStore for SqlStore {
         }
         let customer_id =
             customer_id_for_email(&mut tx, &new.new_customer_id, &new.email, now).await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO subscriptions (id, customer_id, plan_id, status, client_scope, client_key,
                  created_at, updated_at)
              VALUES ($1, $2, $3, 'incomplete', $4, $5, $6, $6)
@@ -116,6 +118,17 @@ impl SubscriptionStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        if inserted.rows_affected() == 1 {
+            let change = Change {
+                entity_type: "subscription",
+                entity_id: &new.id,
+                action: "created",
+                before: None,
+                after: Some(SubscriptionStatus::Incomplete.as_str()),
+                detail: Some(&new.plan_id),
+            };
+            audit::record(&mut tx, change, actor, now).await?;
+        }
         let start = started_with_key(&mut tx, new)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("subscription {} vanished", new.id)))?;
@@ -158,7 +171,7 @@ impl SubscriptionStore for SqlStore {
         sqlx::query(
             "UPDATE subscriptions SET provider_checkout_session_id = $2, checkout_url = $3,
                  checkout_expires_at = $4, updated_at = $5
-             WHERE id = $1 AND provider_checkout_session_id IS NULL",
+             WHERE id = $1 AND provider_checkout_session_id IS NULL AND status = 'incomplete'",
         )
         .bind(subscription_id)
         .bind(&session.id)

@@ -15,6 +15,7 @@ fn entry(customer_id: &str, n: usize, amount: i64, key: &str) -> NewCreditEntry 
         amount,
         business_key: key.to_owned(),
         reason: None,
+        subscription_id: None,
     }
 }
 

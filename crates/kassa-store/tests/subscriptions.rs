@@ -40,6 +40,7 @@ async fn subscribed(db: TestDb) -> (Arc<EmulatedShop>, SubscriptionPage) {
             email: "ada@example.com".into(),
             key_scope: "publishable".into(),
             idempotency_key: Some("subscribe-1".into()),
+            actor: kassa_testkit::shop::actor(),
         })
         .await
         .expect("subscribed");
@@ -307,6 +308,7 @@ async fn cancel_now_and_replayed_subscribe(db: TestDb) {
             email: "ada@example.com".into(),
             key_scope: "publishable".into(),
             idempotency_key: Some("subscribe-1".into()),
+            actor: kassa_testkit::shop::actor(),
         })
         .await
         .expect("replayed");
@@ -318,6 +320,7 @@ async fn cancel_now_and_replayed_subscribe(db: TestDb) {
             email: "grace@example.com".into(),
             key_scope: "publishable".into(),
             idempotency_key: Some("subscribe-1".into()),
+            actor: kassa_testkit::shop::actor(),
         })
         .await;
     assert_eq!(reused, Err(kassa_app::AppError::IdempotencyKeyReused));
@@ -357,13 +360,29 @@ async fn the_ledger_is_checked_against_the_providers_paid_invoices(db: TestDb) {
         .execute(&pool)
         .await
         .expect("tamper");
-    for (id, amount, kind, key, sequence) in [
-        ("cre_forged", 500, "grant", "invoice:in_never_paid", 1_000),
-        ("cre_overdrawn", -2_000, "debit", "debit:forged", 1_001),
+    let subscription_id = Some(page.subscription_id.as_str());
+    for (id, amount, kind, key, sequence, subscription) in [
+        (
+            "cre_forged",
+            500,
+            "grant",
+            "invoice:in_never_paid",
+            1_000,
+            subscription_id,
+        ),
+        (
+            "cre_overdrawn",
+            -2_000,
+            "debit",
+            "debit:forged",
+            1_001,
+            None,
+        ),
     ] {
         sqlx::query(
-            "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, created_at, sequence)
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+            "INSERT INTO credit_entries (id, customer_id, amount, kind, business_key, created_at, sequence,
+                 subscription_id)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
         )
         .bind(id)
         .bind(&page.customer_id)
@@ -371,6 +390,7 @@ async fn the_ledger_is_checked_against_the_providers_paid_invoices(db: TestDb) {
         .bind(kind)
         .bind(key)
         .bind(sequence)
+        .bind(subscription)
         .execute(&pool)
         .await
         .expect("tamper");
@@ -389,7 +409,10 @@ async fn the_ledger_is_checked_against_the_providers_paid_invoices(db: TestDb) {
         report.violations
     );
     assert!(
-        found("invoice:in_never_paid", "does not hold as paid"),
+        found(
+            &page.subscription_id,
+            "invoice:in_never_paid, which the provider does not hold"
+        ),
         "{:#?}",
         report.violations
     );
@@ -400,3 +423,82 @@ async fn the_ledger_is_checked_against_the_providers_paid_invoices(db: TestDb) {
     );
 }
 both_backends!(the_ledger_is_checked_against_the_providers_paid_invoices);
+
+/// Stripe made the page but its answer was lost (and the adapter's own retry met a 500):
+/// the client's retry with the same key, seconds later, gets that page — the provider call is
+/// repeated with exactly what was sent first, so Stripe's key replays it (risk P1's shape).
+async fn a_subscribe_retried_after_a_lost_answer_gets_the_same_page(db: TestDb) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let plan = shop
+        .app
+        .create_plan(NewPlan {
+            name: "Pro".into(),
+            unit_amount_minor: 900,
+            currency: "eur".into(),
+            interval: "month".into(),
+            credits: CREDITS,
+        })
+        .await
+        .expect("plan");
+    let input = || SubscribeInput {
+        plan_id: plan.id.clone(),
+        email: "ada@example.com".into(),
+        key_scope: "publishable".into(),
+        idempotency_key: Some("subscribe-lost".into()),
+        actor: kassa_testkit::shop::actor(),
+    };
+    shop.fault(
+        "POST /v1/checkout/sessions",
+        json!(["lose_response", {"status": 500}]),
+    )
+    .await;
+    let lost = shop.app.subscribe(input()).await;
+    assert!(
+        matches!(lost, Err(kassa_app::AppError::ProviderUnavailable { .. })),
+        "{lost:?}"
+    );
+    shop.clock.advance(7);
+    let page = shop.app.subscribe(input()).await.expect("the retry");
+    let sessions = shop
+        .stripe(reqwest::Method::GET, "/v1/checkout/sessions?limit=100", &[])
+        .await;
+    assert_eq!(
+        sessions["data"].as_array().map(Vec::len),
+        Some(1),
+        "{sessions}"
+    );
+    assert_eq!(sessions["data"][0]["id"], page.session_id.as_str());
+}
+both_backends!(a_subscribe_retried_after_a_lost_answer_gets_the_same_page);
+
+/// An invoice that paid something other than one period of the plan (a proration, a price
+/// changed at Stripe) grants nothing (risk W6); the subscription's own invoices still do.
+async fn risk_w6_an_invoice_that_paid_other_than_one_period_grants_nothing(db: TestDb) {
+    let (shop, page) = subscribed(db).await;
+    shop.deliver_events().await;
+    let paid = of_types(&shop.events().await, &["invoice.paid"]);
+    for (n, (field, value)) in [
+        ("amount_paid", json!(1)),
+        ("currency", json!("usd")),
+        ("billing_reason", json!("subscription_update")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut other = paid[0].clone();
+        other["id"] = json!(format!("evt_other_{n}"));
+        other["data"]["object"]["id"] = json!(format!("in_other_{n}"));
+        other["data"]["object"][field] = value;
+        shop.deliver(&other).await.expect("recorded");
+    }
+    let (balance, entries) = ledger(&shop, &page.customer_id).await;
+    assert_eq!((balance, entries.len()), (CREDITS, 1), "{entries:?}");
+    assert_eq!(
+        shop.scalar(
+            "SELECT COUNT(*) FROM webhook_events WHERE id LIKE 'evt_other_%' AND status = 'ignored'"
+        )
+        .await,
+        3
+    );
+}
+both_backends!(risk_w6_an_invoice_that_paid_other_than_one_period_grants_nothing);

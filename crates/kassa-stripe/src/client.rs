@@ -229,24 +229,30 @@ fn classify(attempt: Attempt) -> Verdict {
         .unwrap_or("http_error")
         .to_owned();
     let message = error["message"].as_str().unwrap_or("refused").to_owned();
+    // The key was used before with other parameters: that earlier request may have happened,
+    // so nothing may be compensated as if none did.
+    if error["type"] == "idempotency_error" {
+        return Verdict::Unknown(format!("idempotency_error: {message}"));
+    }
     Verdict::Refused(ProviderError::Definite { code, message })
 }
 
 impl StripeClient {
-    /// One page of a list, each item read with `parse`.
+    /// One page of a list, each item read with `parse`, and whether more follow.
     async fn list<T>(
         &self,
         path: &str,
         query: &[(String, String)],
         parse: fn(&Value) -> Result<T, parse::ParseError>,
         what: &str,
-    ) -> ProviderResult<Vec<T>> {
+    ) -> ProviderResult<(Vec<T>, bool)> {
         let body = self.call(Method::GET, path, query, None).await?;
-        body["data"]
+        let items = body["data"]
             .as_array()
             .map(|list| list.iter().map(parse).collect::<Result<Vec<_>, _>>())
             .unwrap_or_else(|| Ok(Vec::new()))
-            .map_err(|e| unreadable(what, e))
+            .map_err(|e| unreadable(what, e))?;
+        Ok((items, body["has_more"] == true))
     }
 }
 
@@ -516,8 +522,10 @@ impl PaymentProvider for StripeClient {
             ("payment_intent".to_owned(), payment_intent_id.to_owned()),
             ("limit".to_owned(), "100".to_owned()),
         ];
-        self.list("/v1/refunds", &query, parse::refund, "Refund list")
-            .await
+        let (refunds, _) = self
+            .list("/v1/refunds", &query, parse::refund, "Refund list")
+            .await?;
+        Ok(refunds)
     }
 
     async fn list_paid_invoices(
@@ -529,8 +537,21 @@ impl PaymentProvider for StripeClient {
             ("status".to_owned(), "paid".to_owned()),
             ("limit".to_owned(), "100".to_owned()),
         ];
-        self.list("/v1/invoices", &query, parse::invoice, "Invoice list")
-            .await
+        let mut invoices: Vec<ProviderInvoice> = Vec::new();
+        loop {
+            let mut page_query = query.to_vec();
+            if let Some(last) = invoices.last() {
+                page_query.push(("starting_after".to_owned(), last.id.clone()));
+            }
+            let (page, more) = self
+                .list("/v1/invoices", &page_query, parse::invoice, "Invoice list")
+                .await?;
+            let empty = page.is_empty();
+            invoices.extend(page);
+            if !more || empty {
+                return Ok(invoices);
+            }
+        }
     }
 
     async fn retrieve_refund(&self, id: &str) -> ProviderResult<ProviderRefund> {

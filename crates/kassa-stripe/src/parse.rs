@@ -205,6 +205,7 @@ pub fn invoice(object: &Value) -> Parsed<ProviderInvoice> {
         amount_paid_minor: optional_integer(object, "amount_paid"),
         currency: text(object, "currency")?,
         period_end,
+        billing_reason: object["billing_reason"].as_str().map(str::to_owned),
     })
 }
 
@@ -236,7 +237,16 @@ pub fn event(body: &Value) -> Parsed<ProviderEvent> {
         }
         "checkout.session" => ProviderEventObject::CheckoutSession(checkout_session(object)?),
         "subscription" => ProviderEventObject::Subscription(subscription(object)?),
-        "invoice" => ProviderEventObject::Invoice(invoice(object)?),
+        // Only the two events Kassa acts on are read; the others (`invoice.upcoming` has no id)
+        // are acknowledged as they come.
+        "invoice"
+            if matches!(
+                body["type"].as_str(),
+                Some("invoice.paid" | "invoice.payment_failed")
+            ) =>
+        {
+            ProviderEventObject::Invoice(invoice(object)?)
+        }
         other => ProviderEventObject::Other {
             object_type: other.to_owned(),
         },

@@ -49,6 +49,8 @@ pub struct NewCreditEntry {
     pub amount: i64,
     pub business_key: String,
     pub reason: Option<String>,
+    /// The subscription a paid invoice's grant is for.
+    pub subscription_id: Option<String>,
 }
 
 /// How writing an entry ended.

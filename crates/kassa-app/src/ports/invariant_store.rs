@@ -32,7 +32,10 @@ pub struct SubscriptionToCheck {
     pub subscription_id: String,
     pub customer_id: String,
     pub provider_subscription_id: String,
-    /// What each paid invoice grants (the plan's credits per period).
+    /// What a period of the plan costs.
+    pub unit_amount_minor: i64,
+    pub currency: String,
+    /// What each paid period grants.
     pub credits_per_period: i64,
 }
 
@@ -53,6 +56,6 @@ pub trait InvariantStore: Send + Sync {
     async fn payments_to_check(&self, limit: i64) -> StoreResult<Vec<PaymentToCheck>>;
     /// Subscriptions with a provider id, at most `limit`, newest first.
     async fn subscriptions_to_check(&self, limit: i64) -> StoreResult<Vec<SubscriptionToCheck>>;
-    /// Every grant for a paid invoice.
-    async fn invoice_grants(&self) -> StoreResult<Vec<InvoiceGrant>>;
+    /// The grants for the paid invoices of a subscription.
+    async fn invoice_grants(&self, subscription_id: &str) -> StoreResult<Vec<InvoiceGrant>>;
 }

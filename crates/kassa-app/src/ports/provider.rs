@@ -236,7 +236,7 @@ pub trait PaymentProvider: Send + Sync {
         Err(sells_no_subscriptions())
     }
 
-    /// A subscription's paid invoices (the newest 100), for checking the ledger.
+    /// All of a subscription's paid invoices, for checking the ledger.
     async fn list_paid_invoices(
         &self,
         _subscription_id: &str,
@@ -319,6 +319,29 @@ pub struct ProviderInvoice {
     pub currency: String,
     /// The end of the period it pays for.
     pub period_end: i64,
+    /// Why it was made: `subscription_create` (the first period), `subscription_cycle` (a
+    /// renewal), or another (`subscription_update`, `manual`, …).
+    pub billing_reason: Option<String>,
+}
+
+impl ProviderInvoice {
+    /// Whether it bills one whole period: the first or a renewal, not a proration or a manual
+    /// invoice.
+    pub fn bills_a_period(&self) -> bool {
+        matches!(
+            self.billing_reason.as_deref(),
+            Some("subscription_create" | "subscription_cycle")
+        )
+    }
+
+    /// Whether it paid one whole period of a plan priced `unit_amount_minor` in `currency`: only
+    /// such an invoice grants the plan's credits (risk W6).
+    pub fn paid_a_period_of(&self, unit_amount_minor: i64, currency: &str) -> bool {
+        self.paid
+            && self.bills_a_period()
+            && self.amount_paid_minor == unit_amount_minor
+            && self.currency.eq_ignore_ascii_case(currency)
+    }
 }
 
 /// A `mode=subscription` Checkout Session.

@@ -78,6 +78,7 @@ pub trait SubscriptionStore: Send + Sync {
     async fn start_subscription(
         &self,
         new: &NewSubscription,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<SubscriptionStart>;
     /// Records the customer's id at the provider unless one is recorded; returns the one that is.

@@ -10,7 +10,7 @@ use kassa_app::subscriptions::{DebitInput, NewPlan, SubscribeInput};
 use crate::HttpState;
 use crate::auth::{Origin, SecretKey, StorefrontKey};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, single_header};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, single_header};
 use crate::wire::{
     CancelSubscriptionRequest, CreatePlanRequest, CreditEntryBody, CreditsBody, CustomerBody,
     DebitRequest, PlanBody, SubscribeBody, SubscribeRequest, SubscriptionBody,
@@ -78,6 +78,7 @@ pub(crate) async fn create_plan(
 )]
 pub(crate) async fn subscribe(
     key: StorefrontKey,
+    origin: Origin,
     State(state): State<HttpState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SubscribeRequest>,
@@ -89,6 +90,7 @@ pub(crate) async fn subscribe(
             email: body.email,
             key_scope: key.scope.to_owned(),
             idempotency_key: single_header(&headers, "Idempotency-Key")?.map(str::to_owned),
+            actor: origin.actor(format!("storefront ({} key)", key.scope)),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(SubscribeBody::from(&page))))
@@ -115,7 +117,7 @@ pub(crate) async fn cancel(
     origin: Origin,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<CancelSubscriptionRequest>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<CancelSubscriptionRequest>,
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     let actor = origin.actor("operator (secret key)");
     let subscription = state

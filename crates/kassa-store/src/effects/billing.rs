@@ -72,10 +72,30 @@ pub(crate) async fn apply(
             ..
         } => link(conn, &subscription, None, provider_customer_id.as_deref()).await?,
         BillingEffect::InvoicePaid(invoice) => {
+            let plan = plan_of(conn, &subscription).await?;
+            if !invoice.paid_a_period_of(plan.unit_amount, &plan.currency) {
+                let reason = format!(
+                    "invoice {} ({:?}) paid {} {}, not one period of its plan ({} {}): no credits",
+                    invoice.id,
+                    invoice.billing_reason,
+                    invoice.amount_paid_minor,
+                    invoice.currency,
+                    plan.unit_amount,
+                    plan.currency
+                );
+                tracing::warn!(subscription_id = %subscription.id, %reason, "invoice not granted");
+                return Ok(Applied::Ignored(reason));
+            }
             let next = subscription.billing.invoice_paid(invoice.period_end);
             save(conn, &subscription, next, actor, now).await?;
             store.faults().check(FAULT_BEFORE_INVOICE_GRANT)?;
-            grant(conn, &subscription, invoice, now).await?;
+            grant(conn, &subscription, &plan, invoice, now).await?;
+        }
+        BillingEffect::InvoiceFailed(invoice) if !invoice.bills_a_period() => {
+            return Ok(Applied::Ignored(format!(
+                "invoice {} bills no period ({:?})",
+                invoice.id, invoice.billing_reason
+            )));
         }
         BillingEffect::InvoiceFailed(invoice) => {
             let next = subscription.billing.invoice_failed(invoice.period_end);
@@ -97,6 +117,15 @@ pub(crate) async fn apply(
             .execute(&mut *conn)
             .await
             .map_err(unavailable)?;
+            let change = Change {
+                entity_type: "subscription",
+                entity_id: &subscription.id,
+                action: "cancel_at_period_end",
+                before: None,
+                after: None,
+                detail: None,
+            };
+            audit::record(conn, change, actor, now).await?;
         }
     }
     Ok(Applied::Done)
@@ -232,27 +261,45 @@ async fn save(
     Ok(())
 }
 
+/// What a period of the subscription's plan costs and grants.
+struct PlanTerms {
+    unit_amount: i64,
+    currency: String,
+    credits: i64,
+}
+
+async fn plan_of(conn: &mut AnyConnection, subscription: &Locked) -> StoreResult<PlanTerms> {
+    let (unit_amount, currency, credits): (i64, String, i64) =
+        sqlx::query_as("SELECT unit_amount, currency, credits FROM plans WHERE id = $1")
+            .bind(&subscription.plan_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    Ok(PlanTerms {
+        unit_amount,
+        currency,
+        credits,
+    })
+}
+
 /// The invoice's period of credits, once per invoice.
 async fn grant(
     conn: &mut AnyConnection,
     subscription: &Locked,
+    plan: &PlanTerms,
     invoice: &ProviderInvoice,
     now: i64,
 ) -> StoreResult<()> {
-    let credits: i64 = sqlx::query_scalar("SELECT credits FROM plans WHERE id = $1")
-        .bind(&subscription.plan_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    if credits <= 0 {
+    if plan.credits <= 0 {
         return Ok(());
     }
     let entry = NewCreditEntry {
         id: format!("cre_{}", invoice.id),
         customer_id: subscription.customer_id.clone(),
-        amount: credits,
+        amount: plan.credits,
         business_key: format!("invoice:{}", invoice.id),
         reason: Some(format!("subscription {}", subscription.id)),
+        subscription_id: Some(subscription.id.clone()),
     };
     match write_entry_in(conn, EntryKind::Grant, &entry, now).await? {
         LedgerWrite::Written(_) | LedgerWrite::AlreadyThere(_) => Ok(()),

@@ -195,10 +195,10 @@ pub(crate) async fn settle_order(
     if restock {
         transitions::return_stock(conn, order_id, actor, now).await?;
     }
+    crate::credits::claw_back_refunds(conn, order_id, actor, now).await?;
     if let Some((event, step)) = decide_refunded(order, captured, refunded) {
         transitions::move_order(conn, order_id, event, step, actor, now).await?;
         if step.to == OrderStatus::Refunded {
-            crate::credits::claw_back_refunded_order(conn, order_id, actor, now).await?;
             outbox::notify(conn, "order.refunded", order_id, now).await?;
         }
     }
