@@ -27,6 +27,8 @@ pub struct NewVariant {
 pub struct NewProduct {
     pub name: String,
     pub variants: Vec<NewVariant>,
+    /// The marketplace seller it belongs to, if any.
+    pub seller_id: Option<String>,
 }
 
 impl App {
@@ -55,6 +57,7 @@ impl App {
             id: product_id,
             name,
             variants,
+            seller_id: input.seller_id,
         };
         match self
             .store
@@ -66,6 +69,9 @@ impl App {
                 "variants",
                 format!("sku {sku:?} already exists"),
             )),
+            CreateProductOutcome::SellerMissing => {
+                Err(AppError::invalid("seller_id", "no such seller"))
+            }
         }
     }
 

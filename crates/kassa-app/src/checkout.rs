@@ -17,6 +17,7 @@
 use hmac::digest::Digest;
 use kassa_domain::Money;
 use kassa_domain::cart::PricedCart;
+use kassa_domain::marketplace::platform_fee;
 use kassa_domain::text::fields;
 use sha2::Sha256;
 
@@ -24,9 +25,10 @@ use crate::App;
 use crate::cart::view_of;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
-    Abandoned, Actor, CaptureMethod, CreateCheckoutSession, CreatePaymentIntent, KeyClaim, KeyRef,
-    OrderPlan, PendingPayment, PlaceRefusal, ProviderCheckoutSession, ProviderError,
-    ProviderPaymentIntent, RecentCheckouts, RecoveryPoint, ShippingAddress, StoredResponse,
+    Abandoned, Actor, CaptureMethod, CreateCheckoutSession, CreatePaymentIntent, Destination,
+    KeyClaim, KeyRef, OrderPlan, PendingPayment, PlaceRefusal, ProviderCheckoutSession,
+    ProviderError, ProviderPaymentIntent, RecentCheckouts, RecoveryPoint, ShippingAddress,
+    StoredResponse,
 };
 use crate::validate;
 
@@ -408,6 +410,16 @@ impl App {
                     amount_minor: pending.amount.amount_minor(),
                     currency: pending.amount.currency(),
                     capture_method: pending.capture_method,
+                    destination: pending
+                        .seller_account
+                        .clone()
+                        .map(|account_id| Destination {
+                            account_id,
+                            application_fee_minor: platform_fee(
+                                pending.amount.amount_minor(),
+                                self.settings.platform_fee_bps,
+                            ),
+                        }),
                     metadata,
                     idempotency_key: pending.provider_idempotency_key.clone(),
                 })
@@ -686,5 +698,7 @@ fn refusal_error(refusal: PlaceRefusal) -> AppError {
             total: total.amount_minor(),
         },
         PlaceRefusal::InsufficientStock { skus } => AppError::InsufficientStock { skus },
+        PlaceRefusal::SellerUnavailable { seller_id } => AppError::SellerUnavailable { seller_id },
+        PlaceRefusal::Marketplace(message) => AppError::InvalidState { message },
     }
 }

@@ -48,6 +48,9 @@ pub enum AppError {
     /// The provider definitely refused; nothing was charged and the order was canceled.
     #[error("the payment provider refused the payment: {message}")]
     ProviderRefused { message: String },
+    /// A product's seller cannot take charges (risk P10); nothing was reserved.
+    #[error("the seller cannot take payments")]
+    SellerUnavailable { seller_id: String },
     /// A debit larger than the customer's balance; nothing was spent.
     #[error("not enough credits")]
     InsufficientCredits { balance: i64 },

@@ -22,6 +22,7 @@ pub mod orders;
 pub mod ports;
 pub mod reconcile;
 pub mod refunds;
+pub mod sellers;
 pub mod subscriptions;
 pub mod validate;
 pub mod webhooks;
@@ -54,6 +55,8 @@ pub struct Settings {
     pub hosted_checkout: Option<checkout::HostedCheckoutUrls>,
     /// How many checkouts a customer e-mail and a client address may place per window.
     pub checkout_velocity: checkout::VelocityLimits,
+    /// The platform's fee on a seller's sale, in basis points (`KASSA_PLATFORM_FEE_BPS`).
+    pub platform_fee_bps: i64,
 }
 
 impl Default for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             operation_resume_secs: order_commands::OPERATION_RESUME_AFTER_SECS,
             hosted_checkout: None,
             checkout_velocity: checkout::VelocityLimits::OFF,
+            platform_fee_bps: 0,
         }
     }
 }

@@ -327,6 +327,12 @@ pub fn effect_of(event: &ProviderEvent) -> EventEffect {
         }
         ProviderEventObject::Subscription(subscription) => subscription_effect(kind, subscription),
         ProviderEventObject::Invoice(invoice) => invoice_effect(kind, invoice),
+        ProviderEventObject::Account(account) if kind == "account.updated" => {
+            EventEffect::Account {
+                account: account.clone(),
+                observed_at: event.created_secs,
+            }
+        }
         _ => not_acted_on(kind),
     }
 }

@@ -8,6 +8,7 @@ pub mod cart;
 pub mod commands;
 pub mod credits;
 pub mod limits;
+pub mod marketplace;
 pub mod money;
 pub mod order;
 pub mod payment;

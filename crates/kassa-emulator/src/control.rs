@@ -33,6 +33,7 @@ pub fn router() -> Router<Shared> {
             "/_emulator/customers/{id}/payment_method",
             post(set_customer_payment_method),
         )
+        .route("/_emulator/accounts/{id}", post(set_account_readiness))
         .route("/_emulator/clock", get(clock))
         .route("/_emulator/clock/advance", post(advance))
         .route("/_emulator/faults", post(set_faults).delete(clear_faults))
@@ -151,6 +152,24 @@ async fn pay_session(
 ) -> Response {
     match payment_method(&shared, &headers, &body) {
         Ok(method) => respond(shared.world().pay_session(&id, &method)),
+        Err(response) => response,
+    }
+}
+
+/// A connected account's onboarding finished (or its capabilities were taken away):
+/// `{"charges_enabled": bool, "payouts_enabled": bool}`, either may be left out.
+async fn set_account_readiness(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match guard(&shared, &headers, &body) {
+        Ok(body) => respond(shared.world().set_account_readiness(
+            &id,
+            body["charges_enabled"].as_bool(),
+            body["payouts_enabled"].as_bool(),
+        )),
         Err(response) => response,
     }
 }

@@ -57,6 +57,8 @@ pub fn router(shared: Shared) -> Router {
             get(list_session_line_items),
         )
         .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
+        .route("/v1/accounts", post(create_account))
+        .route("/v1/accounts/{id}", get(retrieve_account))
         .route("/v1/customers", post(create_customer))
         .route("/v1/customers/{id}", get(retrieve_customer))
         .route(
@@ -517,6 +519,28 @@ async fn expire_session(
         |world, _, _| world.expire_session(&id),
     )
     .await
+}
+
+async fn create_account(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, "/v1/accounts"),
+        form,
+        false,
+        |world, form, _| world.create_account(form, metadata_of(form).unwrap_or_else(|| json!({}))),
+    )
+    .await
+}
+
+async fn retrieve_account(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/accounts/{id}");
+    secret_retrieve(&shared, &headers, &path, |world| world.account(&id)).await
 }
 
 async fn create_customer(

@@ -9,6 +9,7 @@
 // Handlers return a ready `Response` as their error, the axum idiom; boxing it buys nothing here.
 #![allow(clippy::result_large_err)]
 
+mod accounts;
 mod control;
 mod currency;
 mod http;

@@ -193,6 +193,28 @@ const CHECKOUT_SESSION_KEYS: &[&str] = &[
     "url",
     "wallet_options",
 ];
+const ACCOUNT_KEYS: &[&str] = &[
+    "business_profile",
+    "business_type",
+    "capabilities",
+    "charges_enabled",
+    "controller",
+    "country",
+    "created",
+    "default_currency",
+    "details_submitted",
+    "email",
+    "external_accounts",
+    "future_requirements",
+    "id",
+    "metadata",
+    "object",
+    "payouts_enabled",
+    "requirements",
+    "settings",
+    "tos_acceptance",
+    "type",
+];
 const CUSTOMER_KEYS: &[&str] = &[
     "address",
     "balance",
@@ -538,6 +560,34 @@ pub fn line_item(id: &str, name: &str, unit_amount: i64, quantity: i64, currency
         },
         "quantity": quantity,
     })
+}
+
+/// A connected Express account, as the platform creates it: not yet able to take charges or
+/// receive payouts.
+pub fn account(
+    id: &str,
+    email: Option<&str>,
+    country: &str,
+    metadata: Value,
+    created: i64,
+) -> Value {
+    let object = json!({
+        "id": id,
+        "object": "account",
+        "business_type": null,
+        "capabilities": {"card_payments": "inactive", "transfers": "inactive"},
+        "charges_enabled": false,
+        "controller": {"type": "application"},
+        "country": country,
+        "created": created,
+        "default_currency": "eur",
+        "details_submitted": false,
+        "email": email,
+        "metadata": metadata,
+        "payouts_enabled": false,
+        "type": "express",
+    });
+    complete(as_map(object), ACCOUNT_KEYS)
 }
 
 pub fn customer(id: &str, email: Option<&str>, metadata: Value, created: i64) -> Value {

@@ -99,6 +99,8 @@ pub struct World {
     pub refund_failures: Vec<(String, std::time::Instant)>,
     pub sessions: BTreeMap<String, Value>,
     pub customers: BTreeMap<String, Value>,
+    /// Connected accounts (Connect), by id.
+    pub accounts: BTreeMap<String, Value>,
     pub subscriptions: BTreeMap<String, Value>,
     pub invoices: BTreeMap<String, Value>,
     pub session_order: Vec<String>,
@@ -135,6 +137,7 @@ impl World {
             refund_failures: Vec::new(),
             sessions: BTreeMap::new(),
             customers: BTreeMap::new(),
+            accounts: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             invoices: BTreeMap::new(),
             session_order: Vec::new(),
@@ -217,6 +220,23 @@ impl World {
                 ));
             }
         };
+        let destination = form.get("transfer_data[destination]").cloned();
+        if let Some(destination) = &destination {
+            self.check_destination(destination)?;
+        }
+        let application_fee: Option<i64> = match form.get("application_fee_amount") {
+            None => None,
+            Some(fee) => match fee.parse::<i64>() {
+                Ok(fee) if (0..=amount).contains(&fee) && destination.is_some() => Some(fee),
+                _ => {
+                    return Err(invalid(
+                        "parameter_invalid",
+                        "application_fee_amount must be between 0 and the amount, with transfer_data[destination].",
+                        Some("application_fee_amount"),
+                    ));
+                }
+            },
+        };
         let id = self.new_id("pi");
         let secret = self.new_id("s");
         let intent = objects::payment_intent(NewIntent {
@@ -229,6 +249,11 @@ impl World {
             description: form.get("description").cloned(),
             created: self.now(),
         });
+        let mut intent = intent;
+        if let Some(destination) = destination {
+            intent["transfer_data"] = json!({"destination": destination});
+            intent["application_fee_amount"] = json!(application_fee);
+        }
         self.intents.insert(id.clone(), intent.clone());
         self.intent_order.push(id);
         self.emit("payment_intent.created", &intent, None);

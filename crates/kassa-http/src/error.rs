@@ -43,6 +43,8 @@ pub enum ApiError {
     AmountExceedsRefundable(i64),
     /// 409 `insufficient_credits`, with the `balance`.
     InsufficientCredits(i64),
+    /// 409 `seller_unavailable`, with the `seller_id` that cannot take charges.
+    SellerUnavailable(String),
     /// 402 `provider_refused`: the provider definitely refused; nothing was charged.
     ProviderRefused(String),
     /// 429 `rate_limited`, with `Retry-After`.
@@ -77,6 +79,7 @@ impl ApiError {
             order_id: None,
             refundable: None,
             balance: None,
+            seller_id: None,
         };
         let fixed = |code, message: &str| detail(code, message.to_owned());
         let (status, retry, detail) = match self {
@@ -203,6 +206,17 @@ impl ApiError {
                     )
                 },
             ),
+            ApiError::SellerUnavailable(seller_id) => (
+                S::CONFLICT,
+                None,
+                ErrorDetail {
+                    seller_id: Some(seller_id.clone()),
+                    ..fixed(
+                        ErrorCode::SellerUnavailable,
+                        "a seller of this cart cannot take payments now; nothing was reserved",
+                    )
+                },
+            ),
             ApiError::ProviderRefused(message) => (
                 S::PAYMENT_REQUIRED,
                 None,
@@ -282,10 +296,12 @@ pub struct ErrorDetail {
     /// `insufficient_credits`: the customer's balance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balance: Option<i64>,
+    /// `seller_unavailable`: the seller who cannot take charges.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller_id: Option<String>,
 }
 
-/// The error codes of API.md. `seller_unavailable` belongs to the marketplace endpoints, which
-/// no version of Kassa serves yet.
+/// The error codes of API.md.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -344,6 +360,7 @@ impl From<AppError> for ApiError {
             },
             AppError::ProviderRefused { message } => ApiError::ProviderRefused(message),
             AppError::InsufficientCredits { balance } => ApiError::InsufficientCredits(balance),
+            AppError::SellerUnavailable { seller_id } => ApiError::SellerUnavailable(seller_id),
             AppError::AmountExceedsRefundable { refundable_minor } => {
                 ApiError::AmountExceedsRefundable(refundable_minor)
             }

@@ -82,6 +82,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::webhooks::router())
         .merge(routes::refunds::router())
         .merge(routes::subscriptions::router())
+        .merge(routes::sellers::router())
         .merge(routes::admin::router())
         .merge(demo)
         .fallback(not_found)

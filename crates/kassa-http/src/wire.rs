@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kassa_app::cart::CartView;
-use kassa_app::ports::{CreditEntry, PlanRecord, SubscriptionRecord};
+use kassa_app::ports::{CreditEntry, PlanRecord, SellerRecord, SubscriptionRecord};
 use kassa_app::ports::{InventoryLevel, Product, Variant};
 use kassa_app::subscriptions::{CustomerView, SubscriptionPage};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,8 @@ use utoipa::ToSchema;
 pub struct CreateProductRequest {
     pub name: String,
     pub variants: Vec<CreateVariantRequest>,
+    /// The marketplace seller it belongs to (`POST /v1/sellers`); none: the shop's own.
+    pub seller_id: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -95,6 +97,8 @@ pub struct ProductBody {
     pub id: String,
     pub name: String,
     pub variants: Vec<VariantBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller_id: Option<String>,
 }
 
 impl From<&Product> for ProductBody {
@@ -103,6 +107,49 @@ impl From<&Product> for ProductBody {
             id: product.id.clone(),
             name: product.name.clone(),
             variants: product.variants.iter().map(VariantBody::from).collect(),
+            seller_id: product.seller_id.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSellerRequest {
+    pub name: String,
+    pub email: String,
+    /// ISO 3166-1 alpha-2, the seller's country at the provider.
+    pub country: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SellerBody {
+    pub id: String,
+    #[schema(value_type = String, example = "seller")]
+    pub object: &'static str,
+    pub name: String,
+    pub email: String,
+    pub country: String,
+    /// The seller's connected account at Stripe.
+    pub account_id: Option<String>,
+    /// Whether Stripe last reported the account able to take charges; a checkout of this
+    /// seller's products is refused (409 `seller_unavailable`) while it is not.
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub created: i64,
+}
+
+impl From<&SellerRecord> for SellerBody {
+    fn from(seller: &SellerRecord) -> SellerBody {
+        SellerBody {
+            id: seller.id.clone(),
+            object: "seller",
+            name: seller.name.clone(),
+            email: seller.email.clone(),
+            country: seller.country.clone(),
+            account_id: seller.account_id.clone(),
+            charges_enabled: seller.charges_enabled,
+            payouts_enabled: seller.payouts_enabled,
+            created: seller.created_at,
         }
     }
 }

@@ -25,13 +25,27 @@ impl CatalogStore for SqlStore {
         now: i64,
     ) -> StoreResult<CreateProductOutcome> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO products (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&product.id)
-            .bind(&product.name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        if let Some(seller_id) = &product.seller_id {
+            let known: Option<String> = sqlx::query_scalar("SELECT id FROM sellers WHERE id = $1")
+                .bind(seller_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if known.is_none() {
+                tx.rollback().await?;
+                return Ok(CreateProductOutcome::SellerMissing);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO products (id, name, created_at, seller_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&product.id)
+        .bind(&product.name)
+        .bind(now)
+        .bind(product.seller_id.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         self.faults().check(FAULT_AFTER_PRODUCT_ROW)?;
         for variant in &product.variants {
             let inserted = sqlx::query(

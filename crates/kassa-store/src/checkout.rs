@@ -197,6 +197,12 @@ impl CheckoutStore for SqlStore {
                 .try_get("provider_idempotency_key")
                 .map_err(unavailable)?,
             order_created_at: row.try_get("created_at").map_err(unavailable)?,
+            seller_account: {
+                let mut unit = self.read().await?;
+                let account = seller_account(&mut unit, order_id).await?;
+                unit.commit().await?;
+                account
+            },
             hosted,
         }))
     }
@@ -471,6 +477,11 @@ async fn place_order_in(
         Ok(priced) => priced,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    // Readiness checked where it counts (risk P10): in the transaction that reserves, before
+    // anything is reserved, against what the provider last reported.
+    if let Err(refusal) = check_sellers(conn, cart_id, plan.hosted_expires_at.is_some()).await? {
+        return Ok(Err(refusal));
+    }
     let short = reserve_stock(conn, &priced, now).await?;
     if !short.is_empty() {
         return Ok(Err(PlaceRefusal::InsufficientStock { skus: short }));
@@ -532,8 +543,72 @@ async fn place_order_in(
         capture_method: plan.capture_method,
         provider_idempotency_key: plan.provider_idempotency_key.clone(),
         order_created_at: now,
+        seller_account: seller_account(conn, &plan.order_id).await?,
         hosted,
     }))
+}
+
+/// Refuses a cart with a product of a seller who cannot take charges; and, until Kassa pays
+/// sellers by transfers, a cart of several sellers' products or a seller's product on a
+/// hosted page.
+async fn check_sellers(
+    conn: &mut AnyConnection,
+    cart_id: &str,
+    hosted: bool,
+) -> StoreResult<Result<(), PlaceRefusal>> {
+    let sellers: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT DISTINCT s.id, s.account_id, s.charges_enabled
+         FROM cart_lines l JOIN variants v ON v.sku = l.sku JOIN products p ON p.id = v.product_id
+         JOIN sellers s ON s.id = p.seller_id
+         WHERE l.cart_id = $1 ORDER BY s.id",
+    )
+    .bind(cart_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if let Some((seller_id, ..)) = sellers
+        .iter()
+        .find(|(_, account, enabled)| account.is_none() || *enabled == 0)
+    {
+        return Ok(Err(PlaceRefusal::SellerUnavailable {
+            seller_id: seller_id.clone(),
+        }));
+    }
+    if sellers.is_empty() {
+        return Ok(Ok(()));
+    }
+    let unsold: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM cart_lines l JOIN variants v ON v.sku = l.sku
+         JOIN products p ON p.id = v.product_id WHERE l.cart_id = $1 AND p.seller_id IS NULL",
+    )
+    .bind(cart_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if sellers.len() > 1 || unsold > 0 {
+        return Ok(Err(PlaceRefusal::Marketplace(
+            "one order may hold one seller's products (or only the shop's) for now".into(),
+        )));
+    }
+    if hosted {
+        return Ok(Err(PlaceRefusal::Marketplace(
+            "a seller's products are paid through the embedded checkout for now".into(),
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// The connected account the order's money goes on to: its one seller's.
+async fn seller_account(conn: &mut AnyConnection, order_id: &str) -> StoreResult<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT s.account_id FROM order_lines l JOIN sellers s ON s.id = l.seller_id
+         WHERE l.order_id = $1 LIMIT 1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)
+    .map(Option::flatten)
 }
 
 /// The finish phase found what the provider created: the payment moves on from `creating`,
@@ -668,9 +743,10 @@ async fn insert_order(
     for (index, line) in priced.lines.iter().enumerate() {
         let line_no = i64::try_from(index).unwrap_or(i64::MAX) + 1;
         sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, sku, product_name, quantity, unit_amount, amount, credits)
+            "INSERT INTO order_lines (order_id, line_no, sku, product_name, quantity, unit_amount, amount, credits, seller_id)
              VALUES ($1, $2, $3, (SELECT p.name FROM products p JOIN variants v ON v.product_id = p.id WHERE v.sku = $3),
-                     $4, $5, $6, (SELECT v.credits FROM variants v WHERE v.sku = $3))",
+                     $4, $5, $6, (SELECT v.credits FROM variants v WHERE v.sku = $3),
+                     (SELECT p.seller_id FROM products p JOIN variants v ON v.product_id = p.id WHERE v.sku = $3))",
         )
         .bind(&plan.order_id)
         .bind(line_no)

@@ -24,6 +24,7 @@ mod orders;
 mod outbox;
 mod reconcile;
 mod refunds;
+mod sellers;
 mod subscriptions;
 mod transitions;
 mod unit;

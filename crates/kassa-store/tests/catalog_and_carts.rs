@@ -22,6 +22,7 @@ fn variant(sku: &str, unit_amount_minor: i64, currency: &str) -> NewVariant {
 
 async fn product(app: &App, name: &str, variants: Vec<NewVariant>) {
     app.create_product(NewProduct {
+        seller_id: None,
         name: name.to_owned(),
         variants,
     })
@@ -152,6 +153,7 @@ async fn catalog_refuses_duplicate_skus_and_writes_nothing(db: TestDb) {
     product(&app, "First", vec![variant("DUP", 100, "usd")]).await;
     let refused = app
         .create_product(NewProduct {
+            seller_id: None,
             name: "Second".to_owned(),
             variants: vec![variant("NEW", 100, "usd"), variant("DUP", 100, "usd")],
         })

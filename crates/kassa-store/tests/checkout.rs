@@ -454,6 +454,7 @@ async fn risk_s2_order_token_reads_only_its_own_order_with_pii_masked(db: TestDb
     };
     shop.app
         .create_product(NewProduct {
+            seller_id: None,
             name: "Mug".into(),
             variants: vec![NewVariant {
                 sku: "MUG".into(),

@@ -18,6 +18,7 @@ const FAULT_BEFORE_CREDIT_GRANT: &str = "webhook.before_credit_grant";
 async fn bought_two_packs(db: TestDb) -> (EmulatedShop, Placed) {
     let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
     let pack = NewProduct {
+        seller_id: None,
         name: "100 credits".into(),
         variants: vec![NewVariant {
             sku: "PACK".into(),

@@ -17,6 +17,7 @@ const TAKEN_SKU: &str = "TAKEN";
 
 fn new_product(name: &str, skus: &[&str]) -> NewProduct {
     NewProduct {
+        seller_id: None,
         name: name.to_owned(),
         variants: skus
             .iter()

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    CaptureMethod, CreateCheckoutSession, CreateCustomer, CreatePaymentIntent, CreateRefund,
-    CreateSubscriptionSession, EventPage, PaymentProvider, ProviderCheckoutSession,
-    ProviderCustomer, ProviderError, ProviderInvoice, ProviderPaymentIntent, ProviderRefund,
-    ProviderResult, ProviderSubscription, SessionLine,
+    CaptureMethod, CreateCheckoutSession, CreateConnectedAccount, CreateCustomer,
+    CreatePaymentIntent, CreateRefund, CreateSubscriptionSession, EventPage, PaymentProvider,
+    ProviderAccount, ProviderCheckoutSession, ProviderCustomer, ProviderError, ProviderInvoice,
+    ProviderPaymentIntent, ProviderRefund, ProviderResult, ProviderSubscription, SessionLine,
 };
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -299,6 +299,18 @@ impl PaymentProvider for StripeClient {
             ("capture_method".to_owned(), capture.to_owned()),
             ("payment_method_types[]".to_owned(), "card".to_owned()),
         ];
+        if let Some(destination) = &request.destination {
+            form.extend([
+                (
+                    "transfer_data[destination]".to_owned(),
+                    destination.account_id.clone(),
+                ),
+                (
+                    "application_fee_amount".to_owned(),
+                    destination.application_fee_minor.to_string(),
+                ),
+            ]);
+        }
         form.extend(metadata_fields(&request.metadata));
         let body = self
             .call(
@@ -385,6 +397,35 @@ impl PaymentProvider for StripeClient {
             .call(Method::POST, &path, &[], Some(idempotency_key))
             .await?;
         parse::checkout_session(&body).map_err(|e| unreadable("Checkout Session", e))
+    }
+
+    async fn create_connected_account(
+        &self,
+        request: CreateConnectedAccount,
+    ) -> ProviderResult<ProviderAccount> {
+        let mut form = vec![
+            ("type".to_owned(), "express".to_owned()),
+            ("email".to_owned(), request.email.clone()),
+            ("country".to_owned(), request.country.clone()),
+            (
+                "capabilities[card_payments][requested]".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "capabilities[transfers][requested]".to_owned(),
+                "true".to_owned(),
+            ),
+        ];
+        form.extend(metadata_fields(&request.metadata));
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/accounts",
+                &form,
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        parse::account(&body).map_err(|e| unreadable("Account", e))
     }
 
     async fn create_customer(&self, request: CreateCustomer) -> ProviderResult<ProviderCustomer> {

@@ -3,9 +3,10 @@
 //! units, as Stripe sends them.
 
 use kassa_app::ports::{
-    EventPage, ProviderCharge, ProviderCheckoutSession, ProviderDispute, ProviderEvent,
-    ProviderEventObject, ProviderEventSummary, ProviderInvoice, ProviderPaymentIntent,
-    ProviderRefund, ProviderSubscription, ProviderSubscriptionSession, SessionStatus,
+    EventPage, ProviderAccount, ProviderCharge, ProviderCheckoutSession, ProviderDispute,
+    ProviderEvent, ProviderEventObject, ProviderEventSummary, ProviderInvoice,
+    ProviderPaymentIntent, ProviderRefund, ProviderSubscription, ProviderSubscriptionSession,
+    SessionStatus,
 };
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
@@ -209,6 +210,14 @@ pub fn invoice(object: &Value) -> Parsed<ProviderInvoice> {
     })
 }
 
+pub fn account(object: &Value) -> Parsed<ProviderAccount> {
+    Ok(ProviderAccount {
+        id: text(object, "id")?,
+        charges_enabled: object["charges_enabled"].as_bool().unwrap_or(false),
+        payouts_enabled: object["payouts_enabled"].as_bool().unwrap_or(false),
+    })
+}
+
 pub fn event(body: &Value) -> Parsed<ProviderEvent> {
     let object = &body["data"]["object"];
     let kind = object["object"].as_str().unwrap_or_default();
@@ -237,6 +246,7 @@ pub fn event(body: &Value) -> Parsed<ProviderEvent> {
         }
         "checkout.session" => ProviderEventObject::CheckoutSession(checkout_session(object)?),
         "subscription" => ProviderEventObject::Subscription(subscription(object)?),
+        "account" => ProviderEventObject::Account(account(object)?),
         // Only the two events Kassa acts on are read; the others (`invoice.upcoming` has no id)
         // are acknowledged as they come.
         "invoice"

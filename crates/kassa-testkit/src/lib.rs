@@ -309,6 +309,7 @@ pub async fn seed_product(
     stock: i64,
 ) {
     app.create_product(kassa_app::catalog::NewProduct {
+        seller_id: None,
         name: name.to_owned(),
         variants: vec![kassa_app::catalog::NewVariant {
             sku: sku.to_owned(),

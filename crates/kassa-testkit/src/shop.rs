@@ -41,6 +41,7 @@ pub struct HostedPlaced {
 }
 
 /// A checkout placed and not yet paid.
+#[derive(Debug)]
 pub struct Placed {
     pub order_id: String,
     pub intent_id: String,

@@ -40,6 +40,7 @@ const KNOWN: &[&str] = &[
     "KASSA_CHECKOUT_LIMIT_PER_EMAIL",
     "KASSA_CHECKOUT_LIMIT_PER_IP",
     "KASSA_CHECKOUT_LIMIT_WINDOW_SECS",
+    "KASSA_PLATFORM_FEE_BPS",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
     "KASSA_BODY_READ_TIMEOUT_SECS",
     "KASSA_KEEP_ALIVE_IDLE_SECS",
@@ -139,6 +140,8 @@ pub struct Config {
     pub hosted_checkout: Option<HostedCheckoutUrls>,
     /// Checkouts per customer e-mail and per client address per window (risk S7).
     pub checkout_velocity: VelocityLimits,
+    /// The platform's fee on a marketplace seller's sale, in basis points.
+    pub platform_fee_bps: i64,
     pub mode: Mode,
 }
 
@@ -309,6 +312,9 @@ impl Config {
             Some(stripe_key) => Mode::Stripe(stripe_settings(&get, stripe_key)?),
         };
         let checkout_velocity = velocity_limits(&get, matches!(mode, Mode::Sandbox { .. }))?;
+        let platform_fee_bps =
+            i64::try_from(whole_number(&get, "KASSA_PLATFORM_FEE_BPS", 0, 0..=10_000)?)
+                .map_err(|_| bad("KASSA_PLATFORM_FEE_BPS", "too large"))?;
         let hosted_checkout = hosted_checkout_urls(&get)?;
         if matches!(mode, Mode::Stripe(_)) && !notify_urls.is_empty() && notify_secret.is_none() {
             return Err(bad(
@@ -349,6 +355,7 @@ impl Config {
             server_limits,
             hosted_checkout,
             checkout_velocity,
+            platform_fee_bps,
             mode,
         })
     }

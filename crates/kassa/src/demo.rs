@@ -31,6 +31,7 @@ const DEMO_STOCK_UNITS: i64 = 25;
 pub async fn load(app: &App) -> Result<(), AppError> {
     for (name, variants) in DEMO {
         let input = NewProduct {
+            seller_id: None,
             name: (*name).to_owned(),
             variants: variants
                 .iter()

@@ -170,6 +170,7 @@ fn build_app(
             operation_resume_secs: config.operation_resume_secs,
             hosted_checkout,
             checkout_velocity: config.checkout_velocity,
+            platform_fee_bps: config.platform_fee_bps,
             ..Settings::default()
         },
     })

@@ -139,6 +139,12 @@ pub enum PlaceRefusal {
     InsufficientStock {
         skus: Vec<String>,
     },
+    /// A line's seller cannot take charges (risk P10): refused before anything is reserved.
+    SellerUnavailable {
+        seller_id: String,
+    },
+    /// An order Kassa cannot pay sellers for yet (several sellers, or a hosted page).
+    Marketplace(String),
 }
 
 /// The payment attempt the foreign phase must create at the provider.
@@ -150,6 +156,8 @@ pub struct PendingPayment {
     pub capture_method: CaptureMethod,
     pub provider_idempotency_key: String,
     pub order_created_at: i64,
+    /// The connected account of the order's one seller, if its products have one.
+    pub seller_account: Option<String>,
     /// What the hosted page is created from; `None` for the embedded flow.
     pub hosted: Option<HostedCheckout>,
 }

@@ -35,12 +35,22 @@ impl CaptureMethod {
     }
 }
 
+/// A destination charge (Connect): the money goes on to a seller's connected account, less the
+/// platform's fee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub account_id: String,
+    pub application_fee_minor: i64,
+}
+
 /// Create a PaymentIntent for an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatePaymentIntent {
     pub amount_minor: i64,
     pub currency: Currency,
     pub capture_method: CaptureMethod,
+    /// A single seller's order: `transfer_data[destination]` and `application_fee_amount`.
+    pub destination: Option<Destination>,
     /// Sent as Stripe `metadata[...]`; Kassa puts its order and payment ids here.
     pub metadata: Vec<(String, String)>,
     pub idempotency_key: String,
@@ -221,6 +231,18 @@ pub trait PaymentProvider: Send + Sync {
         limit: u32,
     ) -> ProviderResult<EventPage>;
 
+    /// A marketplace seller's connected account (seed 001). A provider without Connect (the
+    /// deterministic simulation's) keeps this default, which refuses.
+    async fn create_connected_account(
+        &self,
+        _request: CreateConnectedAccount,
+    ) -> ProviderResult<ProviderAccount> {
+        Err(ProviderError::Definite {
+            code: "unsupported".into(),
+            message: "this payment provider has no connected accounts".into(),
+        })
+    }
+
     // Subscriptions (seed 003). A provider that sells none (the deterministic simulation's)
     // keeps these defaults, which refuse.
 
@@ -260,6 +282,24 @@ fn sells_no_subscriptions() -> ProviderError {
         code: "unsupported".into(),
         message: "this payment provider sells no subscriptions".into(),
     }
+}
+
+/// Create a seller's connected account (Express).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateConnectedAccount {
+    pub email: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    pub metadata: Vec<(String, String)>,
+    pub idempotency_key: String,
+}
+
+/// A connected account's readiness, as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAccount {
+    pub id: String,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
 }
 
 /// Create the provider's customer for one of Kassa's.
@@ -394,6 +434,7 @@ pub enum ProviderEventObject {
     SubscriptionSession(ProviderSubscriptionSession),
     Subscription(ProviderSubscription),
     Invoice(ProviderInvoice),
+    Account(ProviderAccount),
     /// An object Kassa does not act on; recorded and acknowledged.
     Other {
         object_type: String,

@@ -45,6 +45,8 @@ pub struct Product {
     pub id: String,
     pub name: String,
     pub variants: Vec<Variant>,
+    /// The marketplace seller it belongs to, if any.
+    pub seller_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,8 @@ pub enum CreateProductOutcome {
     Created(Product),
     /// A SKU in the request already exists; nothing was written.
     SkuTaken(String),
+    /// The seller named does not exist; nothing was written.
+    SellerMissing,
 }
 
 /// Stock of one SKU at one location. `available` is derived, never stored.
@@ -192,6 +196,7 @@ pub trait Store:
     + super::MetricsStore
     + super::InvariantStore
     + super::RefundStore
+    + super::SellerStore
     + super::SubscriptionStore
     + super::ReconcileStore
     + super::WebhookStore
@@ -211,6 +216,7 @@ impl<T> Store for T where
         + super::MetricsStore
         + super::InvariantStore
         + super::RefundStore
+        + super::SellerStore
         + super::SubscriptionStore
         + super::ReconcileStore
         + super::WebhookStore

@@ -84,6 +84,11 @@ pub enum EventEffect {
         dispute: ProviderDispute,
         closed: bool,
     },
+    /// A connected account's readiness, observed at the event's time.
+    Account {
+        account: super::ProviderAccount,
+        observed_at: i64,
+    },
     /// A subscription's page, subscription or invoice event.
     Billing(super::BillingEffect),
     /// Nothing for Kassa to do (an uninteresting type, an event that contradicts itself);

@@ -50,6 +50,7 @@ pub(crate) async fn create_product(
                 credits: v.credits,
             })
             .collect(),
+        seller_id: body.seller_id,
     };
     let product = state.app.create_product(input).await?;
     Ok((StatusCode::CREATED, Json(ProductBody::from(&product))))

@@ -59,6 +59,8 @@ use crate::extract::PATH_SEGMENT_MAX_CHARS;
         super::subscriptions::customer,
         super::subscriptions::credits,
         super::subscriptions::debit,
+        super::sellers::create,
+        super::sellers::seller,
         super::webhooks::receive,
         super::webhooks::list,
         super::webhooks::replay,
@@ -604,6 +606,24 @@ const FIELD_RULES: &[(&str, &str, Rule)] = &[
     ),
     ("SubscribeRequest", "email", Rule::Text(fields::EMAIL)),
     ("DebitRequest", "amount", Rule::Between(1, CREDITS_MAX)),
+    (
+        "CreateSellerRequest",
+        "name",
+        Rule::Text(fields::PERSON_NAME),
+    ),
+    ("CreateSellerRequest", "email", Rule::Text(fields::EMAIL)),
+    (
+        "CreateSellerRequest",
+        "country",
+        Rule::Text(fields::COUNTRY),
+    ),
+    (
+        "CreateProductRequest",
+        "seller_id",
+        Rule::Text(TextShape::Identifier {
+            max_chars: PATH_SEGMENT_MAX_CHARS,
+        }),
+    ),
     ("DebitRequest", "reason", Rule::Text(fields::PRODUCT_NAME)),
 ];
 

@@ -10,5 +10,6 @@ pub mod health;
 pub mod orders;
 pub mod refunds;
 pub mod sandbox;
+pub mod sellers;
 pub mod subscriptions;
 pub mod webhooks;

@@ -38,6 +38,19 @@ pub(crate) async fn apply(
         EventEffect::Dispute { dispute, closed } => {
             dispute::record(conn, dispute, *closed, actor, now).await
         }
+        EventEffect::Account {
+            account,
+            observed_at,
+        } => Ok(
+            if crate::sellers::observe_account_in(conn, account, *observed_at).await? {
+                Applied::Done
+            } else {
+                Applied::Ignored(format!(
+                    "account {}: not a seller's, or a later observation is recorded",
+                    account.id
+                ))
+            },
+        ),
         EventEffect::Billing(billing) => billing::apply(store, conn, billing, actor, now).await,
         EventEffect::Ignore(reason) => Ok(Applied::Ignored(reason.clone())),
     }
