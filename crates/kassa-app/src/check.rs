@@ -64,6 +64,13 @@ impl App {
                     continue;
                 }
             };
+            if intent.destination != payment.destination {
+                let what = format!(
+                    "the provider charged with destination {:?}, Kassa decided {:?}",
+                    intent.destination, payment.destination
+                );
+                report.violations.push(violation(10, &payment, what));
+            }
             if !reflects(&payment, &intent) {
                 let what = format!(
                     "the provider holds the intent as {} but the order is {}",

@@ -17,7 +17,6 @@
 use hmac::digest::Digest;
 use kassa_domain::Money;
 use kassa_domain::cart::PricedCart;
-use kassa_domain::marketplace::platform_fee;
 use kassa_domain::text::fields;
 use sha2::Sha256;
 
@@ -25,10 +24,9 @@ use crate::App;
 use crate::cart::view_of;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
-    Abandoned, Actor, CaptureMethod, CreateCheckoutSession, CreatePaymentIntent, Destination,
-    KeyClaim, KeyRef, OrderPlan, PendingPayment, PlaceRefusal, ProviderCheckoutSession,
-    ProviderError, ProviderPaymentIntent, RecentCheckouts, RecoveryPoint, ShippingAddress,
-    StoredResponse,
+    Abandoned, Actor, CaptureMethod, CreateCheckoutSession, CreatePaymentIntent, KeyClaim, KeyRef,
+    OrderPlan, PendingPayment, PlaceRefusal, ProviderCheckoutSession, ProviderError,
+    ProviderPaymentIntent, RecentCheckouts, RecoveryPoint, ShippingAddress, StoredResponse,
 };
 use crate::validate;
 
@@ -303,6 +301,7 @@ impl App {
                 .then_some(now + self.settings.modification_window_secs),
             hosted_expires_at,
             client_ip: input.actor.client_ip.clone(),
+            platform_fee_bps: self.settings.platform_fee_bps,
         };
         let expected = input.expected_total_minor;
         let price = move |cart: &crate::ports::Cart| -> Result<PricedCart, PlaceRefusal> {
@@ -410,16 +409,7 @@ impl App {
                     amount_minor: pending.amount.amount_minor(),
                     currency: pending.amount.currency(),
                     capture_method: pending.capture_method,
-                    destination: pending
-                        .seller_account
-                        .clone()
-                        .map(|account_id| Destination {
-                            account_id,
-                            application_fee_minor: platform_fee(
-                                pending.amount.amount_minor(),
-                                self.settings.platform_fee_bps,
-                            ),
-                        }),
+                    destination: pending.destination.clone(),
                     metadata,
                     idempotency_key: pending.provider_idempotency_key.clone(),
                 })

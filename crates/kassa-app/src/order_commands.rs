@@ -72,12 +72,18 @@ impl App {
             .store
             .begin_capture(order_id, amount_minor, may_resume, actor, now)
             .await?;
-        let (payment_id, intent_id, amount) = match start {
+        let (payment_id, intent_id, amount, fee) = match start {
             CaptureStart::Capture {
                 payment_id,
                 payment_intent_id,
                 amount_minor,
-            } => (payment_id, payment_intent_id, amount_minor),
+                application_fee_minor,
+            } => (
+                payment_id,
+                payment_intent_id,
+                amount_minor,
+                application_fee_minor,
+            ),
             CaptureStart::Refused(refusal) => return Err(refusal.into()),
             CaptureStart::OrderMissing => return Err(AppError::NotFound { what: "order" }),
         };
@@ -85,7 +91,7 @@ impl App {
         let key = format!("kassa-capture-{payment_id}-{amount}");
         match self
             .provider
-            .capture_payment_intent(&intent_id, Some(amount), &key)
+            .capture_payment_intent(&intent_id, Some(amount), fee, &key)
             .await
         {
             Ok(intent) => {

@@ -45,6 +45,8 @@ pub struct ReconcileReport {
     pub events_read: usize,
     /// Events the inbox had never seen (missed webhooks), now recorded and applied.
     pub events_recovered: usize,
+    /// Sellers whose account's readiness was read from the provider.
+    pub sellers_checked: usize,
     /// Calls the provider did not answer; those items are checked again next run.
     pub provider_errors: usize,
     /// Differences that could not be repaired: (order id, what differs). Each order is flagged.
@@ -89,6 +91,7 @@ impl App {
         self.reconcile_pages(progress, &mut report).await?;
         self.reconcile_refunds(progress, &mut report).await?;
         self.recover_events(progress, &mut report).await?;
+        self.reconcile_sellers(progress, &mut report).await?;
         for (order_id, what) in &report.differences {
             let reason = format!("reconciliation: {what}");
             if let Err(error) = self
@@ -100,6 +103,33 @@ impl App {
             }
         }
         Ok(report)
+    }
+
+    /// Each seller's readiness as the provider holds it now: the only way Kassa learns of a
+    /// change whose `account.updated` it missed (Stripe lists Connect events in no platform
+    /// event list).
+    async fn reconcile_sellers(
+        &self,
+        progress: &dyn ReconcileProgress,
+        report: &mut ReconcileReport,
+    ) -> AppResult<()> {
+        let accounts = self.store.seller_accounts(RECONCILE_ITEMS_MAX).await?;
+        progress.step("sellers", u64::try_from(accounts.len()).ok());
+        let actor = reconciler();
+        for account_id in accounts {
+            progress.advance();
+            match self.provider.retrieve_account(&account_id).await {
+                Ok(account) => {
+                    report.sellers_checked += 1;
+                    let now = self.clock.now_secs();
+                    self.store
+                        .observe_account(&account, now, &actor, now)
+                        .await?;
+                }
+                Err(_) => report.provider_errors += 1,
+            }
+        }
+        Ok(())
     }
 
     async fn reconcile_payments(

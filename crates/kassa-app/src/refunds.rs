@@ -86,6 +86,7 @@ impl App {
         let request = CreateRefund {
             payment_intent_id,
             amount_minor: refund.amount_minor,
+            reverse_transfer: refund.of_destination_charge,
             reason: refund
                 .reason
                 .clone()

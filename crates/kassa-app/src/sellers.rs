@@ -7,7 +7,9 @@ use kassa_domain::text::fields;
 
 use crate::App;
 use crate::error::{AppError, AppResult};
-use crate::ports::{CreateConnectedAccount, NewSeller, ProviderError, SellerRecord, SellerStart};
+use crate::ports::{
+    Actor, CreateConnectedAccount, NewSeller, ProviderError, SellerRecord, SellerStart,
+};
 use crate::validate;
 
 const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
@@ -19,6 +21,7 @@ pub struct SellerInput {
     pub key_scope: String,
     /// Optional: with it, a retry makes no second seller (nor account).
     pub idempotency_key: Option<String>,
+    pub actor: Actor,
 }
 
 impl App {
@@ -39,7 +42,11 @@ impl App {
             client_scope: input.key_scope,
             client_key,
         };
-        let seller = match self.store.start_seller(&new, self.clock.now_secs()).await? {
+        let seller = match self
+            .store
+            .start_seller(&new, &input.actor, self.clock.now_secs())
+            .await?
+        {
             SellerStart::Started(seller) => seller,
             SellerStart::KeyReused => return Err(AppError::IdempotencyKeyReused),
         };
@@ -66,7 +73,7 @@ impl App {
             })?;
         Ok(self
             .store
-            .record_seller_account(&seller.id, &account, self.clock.now_secs())
+            .record_seller_account(&seller.id, &account, &input.actor, self.clock.now_secs())
             .await?)
     }
 

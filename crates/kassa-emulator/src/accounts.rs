@@ -61,6 +61,36 @@ impl World {
         Ok(account)
     }
 
+    /// A destination charge's refund takes back the seller's share of it, in proportion to what
+    /// was transferred (the charge less the platform's fee), rounded down: the reversal's id,
+    /// or null when the charge sent nothing on.
+    pub(crate) fn reverse_transfer(&mut self, charge: &Value, refunded: i64) -> Value {
+        let intent = charge["payment_intent"]
+            .as_str()
+            .and_then(|id| self.intents.get(id));
+        let Some(intent) =
+            intent.filter(|intent| intent["transfer_data"]["destination"].is_string())
+        else {
+            return Value::Null;
+        };
+        let charged = charge["amount_captured"].as_i64().unwrap_or(0);
+        let fee = intent["application_fee_amount"].as_i64().unwrap_or(0);
+        let destination = intent["transfer_data"]["destination"].clone();
+        let amount = if charged > 0 {
+            i64::try_from(i128::from(refunded) * i128::from(charged - fee) / i128::from(charged))
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let id = self.new_id("trr");
+        self.transfer_reversals.insert(
+            id.clone(),
+            json!({"id": id, "object": "transfer_reversal", "amount": amount,
+                   "currency": charge["currency"], "destination": destination}),
+        );
+        json!(id)
+    }
+
     /// A charge that sends its money on to `destination` is refused unless that account can
     /// take charges, as Stripe refuses it.
     pub(crate) fn check_destination(&self, destination: &str) -> Result<(), (u16, Value)> {

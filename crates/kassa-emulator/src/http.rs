@@ -451,7 +451,17 @@ async fn capture_intent(
                 })?),
                 None => None,
             };
-            world.capture(&id, amount)
+            let fee = match form.get("application_fee_amount") {
+                Some(text) => Some(text.parse().map_err(|_| {
+                    invalid(
+                        "parameter_invalid",
+                        "Invalid integer.",
+                        Some("application_fee_amount"),
+                    )
+                })?),
+                None => None,
+            };
+            world.capture(&id, amount, fee)
         },
     )
     .await

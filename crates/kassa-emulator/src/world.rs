@@ -101,6 +101,8 @@ pub struct World {
     pub customers: BTreeMap<String, Value>,
     /// Connected accounts (Connect), by id.
     pub accounts: BTreeMap<String, Value>,
+    /// Transfers taken back from connected accounts by destination charges' refunds.
+    pub transfer_reversals: BTreeMap<String, Value>,
     pub subscriptions: BTreeMap<String, Value>,
     pub invoices: BTreeMap<String, Value>,
     pub session_order: Vec<String>,
@@ -138,6 +140,7 @@ impl World {
             sessions: BTreeMap::new(),
             customers: BTreeMap::new(),
             accounts: BTreeMap::new(),
+            transfer_reversals: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             invoices: BTreeMap::new(),
             session_order: Vec::new(),
@@ -437,7 +440,14 @@ impl World {
         intent
     }
 
-    pub fn capture(&mut self, id: &str, amount_to_capture: Option<i64>) -> Outcome {
+    /// `application_fee`: a destination charge's fee on what is captured, replacing the one it
+    /// was created with.
+    pub fn capture(
+        &mut self,
+        id: &str,
+        amount_to_capture: Option<i64>,
+        application_fee: Option<i64>,
+    ) -> Outcome {
         let status = self.status_of(id)?;
         if status != "requires_capture" {
             return Err(unexpected_state(&status, "capture"));
@@ -451,6 +461,16 @@ impl World {
                 "amount_to_capture exceeds the capturable amount.",
                 Some("amount_to_capture"),
             ));
+        }
+        if let Some(fee) = application_fee {
+            if intent["transfer_data"]["destination"].is_null() || !(0..=amount).contains(&fee) {
+                return Err(invalid(
+                    "parameter_invalid",
+                    "application_fee_amount must be between 0 and the amount captured, on a destination charge.",
+                    Some("application_fee_amount"),
+                ));
+            }
+            self.set(id, json!({"application_fee_amount": fee}));
         }
         let charge_id = intent["latest_charge"]
             .as_str()
@@ -544,7 +564,7 @@ impl World {
         }
         let now = self.now();
         let id = self.new_id("re");
-        let refund = objects::refund(
+        let mut refund = objects::refund(
             &id,
             &charge,
             amount,
@@ -552,6 +572,9 @@ impl World {
             metadata,
             now,
         );
+        if form.get("reverse_transfer").map(String::as_str) == Some("true") {
+            refund["transfer_reversal"] = self.reverse_transfer(&charge, amount);
+        }
         self.refunds.insert(id.clone(), refund.clone());
         self.refund_order.push(id.clone());
         if charge["payment_method"] == REFUND_FAIL_METHOD {

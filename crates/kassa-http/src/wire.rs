@@ -614,6 +614,8 @@ pub struct ReconcileBody {
     pub refunds_checked: usize,
     pub events_read: usize,
     pub events_recovered: usize,
+    /// Sellers whose account's readiness was read from Stripe.
+    pub sellers_checked: usize,
     pub provider_errors: usize,
     pub differences: Vec<DifferenceBody>,
 }

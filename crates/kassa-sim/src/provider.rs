@@ -320,6 +320,7 @@ impl PaymentProvider for SimProvider {
             }
             let id = format!("pi_{:05}", books.intents.len());
             let intent = ProviderPaymentIntent {
+                destination: None,
                 client_secret: Some(format!("{id}_secret")),
                 id,
                 status: PaymentStatus::RequiresPaymentMethod,
@@ -403,6 +404,7 @@ impl PaymentProvider for SimProvider {
         &self,
         id: &str,
         amount: Option<i64>,
+        _application_fee: Option<i64>,
         _key: &str,
     ) -> ProviderResult<ProviderPaymentIntent> {
         self.call(|books| {

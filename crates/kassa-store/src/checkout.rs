@@ -2,16 +2,18 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    Abandoned, Actor, CheckoutStore, HostedCheckout, KeyClaim, KeyRef, OrderPlan, PendingPayment,
-    PlaceRefusal, PriceCheck, ProviderCheckoutSession, ProviderPaymentIntent, RecentCheckouts,
-    RecoveryPoint, SessionLine, StalledCheckout, StoreError, StoreResult, StoredResponse,
-    WindowCount,
+    Abandoned, Actor, CheckoutStore, Destination, HostedCheckout, KeyClaim, KeyRef, OrderPlan,
+    PendingPayment, PlaceRefusal, PriceCheck, ProviderCheckoutSession, ProviderPaymentIntent,
+    RecentCheckouts, RecoveryPoint, SessionLine, StalledCheckout, StoreError, StoreResult,
+    StoredResponse, WindowCount,
 };
 use kassa_domain::Money;
 use kassa_domain::cart::PricedCart;
+use kassa_domain::marketplace::platform_fee;
 use kassa_domain::order::{OrderEvent, OrderStatus};
 use kassa_domain::payment::{PaymentEvent, PaymentStatus};
 use kassa_domain::reservation::ReservationStatus;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, Change};
@@ -159,7 +161,7 @@ impl CheckoutStore for SqlStore {
     async fn pending_payment(&self, order_id: &str) -> StoreResult<Option<PendingPayment>> {
         let row = self.read_fetch_optional(sqlx::query(
             "SELECT p.id, p.amount, p.currency, p.capture_method, p.provider_idempotency_key, p.flow,
-                    p.checkout_expires_at, o.created_at
+                    p.checkout_expires_at, o.created_at, p.destination_account, p.application_fee
              FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.order_id = $1 AND p.status = 'creating' ORDER BY p.attempt DESC LIMIT 1",
         )
@@ -197,12 +199,7 @@ impl CheckoutStore for SqlStore {
                 .try_get("provider_idempotency_key")
                 .map_err(unavailable)?,
             order_created_at: row.try_get("created_at").map_err(unavailable)?,
-            seller_account: {
-                let mut unit = self.read().await?;
-                let account = seller_account(&mut unit, order_id).await?;
-                unit.commit().await?;
-                account
-            },
+            destination: destination_of(&row)?,
             hosted,
         }))
     }
@@ -479,15 +476,21 @@ async fn place_order_in(
     };
     // Readiness checked where it counts (risk P10): in the transaction that reserves, before
     // anything is reserved, against what the provider last reported.
-    if let Err(refusal) = check_sellers(conn, cart_id, plan.hosted_expires_at.is_some()).await? {
-        return Ok(Err(refusal));
-    }
+    let seller_account =
+        match check_sellers(conn, cart_id, plan.hosted_expires_at.is_some()).await? {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
     let short = reserve_stock(conn, &priced, now).await?;
     if !short.is_empty() {
         return Ok(Err(PlaceRefusal::InsufficientStock { skus: short }));
     }
     insert_order(conn, cart_id, plan, &priced, now).await?;
-    insert_payment(conn, plan, &priced, now).await?;
+    let destination = seller_account.map(|account_id| Destination {
+        account_id,
+        application_fee_minor: platform_fee(priced.total.amount_minor(), plan.platform_fee_bps),
+    });
+    insert_payment(conn, plan, &priced, destination.as_ref(), now).await?;
     let hosted = match plan.hosted_expires_at {
         Some(expires_at) => Some(hosted_checkout(conn, &plan.order_id, expires_at).await?),
         None => None,
@@ -543,19 +546,19 @@ async fn place_order_in(
         capture_method: plan.capture_method,
         provider_idempotency_key: plan.provider_idempotency_key.clone(),
         order_created_at: now,
-        seller_account: seller_account(conn, &plan.order_id).await?,
+        destination,
         hosted,
     }))
 }
 
 /// Refuses a cart with a product of a seller who cannot take charges; and, until Kassa pays
 /// sellers by transfers, a cart of several sellers' products or a seller's product on a
-/// hosted page.
+/// hosted page. The one seller's account, if the cart is a seller's.
 async fn check_sellers(
     conn: &mut AnyConnection,
     cart_id: &str,
     hosted: bool,
-) -> StoreResult<Result<(), PlaceRefusal>> {
+) -> StoreResult<Result<Option<String>, PlaceRefusal>> {
     let sellers: Vec<(String, Option<String>, i64)> = sqlx::query_as(
         "SELECT DISTINCT s.id, s.account_id, s.charges_enabled
          FROM cart_lines l JOIN variants v ON v.sku = l.sku JOIN products p ON p.id = v.product_id
@@ -575,7 +578,7 @@ async fn check_sellers(
         }));
     }
     if sellers.is_empty() {
-        return Ok(Ok(()));
+        return Ok(Ok(None));
     }
     let unsold: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM cart_lines l JOIN variants v ON v.sku = l.sku
@@ -595,20 +598,10 @@ async fn check_sellers(
             "a seller's products are paid through the embedded checkout for now".into(),
         )));
     }
-    Ok(Ok(()))
-}
-
-/// The connected account the order's money goes on to: its one seller's.
-async fn seller_account(conn: &mut AnyConnection, order_id: &str) -> StoreResult<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT s.account_id FROM order_lines l JOIN sellers s ON s.id = l.seller_id
-         WHERE l.order_id = $1 LIMIT 1",
-    )
-    .bind(order_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(unavailable)
-    .map(Option::flatten)
+    Ok(Ok(sellers
+        .into_iter()
+        .next()
+        .and_then(|(_, account, _)| account)))
 }
 
 /// The finish phase found what the provider created: the payment moves on from `creating`,
@@ -780,16 +773,28 @@ fn reservation_id(order_id: &str, index: usize) -> String {
     format!("res_{}_{}", order_id.trim_start_matches("ord_"), index + 1)
 }
 
+/// The destination charge a payment row holds, if it is one.
+pub(crate) fn destination_of(row: &AnyRow) -> StoreResult<Option<Destination>> {
+    let account: Option<String> = row.try_get("destination_account").map_err(unavailable)?;
+    let fee: Option<i64> = row.try_get("application_fee").map_err(unavailable)?;
+    Ok(account.map(|account_id| Destination {
+        account_id,
+        application_fee_minor: fee.unwrap_or(0),
+    }))
+}
+
 async fn insert_payment(
     conn: &mut AnyConnection,
     plan: &OrderPlan,
     priced: &PricedCart,
+    destination: Option<&Destination>,
     now: i64,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO payments (id, order_id, attempt, status, amount, currency, capture_method,
-             provider_idempotency_key, created_at, updated_at, flow, checkout_expires_at)
-         VALUES ($1, $2, 1, 'creating', $3, $4, $5, $6, $7, $7, $8, $9)",
+             provider_idempotency_key, created_at, updated_at, flow, checkout_expires_at,
+             destination_account, application_fee, platform_fee_bps)
+         VALUES ($1, $2, 1, 'creating', $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&plan.payment_id)
     .bind(&plan.order_id)
@@ -804,6 +809,9 @@ async fn insert_payment(
         "embedded"
     })
     .bind(plan.hosted_expires_at)
+    .bind(destination.map(|d| d.account_id.as_str()))
+    .bind(destination.map(|d| d.application_fee_minor))
+    .bind(destination.map(|_| plan.platform_fee_bps))
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

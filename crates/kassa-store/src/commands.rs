@@ -75,11 +75,13 @@ impl OrderCommandStore for SqlStore {
             )
             .await?;
         }
+        let application_fee_minor = fee_on_capture(&mut tx, &payment_id, amount).await?;
         tx.commit().await?;
         Ok(CaptureStart::Capture {
             payment_id,
             payment_intent_id: intent,
             amount_minor: amount,
+            application_fee_minor,
         })
     }
 
@@ -462,4 +464,30 @@ async fn apply_edit(
         .await
         .map_err(unavailable)?;
     Ok(())
+}
+
+/// A destination charge's fee on what is captured (the rate it was placed with, rounded down),
+/// recorded on the payment so the checker compares it with the provider's.
+async fn fee_on_capture(
+    conn: &mut AnyConnection,
+    payment_id: &str,
+    amount: i64,
+) -> StoreResult<Option<i64>> {
+    let rate: Option<i64> = sqlx::query_scalar(
+        "SELECT platform_fee_bps FROM payments WHERE id = $1 AND destination_account IS NOT NULL",
+    )
+    .bind(payment_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?
+    .flatten();
+    let Some(rate) = rate else { return Ok(None) };
+    let fee = kassa_domain::marketplace::platform_fee(amount, rate);
+    sqlx::query("UPDATE payments SET application_fee = $2 WHERE id = $1")
+        .bind(payment_id)
+        .bind(fee)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(Some(fee))
 }

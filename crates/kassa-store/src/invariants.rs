@@ -73,6 +73,9 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
      "SELECT g.id FROM credit_entries g WHERE g.kind = 'grant' AND g.business_key LIKE 'order:%'
         AND (SELECT COALESCE(-SUM(c.amount), 0) FROM credit_entries c WHERE c.kind = 'clawback'
                AND c.business_key LIKE 'clawback:' || g.business_key || ':%') > g.amount"),
+    (10, "a destination charge's platform fee is not between zero and the amount charged",
+     "SELECT id FROM payments WHERE destination_account IS NOT NULL
+        AND (application_fee IS NULL OR application_fee < 0 OR application_fee > amount)"),
     (7, "a subscription's status has no audit record",
      "SELECT s.id FROM subscriptions s WHERE NOT EXISTS (SELECT 1 FROM audit_log a
         WHERE a.entity_type = 'subscription' AND a.entity_id = s.id AND a.after_state = s.status)"),
@@ -129,6 +132,7 @@ impl InvariantStore for SqlStore {
         let mut unit = self.read().await?;
         let rows = sqlx::query(
             "SELECT p.id, p.order_id, p.provider_payment_intent_id, p.status AS payment_status, o.status AS order_status,
+                    p.destination_account, p.application_fee,
                     (SELECT COUNT(*) FROM refunds r WHERE r.payment_id = p.id AND r.status = 'succeeded') AS refunds,
                     (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refunds r
                       WHERE r.payment_id = p.id AND r.status = 'succeeded') AS refunded
@@ -160,6 +164,7 @@ impl InvariantStore for SqlStore {
                         row.try_get("refunds").map_err(unavailable)?,
                         row.try_get("refunded").map_err(unavailable)?,
                     ),
+                    destination: crate::checkout::destination_of(row)?,
                 })
             })
             .collect()

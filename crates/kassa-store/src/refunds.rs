@@ -26,7 +26,7 @@ macro_rules! select_refunds {
         concat!(
             "SELECT r.id, r.order_id, p.provider_payment_intent_id, r.amount, r.currency, r.status, r.reason,
                     r.restock, r.provider_refund_id, r.provider_idempotency_key, r.failure_reason, r.created_at,
-                    r.request_hash
+                    r.request_hash, p.destination_account
              FROM refunds r JOIN payments p ON p.id = r.payment_id ",
             $tail
         )
@@ -283,6 +283,10 @@ pub(crate) fn refund_from_row(row: &AnyRow) -> StoreResult<RefundRecord> {
             .map_err(unavailable)?,
         failure_reason: row.try_get("failure_reason").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
+        of_destination_charge: row
+            .try_get::<Option<String>, _>("destination_account")
+            .map_err(unavailable)?
+            .is_some(),
     })
 }
 

@@ -3,11 +3,13 @@
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    NewSeller, ProviderAccount, SellerRecord, SellerStart, SellerStore, StoreError, StoreResult,
+    Actor, NewSeller, ProviderAccount, SellerRecord, SellerStart, SellerStore, StoreError,
+    StoreResult,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::audit::{self, Change};
 use crate::db::{SqlStore, unavailable};
 
 const SELECT_SELLER: &str = "SELECT id, name, email, country, account_id, charges_enabled,
@@ -65,13 +67,18 @@ async fn started_with_key(
 
 #[async_trait]
 impl SellerStore for SqlStore {
-    async fn start_seller(&self, new: &NewSeller, now: i64) -> StoreResult<SellerStart> {
+    async fn start_seller(
+        &self,
+        new: &NewSeller,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<SellerStart> {
         let mut tx = self.begin().await?;
         if let Some(start) = started_with_key(&mut tx, new).await? {
             tx.rollback().await?;
             return Ok(start);
         }
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO sellers (id, name, email, country, client_scope, client_key, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
              ON CONFLICT (client_scope, client_key) DO NOTHING",
@@ -86,6 +93,17 @@ impl SellerStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        if inserted.rows_affected() == 1 {
+            let change = Change {
+                entity_type: "seller",
+                entity_id: &new.id,
+                action: "created",
+                before: None,
+                after: Some("charges_disabled"),
+                detail: None,
+            };
+            audit::record(&mut tx, change, actor, now).await?;
+        }
         let start = match started_with_key(&mut tx, new).await? {
             Some(start) => start,
             None => SellerStart::Started(
@@ -102,10 +120,11 @@ impl SellerStore for SqlStore {
         &self,
         seller_id: &str,
         account: &ProviderAccount,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<SellerRecord> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        let linked = sqlx::query(
             "UPDATE sellers SET account_id = $2, charges_enabled = $3, payouts_enabled = $4,
                  updated_at = $5
              WHERE id = $1 AND account_id IS NULL",
@@ -118,6 +137,17 @@ impl SellerStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        if linked.rows_affected() == 1 {
+            let change = Change {
+                entity_type: "seller",
+                entity_id: seller_id,
+                action: "account_linked",
+                before: None,
+                after: Some(readiness(account.charges_enabled)),
+                detail: Some(&account.id),
+            };
+            audit::record(&mut tx, change, actor, now).await?;
+        }
         let seller = seller_in(&mut tx, seller_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("seller {seller_id} vanished")))?;
@@ -132,13 +162,28 @@ impl SellerStore for SqlStore {
         Ok(seller)
     }
 
+    async fn seller_accounts(&self, limit: i64) -> StoreResult<Vec<String>> {
+        let mut unit = self.read().await?;
+        let accounts = sqlx::query_scalar(
+            "SELECT account_id FROM sellers WHERE account_id IS NOT NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(accounts)
+    }
+
     async fn observe_account(
         &self,
         account: &ProviderAccount,
         observed_at: i64,
+        actor: &Actor,
+        now: i64,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let recorded = observe_account_in(&mut tx, account, observed_at).await?;
+        let recorded = observe_account_in(&mut tx, account, observed_at, actor, now).await?;
         tx.commit().await?;
         Ok(recorded)
     }
@@ -150,10 +195,21 @@ pub(crate) async fn observe_account_in(
     conn: &mut AnyConnection,
     account: &ProviderAccount,
     observed_at: i64,
+    actor: &Actor,
+    now: i64,
 ) -> StoreResult<bool> {
+    let before: Option<(String, i64)> =
+        sqlx::query_as("SELECT id, charges_enabled FROM sellers WHERE account_id = $1")
+            .bind(&account.id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    let Some((seller_id, was_enabled)) = before else {
+        return Ok(false);
+    };
     let written = sqlx::query(
         "UPDATE sellers SET charges_enabled = $2, payouts_enabled = $3,
-             readiness_observed_at = $4, updated_at = $4
+             readiness_observed_at = $4, updated_at = $5
          WHERE account_id = $1
            AND (readiness_observed_at IS NULL OR readiness_observed_at <= $4)",
     )
@@ -161,8 +217,28 @@ pub(crate) async fn observe_account_in(
     .bind(i64::from(account.charges_enabled))
     .bind(i64::from(account.payouts_enabled))
     .bind(observed_at)
+    .bind(now)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;
+    if written.rows_affected() == 1 && (was_enabled != 0) != account.charges_enabled {
+        let change = Change {
+            entity_type: "seller",
+            entity_id: &seller_id,
+            action: "readiness",
+            before: Some(readiness(was_enabled != 0)),
+            after: Some(readiness(account.charges_enabled)),
+            detail: None,
+        };
+        audit::record(conn, change, actor, now).await?;
+    }
     Ok(written.rows_affected() == 1)
+}
+
+fn readiness(charges_enabled: bool) -> &'static str {
+    if charges_enabled {
+        "charges_enabled"
+    } else {
+        "charges_disabled"
+    }
 }

@@ -25,6 +25,7 @@ async fn with_a_seller(db: TestDb) -> (EmulatedShop, SellerRecord) {
             country: "DE".into(),
             key_scope: "secret".into(),
             idempotency_key: Some("seller-1".into()),
+            actor: kassa_testkit::shop::actor(),
         })
         .await
         .expect("seller");
@@ -57,8 +58,12 @@ async fn with_a_seller(db: TestDb) -> (EmulatedShop, SellerRecord) {
 /// Checkout of `cart_id` (its lines at `UNIT` each): the answer's status and JSON body, as the
 /// storefront gets them.
 async fn checkout(shop: &EmulatedShop, cart_id: &str, units: i64, key: &str) -> (u16, Value) {
-    let reply = shop
-        .app
+    checkout_on(&shop.app, cart_id, units, key).await
+}
+
+/// The same, on `app` (an instance with other settings).
+async fn checkout_on(app: &kassa_app::App, cart_id: &str, units: i64, key: &str) -> (u16, Value) {
+    let reply = app
         .checkout(kassa_app::checkout::CheckoutInput {
             cart_id: cart_id.to_owned(),
             key_scope: "publishable".into(),
@@ -152,8 +157,22 @@ async fn risk_p10_a_seller_disabled_before_the_provider_call_is_compensated(db: 
             .await,
         1
     );
-    // Kassa hears of it now: the next checkout is refused before reserving.
-    shop.deliver_events().await;
+    // Kassa learns of it from reconciliation, which reads each seller's account (Stripe sends
+    // account.updated to Connect endpoints only); the next checkout is refused before reserving.
+    let report = shop
+        .app
+        .reconcile(&kassa_app::reconcile::Quietly)
+        .await
+        .expect("reconciled");
+    assert_eq!(report.sellers_checked, 1);
+    assert!(
+        !shop
+            .app
+            .seller(&seller.id)
+            .await
+            .expect("seller")
+            .charges_enabled
+    );
     let after = cart(&shop, &[("BOOK", 1)]).await;
     let (status, again) = checkout(&shop, &after, 1, "p10-after").await;
     assert_eq!(
@@ -182,6 +201,7 @@ async fn mixed_carts_are_refused_and_sellers_are_created_once_per_key(db: TestDb
             country: "DE".into(),
             key_scope: "secret".into(),
             idempotency_key: Some("seller-1".into()),
+            actor: kassa_testkit::shop::actor(),
         })
         .await
         .expect("replayed");
@@ -191,10 +211,138 @@ async fn mixed_carts_are_refused_and_sellers_are_created_once_per_key(db: TestDb
         .app
         .create_product(NewProduct {
             name: "Orphan".into(),
-            variants: vec![],
+            variants: vec![NewVariant {
+                sku: "ORPHAN".into(),
+                unit_amount_minor: UNIT,
+                currency: "eur".into(),
+                attributes: BTreeMap::new(),
+                credits: 0,
+            }],
             seller_id: Some("sel_nobody".into()),
         })
         .await;
-    assert!(unknown.is_err());
+    assert!(
+        matches!(&unknown, Err(kassa_app::AppError::InvalidRequest { param: Some(param), .. }) if param == "seller_id"),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM variants WHERE sku = 'ORPHAN'")
+            .await,
+        0
+    );
+    let audited = shop
+        .scalar("SELECT COUNT(*) FROM audit_log WHERE entity_type = 'seller' AND action IN ('created', 'account_linked', 'readiness')")
+        .await;
+    assert_eq!(audited, 3, "created, linked, enabled");
 }
 both_backends!(mixed_carts_are_refused_and_sellers_are_created_once_per_key);
+
+/// A single seller's order is a destination charge with the platform's fee (rounded down);
+/// a refund takes the seller's share back from their account; Stripe's charge agrees with what
+/// Kassa decided, and a fee changed by hand is reported (invariant 10, the books).
+async fn a_sellers_order_is_a_destination_charge_and_its_refund_reverses_the_transfer(db: TestDb) {
+    let (shop, seller) = with_a_seller(db).await;
+    let with_fee = shop.instance_with_fee(CaptureMethod::Automatic, 250);
+    let cart = cart(&shop, &[("BOOK", 3)]).await;
+    let (status, placed) = checkout_on(&with_fee, &cart, 3, "fee").await;
+    assert_eq!(status, 201, "{placed}");
+    let intent_id = placed["payment"]["payment_intent_id"].as_str().expect("pi");
+    let intent = shop.intent(intent_id).await;
+    assert_eq!(
+        intent["transfer_data"]["destination"].as_str(),
+        seller.account_id.as_deref()
+    );
+    let fee = kassa_domain::marketplace::platform_fee(3 * UNIT, 250);
+    assert_eq!(intent["application_fee_amount"], fee);
+    assert_eq!(fee, 93, "3750 × 2.5 % = 93.75, rounded down");
+    shop.stripe(
+        reqwest::Method::POST,
+        &format!("/v1/payment_intents/{intent_id}/confirm"),
+        &[("payment_method", "pm_card_visa")],
+    )
+    .await;
+    shop.deliver_events().await;
+    let order_id = placed["order"]["id"].as_str().expect("order");
+    assert_eq!(shop.status(order_id).await, "paid");
+    let refund = shop
+        .app
+        .create_refund(kassa_app::refunds::RefundInput {
+            order_id: order_id.to_owned(),
+            key_scope: "secret".into(),
+            idempotency_key: Some("half".into()),
+            amount_minor: Some(UNIT),
+            reason: None,
+            restock: false,
+            actor: kassa_testkit::shop::actor(),
+        })
+        .await
+        .expect("refunded");
+    let at_stripe = shop
+        .stripe(
+            reqwest::Method::GET,
+            &format!(
+                "/v1/refunds/{}",
+                refund.provider_refund_id.as_deref().expect("sent")
+            ),
+            &[],
+        )
+        .await;
+    assert!(
+        at_stripe["transfer_reversal"].is_string(),
+        "the seller's share taken back: {at_stripe}"
+    );
+    shop.deliver_events().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    sqlx::query("UPDATE payments SET application_fee = application_fee + 1 WHERE order_id = $1")
+        .bind(order_id)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    pool.close().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == 10 && v.ids.iter().any(|id| id == order_id)),
+        "{:#?}",
+        report.violations
+    );
+}
+both_backends!(a_sellers_order_is_a_destination_charge_and_its_refund_reverses_the_transfer);
+
+/// With manual capture, a capture of less than was authorized sends the fee on what is captured
+/// (the rate the order was placed with), and the books still agree with Stripe.
+async fn a_smaller_capture_of_a_sellers_order_takes_the_fee_on_what_is_captured(db: TestDb) {
+    let (shop, _seller) = with_a_seller(db).await;
+    let app = shop.instance_with_fee(CaptureMethod::Manual, 250);
+    let cart = cart(&shop, &[("BOOK", 2)]).await;
+    let (status, placed) = checkout_on(&app, &cart, 2, "manual").await;
+    assert_eq!(status, 201, "{placed}");
+    let intent_id = placed["payment"]["payment_intent_id"].as_str().expect("pi");
+    let order_id = placed["order"]["id"].as_str().expect("order");
+    shop.stripe(
+        reqwest::Method::POST,
+        &format!("/v1/payment_intents/{intent_id}/confirm"),
+        &[("payment_method", "pm_card_visa")],
+    )
+    .await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(order_id).await, "authorized");
+    app.capture_order(order_id, Some(UNIT), &kassa_testkit::shop::actor())
+        .await
+        .expect("captured");
+    shop.deliver_events().await;
+    let intent = shop.intent(intent_id).await;
+    assert_eq!(intent["amount_received"], UNIT);
+    assert_eq!(
+        intent["application_fee_amount"],
+        kassa_domain::marketplace::platform_fee(UNIT, 250)
+    );
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+both_backends!(a_smaller_capture_of_a_sellers_order_takes_the_fee_on_what_is_captured);

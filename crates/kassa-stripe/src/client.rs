@@ -428,6 +428,13 @@ impl PaymentProvider for StripeClient {
         parse::account(&body).map_err(|e| unreadable("Account", e))
     }
 
+    async fn retrieve_account(&self, id: &str) -> ProviderResult<ProviderAccount> {
+        let body = self
+            .call(Method::GET, &format!("/v1/accounts/{id}"), &[], None)
+            .await?;
+        parse::account(&body).map_err(|e| unreadable("Account", e))
+    }
+
     async fn create_customer(&self, request: CreateCustomer) -> ProviderResult<ProviderCustomer> {
         let mut form = vec![("email".to_owned(), request.email.clone())];
         form.extend(metadata_fields(&request.metadata));
@@ -522,11 +529,16 @@ impl PaymentProvider for StripeClient {
         &self,
         id: &str,
         amount_to_capture_minor: Option<i64>,
+        application_fee_minor: Option<i64>,
         idempotency_key: &str,
     ) -> ProviderResult<ProviderPaymentIntent> {
         let form: Vec<(String, String)> = amount_to_capture_minor
             .map(|amount| ("amount_to_capture".to_owned(), amount.to_string()))
             .into_iter()
+            .chain(
+                application_fee_minor
+                    .map(|fee| ("application_fee_amount".to_owned(), fee.to_string())),
+            )
             .collect();
         let path = format!("/v1/payment_intents/{id}/capture");
         let body = self
@@ -545,6 +557,10 @@ impl PaymentProvider for StripeClient {
         ];
         if let Some(reason) = &request.reason {
             form.push(("reason".to_owned(), reason.clone()));
+        }
+        if request.reverse_transfer {
+            form.push(("reverse_transfer".to_owned(), "true".to_owned()));
+            form.push(("refund_application_fee".to_owned(), "true".to_owned()));
         }
         form.extend(metadata_fields(&request.metadata));
         let body = self

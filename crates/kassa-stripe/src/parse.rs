@@ -3,8 +3,8 @@
 //! units, as Stripe sends them.
 
 use kassa_app::ports::{
-    EventPage, ProviderAccount, ProviderCharge, ProviderCheckoutSession, ProviderDispute,
-    ProviderEvent, ProviderEventObject, ProviderEventSummary, ProviderInvoice,
+    Destination, EventPage, ProviderAccount, ProviderCharge, ProviderCheckoutSession,
+    ProviderDispute, ProviderEvent, ProviderEventObject, ProviderEventSummary, ProviderInvoice,
     ProviderPaymentIntent, ProviderRefund, ProviderSubscription, ProviderSubscriptionSession,
     SessionStatus,
 };
@@ -96,6 +96,10 @@ pub fn payment_intent(object: &Value) -> Parsed<ProviderPaymentIntent> {
         latest_charge: id_of(object, "latest_charge"),
         last_error,
         metadata: metadata(object),
+        destination: id_of(&object["transfer_data"], "destination").map(|account_id| Destination {
+            account_id,
+            application_fee_minor: optional_integer(object, "application_fee_amount"),
+        }),
     })
 }
 

@@ -118,6 +118,7 @@ async fn round_trip_create_confirm_capture_refund_cancel_events() {
         .create_refund(CreateRefund {
             payment_intent_id: intent.id.clone(),
             amount_minor: 500,
+            reverse_transfer: false,
             reason: Some("requested_by_customer".into()),
             metadata: vec![],
             idempotency_key: "r1".into(),

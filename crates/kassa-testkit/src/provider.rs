@@ -161,6 +161,7 @@ impl FakeProvider {
             .or_insert_with(|| {
                 let id = format!("pi_fake{count}");
                 ProviderPaymentIntent {
+                    destination: request.destination.clone(),
                     client_secret: Some(format!("{id}_secret_x")),
                     id,
                     status: PaymentStatus::RequiresPaymentMethod,
@@ -272,6 +273,7 @@ impl PaymentProvider for FakeProvider {
         &self,
         id: &str,
         amount: Option<i64>,
+        _application_fee: Option<i64>,
         _key: &str,
     ) -> ProviderResult<ProviderPaymentIntent> {
         let current = self.retrieve_payment_intent(id).await?;

@@ -62,7 +62,7 @@ impl EmulatedShop {
         let emulator = Emulator::start(EmulatorConfig::for_tests())
             .await
             .expect("emulator starts");
-        let app = EmulatedShop::app_for(&db, &emulator, capture);
+        let app = EmulatedShop::app_for(&db, &emulator, capture, 0);
         let clock = app.1;
         let app = app.0;
         for (name, sku) in [("Mug", "MUG"), ("Tee", "TEE")] {
@@ -90,12 +90,23 @@ impl EmulatedShop {
 
     /// Another `App` on the same database and emulator (a second `kassa serve` instance).
     pub fn second_instance(&self, capture: CaptureMethod) -> App {
-        let (app, clock) = EmulatedShop::app_for(&self.db, &self.emulator, capture);
+        self.instance_with_fee(capture, 0)
+    }
+
+    /// Another instance whose marketplace fee is `platform_fee_bps`.
+    pub fn instance_with_fee(&self, capture: CaptureMethod, platform_fee_bps: i64) -> App {
+        let (app, clock) =
+            EmulatedShop::app_for(&self.db, &self.emulator, capture, platform_fee_bps);
         clock.advance(self.clock.now_secs() - clock.now_secs());
         app
     }
 
-    fn app_for(db: &TestDb, emulator: &Emulator, capture: CaptureMethod) -> (App, Arc<TestClock>) {
+    fn app_for(
+        db: &TestDb,
+        emulator: &Emulator,
+        capture: CaptureMethod,
+        platform_fee_bps: i64,
+    ) -> (App, Arc<TestClock>) {
         let mut config = StripeConfig::new(&emulator.base_url(), &emulator.config().secret_key);
         config.request_timeout = Duration::from_millis(800);
         config.attempts_max = 2;
@@ -120,6 +131,7 @@ impl EmulatedShop {
                     success_url: SUCCESS_URL.into(),
                     cancel_url: CANCEL_URL.into(),
                 }),
+                platform_fee_bps,
                 ..kassa_app::Settings::default()
             },
         });

@@ -106,6 +106,7 @@ fn report_from(body: &Value) -> ReconcileReport {
         refunds_checked: count("refunds_checked"),
         events_read: count("events_read"),
         events_recovered: count("events_recovered"),
+        sellers_checked: count("sellers_checked"),
         provider_errors: count("provider_errors"),
         differences,
     }
@@ -258,6 +259,7 @@ fn summary_of(report: &ReconcileReport) -> String {
             ("refunds checked", report.refunds_checked),
             ("provider events read", report.events_read),
             ("missed events recovered", report.events_recovered),
+            ("sellers' readiness read", report.sellers_checked),
             ("provider errors (retried next run)", report.provider_errors),
             ("differences (orders flagged)", report.differences.len()),
         ],

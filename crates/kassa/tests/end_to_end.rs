@@ -418,9 +418,10 @@ async fn risk_s8_logs_carry_request_ids_and_no_secrets_or_personal_data(db: Test
         "request ids in the logs: {text}"
     );
     let client_secret_marker = "_secret_";
+    // The name as a JSON string (quoted): bare, three letters turn up inside random ids.
     for secret in [
         "ada@example.com",
-        "Ada",
+        "\"Ada\"",
         "1 St",
         SECRET,
         PUBLISHABLE,

@@ -99,6 +99,8 @@ pub struct OrderPlan {
     pub hosted_expires_at: Option<i64>,
     /// Where the checkout came from, counted by the velocity limits.
     pub client_ip: Option<String>,
+    /// The platform's fee on a seller's order, in basis points.
+    pub platform_fee_bps: i64,
 }
 
 /// Checkouts of one customer e-mail and one client address since a moment (risk S7).
@@ -156,8 +158,8 @@ pub struct PendingPayment {
     pub capture_method: CaptureMethod,
     pub provider_idempotency_key: String,
     pub order_created_at: i64,
-    /// The connected account of the order's one seller, if its products have one.
-    pub seller_account: Option<String>,
+    /// A single seller's order: the destination charge decided when it was placed.
+    pub destination: Option<super::Destination>,
     /// What the hosted page is created from; `None` for the embedded flow.
     pub hosted: Option<HostedCheckout>,
 }

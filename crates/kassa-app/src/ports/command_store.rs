@@ -16,6 +16,8 @@ pub enum CaptureStart {
         payment_id: String,
         payment_intent_id: String,
         amount_minor: i64,
+        /// A destination charge's fee on `amount_minor` (recorded on the payment).
+        application_fee_minor: Option<i64>,
     },
     Refused(Refusal),
     OrderMissing,

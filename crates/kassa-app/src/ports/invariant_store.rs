@@ -24,6 +24,8 @@ pub struct PaymentToCheck {
     pub payment_status: PaymentStatus,
     /// Refunds Kassa holds as succeeded for this payment: (count, total).
     pub refunds_succeeded: (i64, i64),
+    /// The destination charge Kassa decided on (a seller's account and the platform's fee).
+    pub destination: Option<super::Destination>,
 }
 
 /// A subscription the provider knows, for the ledger's side of the check (invariant 8).

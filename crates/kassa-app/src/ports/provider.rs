@@ -71,6 +71,9 @@ pub struct ProviderPaymentIntent {
     /// Decline code or message of the last failed attempt, if any.
     pub last_error: Option<String>,
     pub metadata: Vec<(String, String)>,
+    /// A destination charge's seller account (`transfer_data[destination]`) and the platform's
+    /// fee (`application_fee_amount`).
+    pub destination: Option<Destination>,
 }
 
 /// One line of a hosted checkout page, priced by Kassa (never by the client).
@@ -131,6 +134,10 @@ pub struct ProviderCheckoutSession {
 pub struct CreateRefund {
     pub payment_intent_id: String,
     pub amount_minor: i64,
+    /// A destination charge's refund: the seller's transfer and the platform's fee are taken
+    /// back in proportion (`reverse_transfer`, `refund_application_fee`), so seller and
+    /// platform each bear their share, and a whole refund leaves both at nothing.
+    pub reverse_transfer: bool,
     pub reason: Option<String>,
     pub metadata: Vec<(String, String)>,
     pub idempotency_key: String,
@@ -209,10 +216,12 @@ pub trait PaymentProvider: Send + Sync {
     ) -> ProviderResult<ProviderPaymentIntent>;
 
     /// Captures `amount_to_capture_minor`, or everything capturable when `None`.
+    /// `application_fee_minor`: a destination charge's fee on what is captured.
     async fn capture_payment_intent(
         &self,
         id: &str,
         amount_to_capture_minor: Option<i64>,
+        application_fee_minor: Option<i64>,
         idempotency_key: &str,
     ) -> ProviderResult<ProviderPaymentIntent>;
 
@@ -237,6 +246,15 @@ pub trait PaymentProvider: Send + Sync {
         &self,
         _request: CreateConnectedAccount,
     ) -> ProviderResult<ProviderAccount> {
+        Err(ProviderError::Definite {
+            code: "unsupported".into(),
+            message: "this payment provider has no connected accounts".into(),
+        })
+    }
+
+    /// A connected account as it stands: its readiness, for reconciliation (Stripe sends
+    /// `account.updated` only to a Connect endpoint, and lists it in no platform event list).
+    async fn retrieve_account(&self, _id: &str) -> ProviderResult<ProviderAccount> {
         Err(ProviderError::Definite {
             code: "unsupported".into(),
             message: "this payment provider has no connected accounts".into(),

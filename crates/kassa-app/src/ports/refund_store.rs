@@ -24,6 +24,8 @@ pub struct RefundRecord {
     pub provider_idempotency_key: String,
     pub failure_reason: Option<String>,
     pub created_at: i64,
+    /// Its payment was a destination charge to a seller's account.
+    pub of_destination_charge: bool,
 }
 
 /// A refund asked for through the API, decided and recorded in one transaction.

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::checkout_store::Actor;
 use super::provider::ProviderAccount;
 use super::store::StoreResult;
 
@@ -38,20 +39,30 @@ pub enum SellerStart {
 
 #[async_trait]
 pub trait SellerStore: Send + Sync {
-    async fn start_seller(&self, new: &NewSeller, now: i64) -> StoreResult<SellerStart>;
+    async fn start_seller(
+        &self,
+        new: &NewSeller,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<SellerStart>;
     /// Records the connected account unless one is recorded; returns the seller.
     async fn record_seller_account(
         &self,
         seller_id: &str,
         account: &ProviderAccount,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<SellerRecord>;
     async fn seller(&self, id: &str) -> StoreResult<Option<SellerRecord>>;
+    /// The connected accounts of sellers, at most `limit`.
+    async fn seller_accounts(&self, limit: i64) -> StoreResult<Vec<String>>;
     /// The account's readiness as observed at `observed_at`, unless a later observation was
     /// recorded already; whether it was recorded.
     async fn observe_account(
         &self,
         account: &ProviderAccount,
         observed_at: i64,
+        actor: &Actor,
+        now: i64,
     ) -> StoreResult<bool>;
 }

@@ -168,6 +168,7 @@ pub fn report_body(report: &ReconcileReport) -> Value {
         refunds_checked: report.refunds_checked,
         events_read: report.events_read,
         events_recovered: report.events_recovered,
+        sellers_checked: report.sellers_checked,
         provider_errors: report.provider_errors,
         differences: report
             .differences

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use kassa_app::sellers::SellerInput;
 
 use crate::HttpState;
-use crate::auth::SecretKey;
+use crate::auth::{Origin, SecretKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, single_header};
 use crate::wire::{CreateSellerRequest, SellerBody};
@@ -37,6 +37,7 @@ pub fn router() -> Router<HttpState> {
 )]
 pub(crate) async fn create(
     _: SecretKey,
+    origin: Origin,
     State(state): State<HttpState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateSellerRequest>,
@@ -49,6 +50,7 @@ pub(crate) async fn create(
             country: body.country,
             key_scope: "secret".into(),
             idempotency_key: single_header(&headers, "Idempotency-Key")?.map(str::to_owned),
+            actor: origin.actor("operator (secret key)"),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(SellerBody::from(&seller))))

@@ -42,7 +42,7 @@ pub(crate) async fn apply(
             account,
             observed_at,
         } => Ok(
-            if crate::sellers::observe_account_in(conn, account, *observed_at).await? {
+            if crate::sellers::observe_account_in(conn, account, *observed_at, actor, now).await? {
                 Applied::Done
             } else {
                 Applied::Ignored(format!(

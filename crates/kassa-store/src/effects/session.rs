@@ -41,6 +41,7 @@ pub(crate) async fn observe(
     // The session's amount stands for its PaymentIntent's: the plan checks it against the order
     // (risk W6), and only money a paid session reports counts as received.
     let observed = ProviderPaymentIntent {
+        destination: None,
         id: session.payment_intent_id.clone().unwrap_or_default(),
         status,
         amount_minor: session.amount_total_minor,
