@@ -41,6 +41,8 @@ const PROVIDER_RETRY_AFTER_SECS: i64 = 2;
 /// pass that check. Past them Stripe refuses the create — definitely, since nothing was made
 /// under the key — and the checkout is canceled and its stock released.
 pub const HOSTED_EXPIRY_MIN_SECS: i64 = 40 * 60;
+/// Stripe's refusal of a destination charge whose account cannot take charges.
+const DESTINATION_CANNOT_TAKE_CHARGES: &str = "insufficient_capabilities_for_transfer";
 /// … or later than 24 hours after it.
 pub const HOSTED_EXPIRY_MAX_SECS: i64 = 24 * 3600;
 
@@ -145,6 +147,27 @@ pub struct CheckoutReply {
 }
 
 impl App {
+    /// What the storefront hears when the provider definitely refused the payment: the seller's
+    /// unavailability when the refusal was the destination account's (it was disabled after Kassa
+    /// last heard, risk P10), else the provider's refusal.
+    async fn refusal_of(
+        &self,
+        pending: &PendingPayment,
+        code: &str,
+        reason: String,
+    ) -> AppResult<AppError> {
+        if let Some(destination) = &pending.destination
+            && code == DESTINATION_CANNOT_TAKE_CHARGES
+            && let Some(seller_id) = self
+                .store
+                .seller_for_account(&destination.account_id)
+                .await?
+        {
+            return Ok(AppError::SellerUnavailable { seller_id });
+        }
+        Ok(AppError::ProviderRefused { message: reason })
+    }
+
     pub async fn checkout(&self, input: CheckoutInput) -> AppResult<CheckoutReply> {
         let reply = self.checkout_once(input).await;
         crate::metrics::count_checkout(match &reply {
@@ -449,9 +472,8 @@ impl App {
             }
             Err(ProviderError::Definite { code, message }) => {
                 let reason = format!("{code}: {message}");
-                let response = self.renderer.refused(&AppError::ProviderRefused {
-                    message: reason.clone(),
-                });
+                let refusal = self.refusal_of(&pending, &code, reason.clone()).await?;
+                let response = self.renderer.refused(&refusal);
                 let abandoned = Abandoned {
                     order_id: pending.order_id.clone(),
                     payment_id: pending.payment_id.clone(),

@@ -162,6 +162,17 @@ impl SellerStore for SqlStore {
         Ok(seller)
     }
 
+    async fn seller_for_account(&self, account_id: &str) -> StoreResult<Option<String>> {
+        let mut unit = self.read().await?;
+        let seller = sqlx::query_scalar("SELECT id FROM sellers WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&mut *unit)
+            .await
+            .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(seller)
+    }
+
     async fn seller_accounts(&self, limit: i64) -> StoreResult<Vec<String>> {
         let mut unit = self.read().await?;
         let accounts = sqlx::query_scalar(

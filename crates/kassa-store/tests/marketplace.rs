@@ -149,8 +149,9 @@ async fn risk_p10_a_seller_disabled_before_the_provider_call_is_compensated(db: 
     set_readiness(&shop, &seller, false).await;
     let late = cart(&shop, &[("BOOK", 2)]).await;
     let (status, refused) = checkout(&shop, &late, 2, "p10-late").await;
-    assert_eq!(status, 402, "{refused}");
-    assert_eq!(refused["error"]["code"], "provider_refused");
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "seller_unavailable");
+    assert_eq!(refused["error"]["seller_id"], seller.id.as_str());
     assert_eq!(shop.stock("BOOK").await, (STOCK, 0, 0), "released");
     assert_eq!(
         shop.scalar("SELECT COUNT(*) FROM orders WHERE status = 'canceled'")

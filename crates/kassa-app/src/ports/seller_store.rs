@@ -54,6 +54,8 @@ pub trait SellerStore: Send + Sync {
         now: i64,
     ) -> StoreResult<SellerRecord>;
     async fn seller(&self, id: &str) -> StoreResult<Option<SellerRecord>>;
+    /// The seller whose connected account this is.
+    async fn seller_for_account(&self, account_id: &str) -> StoreResult<Option<String>>;
     /// The connected accounts of sellers, at most `limit`.
     async fn seller_accounts(&self, limit: i64) -> StoreResult<Vec<String>>;
     /// The account's readiness as observed at `observed_at`, unless a later observation was

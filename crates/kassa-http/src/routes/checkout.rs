@@ -41,7 +41,7 @@ pub fn router() -> Router<HttpState> {
         (status = 201, description = "the order and its PaymentIntent; replays carry `Idempotent-Replayed: true`", body = crate::wire::CheckoutBody),
         (status = 402, description = "`provider_refused`: Stripe refused; nothing was charged and the stock is released", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
-        (status = 409, description = "`insufficient_stock` (with `skus`), `price_changed` (with `total`), `cart_already_checked_out` (with `order_id`), `request_in_progress` (with `Retry-After`), `invalid_state`", body = crate::error::ErrorBody),
+        (status = 409, description = "`insufficient_stock` (with `skus`), `price_changed` (with `total`), `cart_already_checked_out` (with `order_id`), `seller_unavailable` (with `seller_id`: nothing reserved, or the reservation released), `request_in_progress` (with `Retry-After`), `invalid_state`", body = crate::error::ErrorBody),
         (status = 422, description = "`idempotency_key_reused`: the same key with a different body", body = crate::error::ErrorBody),
         (status = 503, description = "`provider_unavailable`: Stripe did not answer; retry with the same key", body = crate::error::ErrorBody),
     ),
