@@ -139,7 +139,11 @@ impl App {
         }
         let customer = match self.provider_customer(&subscription.customer_id).await? {
             Ok(customer) => customer,
-            Err(error) => return Err(self.refused_subscription(&subscription, error).await),
+            Err(error) => {
+                return Err(self
+                    .refused_subscription(&subscription, error, &input.actor)
+                    .await);
+            }
         };
         let request = CreateSubscriptionSession {
             plan_name: plan.name.clone(),
@@ -161,7 +165,11 @@ impl App {
         };
         let session = match self.provider.create_subscription_session(request).await {
             Ok(session) => session,
-            Err(error) => return Err(self.refused_subscription(&subscription, error).await),
+            Err(error) => {
+                return Err(self
+                    .refused_subscription(&subscription, error, &input.actor)
+                    .await);
+            }
         };
         let recorded = self
             .store
@@ -221,6 +229,7 @@ impl App {
         &self,
         subscription: &SubscriptionRecord,
         error: ProviderError,
+        actor: &Actor,
     ) -> AppError {
         let ProviderError::Definite { code, message } = error else {
             return AppError::ProviderUnavailable {
@@ -232,7 +241,7 @@ impl App {
         };
         if let Err(error) = self
             .store
-            .observe_billing(&ended, &subscription_actor(), self.clock.now_secs())
+            .observe_billing(&ended, actor, self.clock.now_secs())
             .await
         {
             return error.into();
@@ -429,12 +438,4 @@ fn page_of(subscription: &SubscriptionRecord) -> Option<SubscriptionPage> {
         url: subscription.checkout_url.clone()?,
         expires_at: subscription.checkout_expires_at?,
     })
-}
-
-fn subscription_actor() -> Actor {
-    Actor {
-        kind: "subscribe".into(),
-        request_id: None,
-        client_ip: None,
-    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use kassa_app::catalog::{NewProduct, NewVariant};
 use kassa_app::ports::{CaptureMethod, CreditStore};
-use kassa_testkit::shop::{EmulatedShop, Placed};
+use kassa_testkit::shop::{EmulatedShop, Placed, checkout_input};
 use kassa_testkit::{TestDb, both_backends};
 use serde_json::Value;
 
@@ -41,22 +41,12 @@ async fn bought_two_packs(db: TestDb) -> (EmulatedShop, Placed) {
         .expect("mug");
     let reply = shop
         .app
-        .checkout(kassa_app::checkout::CheckoutInput {
-            cart_id: cart.id.clone(),
-            key_scope: "publishable".into(),
-            idempotency_key: Some("packs".into()),
-            email: "ada@example.com".into(),
-            shipping: kassa_app::ports::ShippingAddress {
-                name: "Ada".into(),
-                line1: "1 St".into(),
-                city: "London".into(),
-                postal_code: "N1".into(),
-                country: "GB".into(),
-            },
-            expected_total_minor: 2 * 500 + kassa_testkit::shop::UNIT,
-            flow: kassa_app::checkout::CheckoutFlow::Embedded,
-            actor: kassa_testkit::shop::actor(),
-        })
+        .checkout(checkout_input(
+            &cart.id,
+            2 * 500 + kassa_testkit::shop::UNIT,
+            "packs",
+            kassa_app::checkout::CheckoutFlow::Embedded,
+        ))
         .await
         .expect("checkout");
     let body: Value = serde_json::from_str(&reply.response.body).expect("json");

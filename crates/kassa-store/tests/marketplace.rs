@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use kassa_app::catalog::{NewProduct, NewVariant};
+use kassa_app::checkout::CheckoutFlow;
 use kassa_app::ports::{CaptureMethod, SellerRecord};
 use kassa_app::sellers::SellerInput;
-use kassa_testkit::shop::{EmulatedShop, UNIT};
+use kassa_testkit::shop::{EmulatedShop, UNIT, checkout_input};
 use kassa_testkit::{TestDb, both_backends};
 use serde_json::{Value, json};
 
@@ -63,25 +64,8 @@ async fn checkout(shop: &EmulatedShop, cart_id: &str, units: i64, key: &str) -> 
 
 /// The same, on `app` (an instance with other settings).
 async fn checkout_on(app: &kassa_app::App, cart_id: &str, units: i64, key: &str) -> (u16, Value) {
-    let reply = app
-        .checkout(kassa_app::checkout::CheckoutInput {
-            cart_id: cart_id.to_owned(),
-            key_scope: "publishable".into(),
-            idempotency_key: Some(key.into()),
-            email: "ada@example.com".into(),
-            shipping: kassa_app::ports::ShippingAddress {
-                name: "Ada".into(),
-                line1: "1 St".into(),
-                city: "London".into(),
-                postal_code: "N1".into(),
-                country: "GB".into(),
-            },
-            expected_total_minor: units * UNIT,
-            flow: kassa_app::checkout::CheckoutFlow::Embedded,
-            actor: kassa_testkit::shop::actor(),
-        })
-        .await
-        .expect("answered");
+    let input = checkout_input(cart_id, units * UNIT, key, CheckoutFlow::Embedded);
+    let reply = app.checkout(input).await.expect("answered");
     let body = serde_json::from_str(&reply.response.body).expect("json");
     (reply.response.status, body)
 }

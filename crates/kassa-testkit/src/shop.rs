@@ -57,6 +57,31 @@ pub fn actor() -> Actor {
     }
 }
 
+/// A storefront's checkout of `cart_id` for Ada, expecting `total_minor`, under `key`.
+pub fn checkout_input(
+    cart_id: &str,
+    total_minor: i64,
+    key: &str,
+    flow: CheckoutFlow,
+) -> CheckoutInput {
+    CheckoutInput {
+        cart_id: cart_id.to_owned(),
+        key_scope: "publishable".into(),
+        idempotency_key: Some(key.to_owned()),
+        email: "ada@example.com".into(),
+        shipping: ShippingAddress {
+            name: "Ada Lovelace".into(),
+            line1: "1 Analytical St".into(),
+            city: "London".into(),
+            postal_code: "N1 1AA".into(),
+            country: "GB".into(),
+        },
+        expected_total_minor: total_minor,
+        flow,
+        actor: actor(),
+    }
+}
+
 impl EmulatedShop {
     pub async fn new(db: TestDb, capture: CaptureMethod) -> EmulatedShop {
         let emulator = Emulator::start(EmulatorConfig::for_tests())
@@ -230,25 +255,8 @@ impl EmulatedShop {
         flow: CheckoutFlow,
     ) -> Result<Value, kassa_app::AppError> {
         let total = lines.iter().map(|(_, q)| q * UNIT).sum();
-        let reply = self
-            .app
-            .checkout(CheckoutInput {
-                cart_id: cart_id.to_owned(),
-                key_scope: "publishable".into(),
-                idempotency_key: Some(format!("{key}-{cart_id}")),
-                email: "ada@example.com".into(),
-                shipping: ShippingAddress {
-                    name: "Ada Lovelace".into(),
-                    line1: "1 Analytical St".into(),
-                    city: "London".into(),
-                    postal_code: "N1 1AA".into(),
-                    country: "GB".into(),
-                },
-                expected_total_minor: total,
-                flow,
-                actor: actor(),
-            })
-            .await?;
+        let input = checkout_input(cart_id, total, &format!("{key}-{cart_id}"), flow);
+        let reply = self.app.checkout(input).await?;
         Ok(serde_json::from_str(&reply.response.body).unwrap_or(Value::Null))
     }
 

@@ -246,26 +246,20 @@ pub trait PaymentProvider: Send + Sync {
         &self,
         _request: CreateConnectedAccount,
     ) -> ProviderResult<ProviderAccount> {
-        Err(ProviderError::Definite {
-            code: "unsupported".into(),
-            message: "this payment provider has no connected accounts".into(),
-        })
+        Err(unsupported("connected accounts"))
     }
 
     /// A connected account as it stands: its readiness, for reconciliation (Stripe sends
     /// `account.updated` only to a Connect endpoint, and lists it in no platform event list).
     async fn retrieve_account(&self, _id: &str) -> ProviderResult<ProviderAccount> {
-        Err(ProviderError::Definite {
-            code: "unsupported".into(),
-            message: "this payment provider has no connected accounts".into(),
-        })
+        Err(unsupported("connected accounts"))
     }
 
     // Subscriptions (seed 003). A provider that sells none (the deterministic simulation's)
     // keeps these defaults, which refuse.
 
     async fn create_customer(&self, _request: CreateCustomer) -> ProviderResult<ProviderCustomer> {
-        Err(sells_no_subscriptions())
+        Err(unsupported("subscriptions"))
     }
 
     /// A hosted page (`mode=subscription`) that starts the subscription when paid.
@@ -273,7 +267,7 @@ pub trait PaymentProvider: Send + Sync {
         &self,
         _request: CreateSubscriptionSession,
     ) -> ProviderResult<ProviderCheckoutSession> {
-        Err(sells_no_subscriptions())
+        Err(unsupported("subscriptions"))
     }
 
     /// All of a subscription's paid invoices, for checking the ledger.
@@ -281,7 +275,7 @@ pub trait PaymentProvider: Send + Sync {
         &self,
         _subscription_id: &str,
     ) -> ProviderResult<Vec<ProviderInvoice>> {
-        Err(sells_no_subscriptions())
+        Err(unsupported("subscriptions"))
     }
 
     /// Ends the subscription at its period's end, or now.
@@ -291,14 +285,15 @@ pub trait PaymentProvider: Send + Sync {
         _at_period_end: bool,
         _idempotency_key: &str,
     ) -> ProviderResult<ProviderSubscription> {
-        Err(sells_no_subscriptions())
+        Err(unsupported("subscriptions"))
     }
 }
 
-fn sells_no_subscriptions() -> ProviderError {
+/// The refusal of a provider without `what` (the deterministic simulation's).
+fn unsupported(what: &str) -> ProviderError {
     ProviderError::Definite {
         code: "unsupported".into(),
-        message: "this payment provider sells no subscriptions".into(),
+        message: format!("this payment provider has no {what}"),
     }
 }
 
