@@ -101,7 +101,86 @@ impl App {
             }
         }
         self.check_ledger(&mut report).await?;
+        self.check_transfers(&mut report).await?;
         Ok(report)
+    }
+
+    /// Invariant 11, the books of several sellers' orders: the transfers Kassa planned and the
+    /// platform's keep add up to what was captured; the provider holds exactly the transfers
+    /// Kassa made for the order's transfer group (none twice, none missing), each for the
+    /// amount and seller Kassa planned, with what Kassa reversed of it reversed.
+    async fn check_transfers(&self, report: &mut CheckReport) -> AppResult<()> {
+        for group in self
+            .store
+            .transfer_groups_to_check(CHECK_PAYMENTS_MAX)
+            .await?
+        {
+            let mut wrong = Vec::new();
+            let planned: i64 = group.transfers.iter().map(|t| t.amount_minor).sum();
+            if planned + group.platform_fee_minor != group.captured_minor {
+                wrong.push(format!(
+                    "transfers {planned} + platform's {} {} != captured {}",
+                    group.platform_fee_minor, group.currency, group.captured_minor
+                ));
+            }
+            let theirs = match self.provider.list_transfers(&group.order_id).await {
+                Ok(transfers) => transfers,
+                Err(_) => {
+                    report.provider_errors += 1;
+                    continue;
+                }
+            };
+            let mut made: HashMap<&str, _> = group
+                .transfers
+                .iter()
+                .filter_map(|t| t.provider_transfer_id.as_deref().map(|id| (id, t)))
+                .collect();
+            for transfer in &theirs {
+                let Some(ours) = made.remove(transfer.id.as_str()) else {
+                    wrong.push(format!(
+                        "the provider holds transfer {} ({} to {}) that Kassa did not make",
+                        transfer.id, transfer.amount_minor, transfer.destination
+                    ));
+                    continue;
+                };
+                if (transfer.amount_minor, transfer.destination.as_str())
+                    != (ours.amount_minor, ours.account_id.as_str())
+                {
+                    wrong.push(format!(
+                        "transfer {} is {} to {} at the provider, {} to {} in Kassa",
+                        transfer.id,
+                        transfer.amount_minor,
+                        transfer.destination,
+                        ours.amount_minor,
+                        ours.account_id
+                    ));
+                }
+                let reversed = group
+                    .reversed
+                    .iter()
+                    .find(|(id, _)| id == &transfer.id)
+                    .map_or(0, |(_, amount)| *amount);
+                if transfer.amount_reversed_minor != reversed {
+                    wrong.push(format!(
+                        "transfer {} has {} reversed at the provider, {reversed} in Kassa",
+                        transfer.id, transfer.amount_reversed_minor
+                    ));
+                }
+            }
+            wrong.extend(
+                made.into_keys().map(|id| {
+                    format!("Kassa made transfer {id}, which the provider does not hold")
+                }),
+            );
+            report
+                .violations
+                .extend(wrong.into_iter().map(|what| Violation {
+                    invariant: 11,
+                    ids: vec![group.order_id.clone()],
+                    what,
+                }));
+        }
+        Ok(())
     }
 
     /// Invariant 8 against the provider, subscription by subscription: every invoice it holds

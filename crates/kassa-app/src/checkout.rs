@@ -433,6 +433,7 @@ impl App {
                     currency: pending.amount.currency(),
                     capture_method: pending.capture_method,
                     destination: pending.destination.clone(),
+                    transfer_group: pending.transfer_group.clone(),
                     metadata,
                     idempotency_key: pending.provider_idempotency_key.clone(),
                 })
@@ -454,6 +455,7 @@ impl App {
                         client_reference_id: pending.order_id.clone(),
                         customer_email: hosted.email.clone(),
                         metadata,
+                        transfer_group: pending.transfer_group.clone(),
                         expires_at_secs: hosted.expires_at,
                         idempotency_key: pending.provider_idempotency_key.clone(),
                     })
@@ -711,6 +713,5 @@ fn refusal_error(refusal: PlaceRefusal) -> AppError {
         },
         PlaceRefusal::InsufficientStock { skus } => AppError::InsufficientStock { skus },
         PlaceRefusal::SellerUnavailable { seller_id } => AppError::SellerUnavailable { seller_id },
-        PlaceRefusal::Marketplace(message) => AppError::InvalidState { message },
     }
 }

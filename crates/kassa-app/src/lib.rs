@@ -24,6 +24,7 @@ pub mod reconcile;
 pub mod refunds;
 pub mod sellers;
 pub mod subscriptions;
+pub mod transfers;
 pub mod validate;
 pub mod webhooks;
 

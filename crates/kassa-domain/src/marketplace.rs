@@ -13,9 +13,171 @@ pub fn platform_fee(amount_minor: i64, bps: i64) -> i64 {
     i64::try_from(fee).unwrap_or(amount_minor)
 }
 
+/// What one seller is paid for an order of several sellers' products, charged once by the
+/// platform and sent on by a transfer after capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SellerShare {
+    pub seller_id: String,
+    /// The seller's part of what was captured: their lines' part of the order's total.
+    pub gross_minor: i64,
+    /// The platform's fee on it.
+    pub fee_minor: i64,
+    /// What the seller's transfer carries: `gross_minor - fee_minor`.
+    pub transfer_minor: i64,
+}
+
+/// Splits `captured_minor` of an order whose lines sum to `total_minor` among the sellers whose
+/// lines are `seller_lines` (seller, their lines' amount). Each seller's part is rounded down
+/// (the odd minor units, and lines without a seller, stay with the platform), and the fee on
+/// it too; so the transfers and the platform's keep add up to exactly what was captured.
+pub fn seller_shares(
+    captured_minor: i64,
+    total_minor: i64,
+    seller_lines: &[(String, i64)],
+    fee_bps: i64,
+) -> Vec<SellerShare> {
+    let mut shares: Vec<SellerShare> = Vec::new();
+    for (seller_id, amount) in seller_lines {
+        let gross = proportion(captured_minor, *amount, total_minor);
+        match shares.iter_mut().find(|s| &s.seller_id == seller_id) {
+            Some(share) => share.gross_minor += gross,
+            None => shares.push(SellerShare {
+                seller_id: seller_id.clone(),
+                gross_minor: gross,
+                fee_minor: 0,
+                transfer_minor: 0,
+            }),
+        }
+    }
+    for share in &mut shares {
+        share.fee_minor = platform_fee(share.gross_minor, fee_bps);
+        share.transfer_minor = share.gross_minor - share.fee_minor;
+    }
+    shares
+}
+
+/// What a refund takes back from one seller's transfer of `transfer_minor`, when the order's
+/// refunds went from `refunded_before` to `refunded_after` of `captured_minor`: the seller's
+/// proportion of everything refunded so far, less what earlier refunds took. Rounded down
+/// until the whole order is refunded, when the rest of the transfer comes back, so a seller
+/// never keeps anything of a wholly refunded order and never gives back more than they got.
+pub fn transfer_reversal(
+    transfer_minor: i64,
+    captured_minor: i64,
+    refunded_before: i64,
+    refunded_after: i64,
+) -> i64 {
+    let taken_back = |refunded: i64| {
+        if refunded >= captured_minor {
+            transfer_minor
+        } else {
+            proportion(transfer_minor, refunded, captured_minor)
+        }
+    };
+    (taken_back(refunded_after) - taken_back(refunded_before)).max(0)
+}
+
+/// `amount × part / whole`, rounded down, in integers; 0 for an empty whole or part.
+fn proportion(amount: i64, part: i64, whole: i64) -> i64 {
+    if amount <= 0 || part <= 0 || whole <= 0 {
+        return 0;
+    }
+    let value = i128::from(amount) * i128::from(part.min(whole)) / i128::from(whole);
+    i64::try_from(value).unwrap_or(amount)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+        pairs.iter().map(|(s, a)| ((*s).to_string(), *a)).collect()
+    }
+
+    #[test]
+    fn shares_of_a_whole_capture_are_each_sellers_lines_less_the_fee() {
+        let shares = seller_shares(
+            3_000,
+            3_000,
+            &lines(&[("a", 1_000), ("b", 1_500), ("a", 500)]),
+            1_000,
+        );
+        assert_eq!(shares.len(), 2);
+        assert_eq!(
+            (
+                shares[0].gross_minor,
+                shares[0].fee_minor,
+                shares[0].transfer_minor
+            ),
+            (1_500, 150, 1_350)
+        );
+        assert_eq!(
+            (
+                shares[1].gross_minor,
+                shares[1].fee_minor,
+                shares[1].transfer_minor
+            ),
+            (1_500, 150, 1_350)
+        );
+    }
+
+    #[test]
+    fn shares_round_down_and_never_add_up_to_more_than_the_capture() {
+        // A smaller capture: 1000 of 3000, split 1:1:1 (333 each, the odd unit to the platform).
+        let shares = seller_shares(
+            1_000,
+            3_000,
+            &lines(&[("a", 1_000), ("b", 1_000), ("c", 1_000)]),
+            250,
+        );
+        let grosses: Vec<i64> = shares.iter().map(|s| s.gross_minor).collect();
+        assert_eq!(grosses, vec![333, 333, 333]);
+        assert!(
+            shares
+                .iter()
+                .all(|s| s.fee_minor == 8 && s.transfer_minor == 325)
+        );
+        for captured in [0, 1, 7, 999, 2_999, 3_000] {
+            let shares = seller_shares(
+                captured,
+                3_000,
+                &lines(&[("a", 1), ("b", 1_999), ("c", 1_000)]),
+                333,
+            );
+            let sent: i64 = shares.iter().map(|s| s.transfer_minor + s.fee_minor).sum();
+            assert!(sent <= captured, "{captured}: {sent}");
+            assert!(
+                shares
+                    .iter()
+                    .all(|s| s.transfer_minor >= 0 && s.fee_minor >= 0)
+            );
+        }
+        assert!(
+            seller_shares(500, 0, &lines(&[("a", 0)]), 0)
+                .iter()
+                .all(|s| s.gross_minor == 0)
+        );
+    }
+
+    #[test]
+    fn reversals_follow_the_refunds_and_give_back_everything_on_a_whole_refund() {
+        // Transfer 1350 of a 3000 capture; refunds of 1000, 1, 1999.
+        assert_eq!(transfer_reversal(1_350, 3_000, 0, 1_000), 450);
+        assert_eq!(
+            transfer_reversal(1_350, 3_000, 1_000, 1_001),
+            0,
+            "450.45 rounds to 450"
+        );
+        assert_eq!(transfer_reversal(1_350, 3_000, 1_001, 3_000), 900);
+        assert_eq!(transfer_reversal(1_350, 3_000, 0, 3_000), 1_350);
+        // However a whole refund is split, the reversals add up to the transfer.
+        for cut in [1, 2, 999, 1_500, 2_999] {
+            let first = transfer_reversal(1_351, 3_000, 0, cut);
+            let rest = transfer_reversal(1_351, 3_000, cut, 3_000);
+            assert_eq!(first + rest, 1_351, "cut at {cut}");
+        }
+        assert_eq!(transfer_reversal(0, 3_000, 0, 3_000), 0);
+    }
 
     #[test]
     fn the_fee_is_rounded_down_and_never_more_than_the_amount() {

@@ -59,6 +59,12 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
         .route("/v1/accounts", post(create_account))
         .route("/v1/accounts/{id}", get(retrieve_account))
+        .route("/v1/transfers", post(create_transfer).get(list_transfers))
+        .route("/v1/transfers/{id}", get(retrieve_transfer))
+        .route(
+            "/v1/transfers/{id}/reversals",
+            post(create_transfer_reversal),
+        )
         .route("/v1/customers", post(create_customer))
         .route("/v1/customers/{id}", get(retrieve_customer))
         .route(
@@ -551,6 +557,97 @@ async fn retrieve_account(
 ) -> Response {
     let path = format!("/v1/accounts/{id}");
     secret_retrieve(&shared, &headers, &path, |world| world.account(&id)).await
+}
+
+async fn create_transfer(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, "/v1/transfers"),
+        form,
+        false,
+        |world, form, _| {
+            world.create_transfer(form, metadata_of(form).unwrap_or_else(|| json!({})))
+        },
+    )
+    .await
+}
+
+async fn retrieve_transfer(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/transfers/{id}");
+    secret_retrieve(&shared, &headers, &path, |world| world.transfer(&id)).await
+}
+
+async fn create_transfer_reversal(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    let path = format!("/v1/transfers/{id}/reversals");
+    mutate(
+        &shared,
+        &headers,
+        (&Method::POST, &path),
+        form,
+        false,
+        |world, form, _| {
+            world.create_transfer_reversal(
+                &id,
+                form,
+                metadata_of(form).unwrap_or_else(|| json!({})),
+            )
+        },
+    )
+    .await
+}
+
+/// Newest first; `transfer_group` and `destination` filter as Stripe's do.
+async fn list_transfers(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = parse_form(query.as_deref().unwrap_or_default());
+    match read_guard(&shared, &headers, "/v1/transfers", &query).await {
+        Ok(Caller::Secret) => {}
+        Ok(Caller::Publishable) => return publishable_forbidden(),
+        Err(response) => return response,
+    }
+    let mut all: Vec<Value> = shared
+        .world()
+        .transfers
+        .values()
+        .filter(|transfer| {
+            let matches = |field: &str| {
+                query
+                    .get(field)
+                    .is_none_or(|wanted| transfer[field] == wanted.as_str())
+            };
+            matches("transfer_group") && matches("destination")
+        })
+        .cloned()
+        .collect();
+    all.sort_by(|a, b| {
+        let key = |t: &Value| {
+            (
+                t["created"].as_i64().unwrap_or(0),
+                t["id"].as_str().map(str::to_owned),
+            )
+        };
+        key(b).cmp(&key(a))
+    });
+    page("/v1/transfers", all, &query)
 }
 
 async fn create_customer(

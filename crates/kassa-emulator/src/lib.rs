@@ -17,6 +17,7 @@ mod objects;
 mod page;
 mod sessions;
 mod subscriptions;
+mod transfers;
 mod webhooks;
 mod world;
 

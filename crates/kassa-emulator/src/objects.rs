@@ -215,6 +215,37 @@ const ACCOUNT_KEYS: &[&str] = &[
     "tos_acceptance",
     "type",
 ];
+const TRANSFER_KEYS: &[&str] = &[
+    "amount",
+    "amount_reversed",
+    "balance_transaction",
+    "created",
+    "currency",
+    "description",
+    "destination",
+    "destination_payment",
+    "id",
+    "livemode",
+    "metadata",
+    "object",
+    "reversals",
+    "reversed",
+    "source_transaction",
+    "source_type",
+    "transfer_group",
+];
+const TRANSFER_REVERSAL_KEYS: &[&str] = &[
+    "amount",
+    "balance_transaction",
+    "created",
+    "currency",
+    "destination_payment_refund",
+    "id",
+    "metadata",
+    "object",
+    "source_refund",
+    "transfer",
+];
 const CUSTOMER_KEYS: &[&str] = &[
     "address",
     "balance",
@@ -723,6 +754,57 @@ pub fn error(kind: &str, code: Option<&str>, message: &str, param: Option<&str>)
         error["param"] = json!(param);
     }
     json!({ "error": error })
+}
+
+/// A transfer to a connected account, with no reversals yet.
+pub struct NewTransfer<'a> {
+    pub id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub destination: &'a str,
+    pub transfer_group: Option<&'a str>,
+    pub source_transaction: Option<&'a str>,
+    pub metadata: Value,
+    pub created: i64,
+}
+
+pub fn transfer(new: NewTransfer<'_>) -> Value {
+    let object = json!({
+        "id": new.id,
+        "object": "transfer",
+        "amount": new.amount,
+        "amount_reversed": 0,
+        "created": new.created,
+        "currency": new.currency,
+        "destination": new.destination,
+        "livemode": false,
+        "metadata": new.metadata,
+        "reversals": list(&format!("/v1/transfers/{}/reversals", new.id), Vec::new(), false),
+        "reversed": false,
+        "source_transaction": new.source_transaction,
+        "source_type": "card",
+        "transfer_group": new.transfer_group,
+    });
+    complete(as_map(object), TRANSFER_KEYS)
+}
+
+pub fn transfer_reversal(
+    id: &str,
+    transfer: &Value,
+    amount: i64,
+    metadata: Value,
+    created: i64,
+) -> Value {
+    let object = json!({
+        "id": id,
+        "object": "transfer_reversal",
+        "amount": amount,
+        "created": created,
+        "currency": transfer["currency"],
+        "metadata": metadata,
+        "transfer": transfer["id"],
+    });
+    complete(as_map(object), TRANSFER_REVERSAL_KEYS)
 }
 
 pub fn list(url: &str, data: Vec<Value>, has_more: bool) -> Value {

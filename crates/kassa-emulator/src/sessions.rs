@@ -35,6 +35,8 @@ pub struct SessionDetails {
     pub capture_method: String,
     /// `payment_intent_data[metadata]`: the metadata its PaymentIntent is created with.
     pub intent_metadata: Value,
+    /// `payment_intent_data[transfer_group]`.
+    pub transfer_group: Option<String>,
 }
 
 /// A delayed payment waiting to settle.
@@ -187,6 +189,7 @@ impl World {
                 recurring,
                 capture_method: capture_method.to_owned(),
                 intent_metadata: bracketed(form, "payment_intent_data[metadata]"),
+                transfer_group: form.get("payment_intent_data[transfer_group]").cloned(),
             },
         );
         self.sessions.insert(id.clone(), session.clone());
@@ -318,7 +321,7 @@ impl World {
                     .session_details
                     .get(id)
                     .ok_or_else(|| missing_session(id))?;
-                let form = Form::from([
+                let mut form = Form::from([
                     ("amount".into(), session["amount_total"].to_string()),
                     (
                         "currency".into(),
@@ -326,6 +329,9 @@ impl World {
                     ),
                     ("capture_method".into(), details.capture_method.clone()),
                 ]);
+                if let Some(group) = &details.transfer_group {
+                    form.insert("transfer_group".into(), group.clone());
+                }
                 let metadata = details.intent_metadata.clone();
                 let intent = self.create_intent(&form, metadata)?;
                 let intent_id = intent["id"].as_str().unwrap_or_default().to_owned();

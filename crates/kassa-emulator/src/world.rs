@@ -103,6 +103,8 @@ pub struct World {
     pub accounts: BTreeMap<String, Value>,
     /// Transfers taken back from connected accounts by destination charges' refunds.
     pub transfer_reversals: BTreeMap<String, Value>,
+    /// Transfers to connected accounts (separate charges and transfers), by id.
+    pub transfers: BTreeMap<String, Value>,
     pub subscriptions: BTreeMap<String, Value>,
     pub invoices: BTreeMap<String, Value>,
     pub session_order: Vec<String>,
@@ -141,6 +143,7 @@ impl World {
             customers: BTreeMap::new(),
             accounts: BTreeMap::new(),
             transfer_reversals: BTreeMap::new(),
+            transfers: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             invoices: BTreeMap::new(),
             session_order: Vec::new(),
@@ -256,6 +259,9 @@ impl World {
         if let Some(destination) = destination {
             intent["transfer_data"] = json!({"destination": destination});
             intent["application_fee_amount"] = json!(application_fee);
+        }
+        if let Some(group) = form.get("transfer_group") {
+            intent["transfer_group"] = json!(group);
         }
         self.intents.insert(id.clone(), intent.clone());
         self.intent_order.push(id);

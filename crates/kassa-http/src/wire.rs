@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kassa_app::cart::CartView;
-use kassa_app::ports::{CreditEntry, PlanRecord, SellerRecord, SubscriptionRecord};
+use kassa_app::ports::{CreditEntry, PlanRecord, SellerBalance, SellerRecord, SubscriptionRecord};
 use kassa_app::ports::{InventoryLevel, Product, Variant};
 use kassa_app::subscriptions::{CustomerView, SubscriptionPage};
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,46 @@ impl From<&SellerRecord> for SellerBody {
             charges_enabled: seller.charges_enabled,
             payouts_enabled: seller.payouts_enabled,
             created: seller.created_at,
+        }
+    }
+}
+
+/// What a seller was paid, per currency, in minor units.
+#[derive(Serialize, ToSchema)]
+pub struct SellerBalanceBody {
+    #[schema(value_type = String, example = "seller_balance")]
+    pub object: &'static str,
+    pub seller_id: String,
+    pub balances: Vec<SellerCurrencyBalance>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SellerCurrencyBalance {
+    pub currency: String,
+    /// Sent to the seller's account: destination charges less the platform's fee, and the
+    /// transfers of several sellers' orders.
+    pub paid: i64,
+    /// Taken back from the seller by refunds.
+    pub reversed: i64,
+    /// Still to be sent (transfers not made yet, or refused by Stripe), less what refunds
+    /// still have to take back; negative when the seller owes the platform.
+    pub owed: i64,
+}
+
+impl SellerBalanceBody {
+    pub fn new(seller_id: &str, balances: &[SellerBalance]) -> SellerBalanceBody {
+        SellerBalanceBody {
+            object: "seller_balance",
+            seller_id: seller_id.to_owned(),
+            balances: balances
+                .iter()
+                .map(|balance| SellerCurrencyBalance {
+                    currency: balance.currency.to_lowercase(),
+                    paid: balance.paid_minor,
+                    reversed: balance.reversed_minor,
+                    owed: balance.owed_minor,
+                })
+                .collect(),
         }
     }
 }

@@ -161,7 +161,8 @@ impl CheckoutStore for SqlStore {
     async fn pending_payment(&self, order_id: &str) -> StoreResult<Option<PendingPayment>> {
         let row = self.read_fetch_optional(sqlx::query(
             "SELECT p.id, p.amount, p.currency, p.capture_method, p.provider_idempotency_key, p.flow,
-                    p.checkout_expires_at, o.created_at, p.destination_account, p.application_fee
+                    p.checkout_expires_at, o.created_at, p.destination_account, p.application_fee,
+                    p.transfer_group
              FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.order_id = $1 AND p.status = 'creating' ORDER BY p.attempt DESC LIMIT 1",
         )
@@ -200,6 +201,7 @@ impl CheckoutStore for SqlStore {
                 .map_err(unavailable)?,
             order_created_at: row.try_get("created_at").map_err(unavailable)?,
             destination: destination_of(&row)?,
+            transfer_group: row.try_get("transfer_group").map_err(unavailable)?,
             hosted,
         }))
     }
@@ -476,21 +478,36 @@ async fn place_order_in(
     };
     // Readiness checked where it counts (risk P10): in the transaction that reserves, before
     // anything is reserved, against what the provider last reported.
-    let seller_account =
-        match check_sellers(conn, cart_id, plan.hosted_expires_at.is_some()).await? {
-            Ok(account) => account,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
+    let payout = match check_sellers(conn, cart_id, plan.hosted_expires_at.is_some()).await? {
+        Ok(payout) => payout,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     let short = reserve_stock(conn, &priced, now).await?;
     if !short.is_empty() {
         return Ok(Err(PlaceRefusal::InsufficientStock { skus: short }));
     }
     insert_order(conn, cart_id, plan, &priced, now).await?;
-    let destination = seller_account.map(|account_id| Destination {
-        account_id,
-        application_fee_minor: platform_fee(priced.total.amount_minor(), plan.platform_fee_bps),
-    });
-    insert_payment(conn, plan, &priced, destination.as_ref(), now).await?;
+    let (destination, transfer_group) = match payout {
+        SellerPayout::None => (None, None),
+        SellerPayout::Destination { account_id } => {
+            let fee = platform_fee(priced.total.amount_minor(), plan.platform_fee_bps);
+            let destination = Destination {
+                account_id,
+                application_fee_minor: fee,
+            };
+            (Some(destination), None)
+        }
+        SellerPayout::Transfers => (None, Some(plan.order_id.clone())),
+    };
+    insert_payment(
+        conn,
+        plan,
+        &priced,
+        destination.as_ref(),
+        transfer_group.as_deref(),
+        now,
+    )
+    .await?;
     let hosted = match plan.hosted_expires_at {
         Some(expires_at) => Some(hosted_checkout(conn, &plan.order_id, expires_at).await?),
         None => None,
@@ -547,18 +564,29 @@ async fn place_order_in(
         provider_idempotency_key: plan.provider_idempotency_key.clone(),
         order_created_at: now,
         destination,
+        transfer_group,
         hosted,
     }))
 }
 
-/// Refuses a cart with a product of a seller who cannot take charges; and, until Kassa pays
-/// sellers by transfers, a cart of several sellers' products or a seller's product on a
-/// hosted page. The one seller's account, if the cart is a seller's.
+/// How the sellers of an order's products are paid.
+enum SellerPayout {
+    /// The shop's own products only.
+    None,
+    /// One seller's products, on the embedded checkout: a destination charge.
+    Destination { account_id: String },
+    /// Several sellers, a seller's and the shop's products, or a hosted page: one charge, and a
+    /// transfer to each seller after capture.
+    Transfers,
+}
+
+/// Refuses a cart with a product of a seller who cannot take charges; otherwise how its sellers
+/// are paid.
 async fn check_sellers(
     conn: &mut AnyConnection,
     cart_id: &str,
     hosted: bool,
-) -> StoreResult<Result<Option<String>, PlaceRefusal>> {
+) -> StoreResult<Result<SellerPayout, PlaceRefusal>> {
     let sellers: Vec<(String, Option<String>, i64)> = sqlx::query_as(
         "SELECT DISTINCT s.id, s.account_id, s.charges_enabled
          FROM cart_lines l JOIN variants v ON v.sku = l.sku JOIN products p ON p.id = v.product_id
@@ -578,7 +606,7 @@ async fn check_sellers(
         }));
     }
     if sellers.is_empty() {
-        return Ok(Ok(None));
+        return Ok(Ok(SellerPayout::None));
     }
     let unsold: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM cart_lines l JOIN variants v ON v.sku = l.sku
@@ -588,20 +616,12 @@ async fn check_sellers(
     .fetch_one(&mut *conn)
     .await
     .map_err(unavailable)?;
-    if sellers.len() > 1 || unsold > 0 {
-        return Ok(Err(PlaceRefusal::Marketplace(
-            "one order may hold one seller's products (or only the shop's) for now".into(),
-        )));
-    }
-    if hosted {
-        return Ok(Err(PlaceRefusal::Marketplace(
-            "a seller's products are paid through the embedded checkout for now".into(),
-        )));
-    }
-    Ok(Ok(sellers
-        .into_iter()
-        .next()
-        .and_then(|(_, account, _)| account)))
+    Ok(Ok(match sellers.as_slice() {
+        [(_, Some(account_id), _)] if unsold == 0 && !hosted => SellerPayout::Destination {
+            account_id: account_id.clone(),
+        },
+        _ => SellerPayout::Transfers,
+    }))
 }
 
 /// The finish phase found what the provider created: the payment moves on from `creating`,
@@ -788,13 +808,15 @@ async fn insert_payment(
     plan: &OrderPlan,
     priced: &PricedCart,
     destination: Option<&Destination>,
+    transfer_group: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
+    let with_sellers = destination.is_some() || transfer_group.is_some();
     sqlx::query(
         "INSERT INTO payments (id, order_id, attempt, status, amount, currency, capture_method,
              provider_idempotency_key, created_at, updated_at, flow, checkout_expires_at,
-             destination_account, application_fee, platform_fee_bps)
-         VALUES ($1, $2, 1, 'creating', $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12)",
+             destination_account, application_fee, platform_fee_bps, transfer_group)
+         VALUES ($1, $2, 1, 'creating', $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&plan.payment_id)
     .bind(&plan.order_id)
@@ -811,7 +833,8 @@ async fn insert_payment(
     .bind(plan.hosted_expires_at)
     .bind(destination.map(|d| d.account_id.as_str()))
     .bind(destination.map(|d| d.application_fee_minor))
-    .bind(destination.map(|_| plan.platform_fee_bps))
+    .bind(with_sellers.then_some(plan.platform_fee_bps))
+    .bind(transfer_group)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

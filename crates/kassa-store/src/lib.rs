@@ -26,6 +26,7 @@ mod reconcile;
 mod refunds;
 mod sellers;
 mod subscriptions;
+mod transfers;
 mod transitions;
 mod unit;
 
@@ -33,4 +34,5 @@ pub use db::{
     Backend, CommitMode, CrashSwitch, FaultPoints, HeldWriter, Protection, SqlStore,
     StoreOpenError, commits_per_second,
 };
+pub use transfers::FAULT_BEFORE_TRANSFER_RECORD;
 pub use unit::CommitStats;

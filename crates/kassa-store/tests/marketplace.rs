@@ -18,28 +18,34 @@ const STOCK: i64 = 5;
 /// The shop with a seller whose account Stripe enabled (and Kassa heard so), selling BOOK.
 async fn with_a_seller(db: TestDb) -> (EmulatedShop, SellerRecord) {
     let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let seller = enabled_seller(&shop, "Bookshop Berlin", "BOOK").await;
+    (shop, seller)
+}
+
+/// A seller whose account Stripe enabled (and Kassa heard so), selling `sku` at `UNIT`.
+async fn enabled_seller(shop: &EmulatedShop, name: &str, sku: &str) -> SellerRecord {
     let seller = shop
         .app
         .create_seller(SellerInput {
-            name: "Bookshop Berlin".into(),
+            name: name.into(),
             email: "books@example.com".into(),
             country: "DE".into(),
             key_scope: "secret".into(),
-            idempotency_key: Some("seller-1".into()),
+            idempotency_key: Some(format!("seller-{sku}")),
             actor: kassa_testkit::shop::actor(),
         })
         .await
         .expect("seller");
     assert!(!seller.charges_enabled, "not before onboarding");
-    set_readiness(&shop, &seller, true).await;
+    set_readiness(shop, &seller, true).await;
     shop.deliver_events().await;
     let seller = shop.app.seller(&seller.id).await.expect("seller");
     assert!(seller.charges_enabled, "{seller:?}");
     shop.app
         .create_product(NewProduct {
-            name: "A book".into(),
+            name: format!("{name}'s {sku}"),
             variants: vec![NewVariant {
-                sku: "BOOK".into(),
+                sku: sku.into(),
                 unit_amount_minor: UNIT,
                 currency: "eur".into(),
                 attributes: BTreeMap::new(),
@@ -49,11 +55,8 @@ async fn with_a_seller(db: TestDb) -> (EmulatedShop, SellerRecord) {
         })
         .await
         .expect("product");
-    shop.app
-        .set_on_hand("BOOK", None, STOCK)
-        .await
-        .expect("stock");
-    (shop, seller)
+    shop.app.set_on_hand(sku, None, STOCK).await.expect("stock");
+    seller
 }
 
 /// Checkout of `cart_id` (its lines at `UNIT` each): the answer's status and JSON body, as the
@@ -167,17 +170,18 @@ async fn risk_p10_a_seller_disabled_before_the_provider_call_is_compensated(db: 
 }
 both_backends!(risk_p10_a_seller_disabled_before_the_provider_call_is_compensated);
 
-/// Until Kassa pays sellers by transfers, a cart mixing a seller's products with others is
-/// refused before reserving, and a seller's creation is idempotent with a key.
-async fn mixed_carts_are_refused_and_sellers_are_created_once_per_key(db: TestDb) {
+/// A cart mixing a seller's products with the shop's is one charge for the order's transfer
+/// group (no destination), and a seller's creation is idempotent with a key.
+async fn mixed_carts_are_one_charge_and_sellers_are_created_once_per_key(db: TestDb) {
     let (shop, seller) = with_a_seller(db).await;
     let mixed = cart(&shop, &[("BOOK", 1), ("MUG", 1)]).await;
-    let (status, refused) = checkout(&shop, &mixed, 2, "mixed").await;
-    assert_eq!(
-        (status, refused["error"]["code"].as_str()),
-        (409, Some("invalid_state"))
-    );
-    assert_eq!(shop.stock("BOOK").await, (STOCK, 0, 0));
+    let (status, placed) = checkout(&shop, &mixed, 2, "mixed").await;
+    assert_eq!(status, 201, "{placed}");
+    let intent = shop
+        .intent(placed["payment"]["payment_intent_id"].as_str().expect("pi"))
+        .await;
+    assert_eq!(intent["transfer_group"], placed["order"]["id"]);
+    assert!(intent["transfer_data"].is_null(), "{intent}");
     let again = shop
         .app
         .create_seller(SellerInput {
@@ -185,7 +189,7 @@ async fn mixed_carts_are_refused_and_sellers_are_created_once_per_key(db: TestDb
             email: "books@example.com".into(),
             country: "DE".into(),
             key_scope: "secret".into(),
-            idempotency_key: Some("seller-1".into()),
+            idempotency_key: Some("seller-BOOK".into()),
             actor: kassa_testkit::shop::actor(),
         })
         .await
@@ -220,7 +224,7 @@ async fn mixed_carts_are_refused_and_sellers_are_created_once_per_key(db: TestDb
         .await;
     assert_eq!(audited, 3, "created, linked, enabled");
 }
-both_backends!(mixed_carts_are_refused_and_sellers_are_created_once_per_key);
+both_backends!(mixed_carts_are_one_charge_and_sellers_are_created_once_per_key);
 
 /// A single seller's order is a destination charge with the platform's fee (rounded down);
 /// a refund takes the seller's share back from their account; Stripe's charge agrees with what
@@ -331,3 +335,224 @@ async fn a_smaller_capture_of_a_sellers_order_takes_the_fee_on_what_is_captured(
     assert!(report.passed(), "{:#?}", report.violations);
 }
 both_backends!(a_smaller_capture_of_a_sellers_order_takes_the_fee_on_what_is_captured);
+
+/// The shop with two enabled sellers (BOOK, PEN) and an order of both sellers' products and the
+/// shop's own (MUG), placed at a 10 % fee and paid: one charge for the order's transfer group.
+async fn several_sellers_paid(db: TestDb) -> (EmulatedShop, [SellerRecord; 2], String) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let books = enabled_seller(&shop, "Bookshop Berlin", "BOOK").await;
+    let pens = enabled_seller(&shop, "Pens of Porto", "PEN").await;
+    let app = shop.instance_with_fee(CaptureMethod::Automatic, 1_000);
+    let cart = cart(&shop, &[("BOOK", 2), ("PEN", 1), ("MUG", 1)]).await;
+    let (status, placed) = checkout_on(&app, &cart, 4, "several").await;
+    assert_eq!(status, 201, "{placed}");
+    let intent_id = placed["payment"]["payment_intent_id"].as_str().expect("pi");
+    shop.stripe(
+        reqwest::Method::POST,
+        &format!("/v1/payment_intents/{intent_id}/confirm"),
+        &[("payment_method", "pm_card_visa")],
+    )
+    .await;
+    shop.deliver_events().await;
+    let order_id = placed["order"]["id"].as_str().expect("order").to_owned();
+    assert_eq!(shop.status(&order_id).await, "paid");
+    (shop, [books, pens], order_id)
+}
+
+/// The order's transfers at Stripe: (destination, amount, amount reversed), by destination.
+async fn transfers_at_stripe(shop: &EmulatedShop, order_id: &str) -> Vec<(String, i64, i64)> {
+    let list = shop
+        .stripe(
+            reqwest::Method::GET,
+            &format!("/v1/transfers?transfer_group={order_id}&limit=100"),
+            &[],
+        )
+        .await;
+    let mut transfers: Vec<(String, i64, i64)> = list["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|t| {
+            (
+                t["destination"].as_str().expect("destination").to_owned(),
+                t["amount"].as_i64().expect("amount"),
+                t["amount_reversed"].as_i64().expect("reversed"),
+            )
+        })
+        .collect();
+    transfers.sort();
+    transfers
+}
+
+fn account(seller: &SellerRecord) -> String {
+    seller.account_id.clone().expect("account")
+}
+
+/// Multi-seller acceptance: after capture each seller gets one transfer of their lines less the
+/// fee, however often the capture's events arrive and however many workers run at once; the
+/// shop's own line and the fees stay with the platform, and the books add up.
+async fn several_sellers_are_each_paid_once_under_duplicated_events_and_concurrent_workers(
+    db: TestDb,
+) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    let other = shop.second_instance(CaptureMethod::Automatic);
+    for _ in 0..2 {
+        shop.deliver_events().await;
+        let (one, two) = tokio::join!(shop.app.pay_sellers(10), other.pay_sellers(10));
+        one.expect("paid");
+        two.expect("paid");
+    }
+    // BOOK 2 × 1250 = 2500, 10 % fee → 2250; PEN 1250 → 1125; MUG stays with the platform.
+    let mut expected = vec![(account(&books), 2_250, 0), (account(&pens), 1_125, 0)];
+    expected.sort();
+    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM seller_transfers WHERE provider_transfer_id IS NOT NULL")
+            .await,
+        2
+    );
+    let keep = shop
+        .scalar("SELECT application_fee FROM payments WHERE transfer_group IS NOT NULL")
+        .await;
+    assert_eq!(keep, 4 * UNIT - 2_250 - 1_125, "the mug and both fees");
+    let balance = shop.app.seller_balance(&books.id).await.expect("balance");
+    assert_eq!(
+        (
+            balance.len(),
+            balance[0].paid_minor,
+            balance[0].reversed_minor,
+            balance[0].owed_minor
+        ),
+        (1, 2_250, 0, 0)
+    );
+    shop.deliver_events().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+both_backends!(several_sellers_are_each_paid_once_under_duplicated_events_and_concurrent_workers);
+
+/// A crash between two transfers — the first made at Stripe, Kassa's record of it lost, the
+/// second never asked for — is finished by the next round: the first asked again with its key
+/// (Stripe answers with the transfer it made), the second made; one transfer per seller.
+async fn a_crash_between_transfers_makes_each_transfer_once(db: TestDb) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    shop.db
+        .store
+        .faults()
+        .arm(kassa_store::FAULT_BEFORE_TRANSFER_RECORD);
+    assert!(shop.app.pay_sellers(10).await.is_err(), "the round dies");
+    assert_eq!(
+        transfers_at_stripe(&shop, &order_id).await.len(),
+        1,
+        "one made"
+    );
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM seller_transfers WHERE provider_transfer_id IS NOT NULL")
+            .await,
+        0,
+        "none recorded"
+    );
+    let balance = shop.app.seller_balance(&books.id).await.expect("balance");
+    assert_eq!((balance[0].paid_minor, balance[0].owed_minor), (0, 2_250));
+    // Stripe's answer to the next one is lost too: its outcome is unknown, it stays unsent.
+    shop.fault(
+        "POST /v1/transfers",
+        json!([["lose_response", {"status": 500}]]),
+    )
+    .await;
+    shop.app.pay_sellers(10).await.expect("round");
+    shop.clear_faults().await;
+    shop.app.pay_sellers(10).await.expect("round");
+    let mut expected = vec![(account(&books), 2_250, 0), (account(&pens), 1_125, 0)];
+    expected.sort();
+    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    shop.deliver_events().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+both_backends!(a_crash_between_transfers_makes_each_transfer_once);
+
+/// A partial refund takes back each seller's proportion of it from their transfer (rounded
+/// down); the refund of the rest takes back everything left, and the platform's fee comes back
+/// with it. Kassa's books equal Stripe's; a transfer changed by hand is reported.
+async fn a_partial_refund_reverses_each_sellers_share_and_the_whole_refund_the_rest(db: TestDb) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    shop.app.pay_sellers(10).await.expect("paid");
+    let refund = |amount: Option<i64>, key: &str| kassa_app::refunds::RefundInput {
+        order_id: order_id.clone(),
+        key_scope: "secret".into(),
+        idempotency_key: Some(key.into()),
+        amount_minor: amount,
+        reason: None,
+        restock: false,
+        actor: kassa_testkit::shop::actor(),
+    };
+    shop.app
+        .create_refund(refund(Some(1_001), "part"))
+        .await
+        .expect("refunded");
+    shop.deliver_events().await;
+    shop.app.pay_sellers(10).await.expect("reversed");
+    // Of 5000 captured, 1001 refunded: books 2250 × 1001 / 5000 = 450.45 → 450,
+    // pens 1125 × 1001 / 5000 = 225.225 → 225.
+    let mut expected = vec![(account(&books), 2_250, 450), (account(&pens), 1_125, 225)];
+    expected.sort();
+    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    let balance = shop.app.seller_balance(&books.id).await.expect("balance");
+    assert_eq!(
+        (
+            balance[0].paid_minor,
+            balance[0].reversed_minor,
+            balance[0].owed_minor
+        ),
+        (2_250, 450, 0)
+    );
+    shop.app
+        .create_refund(refund(None, "rest"))
+        .await
+        .expect("refunded");
+    shop.deliver_events().await;
+    shop.app.pay_sellers(10).await.expect("reversed");
+    shop.app.pay_sellers(10).await.expect("nothing more");
+    let mut expected = vec![
+        (account(&books), 2_250, 2_250),
+        (account(&pens), 1_125, 1_125),
+    ];
+    expected.sort();
+    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    sqlx::query("UPDATE seller_transfers SET amount = amount + 1, fee_amount = fee_amount - 1 WHERE seller_id = $1")
+        .bind(&pens.id)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    pool.close().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    let books_broken = report
+        .violations
+        .iter()
+        .filter(|v| v.invariant == 11 && v.ids == [order_id.clone()])
+        .count();
+    assert_eq!(books_broken, 2, "{:#?}", report.violations);
+}
+both_backends!(a_partial_refund_reverses_each_sellers_share_and_the_whole_refund_the_rest);
+
+/// A seller's products on the hosted page: the page's PaymentIntent carries the order's
+/// transfer group, and the seller is paid by a transfer after the customer pays.
+async fn a_sellers_products_on_the_hosted_page_are_paid_by_transfer(db: TestDb) {
+    let (shop, seller) = with_a_seller(db).await;
+    let placed = shop.hosted_checkout(&[("BOOK", 1)]).await;
+    shop.pay_session(&placed.session_id, "pm_card_visa").await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    shop.app.pay_sellers(10).await.expect("paid");
+    assert_eq!(
+        transfers_at_stripe(&shop, &placed.order_id).await,
+        vec![(account(&seller), UNIT, 0)],
+        "no fee at the default rate"
+    );
+}
+both_backends!(a_sellers_products_on_the_hosted_page_are_paid_by_transfer);

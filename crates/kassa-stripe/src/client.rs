@@ -7,9 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kassa_app::ports::{
     CaptureMethod, CreateCheckoutSession, CreateConnectedAccount, CreateCustomer,
-    CreatePaymentIntent, CreateRefund, CreateSubscriptionSession, EventPage, PaymentProvider,
-    ProviderAccount, ProviderCheckoutSession, ProviderCustomer, ProviderError, ProviderInvoice,
-    ProviderPaymentIntent, ProviderRefund, ProviderResult, ProviderSubscription, SessionLine,
+    CreatePaymentIntent, CreateRefund, CreateSubscriptionSession, CreateTransfer,
+    CreateTransferReversal, EventPage, PaymentProvider, ProviderAccount, ProviderCheckoutSession,
+    ProviderCustomer, ProviderError, ProviderInvoice, ProviderPaymentIntent, ProviderRefund,
+    ProviderResult, ProviderSubscription, ProviderTransfer, ProviderTransferReversal, SessionLine,
 };
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -254,6 +255,31 @@ impl StripeClient {
             .map_err(|e| unreadable(what, e))?;
         Ok((items, body["has_more"] == true))
     }
+
+    /// Every page of a list, each page after the last item of the one before.
+    async fn list_all<T>(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        parse: fn(&Value) -> Result<T, parse::ParseError>,
+        id: fn(&T) -> &str,
+        what: &str,
+    ) -> ProviderResult<Vec<T>> {
+        let mut items: Vec<T> = Vec::new();
+        loop {
+            let mut page_query = query.to_vec();
+            page_query.push(("limit".to_owned(), "100".to_owned()));
+            if let Some(last) = items.last() {
+                page_query.push(("starting_after".to_owned(), id(last).to_owned()));
+            }
+            let (page, more) = self.list(path, &page_query, parse, what).await?;
+            let empty = page.is_empty();
+            items.extend(page);
+            if !more || empty {
+                return Ok(items);
+            }
+        }
+    }
 }
 
 fn unreadable(what: &str, error: parse::ParseError) -> ProviderError {
@@ -311,6 +337,9 @@ impl PaymentProvider for StripeClient {
                 ),
             ]);
         }
+        if let Some(group) = &request.transfer_group {
+            form.push(("transfer_group".to_owned(), group.clone()));
+        }
         form.extend(metadata_fields(&request.metadata));
         let body = self
             .call(
@@ -356,6 +385,12 @@ impl PaymentProvider for StripeClient {
         ];
         for (index, line) in request.lines.iter().enumerate() {
             form.extend(line_item(index, currency, line));
+        }
+        if let Some(group) = &request.transfer_group {
+            form.push((
+                "payment_intent_data[transfer_group]".to_owned(),
+                group.clone(),
+            ));
         }
         form.extend(metadata_fields(&request.metadata));
         form.extend(request.metadata.iter().map(|(key, value)| {
@@ -592,23 +627,58 @@ impl PaymentProvider for StripeClient {
         let query = [
             ("subscription".to_owned(), subscription_id.to_owned()),
             ("status".to_owned(), "paid".to_owned()),
-            ("limit".to_owned(), "100".to_owned()),
         ];
-        let mut invoices: Vec<ProviderInvoice> = Vec::new();
-        loop {
-            let mut page_query = query.to_vec();
-            if let Some(last) = invoices.last() {
-                page_query.push(("starting_after".to_owned(), last.id.clone()));
-            }
-            let (page, more) = self
-                .list("/v1/invoices", &page_query, parse::invoice, "Invoice list")
-                .await?;
-            let empty = page.is_empty();
-            invoices.extend(page);
-            if !more || empty {
-                return Ok(invoices);
-            }
+        let id: fn(&ProviderInvoice) -> &str = |invoice| &invoice.id;
+        self.list_all("/v1/invoices", &query, parse::invoice, id, "Invoice list")
+            .await
+    }
+
+    async fn create_transfer(&self, request: CreateTransfer) -> ProviderResult<ProviderTransfer> {
+        let mut form = vec![
+            ("amount".to_owned(), request.amount_minor.to_string()),
+            ("currency".to_owned(), request.currency.clone()),
+            ("destination".to_owned(), request.destination.clone()),
+            ("transfer_group".to_owned(), request.transfer_group.clone()),
+        ];
+        if let Some(charge) = &request.source_charge {
+            form.push(("source_transaction".to_owned(), charge.clone()));
         }
+        form.extend(metadata_fields(&request.metadata));
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/transfers",
+                &form,
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        parse::transfer(&body).map_err(|e| unreadable("Transfer", e))
+    }
+
+    async fn reverse_transfer(
+        &self,
+        request: CreateTransferReversal,
+    ) -> ProviderResult<ProviderTransferReversal> {
+        let mut form = vec![("amount".to_owned(), request.amount_minor.to_string())];
+        form.extend(metadata_fields(&request.metadata));
+        let path = format!("/v1/transfers/{}/reversals", request.transfer_id);
+        let body = self
+            .call(Method::POST, &path, &form, Some(&request.idempotency_key))
+            .await?;
+        parse::transfer_reversal(&body).map_err(|e| unreadable("Transfer reversal", e))
+    }
+
+    async fn list_transfers(&self, transfer_group: &str) -> ProviderResult<Vec<ProviderTransfer>> {
+        let query = [("transfer_group".to_owned(), transfer_group.to_owned())];
+        let id: fn(&ProviderTransfer) -> &str = |transfer| &transfer.id;
+        self.list_all(
+            "/v1/transfers",
+            &query,
+            parse::transfer,
+            id,
+            "Transfer list",
+        )
+        .await
     }
 
     async fn retrieve_refund(&self, id: &str) -> ProviderResult<ProviderRefund> {

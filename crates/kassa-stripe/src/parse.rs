@@ -6,7 +6,7 @@ use kassa_app::ports::{
     Destination, EventPage, ProviderAccount, ProviderCharge, ProviderCheckoutSession,
     ProviderDispute, ProviderEvent, ProviderEventObject, ProviderEventSummary, ProviderInvoice,
     ProviderPaymentIntent, ProviderRefund, ProviderSubscription, ProviderSubscriptionSession,
-    SessionStatus,
+    ProviderTransfer, ProviderTransferReversal, SessionStatus,
 };
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
@@ -211,6 +211,25 @@ pub fn invoice(object: &Value) -> Parsed<ProviderInvoice> {
         currency: text(object, "currency")?,
         period_end,
         billing_reason: object["billing_reason"].as_str().map(str::to_owned),
+    })
+}
+
+pub fn transfer(object: &Value) -> Parsed<ProviderTransfer> {
+    Ok(ProviderTransfer {
+        id: text(object, "id")?,
+        amount_minor: integer(object, "amount")?,
+        amount_reversed_minor: optional_integer(object, "amount_reversed"),
+        currency: text(object, "currency")?,
+        destination: id_of(object, "destination")
+            .ok_or_else(|| ParseError("destination is missing".into()))?,
+        transfer_group: object["transfer_group"].as_str().map(str::to_owned),
+    })
+}
+
+pub fn transfer_reversal(object: &Value) -> Parsed<ProviderTransferReversal> {
+    Ok(ProviderTransferReversal {
+        id: text(object, "id")?,
+        amount_minor: integer(object, "amount")?,
     })
 }
 

@@ -26,6 +26,7 @@ async fn setup() -> (Emulator, StripeClient) {
 fn create(key: &str, amount_minor: i64) -> CreatePaymentIntent {
     CreatePaymentIntent {
         destination: None,
+        transfer_group: None,
         amount_minor,
         currency: Currency::parse("eur").expect("known"),
         capture_method: CaptureMethod::Automatic,
@@ -136,6 +137,7 @@ async fn round_trip_create_confirm_capture_refund_cancel_events() {
     let manual = client
         .create_payment_intent(CreatePaymentIntent {
             destination: None,
+            transfer_group: None,
             capture_method: CaptureMethod::Manual,
             ..create("k2", 3000)
         })

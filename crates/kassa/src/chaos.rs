@@ -52,6 +52,8 @@ const HANG_MS: u64 = 2_500;
 const UNIT_PRICES: [i64; 3] = [1_500, 2_500, 999];
 /// Little stock of the last SKU, so customers run out of it.
 const STOCK: [i64; 3] = [100_000, 100_000, 25];
+/// Odd prices, so fees and shares round.
+const SELLER_PRICES: [i64; 2] = [1_250, 3_333];
 
 /// Kassa's calls to Stripe, each of which a fault may hit.
 const KASSA_CALLS: &[&str] = &[
@@ -71,6 +73,11 @@ const KASSA_CALLS: &[&str] = &[
     "POST /v1/subscriptions/*",
     "DELETE /v1/subscriptions/*",
     "GET /v1/invoices",
+    "POST /v1/accounts",
+    "GET /v1/accounts/*",
+    "POST /v1/transfers",
+    "POST /v1/transfers/*/reversals",
+    "GET /v1/transfers",
 ];
 
 #[derive(Default)]
@@ -284,7 +291,10 @@ pub async fn run(config: &Config, options: &ChaosOptions) -> Result<bool> {
         if options.faults { "on" } else { "off" },
         shop.urls.join(", ")
     );
-    let skus = stock_the_shelves(&shop, &format!("CHAOS-{}", options.seed), STOCK).await?;
+    let prefix = format!("CHAOS-{}", options.seed);
+    let mut goods = stock_the_shelves(&shop, &prefix, STOCK).await?.to_vec();
+    goods.extend(open_sellers_stalls(&shop, &prefix).await?);
+    let skus = Arc::new(goods);
     let plan = Arc::new(create_plan(&shop).await?);
     let total = u64::try_from(options.customers * options.steps).unwrap_or(u64::MAX);
     let progress = ProgressBar::new(total).with_style(
@@ -434,30 +444,74 @@ pub(crate) async fn stock_the_shelves(
             "name": format!("Chaos item {n}"),
             "variants": [{"sku": sku, "unit_amount": price, "currency": "eur"}],
         });
-        // A second run with the same prefix finds them made.
-        shop.kassa(
-            Method::POST,
-            "/v1/products",
-            &shop.secret,
-            None,
-            Some(product),
-        )
-        .await;
-        let stocked = shop
-            .kassa(
-                Method::PUT,
-                &format!("/v1/inventory/{sku}"),
-                &shop.secret,
-                None,
-                Some(json!({"on_hand": stock})),
-            )
-            .await;
-        if !stocked.ok() {
-            bail!("cannot stock {sku}: {} {}", stocked.status, stocked.body);
-        }
+        offer(shop, &sku, product, stock).await?;
         skus.push((sku, *price));
     }
     Ok(Arc::new(skus))
+}
+
+/// Makes `product` (a second run with the same prefix finds it made) and stocks its `sku`.
+async fn offer(shop: &Shop, sku: &str, product: Value, stock: i64) -> Result<()> {
+    shop.kassa(
+        Method::POST,
+        "/v1/products",
+        &shop.secret,
+        None,
+        Some(product),
+    )
+    .await;
+    let stocked = shop
+        .kassa(
+            Method::PUT,
+            &format!("/v1/inventory/{sku}"),
+            &shop.secret,
+            None,
+            Some(json!({"on_hand": stock})),
+        )
+        .await;
+    if !stocked.ok() {
+        bail!("cannot stock {sku}: {} {}", stocked.status, stocked.body);
+    }
+    Ok(())
+}
+
+/// Two marketplace sellers, onboarded at the emulator, each selling one product (SKUs
+/// `{prefix}-S0`, `{prefix}-S1`), so carts hold one seller's products (a destination charge),
+/// several sellers' or a seller's and the shop's (one charge, a transfer to each seller).
+async fn open_sellers_stalls(shop: &Shop, prefix: &str) -> Result<Vec<(String, i64)>> {
+    let mut skus = Vec::new();
+    for (n, price) in SELLER_PRICES.iter().enumerate() {
+        let key = format!("{prefix}-seller-{n}");
+        let body = json!({"name": format!("Chaos seller {n}"), "email": "seller@example.com", "country": "DE"});
+        let seller = shop
+            .kassa(
+                Method::POST,
+                "/v1/sellers",
+                &shop.secret,
+                Some(&key),
+                Some(body),
+            )
+            .await;
+        let account_id = seller.text("/account_id");
+        if !seller.ok() || account_id.is_empty() {
+            bail!("cannot make a seller: {} {}", seller.status, seller.body);
+        }
+        shop.control(
+            Method::POST,
+            &format!("/_emulator/accounts/{account_id}"),
+            json!({"charges_enabled": true, "payouts_enabled": true}),
+        )
+        .await?;
+        let sku = format!("{prefix}-S{n}");
+        let product = json!({
+            "name": format!("Chaos seller {n}'s item"),
+            "seller_id": seller.text("/id"),
+            "variants": [{"sku": sku, "unit_amount": price, "currency": "eur"}],
+        });
+        offer(shop, &sku, product, 100_000).await?;
+        skus.push((sku, *price));
+    }
+    Ok(skus)
 }
 
 /// A monthly plan of 100 credits, for the customers who subscribe.

@@ -53,6 +53,13 @@ impl Workers {
             |app| async move { app.send_unsent_refunds(BATCH_MAX).await },
         ));
         tasks.spawn(periodic(
+            "seller payouts: transfers and reversals answered",
+            every(5),
+            stopped.clone(),
+            app.clone(),
+            |app| async move { app.pay_sellers(BATCH_MAX).await },
+        ));
+        tasks.spawn(periodic(
             "scheduled capture: orders captured",
             every(5),
             stopped.clone(),

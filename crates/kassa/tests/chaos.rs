@@ -17,9 +17,10 @@ use rand::{Rng, SeedableRng};
 /// Settings that make a chaos run short: a Stripe call gives up after 2 s (so the emulator's
 /// 2.5 s hangs are timeouts), reconciliation runs every 5 s, and a capture or cancel is taken
 /// over after 5 s — less than a call's worst case (3 × 2 s + backoff), so workers also race a
-/// live operation with the same key, on purpose.
+/// live operation with the same key, on purpose. Sellers' orders pay a 2.5 % platform fee.
 const QUICK: &[(&str, &str)] = &[
     ("KASSA_STRIPE_TIMEOUT_SECS", "2"),
+    ("KASSA_PLATFORM_FEE_BPS", "250"),
     ("KASSA_RECONCILE_INTERVAL_SECS", "5"),
     ("KASSA_OPERATION_RESUME_SECS", "5"),
     ("KASSA_SANDBOX_SEED", "none"),

@@ -145,8 +145,6 @@ pub enum PlaceRefusal {
     SellerUnavailable {
         seller_id: String,
     },
-    /// An order Kassa cannot pay sellers for yet (several sellers, or a hosted page).
-    Marketplace(String),
 }
 
 /// The payment attempt the foreign phase must create at the provider.
@@ -160,6 +158,9 @@ pub struct PendingPayment {
     pub order_created_at: i64,
     /// A single seller's order: the destination charge decided when it was placed.
     pub destination: Option<super::Destination>,
+    /// Any other order with sellers' products: the charge's transfer group (the order's id);
+    /// each seller is paid by a transfer after capture.
+    pub transfer_group: Option<String>,
     /// What the hosted page is created from; `None` for the embedded flow.
     pub hosted: Option<HostedCheckout>,
 }

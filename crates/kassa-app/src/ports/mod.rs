@@ -15,6 +15,7 @@ pub mod refund_store;
 pub mod seller_store;
 pub mod store;
 pub mod subscription_store;
+pub mod transfer_store;
 pub mod webhook_store;
 
 pub use checkout_store::*;
@@ -32,4 +33,5 @@ pub use refund_store::*;
 pub use seller_store::*;
 pub use store::*;
 pub use subscription_store::*;
+pub use transfer_store::*;
 pub use webhook_store::*;

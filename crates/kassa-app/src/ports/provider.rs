@@ -51,6 +51,9 @@ pub struct CreatePaymentIntent {
     pub capture_method: CaptureMethod,
     /// A single seller's order: `transfer_data[destination]` and `application_fee_amount`.
     pub destination: Option<Destination>,
+    /// Several sellers' order: the charge's `transfer_group` (the order's id), which the
+    /// transfers to each seller after capture carry too.
+    pub transfer_group: Option<String>,
     /// Sent as Stripe `metadata[...]`; Kassa puts its order and payment ids here.
     pub metadata: Vec<(String, String)>,
     pub idempotency_key: String,
@@ -99,6 +102,8 @@ pub struct CreateCheckoutSession {
     pub customer_email: String,
     /// On the session and on the PaymentIntent it creates (`payment_intent_data[metadata]`).
     pub metadata: Vec<(String, String)>,
+    /// Sellers' products: `payment_intent_data[transfer_group]`, as on an embedded order's.
+    pub transfer_group: Option<String>,
     pub expires_at_secs: i64,
     pub idempotency_key: String,
 }
@@ -255,6 +260,24 @@ pub trait PaymentProvider: Send + Sync {
         Err(unsupported("connected accounts"))
     }
 
+    /// Sends a seller their share of a several-seller order's charge.
+    async fn create_transfer(&self, _request: CreateTransfer) -> ProviderResult<ProviderTransfer> {
+        Err(unsupported("transfers"))
+    }
+
+    /// Takes back part of a transfer (a refund's share of it).
+    async fn reverse_transfer(
+        &self,
+        _request: CreateTransferReversal,
+    ) -> ProviderResult<ProviderTransferReversal> {
+        Err(unsupported("transfers"))
+    }
+
+    /// Every transfer of a transfer group, for checking Kassa's books.
+    async fn list_transfers(&self, _transfer_group: &str) -> ProviderResult<Vec<ProviderTransfer>> {
+        Err(unsupported("transfers"))
+    }
+
     // Subscriptions (seed 003). A provider that sells none (the deterministic simulation's)
     // keeps these defaults, which refuse.
 
@@ -313,6 +336,46 @@ pub struct ProviderAccount {
     pub id: String,
     pub charges_enabled: bool,
     pub payouts_enabled: bool,
+}
+
+/// Send money from the platform's balance to a connected account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTransfer {
+    pub amount_minor: i64,
+    /// Lowercase ISO code.
+    pub currency: String,
+    pub destination: String,
+    pub transfer_group: String,
+    /// The charge the money comes from (`source_transaction`), so the transfer waits for its
+    /// funds instead of failing on the platform's available balance.
+    pub source_charge: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTransfer {
+    pub id: String,
+    pub amount_minor: i64,
+    pub amount_reversed_minor: i64,
+    pub currency: String,
+    pub destination: String,
+    pub transfer_group: Option<String>,
+}
+
+/// Take back `amount_minor` of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTransferReversal {
+    pub transfer_id: String,
+    pub amount_minor: i64,
+    pub metadata: Vec<(String, String)>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTransferReversal {
+    pub id: String,
+    pub amount_minor: i64,
 }
 
 /// Create the provider's customer for one of Kassa's.

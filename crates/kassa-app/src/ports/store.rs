@@ -198,6 +198,7 @@ pub trait Store:
     + super::RefundStore
     + super::SellerStore
     + super::SubscriptionStore
+    + super::TransferStore
     + super::ReconcileStore
     + super::WebhookStore
 {
@@ -218,6 +219,7 @@ impl<T> Store for T where
         + super::RefundStore
         + super::SellerStore
         + super::SubscriptionStore
+        + super::TransferStore
         + super::ReconcileStore
         + super::WebhookStore
 {

@@ -61,6 +61,7 @@ use crate::extract::PATH_SEGMENT_MAX_CHARS;
         super::subscriptions::debit,
         super::sellers::create,
         super::sellers::seller,
+        super::sellers::balance,
         super::webhooks::receive,
         super::webhooks::list,
         super::webhooks::replay,

@@ -11,12 +11,13 @@ use crate::HttpState;
 use crate::auth::{Origin, SecretKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, single_header};
-use crate::wire::{CreateSellerRequest, SellerBody};
+use crate::wire::{CreateSellerRequest, SellerBalanceBody, SellerBody};
 
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/v1/sellers", post(create))
         .route("/v1/sellers/{id}", get(seller))
+        .route("/v1/sellers/{id}/balance", get(balance))
 }
 
 #[utoipa::path(
@@ -75,4 +76,26 @@ pub(crate) async fn seller(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SellerBody>, ApiError> {
     Ok(Json(SellerBody::from(&state.app.seller(&id).await?)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/sellers/{id}/balance",
+    tag = "marketplace",
+    params(
+        ("id" = String, Path, description = "the seller"),
+    ),
+    responses(
+        (status = 200, description = "per currency, what the seller was paid, what refunds took back, and what is still owed", body = crate::wire::SellerBalanceBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn balance(
+    _: SecretKey,
+    State(state): State<HttpState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SellerBalanceBody>, ApiError> {
+    let balances = state.app.seller_balance(&id).await?;
+    Ok(Json(SellerBalanceBody::new(&id, &balances)))
 }

@@ -1,0 +1,115 @@
+//! Storage of what sellers are paid for orders of several sellers' products: a transfer to each
+//! seller after capture and a reversal of it for each refund, every one a durable job planned
+//! once and sent with a key derived from it.
+
+use async_trait::async_trait;
+
+use super::checkout_store::Actor;
+use super::store::StoreResult;
+
+/// A captured order whose transfers are not planned yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedForSellers {
+    pub order_id: String,
+    pub payment_intent_id: String,
+}
+
+/// One seller's transfer of one order, as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferJob {
+    pub order_id: String,
+    pub seller_id: String,
+    pub account_id: String,
+    /// Lowercase ISO code.
+    pub currency: String,
+    pub amount_minor: i64,
+    pub source_charge: Option<String>,
+    pub provider_key: String,
+    pub provider_transfer_id: Option<String>,
+    pub refusal: Option<String>,
+}
+
+/// What one refund takes back from one seller's transfer, as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReversalJob {
+    pub refund_id: String,
+    pub order_id: String,
+    pub seller_id: String,
+    pub amount_minor: i64,
+    pub provider_key: String,
+    /// The transfer it takes from, once that was made.
+    pub provider_transfer_id: Option<String>,
+    /// The transfer it takes from was refused: there is nothing to take back.
+    pub transfer_refused: bool,
+}
+
+/// How sending a transfer or reversal ended, when it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutOutcome {
+    Made { provider_id: String },
+    Refused(String),
+}
+
+/// A seller's money in one currency: what their transfers carried, what reversals took back,
+/// and what is still to be sent (less what is still to be taken back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SellerBalance {
+    pub currency: String,
+    pub paid_minor: i64,
+    pub reversed_minor: i64,
+    pub owed_minor: i64,
+}
+
+/// A transfer group's order as Kassa booked it, for the invariant checker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferGroupToCheck {
+    pub order_id: String,
+    pub currency: String,
+    pub captured_minor: i64,
+    /// What the platform keeps: the captured amount less every transfer.
+    pub platform_fee_minor: i64,
+    pub transfers: Vec<TransferJob>,
+    /// Reversals made, per provider transfer id.
+    pub reversed: Vec<(String, i64)>,
+}
+
+#[async_trait]
+pub trait TransferStore: Send + Sync {
+    /// Captured orders of a transfer group whose transfers are not planned yet.
+    async fn captured_for_sellers(&self, limit: i64) -> StoreResult<Vec<CapturedForSellers>>;
+    /// Plans each seller's transfer of a captured order (once; a second call plans nothing
+    /// more) and books the platform's keep on its payment; the order's transfers.
+    async fn plan_transfers(
+        &self,
+        order_id: &str,
+        source_charge: Option<&str>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<Vec<TransferJob>>;
+    /// Plans the reversals of succeeded refunds of orders whose transfers are planned, in the
+    /// order the refunds were made; how many refunds were planned for.
+    async fn plan_reversals(&self, limit: i64, now: i64) -> StoreResult<usize>;
+    async fn unsent_transfers(&self, limit: i64) -> StoreResult<Vec<TransferJob>>;
+    /// Records how a transfer ended, unless it was recorded already.
+    async fn finish_transfer(
+        &self,
+        order_id: &str,
+        seller_id: &str,
+        outcome: &PayoutOutcome,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()>;
+    async fn unsent_reversals(&self, limit: i64) -> StoreResult<Vec<ReversalJob>>;
+    /// Records how a reversal ended, unless it was recorded already.
+    async fn finish_reversal(
+        &self,
+        refund_id: &str,
+        seller_id: &str,
+        outcome: &PayoutOutcome,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()>;
+    async fn seller_balance(&self, seller_id: &str) -> StoreResult<Vec<SellerBalance>>;
+    /// Transfer groups' orders whose transfers are planned, newest first, at most `limit`.
+    async fn transfer_groups_to_check(&self, limit: i64) -> StoreResult<Vec<TransferGroupToCheck>>;
+}

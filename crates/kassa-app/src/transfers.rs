@@ -1,0 +1,137 @@
+//! Paying sellers of several sellers' orders (seed 001): one charge with the order as its
+//! transfer group, then, after capture, a transfer to each seller and, for each refund, a
+//! reversal of each transfer in proportion. Every transfer and reversal is a job the store
+//! plans once; this worker sends what is unsent with the job's derived key, so a retry, a
+//! second worker or a restart after a crash asks the provider for the same transfer again and
+//! gets the one it made (never a second).
+
+use crate::App;
+use crate::error::AppResult;
+use crate::ports::{
+    Actor, CreateTransfer, CreateTransferReversal, PayoutOutcome, ProviderError, SellerBalance,
+};
+
+impl App {
+    /// One round of the seller payout worker: plans the transfers of newly captured orders and
+    /// the reversals of newly succeeded refunds, then sends what is unsent. Returns how many
+    /// transfers and reversals got an answer.
+    pub async fn pay_sellers(&self, batch_max: i64) -> AppResult<usize> {
+        let actor = Actor {
+            kind: "worker (seller payouts)".into(),
+            request_id: None,
+            client_ip: None,
+        };
+        for captured in self.store.captured_for_sellers(batch_max).await? {
+            // The charge the money comes from, so each transfer is tied to its funds.
+            let source_charge = match self
+                .provider
+                .retrieve_payment_intent(&captured.payment_intent_id)
+                .await
+            {
+                Ok(intent) => intent.latest_charge,
+                Err(error) => {
+                    tracing::warn!(order_id = %captured.order_id, %error, "transfers wait for their charge");
+                    continue;
+                }
+            };
+            let now = self.clock.now_secs();
+            self.store
+                .plan_transfers(&captured.order_id, source_charge.as_deref(), &actor, now)
+                .await?;
+        }
+        self.store
+            .plan_reversals(batch_max, self.clock.now_secs())
+            .await?;
+        let mut answered = 0;
+        for transfer in self.store.unsent_transfers(batch_max).await? {
+            let request = CreateTransfer {
+                amount_minor: transfer.amount_minor,
+                currency: transfer.currency.to_lowercase(),
+                destination: transfer.account_id.clone(),
+                transfer_group: transfer.order_id.clone(),
+                source_charge: transfer.source_charge.clone(),
+                metadata: vec![
+                    ("kassa_order_id".into(), transfer.order_id.clone()),
+                    ("kassa_seller_id".into(), transfer.seller_id.clone()),
+                ],
+                idempotency_key: transfer.provider_key.clone(),
+            };
+            let outcome = match self.provider.create_transfer(request).await {
+                Ok(made) => PayoutOutcome::Made {
+                    provider_id: made.id,
+                },
+                Err(error) => match refused(error) {
+                    Some(reason) => PayoutOutcome::Refused(reason),
+                    None => continue,
+                },
+            };
+            let now = self.clock.now_secs();
+            self.store
+                .finish_transfer(
+                    &transfer.order_id,
+                    &transfer.seller_id,
+                    &outcome,
+                    &actor,
+                    now,
+                )
+                .await?;
+            answered += 1;
+        }
+        for reversal in self.store.unsent_reversals(batch_max).await? {
+            let outcome = match (&reversal.provider_transfer_id, reversal.transfer_refused) {
+                (Some(transfer_id), _) => {
+                    let request = CreateTransferReversal {
+                        transfer_id: transfer_id.clone(),
+                        amount_minor: reversal.amount_minor,
+                        metadata: vec![
+                            ("kassa_refund_id".into(), reversal.refund_id.clone()),
+                            ("kassa_order_id".into(), reversal.order_id.clone()),
+                        ],
+                        idempotency_key: reversal.provider_key.clone(),
+                    };
+                    match self.provider.reverse_transfer(request).await {
+                        Ok(made) => PayoutOutcome::Made {
+                            provider_id: made.id,
+                        },
+                        Err(error) => match refused(error) {
+                            Some(reason) => PayoutOutcome::Refused(reason),
+                            None => continue,
+                        },
+                    }
+                }
+                (None, true) => PayoutOutcome::Refused("its transfer was never made".into()),
+                (None, false) => continue,
+            };
+            let now = self.clock.now_secs();
+            self.store
+                .finish_reversal(
+                    &reversal.refund_id,
+                    &reversal.seller_id,
+                    &outcome,
+                    &actor,
+                    now,
+                )
+                .await?;
+            answered += 1;
+        }
+        Ok(answered)
+    }
+
+    /// What a seller was paid, what was taken back, and what is still to be sent, per currency.
+    pub async fn seller_balance(&self, seller_id: &str) -> AppResult<Vec<SellerBalance>> {
+        self.seller(seller_id).await?;
+        Ok(self.store.seller_balance(seller_id).await?)
+    }
+}
+
+/// The provider's reason when it definitely refused; `None` when the outcome is unknown (the job
+/// stays unsent and is asked again with the same key).
+fn refused(error: ProviderError) -> Option<String> {
+    match error {
+        ProviderError::Definite { code, message } => Some(format!("{code}: {message}")),
+        ProviderError::Unknown { reason } => {
+            tracing::warn!(%reason, "payout outcome unknown; it stays unsent");
+            None
+        }
+    }
+}

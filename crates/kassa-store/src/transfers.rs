@@ -1,0 +1,530 @@
+//! What sellers are paid for an order of several sellers' products (seed 001): a transfer to
+//! each after capture, a reversal of it for each refund. Each is a row planned once under the
+//! order's lock (its primary key), sent with a provider key derived from it, and done when the
+//! provider's id is recorded — so a duplicated event, a second worker or a crash between two
+//! transfers can neither skip one nor make one twice.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use kassa_app::ports::{
+    Actor, CapturedForSellers, PayoutOutcome, ReversalJob, SellerBalance, StoreError, StoreResult,
+    TransferGroupToCheck, TransferJob, TransferStore,
+};
+use kassa_domain::marketplace::{seller_shares, transfer_reversal};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::audit::{self, Change};
+use crate::db::{SqlStore, unavailable};
+use crate::transitions;
+
+/// Where a crash between the provider's transfer and Kassa's record of it is injected.
+pub const FAULT_BEFORE_TRANSFER_RECORD: &str = "transfers.before_record";
+
+const SELECT_TRANSFERS: &str = "SELECT order_id, seller_id, account_id, currency, amount,
+        source_charge, provider_key, provider_transfer_id, refusal FROM seller_transfers ";
+
+fn transfer_from_row(row: &AnyRow) -> StoreResult<TransferJob> {
+    Ok(TransferJob {
+        order_id: row.try_get("order_id").map_err(unavailable)?,
+        seller_id: row.try_get("seller_id").map_err(unavailable)?,
+        account_id: row.try_get("account_id").map_err(unavailable)?,
+        currency: row.try_get("currency").map_err(unavailable)?,
+        amount_minor: row.try_get("amount").map_err(unavailable)?,
+        source_charge: row.try_get("source_charge").map_err(unavailable)?,
+        provider_key: row.try_get("provider_key").map_err(unavailable)?,
+        provider_transfer_id: row.try_get("provider_transfer_id").map_err(unavailable)?,
+        refusal: row.try_get("refusal").map_err(unavailable)?,
+    })
+}
+
+async fn transfers_of(conn: &mut AnyConnection, order_id: &str) -> StoreResult<Vec<TransferJob>> {
+    let sql = format!("{SELECT_TRANSFERS} WHERE order_id = $1 ORDER BY seller_id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(order_id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    rows.iter().map(transfer_from_row).collect()
+}
+
+/// The order's transfer-group payment once captured: (payment id, fee rate, platform's keep if
+/// the transfers are planned, currency).
+async fn captured_payment(
+    conn: &mut AnyConnection,
+    order_id: &str,
+) -> StoreResult<Option<(String, i64, Option<i64>, String)>> {
+    sqlx::query_as(
+        "SELECT id, COALESCE(platform_fee_bps, 0), application_fee, currency FROM payments
+         WHERE order_id = $1 AND transfer_group IS NOT NULL AND status = 'succeeded'",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)
+}
+
+/// Plans each seller's transfer of a captured order: their lines' part of what was captured,
+/// less the fee (`kassa_domain::marketplace::seller_shares`).
+async fn plan_transfers_in(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    source_charge: Option<&str>,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    transitions::lock_order(conn, order_id).await?;
+    let Some((payment_id, fee_bps, planned_keep, currency)) =
+        captured_payment(conn, order_id).await?
+    else {
+        return Ok(());
+    };
+    if planned_keep.is_some() {
+        return Ok(());
+    }
+    let (captured, total): (i64, i64) =
+        sqlx::query_as("SELECT captured_amount, total FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    let seller_lines: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT seller_id, amount FROM order_lines
+         WHERE order_id = $1 AND seller_id IS NOT NULL ORDER BY line_no",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let mut transferred = 0;
+    for share in seller_shares(captured, total, &seller_lines, fee_bps) {
+        if share.transfer_minor == 0 {
+            continue;
+        }
+        let account: Option<String> =
+            sqlx::query_scalar("SELECT account_id FROM sellers WHERE id = $1")
+                .bind(&share.seller_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(unavailable)?
+                .flatten();
+        let account = account.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "seller {} of {order_id} has no account",
+                share.seller_id
+            ))
+        })?;
+        sqlx::query(
+            "INSERT INTO seller_transfers (order_id, seller_id, account_id, currency, gross_amount,
+                 fee_amount, amount, source_charge, provider_key, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(order_id)
+        .bind(&share.seller_id)
+        .bind(&account)
+        .bind(&currency)
+        .bind(share.gross_minor)
+        .bind(share.fee_minor)
+        .bind(share.transfer_minor)
+        .bind(source_charge)
+        .bind(format!("kassa-transfer-{order_id}-{}", share.seller_id))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        transferred += share.transfer_minor;
+    }
+    let keep = captured - transferred;
+    sqlx::query("UPDATE payments SET application_fee = $2, updated_at = $3 WHERE id = $1")
+        .bind(&payment_id)
+        .bind(keep)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let detail = format!("transfers {transferred}, platform keeps {keep} of {captured}");
+    let planned = Change {
+        entity_type: "order",
+        entity_id: order_id,
+        action: "seller_transfers_planned",
+        before: None,
+        after: None,
+        detail: Some(&detail),
+    };
+    audit::record(conn, planned, actor, now).await
+}
+
+/// Plans what one succeeded refund takes back from each of its order's transfers, unless that
+/// was planned already: each seller's proportion of everything refunded so far, less what
+/// earlier refunds took (`kassa_domain::marketplace::transfer_reversal`).
+async fn plan_reversals_in(
+    conn: &mut AnyConnection,
+    refund_id: &str,
+    order_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    transitions::lock_order(conn, order_id).await?;
+    let refund: Option<(i64, i64)> =
+        sqlx::query_as("SELECT amount, reversals_planned FROM refunds WHERE id = $1")
+            .bind(refund_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    let Some((amount, 0)) = refund else {
+        return Ok(());
+    };
+    let refunded_before: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
+         WHERE order_id = $1 AND status = 'succeeded' AND reversals_planned = 1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let captured: i64 = sqlx::query_scalar("SELECT captured_amount FROM orders WHERE id = $1")
+        .bind(order_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    for transfer in transfers_of(conn, order_id).await? {
+        let reversal = transfer_reversal(
+            transfer.amount_minor,
+            captured,
+            refunded_before,
+            refunded_before + amount,
+        );
+        if reversal == 0 {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO transfer_reversals (refund_id, seller_id, order_id, amount, provider_key,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(refund_id)
+        .bind(&transfer.seller_id)
+        .bind(order_id)
+        .bind(reversal)
+        .bind(format!("kassa-reversal-{refund_id}-{}", transfer.seller_id))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    }
+    sqlx::query("UPDATE refunds SET reversals_planned = 1, updated_at = $2 WHERE id = $1")
+        .bind(refund_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn balance_in(
+    balances: &mut BTreeMap<String, SellerBalance>,
+    currency: String,
+) -> &mut SellerBalance {
+    balances
+        .entry(currency.clone())
+        .or_insert_with(|| SellerBalance {
+            currency,
+            paid_minor: 0,
+            reversed_minor: 0,
+            owed_minor: 0,
+        })
+}
+
+/// The provider id or refusal to record, and the audit's action and detail for it.
+fn outcome_columns(outcome: &PayoutOutcome) -> (Option<&str>, Option<&str>, &'static str) {
+    match outcome {
+        PayoutOutcome::Made { provider_id } => (Some(provider_id), None, "made"),
+        PayoutOutcome::Refused(reason) => (None, Some(reason), "refused"),
+    }
+}
+
+#[async_trait]
+impl TransferStore for SqlStore {
+    async fn captured_for_sellers(&self, limit: i64) -> StoreResult<Vec<CapturedForSellers>> {
+        let mut unit = self.read().await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT order_id, provider_payment_intent_id FROM payments
+             WHERE transfer_group IS NOT NULL AND status = 'succeeded' AND application_fee IS NULL
+                 AND provider_payment_intent_id IS NOT NULL
+             ORDER BY updated_at, id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(order_id, payment_intent_id)| CapturedForSellers {
+                order_id,
+                payment_intent_id,
+            })
+            .collect())
+    }
+
+    async fn plan_transfers(
+        &self,
+        order_id: &str,
+        source_charge: Option<&str>,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<Vec<TransferJob>> {
+        let mut tx = self.begin().await?;
+        plan_transfers_in(&mut tx, order_id, source_charge, actor, now).await?;
+        let transfers = transfers_of(&mut tx, order_id).await?;
+        tx.commit().await?;
+        Ok(transfers)
+    }
+
+    async fn plan_reversals(&self, limit: i64, now: i64) -> StoreResult<usize> {
+        let mut unit = self.read().await?;
+        let refunds: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.id, r.order_id FROM refunds r JOIN payments p ON p.id = r.payment_id
+             WHERE r.status = 'succeeded' AND r.reversals_planned = 0
+                 AND p.transfer_group IS NOT NULL AND p.application_fee IS NOT NULL
+             ORDER BY r.created_at, r.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        for (refund_id, order_id) in &refunds {
+            let mut tx = self.begin().await?;
+            plan_reversals_in(&mut tx, refund_id, order_id, now).await?;
+            tx.commit().await?;
+        }
+        Ok(refunds.len())
+    }
+
+    async fn unsent_transfers(&self, limit: i64) -> StoreResult<Vec<TransferJob>> {
+        let sql = format!(
+            "{SELECT_TRANSFERS} WHERE provider_transfer_id IS NULL AND refusal IS NULL
+             ORDER BY created_at, order_id, seller_id LIMIT $1"
+        );
+        let rows = self
+            .read_fetch_all(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit))
+            .await?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    async fn finish_transfer(
+        &self,
+        order_id: &str,
+        seller_id: &str,
+        outcome: &PayoutOutcome,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.faults().check(FAULT_BEFORE_TRANSFER_RECORD)?;
+        let (provider_id, refusal, action) = outcome_columns(outcome);
+        let mut tx = self.begin().await?;
+        let recorded = sqlx::query(
+            "UPDATE seller_transfers SET provider_transfer_id = $3, refusal = $4, updated_at = $5
+             WHERE order_id = $1 AND seller_id = $2
+                 AND provider_transfer_id IS NULL AND refusal IS NULL",
+        )
+        .bind(order_id)
+        .bind(seller_id)
+        .bind(provider_id)
+        .bind(refusal)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if recorded.rows_affected() == 1 {
+            let entity = format!("{order_id}/{seller_id}");
+            let change = Change {
+                entity_type: "seller_transfer",
+                entity_id: &entity,
+                action,
+                before: None,
+                after: None,
+                detail: provider_id.or(refusal),
+            };
+            audit::record(&mut tx, change, actor, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unsent_reversals(&self, limit: i64) -> StoreResult<Vec<ReversalJob>> {
+        let query = sqlx::query(
+            "SELECT v.refund_id, v.order_id, v.seller_id, v.amount, v.provider_key,
+                    t.provider_transfer_id, t.refusal
+             FROM transfer_reversals v
+             JOIN seller_transfers t ON t.order_id = v.order_id AND t.seller_id = v.seller_id
+             WHERE v.provider_reversal_id IS NULL AND v.refusal IS NULL
+                 AND (t.provider_transfer_id IS NOT NULL OR t.refusal IS NOT NULL)
+             ORDER BY v.created_at, v.refund_id, v.seller_id LIMIT $1",
+        )
+        .bind(limit);
+        let rows = self.read_fetch_all(query).await?;
+        rows.iter()
+            .map(|row| {
+                let refusal: Option<String> = row.try_get("refusal").map_err(unavailable)?;
+                Ok(ReversalJob {
+                    refund_id: row.try_get("refund_id").map_err(unavailable)?,
+                    order_id: row.try_get("order_id").map_err(unavailable)?,
+                    seller_id: row.try_get("seller_id").map_err(unavailable)?,
+                    amount_minor: row.try_get("amount").map_err(unavailable)?,
+                    provider_key: row.try_get("provider_key").map_err(unavailable)?,
+                    provider_transfer_id: row
+                        .try_get("provider_transfer_id")
+                        .map_err(unavailable)?,
+                    transfer_refused: refusal.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_reversal(
+        &self,
+        refund_id: &str,
+        seller_id: &str,
+        outcome: &PayoutOutcome,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<()> {
+        let (provider_id, refusal, action) = outcome_columns(outcome);
+        let mut tx = self.begin().await?;
+        let recorded = sqlx::query(
+            "UPDATE transfer_reversals SET provider_reversal_id = $3, refusal = $4, updated_at = $5
+             WHERE refund_id = $1 AND seller_id = $2
+                 AND provider_reversal_id IS NULL AND refusal IS NULL",
+        )
+        .bind(refund_id)
+        .bind(seller_id)
+        .bind(provider_id)
+        .bind(refusal)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if recorded.rows_affected() == 1 {
+            let entity = format!("{refund_id}/{seller_id}");
+            let change = Change {
+                entity_type: "transfer_reversal",
+                entity_id: &entity,
+                action,
+                before: None,
+                after: None,
+                detail: provider_id.or(refusal),
+            };
+            audit::record(&mut tx, change, actor, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn seller_balance(&self, seller_id: &str) -> StoreResult<Vec<SellerBalance>> {
+        let mut balances: BTreeMap<String, SellerBalance> = BTreeMap::new();
+        let mut unit = self.read().await?;
+        // Transfers of several sellers' orders: made, or still to make.
+        let transfers: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT currency,
+                    CAST(COALESCE(SUM(CASE WHEN provider_transfer_id IS NOT NULL THEN amount ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN provider_transfer_id IS NULL THEN amount ELSE 0 END), 0) AS BIGINT)
+             FROM seller_transfers WHERE seller_id = $1 GROUP BY currency",
+        )
+        .bind(seller_id)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        for (currency, made, unmade) in transfers {
+            let balance = balance_in(&mut balances, currency);
+            balance.paid_minor += made;
+            balance.owed_minor += unmade;
+        }
+        let reversals: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT t.currency,
+                    CAST(COALESCE(SUM(CASE WHEN v.provider_reversal_id IS NOT NULL THEN v.amount ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN v.provider_reversal_id IS NULL THEN v.amount ELSE 0 END), 0) AS BIGINT)
+             FROM transfer_reversals v
+             JOIN seller_transfers t ON t.order_id = v.order_id AND t.seller_id = v.seller_id
+             WHERE v.seller_id = $1 GROUP BY t.currency",
+        )
+        .bind(seller_id)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        for (currency, made, unmade) in reversals {
+            let balance = balance_in(&mut balances, currency);
+            balance.reversed_minor += made;
+            balance.owed_minor -= unmade;
+        }
+        // Destination charges: the seller got what was captured less the fee at once, and each
+        // refund took back its proportion of that, as the provider reverses it.
+        let charges: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT p.id, p.currency, p.amount_received, COALESCE(p.application_fee, 0)
+             FROM payments p JOIN sellers s ON s.account_id = p.destination_account
+             WHERE s.id = $1 AND p.status = 'succeeded'",
+        )
+        .bind(seller_id)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        for (payment_id, currency, captured, fee) in charges {
+            let refunds: Vec<i64> = sqlx::query_scalar(
+                "SELECT amount FROM refunds WHERE payment_id = $1 AND status = 'succeeded'",
+            )
+            .bind(&payment_id)
+            .fetch_all(&mut *unit)
+            .await
+            .map_err(unavailable)?;
+            let balance = balance_in(&mut balances, currency);
+            balance.paid_minor += captured - fee;
+            balance.reversed_minor += refunds
+                .iter()
+                .map(|refund| transfer_reversal(captured - fee, captured, 0, *refund))
+                .sum::<i64>();
+        }
+        unit.commit().await?;
+        Ok(balances.into_values().collect())
+    }
+
+    async fn transfer_groups_to_check(&self, limit: i64) -> StoreResult<Vec<TransferGroupToCheck>> {
+        let mut unit = self.read().await?;
+        let groups: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT p.order_id, p.currency, o.captured_amount, p.application_fee
+             FROM payments p JOIN orders o ON o.id = p.order_id
+             WHERE p.transfer_group IS NOT NULL AND p.application_fee IS NOT NULL
+             ORDER BY p.created_at DESC, p.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        let mut checks = Vec::with_capacity(groups.len());
+        for (order_id, currency, captured, keep) in groups {
+            let transfers = transfers_of(&mut unit, &order_id).await?;
+            let reversed: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT t.provider_transfer_id, CAST(SUM(v.amount) AS BIGINT)
+                 FROM transfer_reversals v
+                 JOIN seller_transfers t ON t.order_id = v.order_id AND t.seller_id = v.seller_id
+                 WHERE v.order_id = $1 AND v.provider_reversal_id IS NOT NULL
+                     AND t.provider_transfer_id IS NOT NULL
+                 GROUP BY t.provider_transfer_id",
+            )
+            .bind(&order_id)
+            .fetch_all(&mut *unit)
+            .await
+            .map_err(unavailable)?;
+            checks.push(TransferGroupToCheck {
+                order_id,
+                currency,
+                captured_minor: captured,
+                platform_fee_minor: keep,
+                transfers,
+                reversed,
+            });
+        }
+        unit.commit().await?;
+        Ok(checks)
+    }
+}
