@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use kassa_domain::marketplace::seller_shares;
 use kassa_domain::order::OrderStatus;
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
@@ -121,6 +122,33 @@ impl App {
                 wrong.push(format!(
                     "transfers {planned} + platform's {} {} != captured {}",
                     group.platform_fee_minor, group.currency, group.captured_minor
+                ));
+            }
+            let owed: Vec<(String, i64)> = if group.canceled {
+                Vec::new()
+            } else {
+                seller_shares(
+                    group.captured_minor,
+                    group.total_minor,
+                    &group.seller_lines,
+                    group.fee_bps,
+                )
+                .into_iter()
+                .filter(|share| share.transfer_minor > 0)
+                .map(|share| (share.seller_id, share.transfer_minor))
+                .collect()
+            };
+            let mut kept: Vec<(String, i64)> = group
+                .transfers
+                .iter()
+                .map(|t| (t.seller_id.clone(), t.amount_minor))
+                .collect();
+            kept.sort();
+            let mut owed = owed;
+            owed.sort();
+            if kept != owed {
+                wrong.push(format!(
+                    "the transfers planned {kept:?} are not the sellers' shares {owed:?}"
                 ));
             }
             let theirs = match self.provider.list_transfers(&group.order_id).await {

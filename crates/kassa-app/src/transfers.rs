@@ -8,7 +8,8 @@
 use crate::App;
 use crate::error::AppResult;
 use crate::ports::{
-    Actor, CreateTransfer, CreateTransferReversal, PayoutOutcome, ProviderError, SellerBalance,
+    Actor, CreateTransfer, CreateTransferReversal, PayoutOutcome, ProviderError, ProviderResult,
+    SellerBalance,
 };
 
 impl App {
@@ -35,9 +36,15 @@ impl App {
                 }
             };
             let now = self.clock.now_secs();
-            self.store
-                .plan_transfers(&captured.order_id, source_charge.as_deref(), &actor, now)
-                .await?;
+            let order_id = &captured.order_id;
+            // One order failing never stops the others; it is tried again next round.
+            if let Err(error) = self
+                .store
+                .plan_transfers(order_id, source_charge.as_deref(), &actor, now)
+                .await
+            {
+                tracing::error!(%order_id, %error, "planning an order's transfers failed");
+            }
         }
         self.store
             .plan_reversals(batch_max, self.clock.now_secs())
@@ -56,14 +63,9 @@ impl App {
                 ],
                 idempotency_key: transfer.provider_key.clone(),
             };
-            let outcome = match self.provider.create_transfer(request).await {
-                Ok(made) => PayoutOutcome::Made {
-                    provider_id: made.id,
-                },
-                Err(error) => match refused(error) {
-                    Some(reason) => PayoutOutcome::Refused(reason),
-                    None => continue,
-                },
+            let answer = self.provider.create_transfer(request).await;
+            let Some(outcome) = outcome_of(answer.map(|made| made.id)) else {
+                continue;
             };
             let now = self.clock.now_secs();
             self.store
@@ -79,6 +81,9 @@ impl App {
         }
         for reversal in self.store.unsent_reversals(batch_max).await? {
             let outcome = match (&reversal.provider_transfer_id, reversal.transfer_refused) {
+                _ if reversal.refund_failed => {
+                    PayoutOutcome::Refused("its refund failed: nothing to take back".into())
+                }
                 (Some(transfer_id), _) => {
                     let request = CreateTransferReversal {
                         transfer_id: transfer_id.clone(),
@@ -89,14 +94,10 @@ impl App {
                         ],
                         idempotency_key: reversal.provider_key.clone(),
                     };
-                    match self.provider.reverse_transfer(request).await {
-                        Ok(made) => PayoutOutcome::Made {
-                            provider_id: made.id,
-                        },
-                        Err(error) => match refused(error) {
-                            Some(reason) => PayoutOutcome::Refused(reason),
-                            None => continue,
-                        },
+                    let answer = self.provider.reverse_transfer(request).await;
+                    match outcome_of(answer.map(|made| made.id)) {
+                        Some(outcome) => outcome,
+                        None => continue,
                     }
                 }
                 (None, true) => PayoutOutcome::Refused("its transfer was never made".into()),
@@ -124,12 +125,16 @@ impl App {
     }
 }
 
-/// The provider's reason when it definitely refused; `None` when the outcome is unknown (the job
-/// stays unsent and is asked again with the same key).
-fn refused(error: ProviderError) -> Option<String> {
-    match error {
-        ProviderError::Definite { code, message } => Some(format!("{code}: {message}")),
-        ProviderError::Unknown { reason } => {
+/// How a transfer or reversal call ended: made (the provider's id), or definitely refused
+/// (its reason); `None` when the outcome is unknown — the job stays unsent and is asked again
+/// with the same key.
+fn outcome_of(answer: ProviderResult<String>) -> Option<PayoutOutcome> {
+    match answer {
+        Ok(provider_id) => Some(PayoutOutcome::Made { provider_id }),
+        Err(ProviderError::Definite { code, message }) => {
+            Some(PayoutOutcome::Refused(format!("{code}: {message}")))
+        }
+        Err(ProviderError::Unknown { reason }) => {
             tracing::warn!(%reason, "payout outcome unknown; it stays unsent");
             None
         }

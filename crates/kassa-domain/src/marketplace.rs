@@ -27,33 +27,35 @@ pub struct SellerShare {
 }
 
 /// Splits `captured_minor` of an order whose lines sum to `total_minor` among the sellers whose
-/// lines are `seller_lines` (seller, their lines' amount). Each seller's part is rounded down
-/// (the odd minor units, and lines without a seller, stay with the platform), and the fee on
-/// it too; so the transfers and the platform's keep add up to exactly what was captured.
+/// lines are `seller_lines` (seller, a line's amount), in the order the sellers first appear.
+/// Each seller's lines are summed, their part of the capture rounded down once (the odd minor
+/// units, and lines without a seller, stay with the platform), and the fee on it too; so the
+/// transfers and the platform's keep add up to exactly what was captured.
 pub fn seller_shares(
     captured_minor: i64,
     total_minor: i64,
     seller_lines: &[(String, i64)],
     fee_bps: i64,
 ) -> Vec<SellerShare> {
-    let mut shares: Vec<SellerShare> = Vec::new();
+    let mut sold: Vec<(&str, i64)> = Vec::new();
     for (seller_id, amount) in seller_lines {
-        let gross = proportion(captured_minor, *amount, total_minor);
-        match shares.iter_mut().find(|s| &s.seller_id == seller_id) {
-            Some(share) => share.gross_minor += gross,
-            None => shares.push(SellerShare {
-                seller_id: seller_id.clone(),
-                gross_minor: gross,
-                fee_minor: 0,
-                transfer_minor: 0,
-            }),
+        match sold.iter_mut().find(|(seller, _)| seller == seller_id) {
+            Some((_, total)) => *total = total.saturating_add(*amount),
+            None => sold.push((seller_id, *amount)),
         }
     }
-    for share in &mut shares {
-        share.fee_minor = platform_fee(share.gross_minor, fee_bps);
-        share.transfer_minor = share.gross_minor - share.fee_minor;
-    }
-    shares
+    sold.into_iter()
+        .map(|(seller_id, amount)| {
+            let gross_minor = proportion(captured_minor, amount, total_minor);
+            let fee_minor = platform_fee(gross_minor, fee_bps);
+            SellerShare {
+                seller_id: seller_id.to_owned(),
+                gross_minor,
+                fee_minor,
+                transfer_minor: gross_minor - fee_minor,
+            }
+        })
+        .collect()
 }
 
 /// What a refund takes back from one seller's transfer of `transfer_minor`, when the order's
@@ -157,6 +159,10 @@ mod tests {
                 .iter()
                 .all(|s| s.gross_minor == 0)
         );
+        // A seller's lines are summed before the one rounding: their part of 100 of 300 is 100,
+        // not 3 × 33.
+        let shares = seller_shares(100, 300, &lines(&[("a", 100), ("a", 100), ("a", 100)]), 0);
+        assert_eq!(shares[0].gross_minor, 100);
     }
 
     #[test]

@@ -93,12 +93,16 @@ impl World {
 
     /// A charge that sends its money on to `destination` is refused unless that account can
     /// take charges, as Stripe refuses it.
-    pub(crate) fn check_destination(&self, destination: &str) -> Result<(), (u16, Value)> {
+    pub(crate) fn check_destination(
+        &self,
+        destination: &str,
+        param: &str,
+    ) -> Result<(), (u16, Value)> {
         let account = self.account(destination).map_err(|_| {
             invalid(
                 "resource_missing",
                 &format!("No such destination: '{destination}'"),
-                Some("transfer_data[destination]"),
+                Some(param),
             )
         })?;
         if account["charges_enabled"] == true {
@@ -107,7 +111,7 @@ impl World {
             Err(invalid(
                 "insufficient_capabilities_for_transfer",
                 "Your destination account needs to have at least one of the following capabilities enabled: transfers, crypto_transfers, legacy_payments",
-                Some("transfer_data[destination]"),
+                Some(param),
             ))
         }
     }

@@ -624,29 +624,11 @@ async fn list_transfers(
         Ok(Caller::Publishable) => return publishable_forbidden(),
         Err(response) => return response,
     }
-    let mut all: Vec<Value> = shared
-        .world()
-        .transfers
-        .values()
-        .filter(|transfer| {
-            let matches = |field: &str| {
-                query
-                    .get(field)
-                    .is_none_or(|wanted| transfer[field] == wanted.as_str())
-            };
-            matches("transfer_group") && matches("destination")
-        })
-        .cloned()
-        .collect();
-    all.sort_by(|a, b| {
-        let key = |t: &Value| {
-            (
-                t["created"].as_i64().unwrap_or(0),
-                t["id"].as_str().map(str::to_owned),
-            )
-        };
-        key(b).cmp(&key(a))
-    });
+    let all = newest_matching(
+        shared.world().transfers.values(),
+        &query,
+        &["transfer_group", "destination"],
+    );
     page("/v1/transfers", all, &query)
 }
 
@@ -945,6 +927,33 @@ async fn retrieve_event(
     }
 }
 
+/// The objects whose `fields` equal the query's values where it gives one, newest first (by
+/// `created`, then id), as Stripe's list filters answer.
+fn newest_matching<'a>(
+    objects: impl Iterator<Item = &'a Value>,
+    query: &Form,
+    fields: &[&str],
+) -> Vec<Value> {
+    let mut all: Vec<Value> = objects
+        .filter(|object| {
+            fields.iter().all(|field| {
+                query
+                    .get(*field)
+                    .is_none_or(|wanted| object[*field] == wanted.as_str())
+            })
+        })
+        .cloned()
+        .collect();
+    let newest = |object: &Value| {
+        (
+            std::cmp::Reverse(object["created"].as_i64().unwrap_or(0)),
+            std::cmp::Reverse(object["id"].as_str().map(str::to_owned)),
+        )
+    };
+    all.sort_by_key(newest);
+    all
+}
+
 /// Newest first, `limit` and `starting_after` as Stripe pages.
 fn page(url: &str, newest_first: Vec<Value>, query: &Form) -> Response {
     let limit = query
@@ -1027,21 +1036,11 @@ async fn list_invoices(
         Ok(Caller::Publishable) => return publishable_forbidden(),
         Err(response) => return response,
     }
-    let mut all: Vec<Value> = shared
-        .world()
-        .invoices
-        .values()
-        .filter(|invoice| {
-            let matches = |field: &str| {
-                query
-                    .get(field)
-                    .is_none_or(|wanted| invoice[field] == wanted.as_str())
-            };
-            matches("subscription") && matches("status")
-        })
-        .cloned()
-        .collect();
-    all.sort_by_key(|invoice| std::cmp::Reverse(invoice["created"].as_i64().unwrap_or(0)));
+    let all = newest_matching(
+        shared.world().invoices.values(),
+        &query,
+        &["subscription", "status"],
+    );
     page("/v1/invoices", all, &query)
 }
 

@@ -12,22 +12,23 @@ use crate::world::{Outcome, World, invalid, missing};
 
 type Form = BTreeMap<String, String>;
 
-fn positive_amount(form: &Form) -> Option<i64> {
+fn positive_amount(form: &Form) -> Result<i64, (u16, Value)> {
     form.get("amount")
         .and_then(|amount| amount.parse::<i64>().ok())
         .filter(|amount| *amount > 0)
-}
-
-impl World {
-    /// `POST /v1/transfers`.
-    pub fn create_transfer(&mut self, form: &Form, metadata: Value) -> Outcome {
-        let amount = positive_amount(form).ok_or_else(|| {
+        .ok_or_else(|| {
             invalid(
                 "parameter_invalid",
                 "amount must be a positive integer.",
                 Some("amount"),
             )
-        })?;
+        })
+}
+
+impl World {
+    /// `POST /v1/transfers`.
+    pub fn create_transfer(&mut self, form: &Form, metadata: Value) -> Outcome {
+        let amount = positive_amount(form)?;
         let currency = form
             .get("currency")
             .filter(|c| c.len() == 3 && c.chars().all(|ch| ch.is_ascii_lowercase()))
@@ -40,7 +41,7 @@ impl World {
                 Some("destination"),
             )
         })?;
-        self.check_destination(&destination)?;
+        self.check_destination(&destination, "destination")?;
         let source = form.get("source_transaction").cloned();
         if let Some(charge_id) = &source {
             let charge = self.charges.get(charge_id).ok_or_else(|| {
@@ -57,7 +58,14 @@ impl World {
                 .filter(|t| t["source_transaction"] == charge_id.as_str())
                 .filter_map(|t| t["amount"].as_i64())
                 .sum();
-            if charge["currency"] != currency.as_str() || sent + amount > captured {
+            if charge["currency"] != currency.as_str() {
+                return Err(invalid(
+                    "parameter_invalid",
+                    "The currency must be the source_transaction's.",
+                    Some("currency"),
+                ));
+            }
+            if sent + amount > captured {
                 return Err(invalid(
                     "insufficient_funds",
                     "The transfers of this source_transaction would exceed what it captured.",
@@ -95,13 +103,7 @@ impl World {
             - transfer["amount_reversed"].as_i64().unwrap_or(0);
         let amount = match form.get("amount") {
             None => left,
-            Some(_) => positive_amount(form).ok_or_else(|| {
-                invalid(
-                    "parameter_invalid",
-                    "amount must be a positive integer.",
-                    Some("amount"),
-                )
-            })?,
+            Some(_) => positive_amount(form)?,
         };
         if amount > left || amount <= 0 {
             return Err(invalid(

@@ -228,7 +228,7 @@ impl World {
         };
         let destination = form.get("transfer_data[destination]").cloned();
         if let Some(destination) = &destination {
-            self.check_destination(destination)?;
+            self.check_destination(destination, "transfer_data[destination]")?;
         }
         let application_fee: Option<i64> = match form.get("application_fee_amount") {
             None => None,

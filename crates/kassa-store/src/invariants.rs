@@ -76,6 +76,11 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
     (10, "a destination charge's platform fee is not between zero and the amount charged",
      "SELECT id FROM payments WHERE destination_account IS NOT NULL
         AND (application_fee IS NULL OR application_fee < 0 OR application_fee > amount)"),
+    (11, "a seller's reversals took back more than their transfer",
+     "SELECT t.order_id FROM seller_transfers t WHERE t.amount < (SELECT COALESCE(SUM(v.amount), 0)
+        FROM transfer_reversals v WHERE v.order_id = t.order_id AND v.seller_id = t.seller_id)"),
+    (11, "a seller's transfer was refused by the provider: the seller is still owed it",
+     "SELECT order_id FROM seller_transfers WHERE refusal IS NOT NULL"),
     (7, "a subscription's status has no audit record",
      "SELECT s.id FROM subscriptions s WHERE NOT EXISTS (SELECT 1 FROM audit_log a
         WHERE a.entity_type = 'subscription' AND a.entity_id = s.id AND a.after_state = s.status)"),
@@ -86,6 +91,49 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
 
 /// Most ids listed for one broken rule.
 const IDS_MAX: usize = 20;
+
+impl SqlStore {
+    /// Invariant 11: sellers left unpaid long after capture — an order whose transfers were
+    /// never planned, or a transfer never sent.
+    async fn unpaid_sellers(&self, stale_before: i64) -> StoreResult<Vec<Violation>> {
+        let mut unit = self.read().await?;
+        let unplanned: Vec<String> = sqlx::query_scalar(
+            "SELECT p.order_id FROM payments p JOIN orders o ON o.id = p.order_id
+             WHERE p.transfer_group IS NOT NULL AND p.status = 'succeeded'
+               AND p.transfers_planned_at IS NULL AND o.needs_attention IS NULL
+               AND o.status IN ('paid', 'partially_refunded', 'refunded') AND p.updated_at < $1",
+        )
+        .bind(stale_before)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        let unsent: Vec<String> = sqlx::query_scalar(
+            "SELECT order_id FROM seller_transfers
+             WHERE provider_transfer_id IS NULL AND refusal IS NULL AND created_at < $1",
+        )
+        .bind(stale_before)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        unit.commit().await?;
+        let found = [
+            (
+                unplanned,
+                "a paid order's sellers' transfers were never planned",
+            ),
+            (unsent, "a seller's transfer was never sent"),
+        ];
+        Ok(found
+            .into_iter()
+            .filter(|(ids, _)| !ids.is_empty())
+            .map(|(ids, what)| Violation {
+                invariant: 11,
+                ids: ids.into_iter().take(IDS_MAX).collect(),
+                what: what.into(),
+            })
+            .collect())
+    }
+}
 
 #[async_trait]
 impl InvariantStore for SqlStore {
@@ -125,6 +173,7 @@ impl InvariantStore for SqlStore {
                 what: "an unpaid checkout holds stock long after its hold expired".into(),
             });
         }
+        violations.extend(self.unpaid_sellers(stale_before).await?);
         Ok(violations)
     }
 

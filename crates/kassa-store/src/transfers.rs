@@ -12,6 +12,7 @@ use kassa_app::ports::{
     TransferGroupToCheck, TransferJob, TransferStore,
 };
 use kassa_domain::marketplace::{seller_shares, transfer_reversal};
+use kassa_domain::order::OrderStatus;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -49,14 +50,14 @@ async fn transfers_of(conn: &mut AnyConnection, order_id: &str) -> StoreResult<V
     rows.iter().map(transfer_from_row).collect()
 }
 
-/// The order's transfer-group payment once captured: (payment id, fee rate, platform's keep if
-/// the transfers are planned, currency).
+/// The order's transfer-group payment once captured: (payment id, fee rate, when its transfers
+/// were planned, currency).
 async fn captured_payment(
     conn: &mut AnyConnection,
     order_id: &str,
 ) -> StoreResult<Option<(String, i64, Option<i64>, String)>> {
     sqlx::query_as(
-        "SELECT id, COALESCE(platform_fee_bps, 0), application_fee, currency FROM payments
+        "SELECT id, COALESCE(platform_fee_bps, 0), transfers_planned_at, currency FROM payments
          WHERE order_id = $1 AND transfer_group IS NOT NULL AND status = 'succeeded'",
     )
     .bind(order_id)
@@ -65,30 +66,19 @@ async fn captured_payment(
     .map_err(unavailable)
 }
 
-/// Plans each seller's transfer of a captured order: their lines' part of what was captured,
-/// less the fee (`kassa_domain::marketplace::seller_shares`).
-async fn plan_transfers_in(
+/// What the order's sellers share — its captured amount less what lost disputes took — its
+/// total and the amounts of its sellers' lines.
+async fn order_split(
     conn: &mut AnyConnection,
     order_id: &str,
-    source_charge: Option<&str>,
-    actor: &Actor,
-    now: i64,
-) -> StoreResult<()> {
-    transitions::lock_order(conn, order_id).await?;
-    let Some((payment_id, fee_bps, planned_keep, currency)) =
-        captured_payment(conn, order_id).await?
-    else {
-        return Ok(());
-    };
-    if planned_keep.is_some() {
-        return Ok(());
-    }
-    let (captured, total): (i64, i64) =
-        sqlx::query_as("SELECT captured_amount, total FROM orders WHERE id = $1")
-            .bind(order_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable)?;
+) -> StoreResult<(i64, i64, Vec<(String, i64)>)> {
+    let (captured, total): (i64, i64) = sqlx::query_as(
+        "SELECT captured_amount - dispute_lost_amount, total FROM orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
     let seller_lines: Vec<(String, i64)> = sqlx::query_as(
         "SELECT seller_id, amount FROM order_lines
          WHERE order_id = $1 AND seller_id IS NOT NULL ORDER BY line_no",
@@ -97,8 +87,51 @@ async fn plan_transfers_in(
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
+    Ok((captured, total, seller_lines))
+}
+
+/// Plans each seller's transfer of a captured order: their lines' part of what was captured,
+/// less the fee (`kassa_domain::marketplace::seller_shares`). Only once the order is settled
+/// as paid (or later refunded) and needs no one's attention: a disputed order, or one whose
+/// payment arrived when it could no longer take it, waits; a canceled one is marked planned
+/// with nothing to send.
+async fn plan_transfers_in(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    source_charge: Option<&str>,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let status = transitions::lock_order(conn, order_id).await?;
+    let Some((payment_id, fee_bps, planned_at, currency)) =
+        captured_payment(conn, order_id).await?
+    else {
+        return Ok(());
+    };
+    let attention: Option<String> =
+        sqlx::query_scalar("SELECT needs_attention FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    let settled = matches!(
+        status,
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+    );
+    if planned_at.is_some() || attention.is_some() {
+        return Ok(());
+    }
+    if !settled && status != OrderStatus::Canceled {
+        return Ok(());
+    }
+    let (captured, total, seller_lines) = order_split(conn, order_id).await?;
+    let shares = if settled {
+        seller_shares(captured, total, &seller_lines, fee_bps)
+    } else {
+        Vec::new()
+    };
     let mut transferred = 0;
-    for share in seller_shares(captured, total, &seller_lines, fee_bps) {
+    for share in shares {
         if share.transfer_minor == 0 {
             continue;
         }
@@ -136,13 +169,16 @@ async fn plan_transfers_in(
         transferred += share.transfer_minor;
     }
     let keep = captured - transferred;
-    sqlx::query("UPDATE payments SET application_fee = $2, updated_at = $3 WHERE id = $1")
-        .bind(&payment_id)
-        .bind(keep)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
+    sqlx::query(
+        "UPDATE payments SET application_fee = $2, transfers_planned_at = $3, updated_at = $3
+         WHERE id = $1",
+    )
+    .bind(&payment_id)
+    .bind(keep)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
     let detail = format!("transfers {transferred}, platform keeps {keep} of {captured}");
     let planned = Change {
         entity_type: "order",
@@ -165,28 +201,33 @@ async fn plan_reversals_in(
     now: i64,
 ) -> StoreResult<()> {
     transitions::lock_order(conn, order_id).await?;
-    let refund: Option<(i64, i64)> =
-        sqlx::query_as("SELECT amount, reversals_planned FROM refunds WHERE id = $1")
-            .bind(refund_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(unavailable)?;
+    let refund: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT amount, reversals_planned FROM refunds WHERE id = $1 AND status = 'succeeded'",
+    )
+    .bind(refund_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
     let Some((amount, 0)) = refund else {
         return Ok(());
     };
+    // Every refund planned before, whatever became of it since: the reversals so far are this
+    // sum's proportion, so each new refund's share is taken exactly once.
     let refunded_before: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
-         WHERE order_id = $1 AND status = 'succeeded' AND reversals_planned = 1",
+         WHERE order_id = $1 AND reversals_planned = 1",
     )
     .bind(order_id)
     .fetch_one(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let captured: i64 = sqlx::query_scalar("SELECT captured_amount FROM orders WHERE id = $1")
-        .bind(order_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(unavailable)?;
+    let captured: i64 = sqlx::query_scalar(
+        "SELECT captured_amount - dispute_lost_amount FROM orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
     for transfer in transfers_of(conn, order_id).await? {
         let reversal = transfer_reversal(
             transfer.amount_minor,
@@ -235,12 +276,57 @@ fn balance_in(
         })
 }
 
-/// The provider id or refusal to record, and the audit's action and detail for it.
-fn outcome_columns(outcome: &PayoutOutcome) -> (Option<&str>, Option<&str>, &'static str) {
-    match outcome {
-        PayoutOutcome::Made { provider_id } => (Some(provider_id), None, "made"),
-        PayoutOutcome::Refused(reason) => (None, Some(reason), "refused"),
+/// A payout job's row: its table, its key's two columns and values, where the provider's id
+/// goes.
+struct Job<'a> {
+    table: &'static str,
+    entity_type: &'static str,
+    provider_column: &'static str,
+    key: [(&'static str, &'a str); 2],
+}
+
+/// Records how a job ended — the provider's id, or its refusal — unless it was recorded
+/// already (a second worker, a retry), with an audit record of the first answer.
+async fn finish_job(
+    conn: &mut AnyConnection,
+    job: &Job<'_>,
+    outcome: &PayoutOutcome,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let (provider_id, refusal, action) = match outcome {
+        PayoutOutcome::Made { provider_id } => (Some(provider_id.as_str()), None, "made"),
+        PayoutOutcome::Refused(reason) => (None, Some(reason.as_str()), "refused"),
+    };
+    let [(first, first_value), (second, second_value)] = job.key;
+    let provider = job.provider_column;
+    let sql = format!(
+        "UPDATE {table} SET {provider} = $3, refusal = $4, updated_at = $5
+         WHERE {first} = $1 AND {second} = $2 AND {provider} IS NULL AND refusal IS NULL",
+        table = job.table
+    );
+    let recorded = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(first_value)
+        .bind(second_value)
+        .bind(provider_id)
+        .bind(refusal)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if recorded.rows_affected() == 1 {
+        let entity = format!("{first_value}/{second_value}");
+        let change = Change {
+            entity_type: job.entity_type,
+            entity_id: &entity,
+            action,
+            before: None,
+            after: None,
+            detail: provider_id.or(refusal),
+        };
+        audit::record(conn, change, actor, now).await?;
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -248,10 +334,13 @@ impl TransferStore for SqlStore {
     async fn captured_for_sellers(&self, limit: i64) -> StoreResult<Vec<CapturedForSellers>> {
         let mut unit = self.read().await?;
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT order_id, provider_payment_intent_id FROM payments
-             WHERE transfer_group IS NOT NULL AND status = 'succeeded' AND application_fee IS NULL
-                 AND provider_payment_intent_id IS NOT NULL
-             ORDER BY updated_at, id LIMIT $1",
+            "SELECT p.order_id, p.provider_payment_intent_id
+             FROM payments p JOIN orders o ON o.id = p.order_id
+             WHERE p.transfer_group IS NOT NULL AND p.status = 'succeeded'
+                 AND p.transfers_planned_at IS NULL AND p.provider_payment_intent_id IS NOT NULL
+                 AND o.needs_attention IS NULL
+                 AND o.status IN ('paid', 'partially_refunded', 'refunded', 'canceled')
+             ORDER BY p.updated_at, p.id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&mut *unit)
@@ -286,7 +375,7 @@ impl TransferStore for SqlStore {
         let refunds: Vec<(String, String)> = sqlx::query_as(
             "SELECT r.id, r.order_id FROM refunds r JOIN payments p ON p.id = r.payment_id
              WHERE r.status = 'succeeded' AND r.reversals_planned = 0
-                 AND p.transfer_group IS NOT NULL AND p.application_fee IS NOT NULL
+                 AND p.transfer_group IS NOT NULL AND p.transfers_planned_at IS NOT NULL
              ORDER BY r.created_at, r.id LIMIT $1",
         )
         .bind(limit)
@@ -322,33 +411,14 @@ impl TransferStore for SqlStore {
         now: i64,
     ) -> StoreResult<()> {
         self.faults().check(FAULT_BEFORE_TRANSFER_RECORD)?;
-        let (provider_id, refusal, action) = outcome_columns(outcome);
+        let job = Job {
+            table: "seller_transfers",
+            entity_type: "seller_transfer",
+            provider_column: "provider_transfer_id",
+            key: [("order_id", order_id), ("seller_id", seller_id)],
+        };
         let mut tx = self.begin().await?;
-        let recorded = sqlx::query(
-            "UPDATE seller_transfers SET provider_transfer_id = $3, refusal = $4, updated_at = $5
-             WHERE order_id = $1 AND seller_id = $2
-                 AND provider_transfer_id IS NULL AND refusal IS NULL",
-        )
-        .bind(order_id)
-        .bind(seller_id)
-        .bind(provider_id)
-        .bind(refusal)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if recorded.rows_affected() == 1 {
-            let entity = format!("{order_id}/{seller_id}");
-            let change = Change {
-                entity_type: "seller_transfer",
-                entity_id: &entity,
-                action,
-                before: None,
-                after: None,
-                detail: provider_id.or(refusal),
-            };
-            audit::record(&mut tx, change, actor, now).await?;
-        }
+        finish_job(&mut tx, &job, outcome, actor, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -356,9 +426,10 @@ impl TransferStore for SqlStore {
     async fn unsent_reversals(&self, limit: i64) -> StoreResult<Vec<ReversalJob>> {
         let query = sqlx::query(
             "SELECT v.refund_id, v.order_id, v.seller_id, v.amount, v.provider_key,
-                    t.provider_transfer_id, t.refusal
+                    t.provider_transfer_id, t.refusal, r.status AS refund_status
              FROM transfer_reversals v
              JOIN seller_transfers t ON t.order_id = v.order_id AND t.seller_id = v.seller_id
+             JOIN refunds r ON r.id = v.refund_id
              WHERE v.provider_reversal_id IS NULL AND v.refusal IS NULL
                  AND (t.provider_transfer_id IS NOT NULL OR t.refusal IS NOT NULL)
              ORDER BY v.created_at, v.refund_id, v.seller_id LIMIT $1",
@@ -368,6 +439,7 @@ impl TransferStore for SqlStore {
         rows.iter()
             .map(|row| {
                 let refusal: Option<String> = row.try_get("refusal").map_err(unavailable)?;
+                let refund_status: String = row.try_get("refund_status").map_err(unavailable)?;
                 Ok(ReversalJob {
                     refund_id: row.try_get("refund_id").map_err(unavailable)?,
                     order_id: row.try_get("order_id").map_err(unavailable)?,
@@ -378,6 +450,7 @@ impl TransferStore for SqlStore {
                         .try_get("provider_transfer_id")
                         .map_err(unavailable)?,
                     transfer_refused: refusal.is_some(),
+                    refund_failed: refund_status != "succeeded",
                 })
             })
             .collect()
@@ -391,33 +464,14 @@ impl TransferStore for SqlStore {
         actor: &Actor,
         now: i64,
     ) -> StoreResult<()> {
-        let (provider_id, refusal, action) = outcome_columns(outcome);
+        let job = Job {
+            table: "transfer_reversals",
+            entity_type: "transfer_reversal",
+            provider_column: "provider_reversal_id",
+            key: [("refund_id", refund_id), ("seller_id", seller_id)],
+        };
         let mut tx = self.begin().await?;
-        let recorded = sqlx::query(
-            "UPDATE transfer_reversals SET provider_reversal_id = $3, refusal = $4, updated_at = $5
-             WHERE refund_id = $1 AND seller_id = $2
-                 AND provider_reversal_id IS NULL AND refusal IS NULL",
-        )
-        .bind(refund_id)
-        .bind(seller_id)
-        .bind(provider_id)
-        .bind(refusal)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if recorded.rows_affected() == 1 {
-            let entity = format!("{refund_id}/{seller_id}");
-            let change = Change {
-                entity_type: "transfer_reversal",
-                entity_id: &entity,
-                action,
-                before: None,
-                after: None,
-                detail: provider_id.or(refusal),
-            };
-            audit::record(&mut tx, change, actor, now).await?;
-        }
+        finish_job(&mut tx, &job, outcome, actor, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -490,10 +544,11 @@ impl TransferStore for SqlStore {
 
     async fn transfer_groups_to_check(&self, limit: i64) -> StoreResult<Vec<TransferGroupToCheck>> {
         let mut unit = self.read().await?;
-        let groups: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT p.order_id, p.currency, o.captured_amount, p.application_fee
+        let groups: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT p.order_id, p.currency, COALESCE(p.application_fee, 0),
+                    COALESCE(p.platform_fee_bps, 0), o.status
              FROM payments p JOIN orders o ON o.id = p.order_id
-             WHERE p.transfer_group IS NOT NULL AND p.application_fee IS NOT NULL
+             WHERE p.transfer_group IS NOT NULL AND p.transfers_planned_at IS NOT NULL
              ORDER BY p.created_at DESC, p.id LIMIT $1",
         )
         .bind(limit)
@@ -501,7 +556,8 @@ impl TransferStore for SqlStore {
         .await
         .map_err(unavailable)?;
         let mut checks = Vec::with_capacity(groups.len());
-        for (order_id, currency, captured, keep) in groups {
+        for (order_id, currency, keep, fee_bps, status) in groups {
+            let (captured, total, seller_lines) = order_split(&mut unit, &order_id).await?;
             let transfers = transfers_of(&mut unit, &order_id).await?;
             let reversed: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT t.provider_transfer_id, CAST(SUM(v.amount) AS BIGINT)
@@ -519,6 +575,10 @@ impl TransferStore for SqlStore {
                 order_id,
                 currency,
                 captured_minor: captured,
+                total_minor: total,
+                seller_lines,
+                fee_bps,
+                canceled: status == OrderStatus::Canceled.as_str(),
                 platform_fee_minor: keep,
                 transfers,
                 reversed,

@@ -384,6 +384,18 @@ async fn transfers_at_stripe(shop: &EmulatedShop, order_id: &str) -> Vec<(String
     transfers
 }
 
+/// Each of `several_sellers_paid`'s sellers has one transfer of their share, none reversed.
+async fn assert_each_paid_once(
+    shop: &EmulatedShop,
+    order_id: &str,
+    [books, pens]: [&SellerRecord; 2],
+) {
+    // BOOK 2 × 1250 = 2500, 10 % fee → 2250; PEN 1250 → 1125; MUG stays with the platform.
+    let mut expected = vec![(account(books), 2_250, 0), (account(pens), 1_125, 0)];
+    expected.sort();
+    assert_eq!(transfers_at_stripe(shop, order_id).await, expected);
+}
+
 fn account(seller: &SellerRecord) -> String {
     seller.account_id.clone().expect("account")
 }
@@ -402,10 +414,7 @@ async fn several_sellers_are_each_paid_once_under_duplicated_events_and_concurre
         one.expect("paid");
         two.expect("paid");
     }
-    // BOOK 2 × 1250 = 2500, 10 % fee → 2250; PEN 1250 → 1125; MUG stays with the platform.
-    let mut expected = vec![(account(&books), 2_250, 0), (account(&pens), 1_125, 0)];
-    expected.sort();
-    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
     assert_eq!(
         shop.scalar("SELECT COUNT(*) FROM seller_transfers WHERE provider_transfer_id IS NOT NULL")
             .await,
@@ -463,9 +472,7 @@ async fn a_crash_between_transfers_makes_each_transfer_once(db: TestDb) {
     shop.app.pay_sellers(10).await.expect("round");
     shop.clear_faults().await;
     shop.app.pay_sellers(10).await.expect("round");
-    let mut expected = vec![(account(&books), 2_250, 0), (account(&pens), 1_125, 0)];
-    expected.sort();
-    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
     shop.deliver_events().await;
     let report = shop.app.check_invariants().await.expect("checked");
     assert!(report.passed(), "{:#?}", report.violations);
@@ -520,6 +527,21 @@ async fn a_partial_refund_reverses_each_sellers_share_and_the_whole_refund_the_r
     ];
     expected.sort();
     assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    let balance = shop.app.seller_balance(&pens.id).await.expect("balance");
+    assert_eq!(
+        (
+            balance[0].paid_minor,
+            balance[0].reversed_minor,
+            balance[0].owed_minor
+        ),
+        (1_125, 1_125, 0),
+        "the seller keeps nothing of a wholly refunded order"
+    );
+    // So the platform paid back, of the 5000 refunded, all it kept: the mug and both fees.
+    let keep = shop
+        .scalar("SELECT application_fee FROM payments WHERE transfer_group IS NOT NULL")
+        .await;
+    assert_eq!(keep + 2_250 + 1_125, 4 * UNIT);
     let report = shop.app.check_invariants().await.expect("checked");
     assert!(report.passed(), "{:#?}", report.violations);
 
@@ -536,7 +558,11 @@ async fn a_partial_refund_reverses_each_sellers_share_and_the_whole_refund_the_r
         .iter()
         .filter(|v| v.invariant == 11 && v.ids == [order_id.clone()])
         .count();
-    assert_eq!(books_broken, 2, "{:#?}", report.violations);
+    assert_eq!(
+        books_broken, 3,
+        "books, shares and Stripe's amount: {:#?}",
+        report.violations
+    );
 }
 both_backends!(a_partial_refund_reverses_each_sellers_share_and_the_whole_refund_the_rest);
 
@@ -556,3 +582,35 @@ async fn a_sellers_products_on_the_hosted_page_are_paid_by_transfer(db: TestDb) 
     );
 }
 both_backends!(a_sellers_products_on_the_hosted_page_are_paid_by_transfer);
+
+/// A disputed order's sellers wait: nothing is transferred while the dispute is open; once it
+/// is won, each seller is paid their share.
+async fn a_disputed_orders_transfers_wait_for_the_dispute(db: TestDb) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    let order = shop.app.order(&order_id).await.expect("order");
+    let intent = order
+        .payment
+        .and_then(|p| p.payment_intent_id)
+        .expect("intent");
+    let dispute = shop
+        .control(
+            &format!("/_emulator/payment_intents/{intent}/dispute"),
+            json!({}),
+        )
+        .await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&order_id).await, "disputed");
+    shop.app.pay_sellers(10).await.expect("round");
+    assert!(transfers_at_stripe(&shop, &order_id).await.is_empty());
+    let id = dispute["id"].as_str().expect("dispute id");
+    shop.control(
+        &format!("/_emulator/disputes/{id}/close"),
+        json!({"outcome": "won"}),
+    )
+    .await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&order_id).await, "paid");
+    shop.app.pay_sellers(10).await.expect("round");
+    assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
+}
+both_backends!(a_disputed_orders_transfers_wait_for_the_dispute);

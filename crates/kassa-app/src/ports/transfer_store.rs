@@ -41,6 +41,8 @@ pub struct ReversalJob {
     pub provider_transfer_id: Option<String>,
     /// The transfer it takes from was refused: there is nothing to take back.
     pub transfer_refused: bool,
+    /// Its refund failed after it succeeded (the customer got nothing back): not sent.
+    pub refund_failed: bool,
 }
 
 /// How sending a transfer or reversal ended, when it did.
@@ -66,6 +68,12 @@ pub struct TransferGroupToCheck {
     pub order_id: String,
     pub currency: String,
     pub captured_minor: i64,
+    pub total_minor: i64,
+    /// (seller, a line's amount) of the order's sellers' lines.
+    pub seller_lines: Vec<(String, i64)>,
+    pub fee_bps: i64,
+    /// Canceled before it was paid: nothing is owed to anyone.
+    pub canceled: bool,
     /// What the platform keeps: the captured amount less every transfer.
     pub platform_fee_minor: i64,
     pub transfers: Vec<TransferJob>,
@@ -110,6 +118,7 @@ pub trait TransferStore: Send + Sync {
         now: i64,
     ) -> StoreResult<()>;
     async fn seller_balance(&self, seller_id: &str) -> StoreResult<Vec<SellerBalance>>;
-    /// Transfer groups' orders whose transfers are planned, newest first, at most `limit`.
+    /// Transfer groups' orders whose transfers are planned, newest first, at most `limit`, with
+    /// what their split was planned from.
     async fn transfer_groups_to_check(&self, limit: i64) -> StoreResult<Vec<TransferGroupToCheck>>;
 }
