@@ -3,7 +3,9 @@
 //! reversal of each transfer in proportion. Every transfer and reversal is a job the store
 //! plans once; this worker sends what is unsent with the job's derived key, so a retry, a
 //! second worker or a restart after a crash asks the provider for the same transfer again and
-//! gets the one it made (never a second).
+//! gets the one it made (never a second). A job older than Stripe's memory of keys is looked
+//! for in the order's transfer group first; a transfer Stripe refused is asked for again, under
+//! a new key, once Stripe reports its seller ready.
 
 use crate::App;
 use crate::error::AppResult;
@@ -11,6 +13,10 @@ use crate::ports::{
     Actor, CreateTransfer, CreateTransferReversal, PayoutOutcome, ProviderError, ProviderResult,
     SellerBalance,
 };
+
+/// How long Kassa trusts Stripe to remember an idempotency key: Stripe keeps them for at least
+/// 24 hours.
+pub const PROVIDER_KEY_TRUSTED_SECS: i64 = 23 * 3600;
 
 impl App {
     /// One round of the seller payout worker: plans the transfers of newly captured orders and
@@ -49,8 +55,40 @@ impl App {
         self.store
             .plan_reversals(batch_max, self.clock.now_secs())
             .await?;
+        self.store
+            .retry_refused_transfers(&actor, self.clock.now_secs())
+            .await?;
         let mut answered = 0;
         for transfer in self.store.unsent_transfers(batch_max).await? {
+            if self.clock.now_secs() - transfer.key_created_at > PROVIDER_KEY_TRUSTED_SECS {
+                // Stripe may have forgotten the key: a transfer it made under it is found in
+                // the order's group instead, and never made twice.
+                match self.provider.list_transfers(&transfer.order_id).await {
+                    Ok(made) => {
+                        if let Some(made) = made
+                            .into_iter()
+                            .find(|made| made.destination == transfer.account_id)
+                        {
+                            let outcome = PayoutOutcome::Made {
+                                provider_id: made.id,
+                            };
+                            let now = self.clock.now_secs();
+                            self.store
+                                .finish_transfer(
+                                    &transfer.order_id,
+                                    &transfer.seller_id,
+                                    &outcome,
+                                    &actor,
+                                    now,
+                                )
+                                .await?;
+                            answered += 1;
+                            continue;
+                        }
+                    }
+                    Err(_) => continue,
+                }
+            }
             let request = CreateTransfer {
                 amount_minor: transfer.amount_minor,
                 currency: transfer.currency.to_lowercase(),
@@ -80,11 +118,11 @@ impl App {
             answered += 1;
         }
         for reversal in self.store.unsent_reversals(batch_max).await? {
-            let outcome = match (&reversal.provider_transfer_id, reversal.transfer_refused) {
+            let outcome = match &reversal.provider_transfer_id {
                 _ if reversal.refund_failed => {
                     PayoutOutcome::Refused("its refund failed: nothing to take back".into())
                 }
-                (Some(transfer_id), _) => {
+                Some(transfer_id) => {
                     let request = CreateTransferReversal {
                         transfer_id: transfer_id.clone(),
                         amount_minor: reversal.amount_minor,
@@ -100,8 +138,8 @@ impl App {
                         None => continue,
                     }
                 }
-                (None, true) => PayoutOutcome::Refused("its transfer was never made".into()),
-                (None, false) => continue,
+                // Its transfer is not made yet (refused, it waits for the seller).
+                None => continue,
             };
             let now = self.clock.now_secs();
             self.store

@@ -24,7 +24,7 @@ use crate::transitions;
 pub const FAULT_BEFORE_TRANSFER_RECORD: &str = "transfers.before_record";
 
 const SELECT_TRANSFERS: &str = "SELECT order_id, seller_id, account_id, currency, amount,
-        source_charge, provider_key, provider_transfer_id, refusal FROM seller_transfers ";
+        source_charge, provider_key, provider_transfer_id, refusal, updated_at FROM seller_transfers ";
 
 fn transfer_from_row(row: &AnyRow) -> StoreResult<TransferJob> {
     Ok(TransferJob {
@@ -37,6 +37,7 @@ fn transfer_from_row(row: &AnyRow) -> StoreResult<TransferJob> {
         provider_key: row.try_get("provider_key").map_err(unavailable)?,
         provider_transfer_id: row.try_get("provider_transfer_id").map_err(unavailable)?,
         refusal: row.try_get("refusal").map_err(unavailable)?,
+        key_created_at: row.try_get("updated_at").map_err(unavailable)?,
     })
 }
 
@@ -402,6 +403,50 @@ impl TransferStore for SqlStore {
         rows.iter().map(transfer_from_row).collect()
     }
 
+    async fn retry_refused_transfers(&self, actor: &Actor, now: i64) -> StoreResult<usize> {
+        let mut tx = self.begin().await?;
+        // Ready again since the refusal was recorded: a report older than the refusal is what
+        // Kassa believed when Stripe refused, so it is no reason to ask again.
+        let due: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT t.order_id, t.seller_id, t.attempt FROM seller_transfers t
+             JOIN sellers s ON s.id = t.seller_id
+             WHERE t.refusal IS NOT NULL AND s.charges_enabled = 1
+                 AND s.readiness_observed_at >= t.updated_at",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        for (order_id, seller_id, attempt) in &due {
+            let attempt = attempt + 1;
+            let key = format!("kassa-transfer-{order_id}-{seller_id}-{attempt}");
+            sqlx::query(
+                "UPDATE seller_transfers SET refusal = NULL, attempt = $3, provider_key = $4,
+                     updated_at = $5
+                 WHERE order_id = $1 AND seller_id = $2 AND refusal IS NOT NULL",
+            )
+            .bind(order_id)
+            .bind(seller_id)
+            .bind(attempt)
+            .bind(&key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let entity = format!("{order_id}/{seller_id}");
+            let change = Change {
+                entity_type: "seller_transfer",
+                entity_id: &entity,
+                action: "retried",
+                before: None,
+                after: None,
+                detail: Some(&key),
+            };
+            audit::record(&mut tx, change, actor, now).await?;
+        }
+        tx.commit().await?;
+        Ok(due.len())
+    }
+
     async fn finish_transfer(
         &self,
         order_id: &str,
@@ -426,19 +471,18 @@ impl TransferStore for SqlStore {
     async fn unsent_reversals(&self, limit: i64) -> StoreResult<Vec<ReversalJob>> {
         let query = sqlx::query(
             "SELECT v.refund_id, v.order_id, v.seller_id, v.amount, v.provider_key,
-                    t.provider_transfer_id, t.refusal, r.status AS refund_status
+                    t.provider_transfer_id, r.status AS refund_status
              FROM transfer_reversals v
              JOIN seller_transfers t ON t.order_id = v.order_id AND t.seller_id = v.seller_id
              JOIN refunds r ON r.id = v.refund_id
              WHERE v.provider_reversal_id IS NULL AND v.refusal IS NULL
-                 AND (t.provider_transfer_id IS NOT NULL OR t.refusal IS NOT NULL)
+                 AND (t.provider_transfer_id IS NOT NULL OR r.status <> 'succeeded')
              ORDER BY v.created_at, v.refund_id, v.seller_id LIMIT $1",
         )
         .bind(limit);
         let rows = self.read_fetch_all(query).await?;
         rows.iter()
             .map(|row| {
-                let refusal: Option<String> = row.try_get("refusal").map_err(unavailable)?;
                 let refund_status: String = row.try_get("refund_status").map_err(unavailable)?;
                 Ok(ReversalJob {
                     refund_id: row.try_get("refund_id").map_err(unavailable)?,
@@ -449,7 +493,6 @@ impl TransferStore for SqlStore {
                     provider_transfer_id: row
                         .try_get("provider_transfer_id")
                         .map_err(unavailable)?,
-                    transfer_refused: refusal.is_some(),
                     refund_failed: refund_status != "succeeded",
                 })
             })

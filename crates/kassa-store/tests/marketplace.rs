@@ -614,3 +614,70 @@ async fn a_disputed_orders_transfers_wait_for_the_dispute(db: TestDb) {
     assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
 }
 both_backends!(a_disputed_orders_transfers_wait_for_the_dispute);
+
+/// A seller disabled at Stripe after the order was paid: their transfer is refused (reported by
+/// the check, the refund's reversal of it waits), and once Stripe reports them ready again the
+/// transfer is asked for under a new key and made, then its reversal.
+async fn a_refused_transfer_is_made_once_the_seller_is_ready_again(db: TestDb) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    set_readiness(&shop, &pens, false).await;
+    shop.deliver_events().await;
+    shop.app.pay_sellers(10).await.expect("round");
+    assert_eq!(
+        transfers_at_stripe(&shop, &order_id).await,
+        vec![(account(&books), 2_250, 0)]
+    );
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(
+        report.violations.iter().any(|v| v.invariant == 11),
+        "the refused transfer is reported: {:#?}",
+        report.violations
+    );
+    shop.app
+        .create_refund(kassa_app::refunds::RefundInput {
+            order_id: order_id.clone(),
+            key_scope: "secret".into(),
+            idempotency_key: Some("part".into()),
+            amount_minor: Some(1_001),
+            reason: None,
+            restock: false,
+            actor: kassa_testkit::shop::actor(),
+        })
+        .await
+        .expect("refunded");
+    shop.deliver_events().await;
+    shop.app.pay_sellers(10).await.expect("round");
+    let balance = shop.app.seller_balance(&pens.id).await.expect("balance");
+    assert_eq!(
+        (balance[0].paid_minor, balance[0].owed_minor),
+        (0, 1_125 - 225),
+        "owed the transfer less the refund's share"
+    );
+    set_readiness(&shop, &pens, true).await;
+    shop.deliver_events().await;
+    shop.app.pay_sellers(10).await.expect("round");
+    let mut expected = vec![(account(&books), 2_250, 450), (account(&pens), 1_125, 225)];
+    expected.sort();
+    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+both_backends!(a_refused_transfer_is_made_once_the_seller_is_ready_again);
+
+/// Stripe forgets idempotency keys after a day: a transfer whose answer was lost and that is
+/// sent again later than that is found in the order's transfer group, not made a second time.
+async fn a_transfer_asked_for_again_after_a_day_is_found_not_made_twice(db: TestDb) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    shop.db
+        .store
+        .faults()
+        .arm(kassa_store::FAULT_BEFORE_TRANSFER_RECORD);
+    assert!(shop.app.pay_sellers(10).await.is_err(), "the round dies");
+    let a_day = 25 * 3600;
+    shop.control("/_emulator/clock/advance", json!({"seconds": a_day}))
+        .await;
+    shop.clock.advance(a_day);
+    shop.app.pay_sellers(10).await.expect("round");
+    assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
+}
+both_backends!(a_transfer_asked_for_again_after_a_day_is_found_not_made_twice);

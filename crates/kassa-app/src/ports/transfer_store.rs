@@ -27,6 +27,9 @@ pub struct TransferJob {
     pub provider_key: String,
     pub provider_transfer_id: Option<String>,
     pub refusal: Option<String>,
+    /// When its provider key was first used (an unsent job's key is as old as the job, or its
+    /// latest attempt): Stripe forgets keys after a day.
+    pub key_created_at: i64,
 }
 
 /// What one refund takes back from one seller's transfer, as planned.
@@ -39,8 +42,6 @@ pub struct ReversalJob {
     pub provider_key: String,
     /// The transfer it takes from, once that was made.
     pub provider_transfer_id: Option<String>,
-    /// The transfer it takes from was refused: there is nothing to take back.
-    pub transfer_refused: bool,
     /// Its refund failed after it succeeded (the customer got nothing back): not sent.
     pub refund_failed: bool,
 }
@@ -98,6 +99,9 @@ pub trait TransferStore: Send + Sync {
     /// order the refunds were made; how many refunds were planned for.
     async fn plan_reversals(&self, limit: i64, now: i64) -> StoreResult<usize>;
     async fn unsent_transfers(&self, limit: i64) -> StoreResult<Vec<TransferJob>>;
+    /// Refused transfers whose seller the provider reported ready since are unsent again, each
+    /// under a new key (its attempt's); how many.
+    async fn retry_refused_transfers(&self, actor: &Actor, now: i64) -> StoreResult<usize>;
     /// Records how a transfer ended, unless it was recorded already.
     async fn finish_transfer(
         &self,
