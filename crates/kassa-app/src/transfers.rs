@@ -11,7 +11,7 @@ use crate::App;
 use crate::error::AppResult;
 use crate::ports::{
     Actor, CreateTransfer, CreateTransferReversal, PayoutOutcome, ProviderError, ProviderResult,
-    SellerBalance,
+    ReversalJob, SellerBalance, TransferJob,
 };
 
 /// How long Kassa trusts Stripe to remember an idempotency key: Stripe keeps them for at least
@@ -28,7 +28,27 @@ impl App {
             request_id: None,
             client_ip: None,
         };
+        self.plan_payouts(batch_max, &actor).await?;
+        let mut answered = 0;
+        for transfer in self.store.unsent_transfers(batch_max).await? {
+            if self.send_transfer(&transfer, &actor).await? {
+                answered += 1;
+            }
+        }
+        for reversal in self.store.unsent_reversals(batch_max).await? {
+            if self.send_reversal(&reversal, &actor).await? {
+                answered += 1;
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Plans what is due: transfers of captured orders, reversals of succeeded refunds, and
+    /// refused transfers whose seller is ready again. One order failing never stops the others;
+    /// it is tried again next round.
+    async fn plan_payouts(&self, batch_max: i64, actor: &Actor) -> AppResult<()> {
         for captured in self.store.captured_for_sellers(batch_max).await? {
+            let order_id = &captured.order_id;
             // The charge the money comes from, so each transfer is tied to its funds.
             let source_charge = match self
                 .provider
@@ -37,123 +57,120 @@ impl App {
             {
                 Ok(intent) => intent.latest_charge,
                 Err(error) => {
-                    tracing::warn!(order_id = %captured.order_id, %error, "transfers wait for their charge");
+                    tracing::warn!(%order_id, %error, "transfers wait for their charge");
                     continue;
                 }
             };
             let now = self.clock.now_secs();
-            let order_id = &captured.order_id;
-            // One order failing never stops the others; it is tried again next round.
             if let Err(error) = self
                 .store
-                .plan_transfers(order_id, source_charge.as_deref(), &actor, now)
+                .plan_transfers(order_id, source_charge.as_deref(), actor, now)
                 .await
             {
                 tracing::error!(%order_id, %error, "planning an order's transfers failed");
             }
         }
-        self.store
-            .plan_reversals(batch_max, self.clock.now_secs())
-            .await?;
-        self.store
-            .retry_refused_transfers(&actor, self.clock.now_secs())
-            .await?;
-        let mut answered = 0;
-        for transfer in self.store.unsent_transfers(batch_max).await? {
-            if self.clock.now_secs() - transfer.key_created_at > PROVIDER_KEY_TRUSTED_SECS {
-                // Stripe may have forgotten the key: a transfer it made under it is found in
-                // the order's group instead, and never made twice.
-                match self.provider.list_transfers(&transfer.order_id).await {
-                    Ok(made) => {
-                        if let Some(made) = made
-                            .into_iter()
-                            .find(|made| made.destination == transfer.account_id)
-                        {
-                            let outcome = PayoutOutcome::Made {
-                                provider_id: made.id,
-                            };
-                            let now = self.clock.now_secs();
-                            self.store
-                                .finish_transfer(
-                                    &transfer.order_id,
-                                    &transfer.seller_id,
-                                    &outcome,
-                                    &actor,
-                                    now,
-                                )
-                                .await?;
-                            answered += 1;
-                            continue;
-                        }
-                    }
-                    Err(_) => continue,
-                }
+        let now = self.clock.now_secs();
+        if let Err(error) = self.store.plan_reversals(batch_max, now).await {
+            tracing::error!(%error, "planning reversals failed");
+        }
+        if let Err(error) = self.store.retry_refused_transfers(actor, now).await {
+            tracing::error!(%error, "asking for refused transfers again failed");
+        }
+        Ok(())
+    }
+
+    /// Sends one unsent transfer and records the answer; whether there was one.
+    async fn send_transfer(&self, transfer: &TransferJob, actor: &Actor) -> AppResult<bool> {
+        let outcome = if self.clock.now_secs() - transfer.key_created_at > PROVIDER_KEY_TRUSTED_SECS
+        {
+            // Stripe may have forgotten the key: a transfer it made under it is found in the
+            // order's group instead, and never made twice.
+            match self.provider.list_transfers(&transfer.order_id).await {
+                Ok(made) => made
+                    .into_iter()
+                    .find(|made| made.destination == transfer.account_id)
+                    .map(|made| PayoutOutcome::Made {
+                        provider_id: made.id,
+                    }),
+                Err(_) => return Ok(false),
             }
-            let request = CreateTransfer {
-                amount_minor: transfer.amount_minor,
-                currency: transfer.currency.to_lowercase(),
-                destination: transfer.account_id.clone(),
-                transfer_group: transfer.order_id.clone(),
-                source_charge: transfer.source_charge.clone(),
-                metadata: vec![
-                    ("kassa_order_id".into(), transfer.order_id.clone()),
-                    ("kassa_seller_id".into(), transfer.seller_id.clone()),
-                ],
-                idempotency_key: transfer.provider_key.clone(),
-            };
-            let answer = self.provider.create_transfer(request).await;
-            let Some(outcome) = outcome_of(answer.map(|made| made.id)) else {
-                continue;
-            };
-            let now = self.clock.now_secs();
-            self.store
-                .finish_transfer(
-                    &transfer.order_id,
-                    &transfer.seller_id,
-                    &outcome,
-                    &actor,
+        } else {
+            None
+        };
+        let outcome = match outcome {
+            Some(found) => found,
+            None => {
+                let request = CreateTransfer {
+                    amount_minor: transfer.amount_minor,
+                    currency: transfer.currency.to_lowercase(),
+                    destination: transfer.account_id.clone(),
+                    transfer_group: transfer.order_id.clone(),
+                    source_charge: transfer.source_charge.clone(),
+                    metadata: vec![
+                        ("kassa_order_id".into(), transfer.order_id.clone()),
+                        ("kassa_seller_id".into(), transfer.seller_id.clone()),
+                    ],
+                    idempotency_key: transfer.provider_key.clone(),
+                };
+                let answer = self.provider.create_transfer(request).await;
+                let Some(outcome) = outcome_of(answer.map(|made| made.id)) else {
+                    return Ok(false);
+                };
+                outcome
+            }
+        };
+        let now = self.clock.now_secs();
+        self.store
+            .finish_transfer(transfer, &outcome, actor, now)
+            .await?;
+        Ok(true)
+    }
+
+    /// Sends one unsent reversal whose transfer is made and records the answer; whether there
+    /// was one. One whose refund failed is dropped if it was never sent; one that may have been
+    /// is asked again with its key (Stripe answers with what it made).
+    async fn send_reversal(&self, reversal: &ReversalJob, actor: &Actor) -> AppResult<bool> {
+        let now = self.clock.now_secs();
+        if reversal.refund_failed
+            && !reversal.sent
+            && self
+                .store
+                .drop_unsent_reversal(
+                    reversal,
+                    "its refund failed: nothing to take back",
+                    actor,
                     now,
                 )
-                .await?;
-            answered += 1;
+                .await?
+        {
+            return Ok(true);
         }
-        for reversal in self.store.unsent_reversals(batch_max).await? {
-            let outcome = match &reversal.provider_transfer_id {
-                _ if reversal.refund_failed => {
-                    PayoutOutcome::Refused("its refund failed: nothing to take back".into())
-                }
-                Some(transfer_id) => {
-                    let request = CreateTransferReversal {
-                        transfer_id: transfer_id.clone(),
-                        amount_minor: reversal.amount_minor,
-                        metadata: vec![
-                            ("kassa_refund_id".into(), reversal.refund_id.clone()),
-                            ("kassa_order_id".into(), reversal.order_id.clone()),
-                        ],
-                        idempotency_key: reversal.provider_key.clone(),
-                    };
-                    let answer = self.provider.reverse_transfer(request).await;
-                    match outcome_of(answer.map(|made| made.id)) {
-                        Some(outcome) => outcome,
-                        None => continue,
-                    }
-                }
-                // Its transfer is not made yet (refused, it waits for the seller).
-                None => continue,
-            };
-            let now = self.clock.now_secs();
-            self.store
-                .finish_reversal(
-                    &reversal.refund_id,
-                    &reversal.seller_id,
-                    &outcome,
-                    &actor,
-                    now,
-                )
-                .await?;
-            answered += 1;
+        // Its transfer is not made yet (refused, it waits for the seller).
+        let Some(transfer_id) = &reversal.provider_transfer_id else {
+            return Ok(false);
+        };
+        if !self.store.mark_reversal_sent(reversal, now).await? {
+            return Ok(false);
         }
-        Ok(answered)
+        let request = CreateTransferReversal {
+            transfer_id: transfer_id.clone(),
+            amount_minor: reversal.amount_minor,
+            metadata: vec![
+                ("kassa_refund_id".into(), reversal.refund_id.clone()),
+                ("kassa_order_id".into(), reversal.order_id.clone()),
+            ],
+            idempotency_key: reversal.provider_key.clone(),
+        };
+        let answer = self.provider.reverse_transfer(request).await;
+        let Some(outcome) = outcome_of(answer.map(|made| made.id)) else {
+            return Ok(false);
+        };
+        let now = self.clock.now_secs();
+        self.store
+            .finish_reversal(reversal, &outcome, actor, now)
+            .await?;
+        Ok(true)
     }
 
     /// What a seller was paid, what was taken back, and what is still to be sent, per currency.

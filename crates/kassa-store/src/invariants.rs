@@ -109,7 +109,7 @@ impl SqlStore {
         .map_err(unavailable)?;
         let unsent: Vec<String> = sqlx::query_scalar(
             "SELECT order_id FROM seller_transfers
-             WHERE provider_transfer_id IS NULL AND refusal IS NULL AND created_at < $1",
+             WHERE provider_transfer_id IS NULL AND refusal IS NULL AND updated_at < $1",
         )
         .bind(stale_before)
         .fetch_all(&mut *unit)

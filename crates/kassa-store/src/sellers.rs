@@ -126,7 +126,7 @@ impl SellerStore for SqlStore {
         let mut tx = self.begin().await?;
         let linked = sqlx::query(
             "UPDATE sellers SET account_id = $2, charges_enabled = $3, payouts_enabled = $4,
-                 updated_at = $5
+                 updated_at = $5, ready_since = CASE WHEN $3 = 1 THEN $5 END
              WHERE id = $1 AND account_id IS NULL",
         )
         .bind(seller_id)
@@ -220,7 +220,8 @@ pub(crate) async fn observe_account_in(
     };
     let written = sqlx::query(
         "UPDATE sellers SET charges_enabled = $2, payouts_enabled = $3,
-             readiness_observed_at = $4, updated_at = $5
+             readiness_observed_at = $4, updated_at = $5,
+             ready_since = CASE WHEN $2 = 1 AND charges_enabled = 0 THEN $5 ELSE ready_since END
          WHERE account_id = $1
            AND (readiness_observed_at IS NULL OR readiness_observed_at <= $4)",
     )

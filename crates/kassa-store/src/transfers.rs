@@ -171,12 +171,14 @@ async fn plan_transfers_in(
     }
     let keep = captured - transferred;
     sqlx::query(
-        "UPDATE payments SET application_fee = $2, transfers_planned_at = $3, updated_at = $3
+        "UPDATE payments SET application_fee = $2, transfers_planned_at = $3, updated_at = $3,
+             transfers_base = $4
          WHERE id = $1",
     )
     .bind(&payment_id)
     .bind(keep)
     .bind(now)
+    .bind(captured)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;
@@ -202,40 +204,48 @@ async fn plan_reversals_in(
     now: i64,
 ) -> StoreResult<()> {
     transitions::lock_order(conn, order_id).await?;
-    let refund: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT amount, reversals_planned FROM refunds WHERE id = $1 AND status = 'succeeded'",
+    let planned: Option<i64> = sqlx::query_scalar(
+        "SELECT reversals_planned FROM refunds WHERE id = $1 AND status = 'succeeded'",
     )
     .bind(refund_id)
     .fetch_optional(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let Some((amount, 0)) = refund else {
+    if planned != Some(0) {
         return Ok(());
-    };
-    // Every refund planned before, whatever became of it since: the reversals so far are this
-    // sum's proportion, so each new refund's share is taken exactly once.
-    let refunded_before: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
-         WHERE order_id = $1 AND reversals_planned = 1",
+    }
+    let base: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT transfers_base FROM payments WHERE order_id = $1 AND transfers_planned_at IS NOT NULL",
     )
     .bind(order_id)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let captured: i64 = sqlx::query_scalar(
-        "SELECT captured_amount - dispute_lost_amount FROM orders WHERE id = $1",
+    let Some(Some(base)) = base else {
+        return Ok(());
+    };
+    // Every refund that stands, whatever the order they came and went in: each seller gives
+    // back their proportion of it, less what their reversals (not dropped) take already — so
+    // a refund that failed, before or after its reversal was made, is never taken twice.
+    let refunded: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
+         WHERE order_id = $1 AND status = 'succeeded'",
     )
     .bind(order_id)
     .fetch_one(&mut *conn)
     .await
     .map_err(unavailable)?;
     for transfer in transfers_of(conn, order_id).await? {
-        let reversal = transfer_reversal(
-            transfer.amount_minor,
-            captured,
-            refunded_before,
-            refunded_before + amount,
-        );
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals
+             WHERE order_id = $1 AND seller_id = $2 AND refusal IS NULL",
+        )
+        .bind(order_id)
+        .bind(&transfer.seller_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        let reversal = (transfer_reversal(transfer.amount_minor, base, 0, refunded) - taken).max(0);
         if reversal == 0 {
             continue;
         }
@@ -284,17 +294,37 @@ struct Job<'a> {
     entity_type: &'static str,
     provider_column: &'static str,
     key: [(&'static str, &'a str); 2],
+    /// The provider key the answer is for: an answer to an earlier attempt's key changes
+    /// nothing.
+    provider_key: &'a str,
+    /// Only a job in this state (SQL) may take the answer.
+    only_if: &'static str,
+}
+
+fn reversal_job<'a>(reversal: &'a ReversalJob, only_if: &'static str) -> Job<'a> {
+    Job {
+        table: "transfer_reversals",
+        entity_type: "transfer_reversal",
+        provider_column: "provider_reversal_id",
+        key: [
+            ("refund_id", &reversal.refund_id),
+            ("seller_id", &reversal.seller_id),
+        ],
+        provider_key: &reversal.provider_key,
+        only_if,
+    }
 }
 
 /// Records how a job ended — the provider's id, or its refusal — unless it was recorded
-/// already (a second worker, a retry), with an audit record of the first answer.
+/// already (a second worker, a retry), with an audit record of the first answer; whether it
+/// was recorded.
 async fn finish_job(
     conn: &mut AnyConnection,
     job: &Job<'_>,
     outcome: &PayoutOutcome,
     actor: &Actor,
     now: i64,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let (provider_id, refusal, action) = match outcome {
         PayoutOutcome::Made { provider_id } => (Some(provider_id.as_str()), None, "made"),
         PayoutOutcome::Refused(reason) => (None, Some(reason.as_str()), "refused"),
@@ -303,8 +333,10 @@ async fn finish_job(
     let provider = job.provider_column;
     let sql = format!(
         "UPDATE {table} SET {provider} = $3, refusal = $4, updated_at = $5
-         WHERE {first} = $1 AND {second} = $2 AND {provider} IS NULL AND refusal IS NULL",
-        table = job.table
+         WHERE {first} = $1 AND {second} = $2 AND provider_key = $6
+             AND {provider} IS NULL AND refusal IS NULL {only_if}",
+        table = job.table,
+        only_if = job.only_if
     );
     let recorded = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(first_value)
@@ -312,10 +344,12 @@ async fn finish_job(
         .bind(provider_id)
         .bind(refusal)
         .bind(now)
+        .bind(job.provider_key)
         .execute(&mut *conn)
         .await
         .map_err(unavailable)?;
-    if recorded.rows_affected() == 1 {
+    let recorded = recorded.rows_affected() == 1;
+    if recorded {
         let entity = format!("{first_value}/{second_value}");
         let change = Change {
             entity_type: job.entity_type,
@@ -327,7 +361,7 @@ async fn finish_job(
         };
         audit::record(conn, change, actor, now).await?;
     }
-    Ok(())
+    Ok(recorded)
 }
 
 #[async_trait]
@@ -405,33 +439,39 @@ impl TransferStore for SqlStore {
 
     async fn retry_refused_transfers(&self, actor: &Actor, now: i64) -> StoreResult<usize> {
         let mut tx = self.begin().await?;
-        // Ready again since the refusal was recorded: a report older than the refusal is what
-        // Kassa believed when Stripe refused, so it is no reason to ask again.
+        // Ready again since the refusal was recorded (both by Kassa's clock): if Kassa thought
+        // the seller ready when Stripe refused, that is no reason to ask again.
         let due: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT t.order_id, t.seller_id, t.attempt FROM seller_transfers t
              JOIN sellers s ON s.id = t.seller_id
              WHERE t.refusal IS NOT NULL AND s.charges_enabled = 1
-                 AND s.readiness_observed_at >= t.updated_at",
+                 AND s.ready_since > t.updated_at",
         )
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        let mut retried = 0;
         for (order_id, seller_id, attempt) in &due {
-            let attempt = attempt + 1;
-            let key = format!("kassa-transfer-{order_id}-{seller_id}-{attempt}");
-            sqlx::query(
+            let next = attempt + 1;
+            let key = format!("kassa-transfer-{order_id}-{seller_id}-{next}");
+            let moved = sqlx::query(
                 "UPDATE seller_transfers SET refusal = NULL, attempt = $3, provider_key = $4,
                      updated_at = $5
-                 WHERE order_id = $1 AND seller_id = $2 AND refusal IS NOT NULL",
+                 WHERE order_id = $1 AND seller_id = $2 AND refusal IS NOT NULL AND attempt = $6",
             )
             .bind(order_id)
             .bind(seller_id)
-            .bind(attempt)
+            .bind(next)
             .bind(&key)
             .bind(now)
+            .bind(attempt)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            if moved.rows_affected() != 1 {
+                continue;
+            }
+            retried += 1;
             let entity = format!("{order_id}/{seller_id}");
             let change = Change {
                 entity_type: "seller_transfer",
@@ -444,13 +484,12 @@ impl TransferStore for SqlStore {
             audit::record(&mut tx, change, actor, now).await?;
         }
         tx.commit().await?;
-        Ok(due.len())
+        Ok(retried)
     }
 
     async fn finish_transfer(
         &self,
-        order_id: &str,
-        seller_id: &str,
+        transfer: &TransferJob,
         outcome: &PayoutOutcome,
         actor: &Actor,
         now: i64,
@@ -460,7 +499,12 @@ impl TransferStore for SqlStore {
             table: "seller_transfers",
             entity_type: "seller_transfer",
             provider_column: "provider_transfer_id",
-            key: [("order_id", order_id), ("seller_id", seller_id)],
+            key: [
+                ("order_id", &transfer.order_id),
+                ("seller_id", &transfer.seller_id),
+            ],
+            provider_key: &transfer.provider_key,
+            only_if: "",
         };
         let mut tx = self.begin().await?;
         finish_job(&mut tx, &job, outcome, actor, now).await?;
@@ -471,7 +515,7 @@ impl TransferStore for SqlStore {
     async fn unsent_reversals(&self, limit: i64) -> StoreResult<Vec<ReversalJob>> {
         let query = sqlx::query(
             "SELECT v.refund_id, v.order_id, v.seller_id, v.amount, v.provider_key,
-                    t.provider_transfer_id, r.status AS refund_status
+                    t.provider_transfer_id, r.status AS refund_status, v.sent_at
              FROM transfer_reversals v
              JOIN seller_transfers t ON t.order_id = v.order_id AND t.seller_id = v.seller_id
              JOIN refunds r ON r.id = v.refund_id
@@ -494,6 +538,10 @@ impl TransferStore for SqlStore {
                         .try_get("provider_transfer_id")
                         .map_err(unavailable)?,
                     refund_failed: refund_status != "succeeded",
+                    sent: row
+                        .try_get::<Option<i64>, _>("sent_at")
+                        .map_err(unavailable)?
+                        .is_some(),
                 })
             })
             .collect()
@@ -501,22 +549,46 @@ impl TransferStore for SqlStore {
 
     async fn finish_reversal(
         &self,
-        refund_id: &str,
-        seller_id: &str,
+        reversal: &ReversalJob,
         outcome: &PayoutOutcome,
         actor: &Actor,
         now: i64,
     ) -> StoreResult<()> {
-        let job = Job {
-            table: "transfer_reversals",
-            entity_type: "transfer_reversal",
-            provider_column: "provider_reversal_id",
-            key: [("refund_id", refund_id), ("seller_id", seller_id)],
-        };
         let mut tx = self.begin().await?;
-        finish_job(&mut tx, &job, outcome, actor, now).await?;
+        finish_job(&mut tx, &reversal_job(reversal, ""), outcome, actor, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn mark_reversal_sent(&self, reversal: &ReversalJob, now: i64) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE transfer_reversals SET sent_at = COALESCE(sent_at, $3)
+             WHERE refund_id = $1 AND seller_id = $2 AND refusal IS NULL",
+        )
+        .bind(&reversal.refund_id)
+        .bind(&reversal.seller_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await?;
+        Ok(marked.rows_affected() == 1)
+    }
+
+    async fn drop_unsent_reversal(
+        &self,
+        reversal: &ReversalJob,
+        reason: &str,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let job = reversal_job(reversal, "AND sent_at IS NULL");
+        let outcome = PayoutOutcome::Refused(reason.to_owned());
+        let mut tx = self.begin().await?;
+        let dropped = finish_job(&mut tx, &job, &outcome, actor, now).await?;
+        tx.commit().await?;
+        Ok(dropped)
     }
 
     async fn seller_balance(&self, seller_id: &str) -> StoreResult<Vec<SellerBalance>> {
@@ -541,7 +613,7 @@ impl TransferStore for SqlStore {
         let reversals: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT t.currency,
                     CAST(COALESCE(SUM(CASE WHEN v.provider_reversal_id IS NOT NULL THEN v.amount ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN v.provider_reversal_id IS NULL THEN v.amount ELSE 0 END), 0) AS BIGINT)
+                    CAST(COALESCE(SUM(CASE WHEN v.provider_reversal_id IS NULL AND v.refusal IS NULL THEN v.amount ELSE 0 END), 0) AS BIGINT)
              FROM transfer_reversals v
              JOIN seller_transfers t ON t.order_id = v.order_id AND t.seller_id = v.seller_id
              WHERE v.seller_id = $1 GROUP BY t.currency",
@@ -587,9 +659,9 @@ impl TransferStore for SqlStore {
 
     async fn transfer_groups_to_check(&self, limit: i64) -> StoreResult<Vec<TransferGroupToCheck>> {
         let mut unit = self.read().await?;
-        let groups: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
+        let groups: Vec<(String, String, i64, i64, String, i64)> = sqlx::query_as(
             "SELECT p.order_id, p.currency, COALESCE(p.application_fee, 0),
-                    COALESCE(p.platform_fee_bps, 0), o.status
+                    COALESCE(p.platform_fee_bps, 0), o.status, COALESCE(p.transfers_base, 0)
              FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.transfer_group IS NOT NULL AND p.transfers_planned_at IS NOT NULL
              ORDER BY p.created_at DESC, p.id LIMIT $1",
@@ -599,8 +671,11 @@ impl TransferStore for SqlStore {
         .await
         .map_err(unavailable)?;
         let mut checks = Vec::with_capacity(groups.len());
-        for (order_id, currency, keep, fee_bps, status) in groups {
-            let (captured, total, seller_lines) = order_split(&mut unit, &order_id).await?;
+        for (order_id, currency, keep, fee_bps, status, base) in groups {
+            // The base the split was planned from, not today's: a dispute lost since changes
+            // what the order kept, not what its sellers were sent.
+            let (_, total, seller_lines) = order_split(&mut unit, &order_id).await?;
+            let captured = base;
             let transfers = transfers_of(&mut unit, &order_id).await?;
             let reversed: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT t.provider_transfer_id, CAST(SUM(v.amount) AS BIGINT)

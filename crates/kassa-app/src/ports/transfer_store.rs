@@ -42,8 +42,11 @@ pub struct ReversalJob {
     pub provider_key: String,
     /// The transfer it takes from, once that was made.
     pub provider_transfer_id: Option<String>,
-    /// Its refund failed after it succeeded (the customer got nothing back): not sent.
+    /// Its refund failed after it succeeded (the customer got nothing back): dropped, unless it
+    /// may have been sent already.
     pub refund_failed: bool,
+    /// Its provider call was started once: it may exist at the provider.
+    pub sent: bool,
 }
 
 /// How sending a transfer or reversal ended, when it did.
@@ -102,11 +105,11 @@ pub trait TransferStore: Send + Sync {
     /// Refused transfers whose seller the provider reported ready since are unsent again, each
     /// under a new key (its attempt's); how many.
     async fn retry_refused_transfers(&self, actor: &Actor, now: i64) -> StoreResult<usize>;
-    /// Records how a transfer ended, unless it was recorded already.
+    /// Records how a transfer ended, unless it was recorded already or the answer is for
+    /// another attempt's key.
     async fn finish_transfer(
         &self,
-        order_id: &str,
-        seller_id: &str,
+        transfer: &TransferJob,
         outcome: &PayoutOutcome,
         actor: &Actor,
         now: i64,
@@ -115,12 +118,23 @@ pub trait TransferStore: Send + Sync {
     /// Records how a reversal ended, unless it was recorded already.
     async fn finish_reversal(
         &self,
-        refund_id: &str,
-        seller_id: &str,
+        reversal: &ReversalJob,
         outcome: &PayoutOutcome,
         actor: &Actor,
         now: i64,
     ) -> StoreResult<()>;
+    /// Records that the reversal's provider call starts, unless it was dropped; whether it may
+    /// be sent.
+    async fn mark_reversal_sent(&self, reversal: &ReversalJob, now: i64) -> StoreResult<bool>;
+    /// Drops a reversal never sent (its refund failed); whether it was dropped (a reversal a
+    /// worker started sending meanwhile is not).
+    async fn drop_unsent_reversal(
+        &self,
+        reversal: &ReversalJob,
+        reason: &str,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<bool>;
     async fn seller_balance(&self, seller_id: &str) -> StoreResult<Vec<SellerBalance>>;
     /// Transfer groups' orders whose transfers are planned, newest first, at most `limit`, with
     /// what their split was planned from.
