@@ -133,7 +133,7 @@ impl App {
     async fn send_reversal(&self, reversal: &ReversalJob, actor: &Actor) -> AppResult<bool> {
         let now = self.clock.now_secs();
         if reversal.refund_failed
-            && !reversal.sent
+            && reversal.sent_at.is_none()
             && self
                 .store
                 .drop_unsent_reversal(
@@ -150,21 +150,49 @@ impl App {
         let Some(transfer_id) = &reversal.provider_transfer_id else {
             return Ok(false);
         };
-        if !self.store.mark_reversal_sent(reversal, now).await? {
-            return Ok(false);
-        }
-        let request = CreateTransferReversal {
-            transfer_id: transfer_id.clone(),
-            amount_minor: reversal.amount_minor,
-            metadata: vec![
-                ("kassa_refund_id".into(), reversal.refund_id.clone()),
-                ("kassa_order_id".into(), reversal.order_id.clone()),
-            ],
-            idempotency_key: reversal.provider_key.clone(),
+        let forgotten = reversal
+            .sent_at
+            .is_some_and(|sent_at| now - sent_at > PROVIDER_KEY_TRUSTED_SECS);
+        let found = if forgotten {
+            // As for transfers: one Stripe made under a key it may have forgotten is found
+            // among the transfer's reversals by Kassa's refund id, not made twice.
+            match self.provider.list_transfer_reversals(transfer_id).await {
+                Ok(made) => made
+                    .into_iter()
+                    .find(|made| {
+                        made.metadata.iter().any(|(key, value)| {
+                            key == "kassa_refund_id" && *value == reversal.refund_id
+                        })
+                    })
+                    .map(|made| PayoutOutcome::Made {
+                        provider_id: made.id,
+                    }),
+                Err(_) => return Ok(false),
+            }
+        } else {
+            None
         };
-        let answer = self.provider.reverse_transfer(request).await;
-        let Some(outcome) = outcome_of(answer.map(|made| made.id)) else {
-            return Ok(false);
+        let outcome = match found {
+            Some(found) => found,
+            None => {
+                if !self.store.mark_reversal_sent(reversal, now).await? {
+                    return Ok(false);
+                }
+                let request = CreateTransferReversal {
+                    transfer_id: transfer_id.clone(),
+                    amount_minor: reversal.amount_minor,
+                    metadata: vec![
+                        ("kassa_refund_id".into(), reversal.refund_id.clone()),
+                        ("kassa_order_id".into(), reversal.order_id.clone()),
+                    ],
+                    idempotency_key: reversal.provider_key.clone(),
+                };
+                let answer = self.provider.reverse_transfer(request).await;
+                let Some(outcome) = outcome_of(answer.map(|made| made.id)) else {
+                    return Ok(false);
+                };
+                outcome
+            }
         };
         let now = self.clock.now_secs();
         self.store

@@ -63,7 +63,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/transfers/{id}", get(retrieve_transfer))
         .route(
             "/v1/transfers/{id}/reversals",
-            post(create_transfer_reversal),
+            post(create_transfer_reversal).get(list_transfer_reversals),
         )
         .route("/v1/customers", post(create_customer))
         .route("/v1/customers/{id}", get(retrieve_customer))
@@ -610,6 +610,33 @@ async fn create_transfer_reversal(
         },
     )
     .await
+}
+
+/// A transfer's reversals, newest first.
+async fn list_transfer_reversals(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = parse_form(query.as_deref().unwrap_or_default());
+    let path = format!("/v1/transfers/{id}/reversals");
+    match read_guard(&shared, &headers, &path, &query).await {
+        Ok(Caller::Secret) => {}
+        Ok(Caller::Publishable) => return publishable_forbidden(),
+        Err(response) => return response,
+    }
+    let transfer = shared.world().transfer(&id);
+    match transfer {
+        Ok(transfer) => {
+            let all = transfer["reversals"]["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            page(&path, all, &query)
+        }
+        Err((status, body)) => answer(status, body, false),
+    }
 }
 
 /// Newest first; `transfer_group` and `destination` filter as Stripe's do.

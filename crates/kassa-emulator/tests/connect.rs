@@ -145,6 +145,8 @@ async fn transfers_are_bounded_by_their_charge_and_reversals_by_their_transfer()
     assert!(lacking(&reversal, "transfer_reversal").is_empty());
     let (status, _, _) = client.post(&path, &[("amount", "901")], None).await;
     assert_eq!(status, 400, "only 900 left");
+    let reversals = client.get(&path).await;
+    assert_eq!(reversals["data"][0]["id"], reversal["id"], "{reversals}");
     let listed = client.get("/v1/transfers?transfer_group=ord_1").await;
     let listed = listed["data"].as_array().expect("list");
     assert_eq!(listed.len(), 1);

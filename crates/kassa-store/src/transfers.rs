@@ -538,10 +538,7 @@ impl TransferStore for SqlStore {
                         .try_get("provider_transfer_id")
                         .map_err(unavailable)?,
                     refund_failed: refund_status != "succeeded",
-                    sent: row
-                        .try_get::<Option<i64>, _>("sent_at")
-                        .map_err(unavailable)?
-                        .is_some(),
+                    sent_at: row.try_get("sent_at").map_err(unavailable)?,
                 })
             })
             .collect()

@@ -487,7 +487,7 @@ async fn a_crash_between_transfers_makes_each_transfer_once(db: TestDb) {
     // Stripe's answer to the next one is lost too: its outcome is unknown, it stays unsent.
     shop.fault(
         "POST /v1/transfers",
-        json!([["lose_response", {"status": 500}]]),
+        json!(["lose_response", {"status": 500}, {"status": 500}]),
     )
     .await;
     shop.app.pay_sellers(10).await.expect("round");
@@ -753,3 +753,39 @@ async fn a_refund_that_fails_later_takes_nothing_and_skews_no_later_reversal(db:
     assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
 }
 both_backends!(a_refund_that_fails_later_takes_nothing_and_skews_no_later_reversal);
+
+/// The same for a reversal: one made at Stripe whose answer was lost, sent again after Stripe
+/// forgot its key, is found among its transfer's reversals by Kassa's refund id.
+async fn a_reversal_asked_for_again_after_a_day_is_found_not_made_twice(db: TestDb) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    shop.app.pay_sellers(10).await.expect("paid");
+    shop.app
+        .create_refund(refund_of(&order_id, Some(1_001), "part"))
+        .await
+        .expect("refunded");
+    shop.deliver_events().await;
+    shop.fault(
+        "POST /v1/transfers/*/reversals",
+        json!(["lose_response", {"status": 500}, {"status": 500}]),
+    )
+    .await;
+    shop.app.pay_sellers(10).await.expect("round");
+    shop.clear_faults().await;
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM transfer_reversals WHERE provider_reversal_id IS NULL")
+            .await,
+        1,
+        "one answer lost"
+    );
+    let a_day = 25 * 3600;
+    shop.control("/_emulator/clock/advance", json!({"seconds": a_day}))
+        .await;
+    shop.clock.advance(a_day);
+    shop.app.pay_sellers(10).await.expect("round");
+    let mut expected = vec![(account(&books), 2_250, 450), (account(&pens), 1_125, 225)];
+    expected.sort();
+    assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+both_backends!(a_reversal_asked_for_again_after_a_day_is_found_not_made_twice);

@@ -668,6 +668,16 @@ impl PaymentProvider for StripeClient {
         parse::transfer_reversal(&body).map_err(|e| unreadable("Transfer reversal", e))
     }
 
+    async fn list_transfer_reversals(
+        &self,
+        transfer_id: &str,
+    ) -> ProviderResult<Vec<ProviderTransferReversal>> {
+        let path = format!("/v1/transfers/{transfer_id}/reversals");
+        let id: fn(&ProviderTransferReversal) -> &str = |reversal| &reversal.id;
+        self.list_all(&path, &[], parse::transfer_reversal, id, "Reversal list")
+            .await
+    }
+
     async fn list_transfers(&self, transfer_group: &str) -> ProviderResult<Vec<ProviderTransfer>> {
         let query = [("transfer_group".to_owned(), transfer_group.to_owned())];
         let id: fn(&ProviderTransfer) -> &str = |transfer| &transfer.id;

@@ -230,6 +230,7 @@ pub fn transfer_reversal(object: &Value) -> Parsed<ProviderTransferReversal> {
     Ok(ProviderTransferReversal {
         id: text(object, "id")?,
         amount_minor: integer(object, "amount")?,
+        metadata: metadata(object),
     })
 }
 

@@ -321,13 +321,16 @@ impl EmulatedShop {
             .expect("emulator answers");
     }
 
-    /// Makes the emulator's next answers to `endpoint` (e.g. `POST /v1/refunds`) these faults.
+    /// Makes the emulator's next answers to `endpoint` (e.g. `POST /v1/refunds`) these faults;
+    /// panics if the emulator refuses them, so a test never runs without the fault it asked for.
     pub async fn fault(&self, endpoint: &str, answers: Value) {
-        self.control(
-            "/_emulator/faults",
-            json!({"api": [{"endpoint": endpoint, "answers": answers}]}),
-        )
-        .await;
+        let answer = self
+            .control(
+                "/_emulator/faults",
+                json!({"api": [{"endpoint": endpoint, "answers": answers}]}),
+            )
+            .await;
+        assert!(answer.get("error").is_none(), "fault refused: {answer}");
     }
 
     /// Every event the emulator has sent, oldest first (read page by page, as Stripe lists).

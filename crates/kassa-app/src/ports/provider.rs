@@ -273,6 +273,14 @@ pub trait PaymentProvider: Send + Sync {
         Err(unsupported("transfers"))
     }
 
+    /// Every reversal of a transfer (to find one made under a key the provider has forgotten).
+    async fn list_transfer_reversals(
+        &self,
+        _transfer_id: &str,
+    ) -> ProviderResult<Vec<ProviderTransferReversal>> {
+        Err(unsupported("transfers"))
+    }
+
     /// Every transfer of a transfer group, for checking Kassa's books.
     async fn list_transfers(&self, _transfer_group: &str) -> ProviderResult<Vec<ProviderTransfer>> {
         Err(unsupported("transfers"))
@@ -376,6 +384,7 @@ pub struct CreateTransferReversal {
 pub struct ProviderTransferReversal {
     pub id: String,
     pub amount_minor: i64,
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Create the provider's customer for one of Kassa's.

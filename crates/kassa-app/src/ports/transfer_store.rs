@@ -45,8 +45,8 @@ pub struct ReversalJob {
     /// Its refund failed after it succeeded (the customer got nothing back): dropped, unless it
     /// may have been sent already.
     pub refund_failed: bool,
-    /// Its provider call was started once: it may exist at the provider.
-    pub sent: bool,
+    /// When its provider call first started: since then it may exist at the provider.
+    pub sent_at: Option<i64>,
 }
 
 /// How sending a transfer or reversal ended, when it did.
