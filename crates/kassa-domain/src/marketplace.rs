@@ -58,25 +58,17 @@ pub fn seller_shares(
         .collect()
 }
 
-/// What a refund takes back from one seller's transfer of `transfer_minor`, when the order's
-/// refunds went from `refunded_before` to `refunded_after` of `captured_minor`: the seller's
-/// proportion of everything refunded so far, less what earlier refunds took. Rounded down
-/// until the whole order is refunded, when the rest of the transfer comes back, so a seller
-/// never keeps anything of a wholly refunded order and never gives back more than they got.
-pub fn transfer_reversal(
-    transfer_minor: i64,
-    captured_minor: i64,
-    refunded_before: i64,
-    refunded_after: i64,
-) -> i64 {
-    let taken_back = |refunded: i64| {
-        if refunded >= captured_minor {
-            transfer_minor
-        } else {
-            proportion(transfer_minor, refunded, captured_minor)
-        }
-    };
-    (taken_back(refunded_after) - taken_back(refunded_before)).max(0)
+/// What a seller's transfer of `transfer_minor` has to have given back once `refunded_minor`
+/// of the `captured_minor` it was part of stands refunded: its proportion, rounded down, until
+/// the whole is refunded, when all of it comes back — so a seller never keeps anything of a
+/// wholly refunded order and never gives back more than they got. A refund's reversal is the
+/// difference this makes to it.
+pub fn taken_back(transfer_minor: i64, captured_minor: i64, refunded_minor: i64) -> i64 {
+    if refunded_minor >= captured_minor {
+        transfer_minor
+    } else {
+        proportion(transfer_minor, refunded_minor, captured_minor)
+    }
 }
 
 /// `amount × part / whole`, rounded down, in integers; 0 for an empty whole or part.
@@ -163,6 +155,11 @@ mod tests {
         // not 3 × 33.
         let shares = seller_shares(100, 300, &lines(&[("a", 100), ("a", 100), ("a", 100)]), 0);
         assert_eq!(shares[0].gross_minor, 100);
+    }
+
+    /// A refund's reversal: what the refunds going from `before` to `after` add.
+    fn transfer_reversal(transfer: i64, captured: i64, before: i64, after: i64) -> i64 {
+        taken_back(transfer, captured, after) - taken_back(transfer, captured, before)
     }
 
     #[test]

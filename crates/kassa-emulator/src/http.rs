@@ -362,15 +362,33 @@ async fn hold(shared: &Shared, ms: u64) {
     }
 }
 
-async fn create_intent(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = parse_form(&String::from_utf8_lossy(&body));
+/// A `POST` to `path` that makes an object from the form and its `metadata[…]` fields.
+async fn create_with_metadata(
+    shared: &Shared,
+    headers: &HeaderMap,
+    path: &str,
+    body: &Bytes,
+    make: impl FnOnce(&mut World, &Form, Value) -> Outcome,
+) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(body));
     mutate(
-        &shared,
-        &headers,
-        (&Method::POST, "/v1/payment_intents"),
+        shared,
+        headers,
+        (&Method::POST, path),
         form,
         false,
-        |world, form, _| world.create_intent(form, metadata_of(form).unwrap_or_else(|| json!({}))),
+        |world, form, _| make(world, form, metadata_of(form).unwrap_or_else(|| json!({}))),
+    )
+    .await
+}
+
+async fn create_intent(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    create_with_metadata(
+        &shared,
+        &headers,
+        "/v1/payment_intents",
+        &body,
+        World::create_intent,
     )
     .await
 }
@@ -493,14 +511,12 @@ async fn cancel_intent(
 }
 
 async fn create_refund(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    mutate(
+    create_with_metadata(
         &shared,
         &headers,
-        (&Method::POST, "/v1/refunds"),
-        form,
-        false,
-        |world, form, _| world.create_refund(form, metadata_of(form).unwrap_or_else(|| json!({}))),
+        "/v1/refunds",
+        &body,
+        World::create_refund,
     )
     .await
 }
@@ -538,14 +554,12 @@ async fn expire_session(
 }
 
 async fn create_account(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    mutate(
+    create_with_metadata(
         &shared,
         &headers,
-        (&Method::POST, "/v1/accounts"),
-        form,
-        false,
-        |world, form, _| world.create_account(form, metadata_of(form).unwrap_or_else(|| json!({}))),
+        "/v1/accounts",
+        &body,
+        World::create_account,
     )
     .await
 }
@@ -564,16 +578,12 @@ async fn create_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    mutate(
+    create_with_metadata(
         &shared,
         &headers,
-        (&Method::POST, "/v1/transfers"),
-        form,
-        false,
-        |world, form, _| {
-            world.create_transfer(form, metadata_of(form).unwrap_or_else(|| json!({})))
-        },
+        "/v1/transfers",
+        &body,
+        World::create_transfer,
     )
     .await
 }
@@ -593,23 +603,11 @@ async fn create_transfer_reversal(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = parse_form(&String::from_utf8_lossy(&body));
     let path = format!("/v1/transfers/{id}/reversals");
-    mutate(
-        &shared,
-        &headers,
-        (&Method::POST, &path),
-        form,
-        false,
-        |world, form, _| {
-            world.create_transfer_reversal(
-                &id,
-                form,
-                metadata_of(form).unwrap_or_else(|| json!({})),
-            )
-        },
-    )
-    .await
+    let reverse = |world: &mut World, form: &Form, metadata| {
+        world.create_transfer_reversal(&id, form, metadata)
+    };
+    create_with_metadata(&shared, &headers, &path, &body, reverse).await
 }
 
 /// A transfer's reversals, newest first.
@@ -621,10 +619,8 @@ async fn list_transfer_reversals(
 ) -> Response {
     let query = parse_form(query.as_deref().unwrap_or_default());
     let path = format!("/v1/transfers/{id}/reversals");
-    match read_guard(&shared, &headers, &path, &query).await {
-        Ok(Caller::Secret) => {}
-        Ok(Caller::Publishable) => return publishable_forbidden(),
-        Err(response) => return response,
+    if let Err(response) = secret_read(&shared, &headers, &path, &query).await {
+        return response;
     }
     let transfer = shared.world().transfer(&id);
     match transfer {
@@ -646,10 +642,8 @@ async fn list_transfers(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = parse_form(query.as_deref().unwrap_or_default());
-    match read_guard(&shared, &headers, "/v1/transfers", &query).await {
-        Ok(Caller::Secret) => {}
-        Ok(Caller::Publishable) => return publishable_forbidden(),
-        Err(response) => return response,
+    if let Err(response) = secret_read(&shared, &headers, "/v1/transfers", &query).await {
+        return response;
     }
     let all = newest_matching(
         shared.world().transfers.values(),
@@ -664,16 +658,12 @@ async fn create_customer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    mutate(
+    create_with_metadata(
         &shared,
         &headers,
-        (&Method::POST, "/v1/customers"),
-        form,
-        false,
-        |world, form, _| {
-            world.create_customer(form, metadata_of(form).unwrap_or_else(|| json!({})))
-        },
+        "/v1/customers",
+        &body,
+        World::create_customer,
     )
     .await
 }
@@ -1006,10 +996,8 @@ async fn list_intents(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = parse_form(query.as_deref().unwrap_or_default());
-    match read_guard(&shared, &headers, "/v1/payment_intents", &query).await {
-        Ok(Caller::Secret) => {}
-        Ok(Caller::Publishable) => return publishable_forbidden(),
-        Err(response) => return response,
+    if let Err(response) = secret_read(&shared, &headers, "/v1/payment_intents", &query).await {
+        return response;
     }
     let all: Vec<Value> = {
         let world = shared.world();
@@ -1029,10 +1017,8 @@ async fn list_refunds(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = parse_form(query.as_deref().unwrap_or_default());
-    match read_guard(&shared, &headers, "/v1/refunds", &query).await {
-        Ok(Caller::Secret) => {}
-        Ok(Caller::Publishable) => return publishable_forbidden(),
-        Err(response) => return response,
+    if let Err(response) = secret_read(&shared, &headers, "/v1/refunds", &query).await {
+        return response;
     }
     let all: Vec<Value> = {
         let world = shared.world();
@@ -1058,10 +1044,8 @@ async fn list_invoices(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = parse_form(query.as_deref().unwrap_or_default());
-    match read_guard(&shared, &headers, "/v1/invoices", &query).await {
-        Ok(Caller::Secret) => {}
-        Ok(Caller::Publishable) => return publishable_forbidden(),
-        Err(response) => return response,
+    if let Err(response) = secret_read(&shared, &headers, "/v1/invoices", &query).await {
+        return response;
     }
     let all = newest_matching(
         shared.world().invoices.values(),
@@ -1077,10 +1061,8 @@ async fn list_events(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = parse_form(query.as_deref().unwrap_or_default());
-    match read_guard(&shared, &headers, "/v1/events", &query).await {
-        Ok(Caller::Secret) => {}
-        Ok(Caller::Publishable) => return publishable_forbidden(),
-        Err(response) => return response,
+    if let Err(response) = secret_read(&shared, &headers, "/v1/events", &query).await {
+        return response;
     }
     let types: Vec<String> = query
         .get("type")

@@ -11,7 +11,7 @@ use kassa_app::ports::{
     Actor, CapturedForSellers, PayoutOutcome, ReversalJob, SellerBalance, StoreError, StoreResult,
     TransferGroupToCheck, TransferJob, TransferStore,
 };
-use kassa_domain::marketplace::{seller_shares, transfer_reversal};
+use kassa_domain::marketplace::{seller_shares, taken_back};
 use kassa_domain::order::OrderStatus;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -195,8 +195,8 @@ async fn plan_transfers_in(
 }
 
 /// Plans what one succeeded refund takes back from each of its order's transfers, unless that
-/// was planned already: each seller's proportion of everything refunded so far, less what
-/// earlier refunds took (`kassa_domain::marketplace::transfer_reversal`).
+/// was planned already: each seller's proportion of what stands refunded, less what their
+/// reversals took already (`kassa_domain::marketplace::taken_back`).
 async fn plan_reversals_in(
     conn: &mut AnyConnection,
     refund_id: &str,
@@ -245,7 +245,7 @@ async fn plan_reversals_in(
         .fetch_one(&mut *conn)
         .await
         .map_err(unavailable)?;
-        let reversal = (transfer_reversal(transfer.amount_minor, base, 0, refunded) - taken).max(0);
+        let reversal = (taken_back(transfer.amount_minor, base, refunded) - taken).max(0);
         if reversal == 0 {
             continue;
         }
@@ -626,29 +626,27 @@ impl TransferStore for SqlStore {
         }
         // Destination charges: the seller got what was captured less the fee at once, and each
         // refund took back its proportion of that, as the provider reverses it.
-        let charges: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT p.id, p.currency, p.amount_received, COALESCE(p.application_fee, 0)
+        // One row per charge and succeeded refund (a charge without one once, refund NULL).
+        let charges: Vec<(String, String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT p.id, p.currency, p.amount_received, COALESCE(p.application_fee, 0), r.amount
              FROM payments p JOIN sellers s ON s.account_id = p.destination_account
-             WHERE s.id = $1 AND p.status = 'succeeded'",
+             LEFT JOIN refunds r ON r.payment_id = p.id AND r.status = 'succeeded'
+             WHERE s.id = $1 AND p.status = 'succeeded' ORDER BY p.id",
         )
         .bind(seller_id)
         .fetch_all(&mut *unit)
         .await
         .map_err(unavailable)?;
-        for (payment_id, currency, captured, fee) in charges {
-            let refunds: Vec<i64> = sqlx::query_scalar(
-                "SELECT amount FROM refunds WHERE payment_id = $1 AND status = 'succeeded'",
-            )
-            .bind(&payment_id)
-            .fetch_all(&mut *unit)
-            .await
-            .map_err(unavailable)?;
+        let mut counted: Option<String> = None;
+        for (payment_id, currency, captured, fee, refund) in charges {
             let balance = balance_in(&mut balances, currency);
-            balance.paid_minor += captured - fee;
-            balance.reversed_minor += refunds
-                .iter()
-                .map(|refund| transfer_reversal(captured - fee, captured, 0, *refund))
-                .sum::<i64>();
+            if counted.as_ref() != Some(&payment_id) {
+                balance.paid_minor += captured - fee;
+                counted = Some(payment_id);
+            }
+            if let Some(refund) = refund {
+                balance.reversed_minor += taken_back(captured - fee, captured, refund);
+            }
         }
         unit.commit().await?;
         Ok(balances.into_values().collect())

@@ -281,8 +281,15 @@ async fn a_sellers_order_is_a_destination_charge_and_its_refund_reverses_the_tra
         "the seller's share taken back: {at_stripe}"
     );
     shop.deliver_events().await;
-    let report = shop.app.check_invariants().await.expect("checked");
-    assert!(report.passed(), "{:#?}", report.violations);
+    assert_books_hold(&shop).await;
+    // Paid 3750 − 93; the refund of 1250 took back 3657 × 1250 / 3750 = 1219, as Stripe's
+    // reversal did.
+    assert_eq!(at_stripe["amount"], UNIT);
+    let balance = shop.app.seller_balance(&seller.id).await.expect("balance");
+    assert_eq!(
+        (balance[0].paid_minor, balance[0].reversed_minor),
+        (3 * UNIT - fee, 1_219)
+    );
 
     let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
     sqlx::query("UPDATE payments SET application_fee = application_fee + 1 WHERE order_id = $1")
@@ -331,8 +338,7 @@ async fn a_smaller_capture_of_a_sellers_order_takes_the_fee_on_what_is_captured(
         intent["application_fee_amount"],
         kassa_domain::marketplace::platform_fee(UNIT, 250)
     );
-    let report = shop.app.check_invariants().await.expect("checked");
-    assert!(report.passed(), "{:#?}", report.violations);
+    assert_books_hold(&shop).await;
 }
 both_backends!(a_smaller_capture_of_a_sellers_order_takes_the_fee_on_what_is_captured);
 
@@ -404,6 +410,29 @@ async fn assert_each_paid_once(
     assert_eq!(transfers_at_stripe(shop, order_id).await, expected);
 }
 
+/// The invariant check passes, the books included.
+async fn assert_books_hold(shop: &EmulatedShop) {
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+
+/// A payout round that makes the first transfer at Stripe and dies before Kassa records it.
+async fn die_after_the_first_transfer(shop: &EmulatedShop) {
+    shop.db
+        .store
+        .faults()
+        .arm(kassa_store::FAULT_BEFORE_TRANSFER_RECORD);
+    assert!(shop.app.pay_sellers(10).await.is_err(), "the round dies");
+}
+
+/// Kassa's and Stripe's clocks move 25 hours: Stripe forgets the keys of the day before.
+async fn more_than_a_day_passes(shop: &EmulatedShop) {
+    let a_day = 25 * 3600;
+    shop.control("/_emulator/clock/advance", json!({"seconds": a_day}))
+        .await;
+    shop.clock.advance(a_day);
+}
+
 /// A refund of `amount` (everything left when `None`) of the order, with `key`.
 fn refund_of(order_id: &str, amount: Option<i64>, key: &str) -> kassa_app::refunds::RefundInput {
     kassa_app::refunds::RefundInput {
@@ -456,8 +485,7 @@ async fn several_sellers_are_each_paid_once_under_duplicated_events_and_concurre
         (1, 2_250, 0, 0)
     );
     shop.deliver_events().await;
-    let report = shop.app.check_invariants().await.expect("checked");
-    assert!(report.passed(), "{:#?}", report.violations);
+    assert_books_hold(&shop).await;
 }
 both_backends!(several_sellers_are_each_paid_once_under_duplicated_events_and_concurrent_workers);
 
@@ -466,11 +494,7 @@ both_backends!(several_sellers_are_each_paid_once_under_duplicated_events_and_co
 /// (Stripe answers with the transfer it made), the second made; one transfer per seller.
 async fn a_crash_between_transfers_makes_each_transfer_once(db: TestDb) {
     let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
-    shop.db
-        .store
-        .faults()
-        .arm(kassa_store::FAULT_BEFORE_TRANSFER_RECORD);
-    assert!(shop.app.pay_sellers(10).await.is_err(), "the round dies");
+    die_after_the_first_transfer(&shop).await;
     assert_eq!(
         transfers_at_stripe(&shop, &order_id).await.len(),
         1,
@@ -495,8 +519,7 @@ async fn a_crash_between_transfers_makes_each_transfer_once(db: TestDb) {
     shop.app.pay_sellers(10).await.expect("round");
     assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
     shop.deliver_events().await;
-    let report = shop.app.check_invariants().await.expect("checked");
-    assert!(report.passed(), "{:#?}", report.violations);
+    assert_books_hold(&shop).await;
 }
 both_backends!(a_crash_between_transfers_makes_each_transfer_once);
 
@@ -550,8 +573,7 @@ async fn a_partial_refund_reverses_each_sellers_share_and_the_whole_refund_the_r
         (1_125, 1_125, 0),
         "the seller keeps nothing of a wholly refunded order"
     );
-    let report = shop.app.check_invariants().await.expect("checked");
-    assert!(report.passed(), "{:#?}", report.violations);
+    assert_books_hold(&shop).await;
 
     let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
     sqlx::query("UPDATE seller_transfers SET amount = amount + 1, fee_amount = fee_amount - 1 WHERE seller_id = $1")
@@ -672,8 +694,7 @@ async fn a_refused_transfer_is_made_once_the_seller_is_ready_again(db: TestDb) {
     let mut expected = vec![(account(&books), 2_250, 450), (account(&pens), 1_125, 225)];
     expected.sort();
     assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
-    let report = shop.app.check_invariants().await.expect("checked");
-    assert!(report.passed(), "{:#?}", report.violations);
+    assert_books_hold(&shop).await;
 }
 both_backends!(a_refused_transfer_is_made_once_the_seller_is_ready_again);
 
@@ -681,15 +702,8 @@ both_backends!(a_refused_transfer_is_made_once_the_seller_is_ready_again);
 /// sent again later than that is found in the order's transfer group, not made a second time.
 async fn a_transfer_asked_for_again_after_a_day_is_found_not_made_twice(db: TestDb) {
     let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
-    shop.db
-        .store
-        .faults()
-        .arm(kassa_store::FAULT_BEFORE_TRANSFER_RECORD);
-    assert!(shop.app.pay_sellers(10).await.is_err(), "the round dies");
-    let a_day = 25 * 3600;
-    shop.control("/_emulator/clock/advance", json!({"seconds": a_day}))
-        .await;
-    shop.clock.advance(a_day);
+    die_after_the_first_transfer(&shop).await;
+    more_than_a_day_passes(&shop).await;
     shop.app.pay_sellers(10).await.expect("round");
     assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
 }
@@ -777,15 +791,11 @@ async fn a_reversal_asked_for_again_after_a_day_is_found_not_made_twice(db: Test
         1,
         "one answer lost"
     );
-    let a_day = 25 * 3600;
-    shop.control("/_emulator/clock/advance", json!({"seconds": a_day}))
-        .await;
-    shop.clock.advance(a_day);
+    more_than_a_day_passes(&shop).await;
     shop.app.pay_sellers(10).await.expect("round");
     let mut expected = vec![(account(&books), 2_250, 450), (account(&pens), 1_125, 225)];
     expected.sort();
     assert_eq!(transfers_at_stripe(&shop, &order_id).await, expected);
-    let report = shop.app.check_invariants().await.expect("checked");
-    assert!(report.passed(), "{:#?}", report.violations);
+    assert_books_hold(&shop).await;
 }
 both_backends!(a_reversal_asked_for_again_after_a_day_is_found_not_made_twice);
