@@ -135,7 +135,21 @@ impl World {
         let now = self.now();
         let expires_at = match form.get("expires_at") {
             None => now + SESSION_EXPIRY_MAX_SECS,
-            Some(_) => integer(form, "expires_at")?,
+            Some(_) => {
+                let asked = integer(form, "expires_at")?;
+                // Stripe's test clocks move billing objects, never Checkout Sessions: a caller on
+                // the wall clock (a sandbox after `clock/advance`) asks relative to real time, so
+                // its expiry is carried into emulated time by the same offset.
+                let real_relative = asked + self.clock_offset_secs;
+                if asked < now + SESSION_EXPIRY_MIN_SECS
+                    && (now + SESSION_EXPIRY_MIN_SECS..=now + SESSION_EXPIRY_MAX_SECS)
+                        .contains(&real_relative)
+                {
+                    real_relative
+                } else {
+                    asked
+                }
+            }
         };
         if expires_at < now + SESSION_EXPIRY_MIN_SECS {
             return Err(invalid(

@@ -369,3 +369,28 @@ async fn the_hosted_page_takes_a_payment_and_sends_the_customer_back() {
     );
     emulator.shutdown().await;
 }
+
+/// After emulated time moved on (a month of renewals in a sandbox), a caller on the wall clock
+/// still creates sessions: its `expires_at` is carried into emulated time, as Stripe's test
+/// clocks never move Checkout Sessions.
+#[tokio::test]
+async fn sessions_are_created_after_emulated_time_moved_a_month() {
+    let (_emulator, client) = started().await;
+    let real_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    client
+        .control("/_emulator/clock/advance", json!({"seconds": 30 * 86_400}))
+        .await;
+    let asked = (real_now + 2400).to_string();
+    let (status, created) = session(&client, &[("expires_at", &asked)]).await;
+    assert_eq!(status, 200, "{created}");
+    let expires_at = created["expires_at"].as_i64().expect("expires_at");
+    let emulated_now = now(&client).await;
+    assert!(
+        (emulated_now + 1800..=emulated_now + 2400).contains(&expires_at),
+        "{expires_at} vs {emulated_now}"
+    );
+    let (status, _) = session(&client, &[("expires_at", &(real_now + 60).to_string())]).await;
+    assert_eq!(status, 400, "still too soon on either clock");
+}
