@@ -7,7 +7,7 @@
 //! makes nothing twice; then the page is recorded. Credits are granted by the paid invoices'
 //! events alone (see `webhooks`), never here.
 
-use kassa_domain::credits::{EntryKind, SubscriptionStatus};
+use kassa_domain::credits::{self, EntryKind, HeldPlan, SubscriptionStatus};
 use kassa_domain::text::fields;
 
 use crate::App;
@@ -71,13 +71,18 @@ impl App {
     pub async fn create_plan(&self, new: NewPlan) -> AppResult<PlanRecord> {
         let name = validate::shaped("name", fields::PRODUCT_NAME, &new.name)?;
         validate::unit_amount("unit_amount", new.unit_amount_minor)?;
-        if new.unit_amount_minor == 0 {
+        let currency = validate::currency("currency", &new.currency)?;
+        // Each period is one charge: below Stripe's minimum it could never be paid.
+        let minimum = currency.minimum_charge_minor();
+        if new.unit_amount_minor < minimum {
             return Err(AppError::invalid(
                 "unit_amount",
-                "a plan must cost something",
+                format!(
+                    "must be at least {minimum}, the smallest amount Stripe charges in {}",
+                    currency.code()
+                ),
             ));
         }
-        let currency = validate::currency("currency", &new.currency)?;
         if !PLAN_INTERVALS.contains(&new.interval.as_str()) {
             return Err(AppError::invalid("interval", "must be month or year"));
         }
@@ -96,7 +101,9 @@ impl App {
     }
 
     /// Starts (or, for the same key and request, resumes) a subscription and returns its hosted
-    /// page.
+    /// page. An e-mail holds one live subscription per plan: another key for a plan it holds
+    /// answers with that subscription's page while the page is open, and is refused (409,
+    /// naming it) once it is active or past due; one whose page ran out unpaid is ended first.
     pub async fn subscribe(&self, input: SubscribeInput) -> AppResult<SubscriptionPage> {
         let key = validate::idempotency_key(input.idempotency_key.as_deref())?;
         let email = validate::shaped("email", fields::EMAIL, &input.email)?;
@@ -112,7 +119,6 @@ impl App {
             .plan(&input.plan_id)
             .await?
             .ok_or(AppError::NotFound { what: "plan" })?;
-        let now = self.clock.now_secs();
         let new = NewSubscription {
             id: self.ids.new_id("sub"),
             new_customer_id: self.ids.new_id("cus"),
@@ -121,13 +127,43 @@ impl App {
             client_scope: input.key_scope,
             client_key: key,
         };
-        let subscription = match self
-            .store
-            .start_subscription(&new, &input.actor, now)
-            .await?
-        {
-            SubscriptionStart::Started(subscription) => subscription,
-            SubscriptionStart::KeyReused => return Err(AppError::IdempotencyKeyReused),
+        let mut ended_one = false;
+        let subscription = loop {
+            let now = self.clock.now_secs();
+            let held = match self
+                .store
+                .start_subscription(&new, &input.actor, now)
+                .await?
+            {
+                SubscriptionStart::Started(subscription) => break subscription,
+                SubscriptionStart::KeyReused => return Err(AppError::IdempotencyKeyReused),
+                SubscriptionStart::Held(held) => held,
+            };
+            // The page's expiry, or (none recorded yet) the one it is made with.
+            let page_expires_at = held
+                .checkout_expires_at
+                .unwrap_or(held.created_at.saturating_add(HOSTED_EXPIRY_MIN_SECS));
+            match credits::held_plan(held.status, page_expires_at, now) {
+                // Resumed like a retry of its own key: the page is made (once) from its ids.
+                HeldPlan::ReturnOpen => break held,
+                HeldPlan::Refuse => return Err(already_held(&held, held.status.as_str())),
+                // Once only: a second one held is another request's, and decides.
+                HeldPlan::EndThenRetry | HeldPlan::Start if ended_one => {
+                    return Err(already_held(&held, held.status.as_str()));
+                }
+                HeldPlan::EndThenRetry => {
+                    if self
+                        .end_incomplete_subscription(held.clone(), &input.actor)
+                        .await?
+                        .is_none()
+                    {
+                        // Paid after all: its events will make it active.
+                        return Err(already_held(&held, "paid, not yet reported"));
+                    }
+                }
+                HeldPlan::Start => {}
+            }
+            ended_one = true;
         };
         if let Some(page) = page_of(&subscription) {
             return Ok(page);
@@ -328,7 +364,13 @@ impl App {
         match subscription.status {
             SubscriptionStatus::Canceled => return Ok(subscription),
             SubscriptionStatus::Incomplete => {
-                return self.end_incomplete_subscription(subscription, actor).await;
+                return self
+                    .end_incomplete_subscription(subscription, actor)
+                    .await?
+                    .ok_or_else(|| AppError::InvalidState {
+                        message: "the customer has just subscribed; cancel again once it is active"
+                            .into(),
+                    });
             }
             SubscriptionStatus::Active | SubscriptionStatus::PastDue => {}
         }
@@ -366,11 +408,13 @@ impl App {
         self.subscription(subscription_id).await
     }
 
+    /// Ends an incomplete subscription, expiring its page first; `None` when the page was paid
+    /// (the subscription's events will make it active).
     async fn end_incomplete_subscription(
         &self,
         subscription: SubscriptionRecord,
         actor: &Actor,
-    ) -> AppResult<SubscriptionRecord> {
+    ) -> AppResult<Option<SubscriptionRecord>> {
         if let Some(session_id) = &subscription.provider_checkout_session_id {
             let key = format!("kassa-expire-cs-{}", subscription.id);
             match self
@@ -384,11 +428,7 @@ impl App {
                 Err(ProviderError::Definite { .. }) => {
                     let session = self.current_session(session_id).await?;
                     if session.status != SessionStatus::Expired {
-                        return Err(AppError::InvalidState {
-                            message:
-                                "the customer has just subscribed; cancel again once it is active"
-                                    .into(),
-                        });
+                        return Ok(None);
                     }
                 }
                 Err(ProviderError::Unknown { .. }) => {
@@ -404,7 +444,7 @@ impl App {
         self.store
             .observe_billing(&ended, actor, self.clock.now_secs())
             .await?;
-        self.subscription(&subscription.id).await
+        self.subscription(&subscription.id).await.map(Some)
     }
 
     /// The subscription a hosted page was made for (the page Stripe sends customers back from).
@@ -427,6 +467,17 @@ impl App {
             .ok_or(AppError::NotFound {
                 what: "subscription",
             })
+    }
+}
+
+/// The refusal of a second subscription to a plan the e-mail holds, naming the one it holds
+/// (in `state`).
+fn already_held(held: &SubscriptionRecord, state: &str) -> AppError {
+    AppError::InvalidState {
+        message: format!(
+            "this e-mail already holds subscription {} to plan {} ({state}); it is not subscribed twice",
+            held.id, held.plan_id
+        ),
     }
 }
 

@@ -233,10 +233,16 @@ pub fn decide_edit(
             "a {operation} of this order is in progress; it can no longer be changed"
         )));
     }
+    // The address alone may change inside the window whether the payment is still pending,
+    // authorized or (automatic capture) already captured: it moves no money and nothing has
+    // shipped yet. Lines change money, so only an uncaptured authorization may lower them.
     let editable = if changes.is_empty() {
         matches!(
             money.status,
-            OrderStatus::PendingPayment | OrderStatus::RequiresAction | OrderStatus::Authorized
+            OrderStatus::PendingPayment
+                | OrderStatus::RequiresAction
+                | OrderStatus::Authorized
+                | OrderStatus::Paid
         )
     } else {
         money.status == OrderStatus::Authorized
@@ -391,6 +397,22 @@ mod tests {
             decide_edit(&money(O::PendingPayment), &lines, &[change("A", 1)]),
             Err(Refusal::InvalidState(_))
         ));
+    }
+
+    /// The address alone changes inside the window before shipping, captured or not; never
+    /// after a refund or cancel.
+    #[test]
+    fn an_address_change_is_allowed_until_the_order_is_refunded_or_canceled() {
+        let lines = [held("A", 3)];
+        for status in [O::PendingPayment, O::RequiresAction, O::Authorized, O::Paid] {
+            assert!(decide_edit(&money(status), &lines, &[]).is_ok(), "{status}");
+        }
+        for status in [O::PartiallyRefunded, O::Refunded, O::Canceled, O::Disputed] {
+            assert!(
+                decide_edit(&money(status), &lines, &[]).is_err(),
+                "{status}"
+            );
+        }
     }
 
     #[test]

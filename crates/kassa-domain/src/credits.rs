@@ -40,6 +40,32 @@ impl SubscriptionStatus {
     }
 }
 
+/// What a new subscription gets when its customer already holds one to the same plan (one
+/// customer, one live subscription per plan: a second would charge them twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldPlan {
+    /// Active or past due: the customer has the plan; the new one is refused, naming it.
+    Refuse,
+    /// Incomplete and its page still open: that subscription and its page are the answer.
+    ReturnOpen,
+    /// Incomplete and its page ran out: end it (unless it turns out paid), then start anew.
+    EndThenRetry,
+    /// Canceled: it holds nothing; start anew.
+    Start,
+}
+
+/// What to do with a subscription to the plan the customer holds already, in `status`, whose
+/// page closes at `page_expires_at` (the page's own expiry, or the one it would be made with),
+/// at `now`.
+pub fn held_plan(status: SubscriptionStatus, page_expires_at: i64, now: i64) -> HeldPlan {
+    match status {
+        SubscriptionStatus::Active | SubscriptionStatus::PastDue => HeldPlan::Refuse,
+        SubscriptionStatus::Incomplete if page_expires_at > now => HeldPlan::ReturnOpen,
+        SubscriptionStatus::Incomplete => HeldPlan::EndThenRetry,
+        SubscriptionStatus::Canceled => HeldPlan::Start,
+    }
+}
+
 /// A subscription's billing as Kassa records it: its status and which periods are paid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Billing {
@@ -145,6 +171,22 @@ pub fn refunded_share(granted: i64, refunded: i64, captured: i64) -> i64 {
     i64::try_from(share).unwrap_or(granted)
 }
 
+/// What a pack order's clawbacks so far have settled: taken back from the balance, or recorded
+/// as already spent (gone from the balance before the refund).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClawedBack {
+    pub taken: i64,
+    pub spent: i64,
+}
+
+/// The credits still to take back after refunds totalling `refunded` of `captured`: what must be
+/// taken back in all, less what was already settled. A function of the total alone, so the
+/// clawbacks add up to exactly [`refunded_share`] whatever the order, timing or number of the
+/// refunds (never negative: a refund that fails later gives no credits back by itself).
+pub fn clawback_due(granted: i64, refunded: i64, captured: i64, settled: ClawedBack) -> i64 {
+    (refunded_share(granted, refunded, captured) - settled.taken - settled.spent).max(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +213,32 @@ mod tests {
                     .map(|(_, _, to)| *to);
                 assert_eq!(from.apply(event).ok(), expected, "{from} on {event:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_held_plan_is_refused_returned_or_ended_by_this_table() {
+        let (expires, now) = (1_000, 1_000);
+        let table = [
+            (S::Active, expires + 1, HeldPlan::Refuse),
+            (S::Active, expires - 1, HeldPlan::Refuse),
+            (S::PastDue, expires + 1, HeldPlan::Refuse),
+            (S::PastDue, expires - 1, HeldPlan::Refuse),
+            (S::Incomplete, expires + 1, HeldPlan::ReturnOpen),
+            (S::Incomplete, expires, HeldPlan::EndThenRetry),
+            (S::Incomplete, expires - 1, HeldPlan::EndThenRetry),
+            (S::Canceled, expires + 1, HeldPlan::Start),
+            (S::Canceled, expires - 1, HeldPlan::Start),
+        ];
+        for (status, page_expires_at, expected) in table {
+            assert_eq!(
+                held_plan(status, page_expires_at, now),
+                expected,
+                "{status} closing at {page_expires_at}"
+            );
+        }
+        for &status in S::ALL {
+            assert!(table.iter().any(|(s, _, _)| *s == status), "{status}");
         }
     }
 
@@ -232,6 +300,32 @@ mod tests {
         assert_eq!(clawback(20, 30), 20, "what is left");
         assert_eq!(clawback(0, 30), 0);
         assert_eq!(clawback(-5, 30), 0);
+    }
+
+    /// 100 credits for 1000, refunded 333, 333 and the rest: each clawback is what the total
+    /// owes less what was settled, so the three add up to 100 in any order (and 20 × 49 plus the
+    /// rest likewise).
+    #[test]
+    fn clawbacks_of_parts_add_up_to_the_whole_in_any_order() {
+        for parts in [
+            vec![333, 333, 334],
+            vec![334, 333, 333],
+            vec![333, 334, 333],
+            [vec![49; 20], vec![20]].concat(),
+        ] {
+            let (mut refunded, mut settled) = (0, ClawedBack::default());
+            for part in parts {
+                refunded += part;
+                settled.taken += clawback_due(100, refunded, 1000, settled);
+            }
+            assert_eq!((refunded, settled.taken), (1000, 100));
+        }
+        let spent = ClawedBack {
+            taken: 10,
+            spent: 20,
+        };
+        assert_eq!(clawback_due(100, 500, 1000, spent), 20);
+        assert_eq!(clawback_due(100, 100, 1000, spent), 0, "never negative");
         assert_eq!(refunded_share(200, 1_000, 1_250), 160);
         assert_eq!(refunded_share(200, 1_250, 1_250), 200);
         assert_eq!(

@@ -14,8 +14,10 @@ pub const LINE_QUANTITY_MAX: i64 = 1_000;
 pub const PRODUCT_VARIANTS_MAX: usize = 100;
 /// Most attributes on one variant (each key and value is shaped by `text::fields::ATTRIBUTE`).
 pub const VARIANT_ATTRIBUTES_MAX: usize = 20;
-/// Largest unit price in minor units (one billion major units of a 2-decimal currency): far
-/// above any real price, far below where a line total could overflow an `i64`.
-pub const UNIT_AMOUNT_MAX_MINOR: i64 = 100_000_000_000;
+/// Largest unit price in minor units: the most Stripe charges at once, since a unit priced
+/// above it could never be paid (far below where a line total could overflow an `i64`). There is
+/// no smallest price but 0: a cheap item is bought by the dozen and a gift is free, so Stripe's
+/// minimum charge applies to an order's total, and to a plan's price (one charge each period).
+pub const UNIT_AMOUNT_MAX_MINOR: i64 = crate::money::CHARGE_MAX_MINOR;
 /// Largest on-hand quantity for one SKU at one location.
 pub const ON_HAND_MAX: i64 = 1_000_000_000;

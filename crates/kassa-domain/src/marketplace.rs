@@ -1,5 +1,7 @@
 //! Marketplace money (seed 001): the platform's fee on what a seller sells.
 
+use crate::order::OrderStatus;
+
 /// Most a fee may be, in basis points: all of it.
 pub const FEE_BPS_MAX: i64 = 10_000;
 
@@ -69,6 +71,46 @@ pub fn taken_back(transfer_minor: i64, captured_minor: i64, refunded_minor: i64)
     } else {
         proportion(transfer_minor, refunded_minor, captured_minor)
     }
+}
+
+/// Why a paid order's sellers' transfers wait while a dispute of it is open.
+pub const DISPUTE_OPEN: &str = "dispute_open: the sellers' transfers wait for the dispute to close";
+
+/// Why the transfers of an order in `status`, flagged for a person with `needs_attention`,
+/// wait instead of being planned: a paid (or since refunded) order's while it is flagged — the
+/// flag's reason — and a disputed one's until the dispute closes. `None` when they may be
+/// planned, or when its sellers are owed nothing (not paid, or canceled).
+pub fn transfers_held(status: OrderStatus, needs_attention: Option<&str>) -> Option<String> {
+    match status {
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded => {
+            needs_attention.map(str::to_owned)
+        }
+        OrderStatus::Disputed => Some(needs_attention.unwrap_or(DISPUTE_OPEN).to_owned()),
+        OrderStatus::PendingPayment
+        | OrderStatus::RequiresAction
+        | OrderStatus::Authorized
+        | OrderStatus::Canceled => None,
+    }
+}
+
+/// What `seller_id` is still owed of an order whose transfers are not planned yet: their
+/// transfer as [`seller_shares`] would plan it from `captured_minor`, less what the refunds
+/// standing (`refunded_minor`) would take back of it at once ([`taken_back`]); 0 for a seller
+/// without a line in it.
+pub fn unsent_share(
+    captured_minor: i64,
+    total_minor: i64,
+    seller_lines: &[(String, i64)],
+    fee_bps: i64,
+    refunded_minor: i64,
+    seller_id: &str,
+) -> i64 {
+    seller_shares(captured_minor, total_minor, seller_lines, fee_bps)
+        .into_iter()
+        .find(|share| share.seller_id == seller_id)
+        .map_or(0, |share| {
+            share.transfer_minor - taken_back(share.transfer_minor, captured_minor, refunded_minor)
+        })
 }
 
 /// `amount × part / whole`, rounded down, in integers; 0 for an empty whole or part.
@@ -180,6 +222,66 @@ mod tests {
             assert_eq!(first + rest, 1_351, "cut at {cut}");
         }
         assert_eq!(transfer_reversal(0, 3_000, 0, 3_000), 0);
+    }
+
+    #[test]
+    fn a_flagged_paid_orders_transfers_are_held_with_the_flags_reason() {
+        let flag = Some("amount_mismatch: provider reports 5001 eur, order expects 5000 eur");
+        for status in [
+            OrderStatus::Paid,
+            OrderStatus::PartiallyRefunded,
+            OrderStatus::Refunded,
+        ] {
+            assert_eq!(transfers_held(status, None), None, "{status}");
+            assert_eq!(
+                transfers_held(status, flag).as_deref(),
+                flag,
+                "{status}: held with the flag's reason"
+            );
+        }
+        assert_eq!(
+            transfers_held(OrderStatus::Disputed, None).as_deref(),
+            Some(DISPUTE_OPEN)
+        );
+        assert_eq!(transfers_held(OrderStatus::Disputed, flag).as_deref(), flag);
+        // Nothing is owed to sellers of an order not paid, or canceled: nothing to hold.
+        for status in [
+            OrderStatus::PendingPayment,
+            OrderStatus::RequiresAction,
+            OrderStatus::Authorized,
+            OrderStatus::Canceled,
+        ] {
+            assert_eq!(transfers_held(status, flag), None, "{status}");
+            assert_eq!(transfers_held(status, None), None, "{status}");
+        }
+    }
+
+    #[test]
+    fn an_unsent_share_is_the_transfer_less_what_the_refunds_take_back() {
+        let sold = lines(&[("books", 2_500), ("pens", 1_250), ("books", 0)]);
+        // 5000 captured (a mug of the shop's own makes up the rest), a 10 % fee.
+        assert_eq!(unsent_share(5_000, 5_000, &sold, 1_000, 0, "books"), 2_250);
+        assert_eq!(unsent_share(5_000, 5_000, &sold, 1_000, 0, "pens"), 1_125);
+        assert_eq!(unsent_share(5_000, 5_000, &sold, 1_000, 0, "nobody"), 0);
+        // 1001 refunded: 2250 − 450 (450.45 rounded down), as the reversal would take.
+        assert_eq!(
+            unsent_share(5_000, 5_000, &sold, 1_000, 1_001, "books"),
+            2_250 - 450
+        );
+        // Everything refunded: nothing left to send.
+        assert_eq!(unsent_share(5_000, 5_000, &sold, 1_000, 5_000, "books"), 0);
+        assert_eq!(unsent_share(5_000, 5_000, &sold, 1_000, 9_999, "pens"), 0);
+        // It is what planning and the reversals would leave, for any refund.
+        for refunded in [0, 1, 999, 2_500, 4_999, 5_000] {
+            let shares = seller_shares(5_000, 5_000, &sold, 1_000);
+            for share in shares {
+                assert_eq!(
+                    unsent_share(5_000, 5_000, &sold, 1_000, refunded, &share.seller_id),
+                    share.transfer_minor - taken_back(share.transfer_minor, 5_000, refunded),
+                    "{refunded}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -94,7 +94,30 @@ impl Currency {
             2
         }
     }
+
+    /// The smallest amount Stripe charges in this currency, in minor units (Stripe's table of
+    /// minimum charge amounts; 50 of the minor unit where it names none, 500 for the
+    /// three-decimal currencies).
+    pub fn minimum_charge_minor(&self) -> i64 {
+        match self.code() {
+            "gbp" => 30,
+            "bgn" => 100,
+            "aed" | "myr" | "pln" | "ron" => 200,
+            "dkk" => 250,
+            "nok" | "sek" => 300,
+            "hkd" => 400,
+            "mxn" | "thb" => 1000,
+            "czk" => 1500,
+            "huf" => 17500,
+            code if THREE_DECIMAL.contains(&code) => 500,
+            _ => 50,
+        }
+    }
 }
+
+/// The largest amount Stripe charges at once, in minor units of any currency: eight digits
+/// (999,999.99 of a two-decimal currency). A price above it could never be paid.
+pub const CHARGE_MAX_MINOR: i64 = 99_999_999;
 
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,6 +213,16 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minimum_charges_follow_stripes_table_in_every_exponent() {
+        let minimum = |code| Currency::parse(code).map(|c| c.minimum_charge_minor());
+        assert_eq!(minimum("eur"), Ok(50));
+        assert_eq!(minimum("gbp"), Ok(30));
+        assert_eq!(minimum("jpy"), Ok(50), "zero decimals: ¥50");
+        assert_eq!(minimum("kwd"), Ok(500), "three decimals: 0.500 KWD");
+        assert_eq!(minimum("huf"), Ok(17500));
+    }
     use proptest::prelude::*;
 
     fn cur(code: &str) -> Currency {

@@ -36,6 +36,9 @@ pub enum OrderEvent {
     RefundedPartially,
     /// Everything captured was refunded.
     RefundedFully,
+    /// A refund reported succeeded has failed since, and nothing stands refunded any more: the
+    /// order follows the money back to paid (a `refunded` status always means money returned).
+    RefundsReversed,
     DisputeOpened,
     /// The dispute ended; the order returns to the status it had before.
     DisputeClosed {
@@ -70,8 +73,13 @@ impl OrderStatus {
             (S::PendingPayment | S::RequiresAction, E::PaymentAuthorized) => S::Authorized,
             (S::PendingPayment | S::RequiresAction | S::Authorized, E::PaymentSucceeded) => S::Paid,
             (S::PendingPayment | S::RequiresAction | S::Authorized, E::Cancel) => S::Canceled,
-            (S::Paid | S::PartiallyRefunded, E::RefundedPartially) => S::PartiallyRefunded,
+            // From `refunded` too: a refund that failed after it succeeded leaves only part
+            // of the money returned.
+            (S::Paid | S::PartiallyRefunded | S::Refunded, E::RefundedPartially) => {
+                S::PartiallyRefunded
+            }
             (S::Paid | S::PartiallyRefunded, E::RefundedFully) => S::Refunded,
+            (S::PartiallyRefunded | S::Refunded, E::RefundsReversed) => S::Paid,
             (S::Paid | S::PartiallyRefunded | S::Refunded, E::DisputeOpened) => S::Disputed,
             (S::Disputed, E::DisputeClosed { back_to })
                 if matches!(back_to, S::Paid | S::PartiallyRefunded | S::Refunded) =>
@@ -116,6 +124,7 @@ mod tests {
         E::Cancel,
         E::RefundedPartially,
         E::RefundedFully,
+        E::RefundsReversed,
         E::DisputeOpened,
         E::DisputeClosed { back_to: S::Paid },
         E::DisputeClosed {
@@ -151,7 +160,10 @@ mod tests {
                 E::RefundedPartially,
                 S::PartiallyRefunded,
             ),
+            (S::Refunded, E::RefundedPartially, S::PartiallyRefunded),
             (S::Paid, E::RefundedFully, S::Refunded),
+            (S::PartiallyRefunded, E::RefundsReversed, S::Paid),
+            (S::Refunded, E::RefundsReversed, S::Paid),
             (S::PartiallyRefunded, E::RefundedFully, S::Refunded),
             (S::Paid, E::DisputeOpened, S::Disputed),
             (S::PartiallyRefunded, E::DisputeOpened, S::Disputed),

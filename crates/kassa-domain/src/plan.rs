@@ -145,17 +145,18 @@ pub fn decide_payment(held: &PaymentSnapshot, seen: &ObservedPayment<'_>) -> Pay
     })
 }
 
-/// The order move refunds totalling `refunded_minor` of `captured_minor` cause, if any: a refund
-/// recorded while the order cannot move (disputed, say) changes the amounts only.
+/// The order move refunds totalling `refunded_minor` of `captured_minor` cause, if any. The
+/// status follows the money that stands returned, both ways: a refund that fails after it
+/// succeeded takes a `refunded` order back to `partially_refunded` or `paid`. A refund recorded
+/// while the order cannot move (disputed, say) changes the amounts only.
 pub fn decide_refunded(
     order: OrderStatus,
     captured_minor: i64,
     refunded_minor: i64,
 ) -> Option<(OrderEvent, Move<OrderStatus>)> {
-    if refunded_minor <= 0 {
-        return None;
-    }
-    let event = if refunded_minor >= captured_minor {
+    let event = if refunded_minor <= 0 {
+        OrderEvent::RefundsReversed
+    } else if refunded_minor >= captured_minor {
         OrderEvent::RefundedFully
     } else {
         OrderEvent::RefundedPartially
@@ -305,6 +306,20 @@ mod tests {
         );
         assert_eq!(decide_refunded(O::Disputed, 1999, 1999), None);
         assert_eq!(decide_refunded(O::Paid, 1999, 0), None);
+        // A refund that failed after it succeeded: the status follows the money back.
+        assert_eq!(
+            decide_refunded(O::Refunded, 1999, 0).map(|(_, m)| m.to),
+            Some(O::Paid)
+        );
+        assert_eq!(
+            decide_refunded(O::PartiallyRefunded, 1999, 0).map(|(_, m)| m.to),
+            Some(O::Paid)
+        );
+        assert_eq!(
+            decide_refunded(O::Refunded, 1999, 500).map(|(_, m)| m.to),
+            Some(O::PartiallyRefunded)
+        );
+        assert_eq!(decide_refunded(O::Canceled, 1999, 0), None);
         assert_eq!(
             decide_dispute(O::Paid, None, false).map(|(_, m)| m.to),
             Some(O::Disputed)

@@ -49,8 +49,8 @@ pub enum ApiError {
     ProviderRefused(String),
     /// 429 `rate_limited`, with `Retry-After`.
     RateLimited { retry_after_secs: u64 },
-    /// 413 `payload_too_large`.
-    PayloadTooLarge,
+    /// 413 `payload_too_large`: the route's body limit in bytes.
+    PayloadTooLarge { limit_bytes: usize },
     /// 503 `provider_unavailable`, with `Retry-After`: retry with the same Idempotency-Key.
     ProviderUnavailable { retry_after_secs: u64 },
     /// 503 `service_unavailable` (database unreachable), with `Retry-After`.
@@ -60,6 +60,13 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 413 for the API's usual body limit.
+    pub fn payload_too_large() -> ApiError {
+        ApiError::PayloadTooLarge {
+            limit_bytes: kassa_domain::limits::REQUEST_BODY_MAX_BYTES,
+        }
+    }
+
     pub fn invalid(param: Option<String>, message: impl Into<String>) -> ApiError {
         ApiError::InvalidRequest {
             param,
@@ -230,15 +237,12 @@ impl ApiError {
                 Some(*retry_after_secs),
                 fixed(ErrorCode::RateLimited, "too many requests; retry later"),
             ),
-            ApiError::PayloadTooLarge => (
+            ApiError::PayloadTooLarge { limit_bytes } => (
                 S::PAYLOAD_TOO_LARGE,
                 None,
                 detail(
                     ErrorCode::PayloadTooLarge,
-                    format!(
-                        "request bodies are limited to {} bytes",
-                        kassa_domain::limits::REQUEST_BODY_MAX_BYTES
-                    ),
+                    format!("request bodies are limited to {limit_bytes} bytes here"),
                 ),
             ),
             ApiError::ProviderUnavailable { retry_after_secs } => (
@@ -376,7 +380,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Refused before its body was read: the rest of the body is still on the connection,
         // so it cannot carry another request. Say so, or a client reuses it and fails.
-        let body_left_unread = matches!(self, ApiError::PayloadTooLarge | ApiError::RequestTimeout);
+        let body_left_unread = matches!(
+            self,
+            ApiError::PayloadTooLarge { .. } | ApiError::RequestTimeout
+        );
         let (status, retry_after, body) = self.parts();
         let mut response = (status, axum::Json(body)).into_response();
         if body_left_unread {

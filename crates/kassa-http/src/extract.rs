@@ -38,7 +38,9 @@ impl<T: DeserializeOwned + ToSchema + 'static> FromRequest<HttpState> for ApiJso
     }
 }
 
-/// A JSON body that may also be left out entirely (no body: `T::default()`).
+/// A JSON body that may also be left out: an empty body, whatever its `Content-Type` says, is
+/// `T::default()`; any other body is read within the same limits and parsed as strictly as
+/// [`ApiJson`]'s.
 pub struct ApiJsonOrEmpty<T>(pub T);
 
 impl<T: DeserializeOwned + ToSchema + Default + 'static> FromRequest<HttpState>
@@ -47,10 +49,9 @@ impl<T: DeserializeOwned + ToSchema + Default + 'static> FromRequest<HttpState>
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &HttpState) -> Result<Self, ApiError> {
-        let has_type = request.headers().contains_key(CONTENT_TYPE);
         let is_json = is_json(request.headers());
         let bytes = read_body(request, state).await?;
-        if bytes.is_empty() && !has_type {
+        if bytes.is_empty() {
             return Ok(ApiJsonOrEmpty(T::default()));
         }
         if !is_json {
@@ -78,7 +79,7 @@ async fn read_body_within(
         Err(_) => Err(ApiError::RequestTimeout),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(ApiError::PayloadTooLarge)
+            Err(ApiError::payload_too_large())
         }
         Ok(Err(_)) => Err(ApiError::invalid(
             None,

@@ -75,7 +75,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => ApiError::NotFound("no such endpoint".into()),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout,
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
         status if status.is_server_error() => ApiError::Internal,
         status => ApiError::invalid(
             None,

@@ -171,9 +171,23 @@ pub struct SellerCurrencyBalance {
     pub paid: i64,
     /// Taken back from the seller by refunds.
     pub reversed: i64,
-    /// Still to be sent (transfers not made yet, or refused by Stripe), less what refunds
-    /// still have to take back; negative when the seller owes the platform.
+    /// Still to be sent (transfers not made yet, or refused by Stripe, and paid orders whose
+    /// transfers are not planned yet), less what refunds still have to take back; negative when
+    /// the seller owes the platform.
     pub owed: i64,
+    /// Owed to the seller but waiting: paid orders that need a person's attention or have a
+    /// dispute open. Not in `owed`; each order is in `holds` with why.
+    pub held: i64,
+    pub holds: Vec<SellerHoldBody>,
+}
+
+/// What one order owes the seller while its transfers wait, and why.
+#[derive(Serialize, ToSchema)]
+pub struct SellerHoldBody {
+    pub order: String,
+    pub amount: i64,
+    /// The order's flag (as in its `needs_attention`), or `dispute_open: …`.
+    pub reason: String,
 }
 
 impl SellerBalanceBody {
@@ -188,6 +202,16 @@ impl SellerBalanceBody {
                     paid: balance.paid_minor,
                     reversed: balance.reversed_minor,
                     owed: balance.owed_minor,
+                    held: balance.held_minor,
+                    holds: balance
+                        .holds
+                        .iter()
+                        .map(|hold| SellerHoldBody {
+                            order: hold.order_id.clone(),
+                            amount: hold.amount_minor,
+                            reason: hold.reason.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
@@ -416,6 +440,12 @@ pub struct EditOrderRequest {
     pub shipping_address: Option<AddressBody>,
     pub lines: Option<Vec<LineChangeBody>>,
 }
+
+/// The body of a command that takes no fields (`POST /v1/orders/{id}/cancel`, the admin
+/// endpoints): none, or `{}`; anything else is refused like any unknown field.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
 
 /// `POST /v1/orders/{id}/capture`; an empty body captures what the order says.
 #[derive(Deserialize, Default, ToSchema)]

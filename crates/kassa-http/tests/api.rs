@@ -911,3 +911,138 @@ async fn risk_s4_the_demo_return_page_shows_no_customer_data(db: TestDb) {
     assert_eq!(unknown.status().as_u16(), 404);
 }
 both_backends!(risk_s4_the_demo_return_page_shows_no_customer_data);
+
+/// Commands that take no fields read their body like every other endpoint: an unknown field
+/// (`{"amount": 100}` on a cancel), a body that is not JSON and an oversized one are refused and
+/// change nothing; an empty body, whatever its content type, is no fields (risk S6).
+async fn risk_s6_commands_without_fields_refuse_any_body(db: TestDb) {
+    let (server, _clock, order_id, _token, _) = placed_order(db).await;
+    let cancel = format!("{}/v1/orders/{order_id}/cancel", server.base);
+    let send = |body: Vec<u8>, content_type: &'static str| {
+        server
+            .http
+            .post(&cancel)
+            .bearer_auth(SECRET)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let (status, body) = answer(
+        send(br#"{"amount": 100}"#.to_vec(), "application/json")
+            .await
+            .expect("answers"),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
+    assert_eq!(body["error"]["param"], "amount", "{body}");
+    let (status, body) = answer(
+        send(b"cancel it".to_vec(), "text/plain")
+            .await
+            .expect("answers"),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
+    let (status, body) = answer(
+        send(vec![b' '; 100 * 1024], "application/json")
+            .await
+            .expect("answers"),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (413, "payload_too_large"), "{body}");
+    let (status, body) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{order_id}"),
+            SECRET,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("pending_payment")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/v1/admin/check", SECRET, json!({"verbose": true}))
+        .await;
+    assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
+    // An empty body with a JSON content type is no fields: capture's optional body too.
+    let capture = format!("{}/v1/orders/{order_id}/capture", server.base);
+    let response = server
+        .http
+        .post(&capture)
+        .bearer_auth(SECRET)
+        .header("Content-Type", "application/json")
+        .send()
+        .await
+        .expect("answers");
+    let (status, body) = answer(response).await;
+    assert_eq!(
+        (status, code(&body)),
+        (409, "invalid_state"),
+        "read as no body: {body}"
+    );
+    let (status, body) = answer(send(Vec::new(), "application/json").await.expect("answers")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("canceled")),
+        "{body}"
+    );
+}
+both_backends!(risk_s6_commands_without_fields_refuse_any_body);
+
+/// A webhook over its own limit (512 KiB, not the API's 64 KiB) is told that limit.
+async fn risk_s6_an_oversized_webhook_is_told_its_own_limit(db: TestDb) {
+    let server = start(db, 0).await;
+    let response = server
+        .http
+        .post(format!("{}/v1/webhooks/stripe", server.base))
+        .header("Stripe-Signature", "t=1,v1=00")
+        .header("Content-Type", "application/json")
+        .body(vec![b' '; 520 * 1024])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&(512 * 1024).to_string()), "{message}");
+}
+both_backends!(risk_s6_an_oversized_webhook_is_told_its_own_limit);
+
+/// A price Stripe could never charge is refused where it is set, not at checkout: a unit price
+/// above Stripe's largest charge, a plan below its smallest one (risk S6).
+async fn risk_s6_prices_stripe_cannot_charge_are_refused_when_set(db: TestDb) {
+    let server = start(db, 0).await;
+    let (status, body) = server
+        .post(
+            "/v1/products",
+            SECRET,
+            json!({"name": "Yacht", "variants": [{"sku": "YACHT", "unit_amount": 100_000_000, "currency": "eur"}]}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
+    assert_eq!(body["error"]["param"], "variants[0].unit_amount", "{body}");
+    for (amount, currency) in [(49, "eur"), (49, "jpy"), (490, "kwd")] {
+        let plan = json!({"name": "Tiny", "unit_amount": amount, "currency": currency,
+                          "interval": "month", "credits": 1});
+        let (status, body) = server.post("/v1/plans", SECRET, plan).await;
+        assert_eq!(
+            (status, code(&body)),
+            (400, "invalid_request"),
+            "{currency}: {body}"
+        );
+        assert_eq!(body["error"]["param"], "unit_amount", "{body}");
+    }
+    let plan = json!({"name": "Fine", "unit_amount": 500, "currency": "kwd",
+                      "interval": "month", "credits": 1});
+    assert_eq!(server.post("/v1/plans", SECRET, plan).await.0, 201);
+}
+both_backends!(risk_s6_prices_stripe_cannot_charge_are_refused_when_set);

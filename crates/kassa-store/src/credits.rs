@@ -219,7 +219,10 @@ pub(crate) async fn grant_for_paid_order(
     if credits <= 0 {
         return Ok(());
     }
-    let customer_id = customer_id_for_email(conn, &format!("cus_{order_id}"), &email, now).await?;
+    // Opaque, from the generator the subscription path's customers come from: the id says
+    // nothing of the order (it is answered to the storefront when the buyer subscribes).
+    let new_customer_id = kassa_app::ports::IdSource::new_id(&kassa_app::ids::RandomIds, "cus");
+    let customer_id = customer_id_for_email(conn, &new_customer_id, &email, now).await?;
     let entry = NewCreditEntry {
         id: format!("cre_{order_id}"),
         customer_id,
@@ -236,72 +239,91 @@ pub(crate) async fn grant_for_paid_order(
     }
 }
 
-/// Each succeeded refund of a credit-pack order takes back the credits its share of the money
-/// paid for: [`credits::refunded_share`] of everything refunded so far, written per refund
-/// (business key `clawback:order:{id}:{refund}`), never more than the balance holds. What the
-/// customer already spent cannot be taken back: the order is flagged for a person and the
-/// balance stays at zero or above.
+/// A credit-pack order's refunds take back the credits their money paid for:
+/// [`credits::clawback_due`] — the share of the grant that everything refunded so far is, less
+/// what earlier clawbacks took or recorded as spent — written as one entry per settlement
+/// (business key `clawback:order:{id}:{n}`, `n` counting the order's clawbacks, under the order's
+/// lock), never more than the balance holds. What the customer already spent cannot be taken
+/// back: it is recorded on the order (`credits_unrecovered`), the order is flagged for a person,
+/// and the balance stays at zero or above.
 pub(crate) async fn claw_back_refunds(
     conn: &mut AnyConnection,
     order_id: &str,
     actor: &Actor,
     now: i64,
 ) -> StoreResult<()> {
+    let grant_key = format!("order:{order_id}");
     let granted: Option<(String, i64)> =
         sqlx::query_as("SELECT customer_id, amount FROM credit_entries WHERE business_key = $1")
-            .bind(format!("order:{order_id}"))
+            .bind(&grant_key)
             .fetch_optional(&mut *conn)
             .await
             .map_err(unavailable)?;
     let Some((customer_id, granted)) = granted else {
         return Ok(());
     };
-    let (captured, flagged): (i64, Option<String>) =
-        sqlx::query_as("SELECT captured_amount, needs_attention FROM orders WHERE id = $1")
-            .bind(order_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-    let refunds: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, amount FROM refunds WHERE order_id = $1 AND status = 'succeeded'
-         ORDER BY created_at, id",
+    let (captured, refunded, spent, flagged): (i64, i64, i64, Option<String>) = sqlx::query_as(
+        "SELECT captured_amount, refunded_amount, credits_unrecovered, needs_attention
+         FROM orders WHERE id = $1",
     )
     .bind(order_id)
-    .fetch_all(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let (mut refunded, mut owed_before, mut kept) = (0i64, 0i64, 0i64);
-    for (refund_id, amount) in refunds {
-        refunded = refunded.saturating_add(amount);
-        let owed = credits::refunded_share(granted, refunded, captured);
-        let share = owed - owed_before;
-        owed_before = owed;
-        if share <= 0 {
-            continue;
-        }
-        let entry = NewCreditEntry {
-            id: format!("crc_{refund_id}"),
-            customer_id: customer_id.clone(),
-            amount: share,
-            business_key: format!("clawback:order:{order_id}:{refund_id}"),
-            reason: Some("credit pack refunded".into()),
-            subscription_id: None,
-        };
-        kept += match write_entry_in(conn, EntryKind::Clawback, &entry, now).await? {
-            LedgerWrite::Written(entry) => share + entry.amount,
-            LedgerWrite::AlreadyThere(_) => 0,
-            // Nothing left to take back.
-            LedgerWrite::Overdraft { .. } => share,
-            LedgerWrite::CustomerMissing => {
-                return Err(StoreError::Corrupt(format!(
-                    "the buyer of {order_id} has no customer record"
-                )));
-            }
-        };
+    let clawback_keys = format!("clawback:{grant_key}:%");
+    let (taken, count): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(-SUM(amount), 0) AS BIGINT), COUNT(*) FROM credit_entries
+         WHERE kind = 'clawback' AND business_key LIKE $1",
+    )
+    .bind(&clawback_keys)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let settled = credits::ClawedBack { taken, spent };
+    let due = credits::clawback_due(granted, refunded, captured, settled);
+    if due <= 0 {
+        return Ok(());
     }
-    if kept > 0 && flagged.is_none() {
+    let entry = NewCreditEntry {
+        id: format!("crc_{order_id}_{}", count + 1),
+        customer_id,
+        amount: due,
+        business_key: format!("clawback:{grant_key}:{}", count + 1),
+        reason: Some("credit pack refunded".into()),
+        subscription_id: None,
+    };
+    let unrecovered = match write_entry_in(conn, EntryKind::Clawback, &entry, now).await? {
+        LedgerWrite::Written(entry) => due + entry.amount,
+        // Nothing left to take back.
+        LedgerWrite::Overdraft { .. } => due,
+        LedgerWrite::AlreadyThere(_) => {
+            return Err(StoreError::Corrupt(format!(
+                "clawback {} of {order_id} is already written",
+                entry.business_key
+            )));
+        }
+        LedgerWrite::CustomerMissing => {
+            return Err(StoreError::Corrupt(format!(
+                "the buyer of {order_id} has no customer record"
+            )));
+        }
+    };
+    if unrecovered <= 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE orders SET credits_unrecovered = credits_unrecovered + $2, updated_at = $3
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(unrecovered)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if flagged.is_none() {
         let reason = format!(
-            "credits_already_spent: {kept} refunded credits were spent and could not be taken back"
+            "credits_already_spent: {unrecovered} refunded credits were spent and could not be taken back"
         );
         crate::effects::flag_order(conn, order_id, &reason, actor, now).await?;
     }

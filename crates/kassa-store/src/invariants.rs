@@ -32,6 +32,9 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
     (4, "an order's refunded amount is not the sum of its succeeded refunds",
      "SELECT o.id FROM orders o WHERE o.refunded_amount <>
         (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refunds r WHERE r.order_id = o.id AND r.status = 'succeeded')"),
+    (4, "an order's status says refunded without the money: its succeeded refunds do not cover it",
+     "SELECT id FROM orders WHERE (status = 'refunded' AND refunded_amount < captured_amount)
+        OR (status = 'partially_refunded' AND refunded_amount <= 0)"),
     (6, "a reservation is still held by an order that can no longer be paid",
      "SELECT r.id FROM reservations r JOIN orders o ON o.id = r.order_id
        WHERE r.status = 'held' AND o.status NOT IN ('pending_payment', 'requires_action', 'authorized')"),
@@ -73,6 +76,12 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
      "SELECT g.id FROM credit_entries g WHERE g.kind = 'grant' AND g.business_key LIKE 'order:%'
         AND (SELECT COALESCE(-SUM(c.amount), 0) FROM credit_entries c WHERE c.kind = 'clawback'
                AND c.business_key LIKE 'clawback:' || g.business_key || ':%') > g.amount"),
+    (8, "a refunded credit pack's credits were not all taken back nor recorded as spent",
+     "SELECT o.id FROM orders o JOIN credit_entries g ON g.business_key = 'order:' || o.id
+       WHERE g.kind = 'grant' AND o.refunded_amount > 0 AND o.captured_amount > 0
+         AND (SELECT COALESCE(-SUM(c.amount), 0) FROM credit_entries c WHERE c.kind = 'clawback'
+               AND c.business_key LIKE 'clawback:order:' || o.id || ':%') + o.credits_unrecovered
+           < g.amount * o.refunded_amount / o.captured_amount"),
     (10, "a destination charge's platform fee is not between zero and the amount charged",
      "SELECT id FROM payments WHERE destination_account IS NOT NULL
         AND (application_fee IS NULL OR application_fee < 0 OR application_fee > amount)"),
@@ -93,15 +102,18 @@ const ID_CHECKS: &[(u8, &str, &str)] = &[
 const IDS_MAX: usize = 20;
 
 impl SqlStore {
-    /// Invariant 11: sellers left unpaid long after capture — an order whose transfers were
-    /// never planned, or a transfer never sent.
+    /// Invariant 11: sellers left unpaid long after capture — a paid order with a seller's line
+    /// whose transfers were neither planned nor recorded as held for a person (its flag, or an
+    /// open dispute), or a transfer never sent.
     async fn unpaid_sellers(&self, stale_before: i64) -> StoreResult<Vec<Violation>> {
         let mut unit = self.read().await?;
         let unplanned: Vec<String> = sqlx::query_scalar(
             "SELECT p.order_id FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.transfer_group IS NOT NULL AND p.status = 'succeeded'
-               AND p.transfers_planned_at IS NULL AND o.needs_attention IS NULL
-               AND o.status IN ('paid', 'partially_refunded', 'refunded') AND p.updated_at < $1",
+               AND p.transfers_planned_at IS NULL AND p.transfers_held IS NULL
+               AND o.status IN ('paid', 'partially_refunded', 'refunded') AND p.updated_at < $1
+               AND EXISTS (SELECT 1 FROM order_lines l
+                           WHERE l.order_id = o.id AND l.seller_id IS NOT NULL)",
         )
         .bind(stale_before)
         .fetch_all(&mut *unit)
@@ -119,7 +131,7 @@ impl SqlStore {
         let found = [
             (
                 unplanned,
-                "a paid order's sellers' transfers were never planned",
+                "a paid order's sellers are owed money with neither a transfer planned nor a recorded hold",
             ),
             (unsent, "a seller's transfer was never sent"),
         ];

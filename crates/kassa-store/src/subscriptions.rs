@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, Change};
-use crate::credits::customer_id_for_email;
+use crate::credits::{customer_id_for_email, lock_customer};
 use crate::db::{SqlStore, unavailable};
 use crate::effects;
 
@@ -88,6 +88,28 @@ async fn started_with_key(
     ))
 }
 
+/// The customer's live subscription to the plan (incomplete, active or past due), if any: an
+/// active or past-due one first, then the newest.
+async fn held_subscription(
+    conn: &mut AnyConnection,
+    customer_id: &str,
+    plan_id: &str,
+) -> StoreResult<Option<SubscriptionRecord>> {
+    let row = sqlx::query(select_subscriptions!(
+        "WHERE s.customer_id = $1 AND s.plan_id = $2
+           AND s.status IN ('incomplete', 'active', 'past_due')
+         ORDER BY CASE WHEN s.status = 'incomplete' THEN 1 ELSE 0 END,
+                  s.created_at DESC, s.id DESC
+         LIMIT 1"
+    ))
+    .bind(customer_id)
+    .bind(plan_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    row.as_ref().map(subscription_from_row).transpose()
+}
+
 #[async_trait]
 impl SubscriptionStore for SqlStore {
     async fn start_subscription(
@@ -103,6 +125,16 @@ impl SubscriptionStore for SqlStore {
         }
         let customer_id =
             customer_id_for_email(&mut tx, &new.new_customer_id, &new.email, now).await?;
+        // Under the customer's lock, so two keys at once see each other's subscription.
+        if lock_customer(&mut tx, &customer_id).await?.is_none() {
+            return Err(StoreError::Corrupt(format!(
+                "customer {customer_id} vanished"
+            )));
+        }
+        if let Some(held) = held_subscription(&mut tx, &customer_id, &new.plan_id).await? {
+            tx.rollback().await?;
+            return Ok(SubscriptionStart::Held(held));
+        }
         let inserted = sqlx::query(
             "INSERT INTO subscriptions (id, customer_id, plan_id, status, client_scope, client_key,
                  created_at, updated_at)

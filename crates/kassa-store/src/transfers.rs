@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use kassa_app::ports::{
-    Actor, CapturedForSellers, PayoutOutcome, ReversalJob, SellerBalance, StoreError, StoreResult,
-    TransferGroupToCheck, TransferJob, TransferStore,
+    Actor, CapturedForSellers, PayoutOutcome, ReversalJob, SellerBalance, SellerHold, StoreError,
+    StoreResult, TransferGroupToCheck, TransferJob, TransferStore,
 };
-use kassa_domain::marketplace::{seller_shares, taken_back};
+use kassa_domain::marketplace::{seller_shares, taken_back, transfers_held, unsent_share};
 use kassa_domain::order::OrderStatus;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -91,11 +91,26 @@ async fn order_split(
     Ok((captured, total, seller_lines))
 }
 
+/// What stands refunded of an order: its succeeded refunds, whenever they were made.
+async fn refunded_of(conn: &mut AnyConnection, order_id: &str) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
+         WHERE order_id = $1 AND status = 'succeeded'",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)
+}
+
 /// Plans each seller's transfer of a captured order: their lines' part of what was captured,
 /// less the fee (`kassa_domain::marketplace::seller_shares`). Only once the order is settled
-/// as paid (or later refunded) and needs no one's attention: a disputed order, or one whose
-/// payment arrived when it could no longer take it, waits; a canceled one is marked planned
-/// with nothing to send.
+/// as paid (or later refunded) and needs no one's attention: a paid order flagged for a person,
+/// or a disputed one, waits with the reason recorded on its payment
+/// (`kassa_domain::marketplace::transfers_held`), so its sellers' money shows as held and the
+/// check knows it was not forgotten; a canceled one whose payment arrived when it could no
+/// longer take it waits for a person too; a canceled one is marked planned with nothing to
+/// send.
 async fn plan_transfers_in(
     conn: &mut AnyConnection,
     order_id: &str,
@@ -119,7 +134,34 @@ async fn plan_transfers_in(
         status,
         OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
     );
-    if planned_at.is_some() || attention.is_some() {
+    if planned_at.is_some() {
+        return Ok(());
+    }
+    if let Some(reason) = transfers_held(status, attention.as_deref()) {
+        let held = sqlx::query(
+            "UPDATE payments SET transfers_held = $2, updated_at = $3
+             WHERE id = $1 AND transfers_held IS NULL",
+        )
+        .bind(&payment_id)
+        .bind(&reason)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        if held.rows_affected() == 1 {
+            let change = Change {
+                entity_type: "order",
+                entity_id: order_id,
+                action: "seller_transfers_held",
+                before: None,
+                after: None,
+                detail: Some(&reason),
+            };
+            audit::record(conn, change, actor, now).await?;
+        }
+        return Ok(());
+    }
+    if attention.is_some() {
         return Ok(());
     }
     if !settled && status != OrderStatus::Canceled {
@@ -172,7 +214,7 @@ async fn plan_transfers_in(
     let keep = captured - transferred;
     sqlx::query(
         "UPDATE payments SET application_fee = $2, transfers_planned_at = $3, updated_at = $3,
-             transfers_base = $4
+             transfers_base = $4, transfers_held = NULL
          WHERE id = $1",
     )
     .bind(&payment_id)
@@ -227,14 +269,7 @@ async fn plan_reversals_in(
     // Every refund that stands, whatever the order they came and went in: each seller gives
     // back their proportion of it, less what their reversals (not dropped) take already — so
     // a refund that failed, before or after its reversal was made, is never taken twice.
-    let refunded: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
-         WHERE order_id = $1 AND status = 'succeeded'",
-    )
-    .bind(order_id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(unavailable)?;
+    let refunded = refunded_of(conn, order_id).await?;
     for transfer in transfers_of(conn, order_id).await? {
         let taken: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals
@@ -284,6 +319,8 @@ fn balance_in(
             paid_minor: 0,
             reversed_minor: 0,
             owed_minor: 0,
+            held_minor: 0,
+            holds: Vec::new(),
         })
 }
 
@@ -373,8 +410,9 @@ impl TransferStore for SqlStore {
              FROM payments p JOIN orders o ON o.id = p.order_id
              WHERE p.transfer_group IS NOT NULL AND p.status = 'succeeded'
                  AND p.transfers_planned_at IS NULL AND p.provider_payment_intent_id IS NOT NULL
-                 AND o.needs_attention IS NULL
                  AND o.status IN ('paid', 'partially_refunded', 'refunded', 'canceled')
+                 AND (o.needs_attention IS NULL
+                      OR (p.transfers_held IS NULL AND o.status <> 'canceled'))
              ORDER BY p.updated_at, p.id LIMIT $1",
         )
         .bind(limit)
@@ -646,6 +684,45 @@ impl TransferStore for SqlStore {
             }
             if let Some(refund) = refund {
                 balance.reversed_minor += taken_back(captured - fee, captured, refund);
+            }
+        }
+        // Paid orders of several sellers whose transfers are not planned yet: owed what
+        // planning would send, less what the refunds standing would take back of it — or held,
+        // with why, while the order waits for a person or a dispute.
+        let unplanned: Vec<(String, String, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT o.id, p.currency, COALESCE(p.platform_fee_bps, 0), o.status, o.needs_attention
+             FROM payments p JOIN orders o ON o.id = p.order_id
+             WHERE p.transfer_group IS NOT NULL AND p.status = 'succeeded'
+                 AND p.transfers_planned_at IS NULL
+                 AND o.status IN ('paid', 'partially_refunded', 'refunded', 'disputed')
+                 AND EXISTS (SELECT 1 FROM order_lines l
+                             WHERE l.order_id = o.id AND l.seller_id = $1)
+             ORDER BY o.id",
+        )
+        .bind(seller_id)
+        .fetch_all(&mut *unit)
+        .await
+        .map_err(unavailable)?;
+        for (order_id, currency, fee_bps, status, attention) in unplanned {
+            let status = OrderStatus::parse(&status).ok_or_else(|| {
+                StoreError::Corrupt(format!("order {order_id} has status {status}"))
+            })?;
+            let (captured, total, seller_lines) = order_split(&mut unit, &order_id).await?;
+            let refunded = refunded_of(&mut unit, &order_id).await?;
+            let amount = unsent_share(captured, total, &seller_lines, fee_bps, refunded, seller_id);
+            let balance = balance_in(&mut balances, currency);
+            match transfers_held(status, attention.as_deref()) {
+                // Nothing left to send (refunded in full): nothing held either.
+                Some(_) if amount == 0 => {}
+                Some(reason) => {
+                    balance.held_minor += amount;
+                    balance.holds.push(SellerHold {
+                        order_id,
+                        amount_minor: amount,
+                        reason,
+                    });
+                }
+                None => balance.owed_minor += amount,
             }
         }
         unit.commit().await?;

@@ -241,3 +241,59 @@ async fn a_refund_after_the_credits_were_spent_flags_the_order(db: TestDb) {
     assert!(flag.contains("150 refunded credits"), "{flag}");
 }
 both_backends!(a_refund_after_the_credits_were_spent_flags_the_order);
+
+/// A pack refunded in many parts, back to back in one second (so no ordering of the refunds
+/// by time or id can be relied on), takes back exactly what it granted: each clawback is the
+/// total's share less what was settled before it. And a refunded pack whose credits were not all
+/// taken back is reported by the invariant check.
+async fn risk_w3_a_pack_refunded_in_parts_takes_back_every_credit(db: TestDb) {
+    let (shop, placed) = bought_two_packs(db).await;
+    shop.deliver_events().await;
+    let total = 2 * 500 + kassa_testkit::shop::UNIT;
+    let parts: Vec<i64> = [vec![49; 20], vec![total - 20 * 49]].concat();
+    for (n, amount) in parts.into_iter().enumerate() {
+        shop.app
+            .create_refund(kassa_app::refunds::RefundInput {
+                order_id: placed.order_id.clone(),
+                key_scope: "secret".into(),
+                idempotency_key: Some(format!("part-{n}")),
+                amount_minor: Some(amount),
+                reason: None,
+                restock: false,
+                actor: kassa_testkit::shop::actor(),
+            })
+            .await
+            .expect("refunded");
+        shop.deliver_events().await;
+    }
+    assert_eq!(shop.status(&placed.order_id).await, "refunded");
+    assert_eq!(buyer_credits(&shop).await.0, 0, "all 200 taken back");
+    assert_eq!(
+        shop.scalar(
+            "SELECT CAST(-SUM(amount) AS BIGINT) FROM credit_entries WHERE kind = 'clawback'"
+        )
+        .await,
+        200
+    );
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+    // One clawback removed by hand: the refunded pack's credits are no longer all taken back.
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    sqlx::query(
+        "DELETE FROM credit_entries WHERE id =
+           (SELECT MIN(id) FROM credit_entries WHERE kind = 'clawback')",
+    )
+    .execute(&pool)
+    .await
+    .expect("tamper");
+    pool.close().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(
+        report.violations.iter().any(|v| v.invariant == 8
+            && v.what.contains("not all taken back")
+            && v.ids.contains(&placed.order_id)),
+        "{:#?}",
+        report.violations
+    );
+}
+both_backends!(risk_w3_a_pack_refunded_in_parts_takes_back_every_credit);

@@ -632,6 +632,17 @@ async fn a_disputed_orders_transfers_wait_for_the_dispute(db: TestDb) {
     assert_eq!(shop.status(&order_id).await, "disputed");
     shop.app.pay_sellers(10).await.expect("round");
     assert!(transfers_at_stripe(&shop, &order_id).await.is_empty());
+    // What the sellers are owed stays in sight, held until the dispute closes.
+    let balance = shop.app.seller_balance(&books.id).await.expect("balance");
+    assert_eq!(
+        (balance[0].owed_minor, balance[0].held_minor),
+        (0, 2_250),
+        "{balance:?}"
+    );
+    assert_eq!(
+        balance[0].holds[0].reason,
+        kassa_domain::marketplace::DISPUTE_OPEN
+    );
     let id = dispute["id"].as_str().expect("dispute id");
     shop.control(
         &format!("/_emulator/disputes/{id}/close"),
@@ -644,6 +655,133 @@ async fn a_disputed_orders_transfers_wait_for_the_dispute(db: TestDb) {
     assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
 }
 both_backends!(a_disputed_orders_transfers_wait_for_the_dispute);
+
+/// Risk W6 on a marketplace order: Stripe's own `payment_intent.succeeded` delivered again
+/// under another event id with another amount flags the paid order `amount_mismatch`. Its
+/// sellers' transfers wait for a person — but in sight: until the payout worker records the
+/// hold the check reports the order (invariant 11), then each seller's balance shows their
+/// share `held` with the flag's reason (not `owed` 0); once the flag is cleared, each seller is
+/// paid once and nothing is held any more.
+async fn risk_w6_a_paid_order_flagged_amount_mismatch_holds_its_sellers_money_in_sight(db: TestDb) {
+    let (shop, [books, pens], order_id) = several_sellers_paid(db).await;
+    let events = shop.events().await;
+    let succeeded = events
+        .iter()
+        .rev()
+        .find(|e| {
+            e["type"] == "payment_intent.succeeded"
+                && e["data"]["object"]["transfer_group"] == order_id.as_str()
+        })
+        .expect("Stripe's payment_intent.succeeded");
+    let mut forged = succeeded.clone();
+    forged["id"] = json!("evt_another_amount");
+    forged["data"]["object"]["amount"] = json!(4 * UNIT + 1);
+    shop.deliver(&forged).await.expect("recorded");
+    assert_eq!(shop.status(&order_id).await, "paid");
+    let order = shop.app.order(&order_id).await.expect("order");
+    let reason = order.needs_attention.clone().expect("flagged");
+    assert!(reason.starts_with("amount_mismatch"), "{reason}");
+
+    // Before the payout worker runs, what the sellers are owed is already held in sight.
+    let books_share = 2_250;
+    let pens_share = 1_125;
+    for (seller, share) in [(&books, books_share), (&pens, pens_share)] {
+        let balance = shop.app.seller_balance(&seller.id).await.expect("balance");
+        assert_eq!(balance.len(), 1, "{balance:?}");
+        assert_eq!(
+            (balance[0].owed_minor, balance[0].held_minor),
+            (0, share),
+            "{balance:?}"
+        );
+    }
+    // Long after, with no hold recorded (the worker never ran): reported.
+    shop.clock
+        .advance(kassa_app::check::STALE_HOLD_GRACE_SECS + 1);
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(
+        report.violations.iter().any(|v| v.invariant == 11
+            && v.what
+                .contains("neither a transfer planned nor a recorded hold")
+            && v.ids.iter().any(|id| id == &order_id)),
+        "the unpaid sellers are reported: {:#?}",
+        report.violations
+    );
+
+    // The payout round sends nothing and records why.
+    shop.app.pay_sellers(10).await.expect("round");
+    shop.app.pay_sellers(10).await.expect("round");
+    assert!(transfers_at_stripe(&shop, &order_id).await.is_empty());
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM seller_transfers").await,
+        0
+    );
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    let held: Option<String> =
+        sqlx::query_scalar("SELECT transfers_held FROM payments WHERE order_id = $1")
+            .bind(&order_id)
+            .fetch_one(&pool)
+            .await
+            .expect("payment");
+    assert_eq!(held.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        shop.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'seller_transfers_held'")
+            .await,
+        1,
+        "audited once"
+    );
+    for (seller, share) in [(&books, books_share), (&pens, pens_share)] {
+        let balance = shop.app.seller_balance(&seller.id).await.expect("balance");
+        assert_eq!(
+            (
+                balance[0].paid_minor,
+                balance[0].owed_minor,
+                balance[0].held_minor
+            ),
+            (0, 0, share),
+            "{balance:?}"
+        );
+        assert_eq!(balance[0].holds.len(), 1, "{balance:?}");
+        assert_eq!(balance[0].holds[0].order_id, order_id);
+        assert_eq!(balance[0].holds[0].amount_minor, share);
+        assert_eq!(balance[0].holds[0].reason, reason);
+    }
+    shop.clock
+        .advance(kassa_app::check::STALE_HOLD_GRACE_SECS + 1);
+    assert_books_hold(&shop).await;
+
+    // A person clears the flag: the next round pays each seller once.
+    sqlx::query("UPDATE orders SET needs_attention = NULL WHERE id = $1")
+        .bind(&order_id)
+        .execute(&pool)
+        .await
+        .expect("cleared");
+    shop.app.pay_sellers(10).await.expect("round");
+    shop.app.pay_sellers(10).await.expect("round");
+    assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;
+    let held: Option<String> =
+        sqlx::query_scalar("SELECT transfers_held FROM payments WHERE order_id = $1")
+            .bind(&order_id)
+            .fetch_one(&pool)
+            .await
+            .expect("payment");
+    pool.close().await;
+    assert_eq!(held, None, "planned: no longer held");
+    for (seller, share) in [(&books, books_share), (&pens, pens_share)] {
+        let balance = shop.app.seller_balance(&seller.id).await.expect("balance");
+        assert_eq!(
+            (
+                balance[0].paid_minor,
+                balance[0].owed_minor,
+                balance[0].held_minor
+            ),
+            (share, 0, 0),
+            "{balance:?}"
+        );
+        assert!(balance[0].holds.is_empty(), "{balance:?}");
+    }
+    assert_books_hold(&shop).await;
+}
+both_backends!(risk_w6_a_paid_order_flagged_amount_mismatch_holds_its_sellers_money_in_sight);
 
 /// A seller disabled at Stripe after the order was paid: their transfer is refused (reported by
 /// the check, the refund's reversal of it waits), and once Stripe reports them ready again the

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_app::AppError;
+use kassa_app::order_commands::Requester;
 use kassa_app::ports::CaptureMethod;
 use kassa_app::refunds::RefundInput;
 use kassa_testkit::shop::{EmulatedShop, UNIT, actor};
@@ -283,3 +284,137 @@ async fn risk_p6_a_refund_that_fails_later_frees_its_amount(db: TestDb) {
     );
 }
 both_backends!(risk_p6_a_refund_that_fails_later_frees_its_amount);
+
+/// Waits until the emulator has failed every refund of `intent` (`pm_card_refundFail` fails
+/// them shortly after they succeed), then delivers its events.
+async fn until_refunds_fail(shop: &EmulatedShop, intent: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while shop.provider_refunds(intent).await.1 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the emulator failed the refund"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shop.deliver_events().await;
+}
+
+/// A whole refund that fails after it succeeded takes the order back to `paid` (a `refunded`
+/// status always means the money went back), frees the amount, and is reported if it does not.
+async fn risk_p6_an_order_refunded_in_full_whose_refund_fails_is_paid_again(db: TestDb) {
+    let shop = shop(db).await;
+    let placed = shop.checkout(&[("MUG", 2)]).await;
+    shop.confirm(&placed, "pm_card_refundFail").await;
+    shop.deliver_events().await;
+    let whole = shop
+        .app
+        .create_refund(refund(&placed.order_id, "whole", None, false))
+        .await
+        .expect("refund");
+    assert_eq!(whole.status.as_str(), "succeeded");
+    assert_eq!(shop.status(&placed.order_id).await, "refunded");
+    until_refunds_fail(&shop, &placed.intent_id).await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(
+        (order.status.as_str(), order.refunded_amount_minor),
+        ("paid", 0),
+        "the status follows the money actually returned"
+    );
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+    let again = shop
+        .app
+        .create_refund(refund(&placed.order_id, "whole-again", None, false))
+        .await
+        .expect("the failed amount is refundable again");
+    assert_eq!(again.amount_minor, 2 * UNIT);
+    // A `refunded` status without the money, written by hand, is reported (invariant 4).
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    sqlx::query("UPDATE orders SET status = 'refunded', refunded_amount = 0 WHERE id = $1")
+        .bind(&placed.order_id)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    pool.close().await;
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(
+        report.violations.iter().any(|v| v.invariant == 4
+            && v.what.contains("without the money")
+            && v.ids.contains(&placed.order_id)),
+        "{:#?}",
+        report.violations
+    );
+}
+both_backends!(risk_p6_an_order_refunded_in_full_whose_refund_fails_is_paid_again);
+
+/// A partial refund that fails after it succeeded leaves the order `paid`, not
+/// `partially_refunded` with nothing refunded.
+async fn risk_p6_a_partial_refund_that_fails_leaves_the_order_paid(db: TestDb) {
+    let shop = shop(db).await;
+    let placed = shop.checkout(&[("MUG", 2)]).await;
+    shop.confirm(&placed, "pm_card_refundFail").await;
+    shop.deliver_events().await;
+    shop.app
+        .create_refund(refund(&placed.order_id, "part", Some(500), false))
+        .await
+        .expect("refund");
+    assert_eq!(shop.status(&placed.order_id).await, "partially_refunded");
+    until_refunds_fail(&shop, &placed.intent_id).await;
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+both_backends!(risk_p6_a_partial_refund_that_fails_leaves_the_order_paid);
+
+/// A cancel after capture answers `refunded` when Stripe accepts its refund; when that refund
+/// fails later the order is `paid` again and flagged for a person, and a second cancel asks
+/// Stripe for a new refund. The stock the cancel returned stays returned: it may have been sold
+/// again since, and the goods of a canceled order were never shipped — only the money is owed.
+async fn risk_p5_a_cancel_whose_refund_fails_later_says_so_and_can_be_retried(db: TestDb) {
+    let shop = shop(db).await;
+    let before = shop.stock("MUG").await;
+    let placed = shop.checkout(&[("MUG", 1)]).await;
+    shop.confirm(&placed, "pm_card_refundFail").await;
+    shop.deliver_events().await;
+    let canceled = shop
+        .app
+        .cancel_order(&placed.order_id, &Requester::Operator, &actor())
+        .await
+        .expect("cancel");
+    assert_eq!(canceled.status.as_str(), "refunded");
+    assert_eq!(shop.stock("MUG").await, before, "returned at the cancel");
+    until_refunds_fail(&shop, &placed.intent_id).await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(
+        (order.status.as_str(), order.refunded_amount_minor),
+        ("paid", 0)
+    );
+    assert!(
+        order
+            .needs_attention
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("refund_reversed")),
+        "{:?}",
+        order.needs_attention
+    );
+    assert_eq!(
+        shop.stock("MUG").await,
+        before,
+        "a failed refund takes no stock"
+    );
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+    let retried = shop
+        .app
+        .cancel_order(&placed.order_id, &Requester::Operator, &actor())
+        .await
+        .expect("a second cancel refunds again");
+    assert_eq!(retried.status.as_str(), "refunded");
+    assert_eq!(
+        shop.provider_refunds(&placed.intent_id).await.0,
+        2,
+        "a new refund at Stripe, under a new key"
+    );
+    assert_eq!(shop.stock("MUG").await, before, "returned once");
+}
+both_backends!(risk_p5_a_cancel_whose_refund_fails_later_says_so_and_can_be_retried);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use kassa_app::ports::{CaptureMethod, CreditEntry, CreditStore, SubscriptionRecord};
+use kassa_app::ports::{CaptureMethod, Clock, CreditEntry, CreditStore, SubscriptionRecord};
 use kassa_app::subscriptions::{NewPlan, SubscribeInput, SubscriptionPage};
 use kassa_domain::credits::SubscriptionStatus;
 use kassa_testkit::shop::EmulatedShop;
@@ -502,3 +502,278 @@ async fn risk_w6_an_invoice_that_paid_other_than_one_period_grants_nothing(db: T
     );
 }
 both_backends!(risk_w6_an_invoice_that_paid_other_than_one_period_grants_nothing);
+
+/// A monthly plan of 500 credits.
+async fn pro_plan(shop: &EmulatedShop) -> String {
+    shop.app
+        .create_plan(NewPlan {
+            name: "Pro".into(),
+            unit_amount_minor: 900,
+            currency: "eur".into(),
+            interval: "month".into(),
+            credits: CREDITS,
+        })
+        .await
+        .expect("plan")
+        .id
+}
+
+/// The storefront's `POST /v1/subscriptions/checkout_session` for `email` under `key`.
+async fn subscribe_as(
+    shop: &EmulatedShop,
+    plan_id: &str,
+    email: &str,
+    key: &str,
+) -> Result<SubscriptionPage, kassa_app::AppError> {
+    shop.app
+        .subscribe(SubscribeInput {
+            plan_id: plan_id.to_owned(),
+            email: email.to_owned(),
+            key_scope: "publishable".into(),
+            idempotency_key: Some(key.to_owned()),
+            actor: kassa_testkit::shop::actor(),
+        })
+        .await
+}
+
+/// The hosted pages the emulator has made.
+async fn provider_sessions(shop: &EmulatedShop) -> Vec<Value> {
+    let sessions = shop
+        .stripe(reqwest::Method::GET, "/v1/checkout/sessions?limit=100", &[])
+        .await;
+    sessions["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// Kassa's and the emulator's clocks both move past `page`'s expiry.
+async fn past_the_page_expiry(shop: &EmulatedShop, page: &SubscriptionPage) {
+    let seconds = page.expires_at - shop.clock.now_secs() + 60;
+    shop.clock.advance(seconds);
+    shop.control("/_emulator/clock/advance", json!({"seconds": seconds}))
+        .await;
+}
+
+/// The refusal of a second subscription names the one the e-mail holds.
+fn refused_naming(
+    answer: Result<SubscriptionPage, kassa_app::AppError>,
+    subscription_id: &str,
+) -> bool {
+    matches!(
+        answer,
+        Err(kassa_app::AppError::InvalidState { ref message }) if message.contains(subscription_id)
+    )
+}
+
+/// Defect 4: the same e-mail subscribing to the same plan under a new key gets the page it
+/// already has (one subscription, one page at Stripe); once that is paid, another key is
+/// refused with 409 `invalid_state` naming it — never a second charge, never credits twice.
+async fn risk_g5_a_second_key_for_a_held_plan_gets_the_open_page_then_a_refusal(db: TestDb) {
+    let shop = Arc::new(EmulatedShop::new(db, CaptureMethod::Automatic).await);
+    let plan = pro_plan(&shop).await;
+    let first = subscribe_as(&shop, &plan, "ada@example.com", "k1")
+        .await
+        .expect("subscribed");
+    let second = subscribe_as(&shop, &plan, "ada@example.com", "k2")
+        .await
+        .expect("the open page");
+    assert_eq!(second, first);
+    let session = shop.pay_session(&first.session_id, "pm_card_visa").await;
+    assert_eq!(session["status"], "complete", "{session}");
+    shop.deliver_events().await;
+    assert_eq!(
+        subscription(&shop, &first).await.status,
+        SubscriptionStatus::Active
+    );
+    let third = subscribe_as(&shop, &plan, "ada@example.com", "k3").await;
+    assert!(
+        refused_naming(third.clone(), &first.subscription_id),
+        "{third:?}"
+    );
+    // The second key again: the same refusal, nothing started under it.
+    let again = subscribe_as(&shop, &plan, "ada@example.com", "k2").await;
+    assert!(
+        refused_naming(again.clone(), &first.subscription_id),
+        "{again:?}"
+    );
+    // The first key again is its replay: the same page.
+    assert_eq!(
+        subscribe_as(&shop, &plan, "ada@example.com", "k1").await,
+        Ok(first.clone())
+    );
+    shop.deliver_events().await;
+    assert_eq!(shop.scalar("SELECT COUNT(*) FROM subscriptions").await, 1);
+    assert_eq!(provider_sessions(&shop).await.len(), 1);
+    let (balance, entries) = ledger(&shop, &first.customer_id).await;
+    assert_eq!((balance, entries.len()), (CREDITS, 1), "{entries:?}");
+}
+both_backends!(risk_g5_a_second_key_for_a_held_plan_gets_the_open_page_then_a_refusal);
+
+/// Eight subscribes of one e-mail to one plan at once, each under its own key: one
+/// subscription and one page at Stripe. Each answer is that subscription, or 503 (Stripe's
+/// idempotency lock held by another of them), and the retry with the same key gets it.
+async fn risk_g5_concurrent_subscribes_with_different_keys_make_one_subscription(db: TestDb) {
+    let shop = Arc::new(EmulatedShop::new(db, CaptureMethod::Automatic).await);
+    let plan = pro_plan(&shop).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (shop, plan) = (shop.clone(), plan.clone());
+        tasks.spawn(async move {
+            let key = format!("concurrent-{n}");
+            let answer = subscribe_as(&shop, &plan, "ada@example.com", &key).await;
+            (key, answer)
+        });
+    }
+    let (mut pages, mut retries) = (Vec::new(), Vec::new());
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            (_, Ok(page)) => pages.push(page),
+            (key, Err(kassa_app::AppError::ProviderUnavailable { .. })) => retries.push(key),
+            (key, Err(error)) => panic!("{key}: {error:?}"),
+        }
+    }
+    assert!(!pages.is_empty(), "{retries:?}");
+    for key in retries {
+        let page = subscribe_as(&shop, &plan, "ada@example.com", &key)
+            .await
+            .expect("the retry");
+        pages.push(page);
+    }
+    assert_eq!(pages.len(), 8);
+    assert!(pages.iter().all(|page| *page == pages[0]), "{pages:#?}");
+    assert_eq!(shop.scalar("SELECT COUNT(*) FROM subscriptions").await, 1);
+    let sessions = provider_sessions(&shop).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["id"], pages[0].session_id.as_str());
+}
+both_backends!(risk_g5_concurrent_subscribes_with_different_keys_make_one_subscription);
+
+/// The page was paid, and its time has run out before its events arrived: the subscription is
+/// still `incomplete` in Kassa, yet it is paid. Another key is refused naming it (Stripe says
+/// the page is complete), and the events then make that one active, with its credits once.
+async fn risk_g5_a_page_paid_but_not_yet_reported_blocks_a_new_subscription_after_expiry(
+    db: TestDb,
+) {
+    let shop = Arc::new(EmulatedShop::new(db, CaptureMethod::Automatic).await);
+    let plan = pro_plan(&shop).await;
+    let first = subscribe_as(&shop, &plan, "ada@example.com", "k1")
+        .await
+        .expect("subscribed");
+    let session = shop.pay_session(&first.session_id, "pm_card_visa").await;
+    assert_eq!(session["status"], "complete", "{session}");
+    past_the_page_expiry(&shop, &first).await;
+    assert_eq!(
+        subscription(&shop, &first).await.status,
+        SubscriptionStatus::Incomplete
+    );
+    let second = subscribe_as(&shop, &plan, "ada@example.com", "k2").await;
+    assert!(
+        refused_naming(second.clone(), &first.subscription_id),
+        "{second:?}"
+    );
+    assert_eq!(shop.scalar("SELECT COUNT(*) FROM subscriptions").await, 1);
+    assert_eq!(provider_sessions(&shop).await.len(), 1);
+    shop.deliver_events().await;
+    assert_eq!(
+        subscription(&shop, &first).await.status,
+        SubscriptionStatus::Active
+    );
+    let (balance, entries) = ledger(&shop, &first.customer_id).await;
+    assert_eq!((balance, entries.len()), (CREDITS, 1), "{entries:?}");
+}
+both_backends!(risk_g5_a_page_paid_but_not_yet_reported_blocks_a_new_subscription_after_expiry);
+
+/// A page left unpaid until its time ran out (its expiry not reported yet) does not hold the
+/// plan: another key ends that subscription and starts a new one with a page of its own; a
+/// third key then gets that new page.
+async fn risk_g5_an_expired_unreported_page_does_not_block_a_new_subscription(db: TestDb) {
+    let shop = Arc::new(EmulatedShop::new(db, CaptureMethod::Automatic).await);
+    let plan = pro_plan(&shop).await;
+    let first = subscribe_as(&shop, &plan, "ada@example.com", "k1")
+        .await
+        .expect("subscribed");
+    past_the_page_expiry(&shop, &first).await;
+    let second = subscribe_as(&shop, &plan, "ada@example.com", "k2")
+        .await
+        .expect("a new subscription");
+    assert_ne!(second.subscription_id, first.subscription_id);
+    assert_ne!(second.session_id, first.session_id);
+    assert_eq!(second.customer_id, first.customer_id);
+    assert_eq!(
+        subscription(&shop, &first).await.status,
+        SubscriptionStatus::Canceled
+    );
+    let expired = shop
+        .stripe(
+            reqwest::Method::GET,
+            &format!("/v1/checkout/sessions/{}", first.session_id),
+            &[],
+        )
+        .await;
+    assert_eq!(expired["status"], "expired", "{expired}");
+    assert_eq!(
+        subscribe_as(&shop, &plan, "ada@example.com", "k3").await,
+        Ok(second.clone())
+    );
+    shop.deliver_events().await;
+    assert_eq!(
+        shop.scalar(
+            "SELECT COUNT(*) FROM subscriptions WHERE status IN ('incomplete', 'active', 'past_due')"
+        )
+        .await,
+        1
+    );
+    assert_eq!(provider_sessions(&shop).await.len(), 2);
+}
+both_backends!(risk_g5_an_expired_unreported_page_does_not_block_a_new_subscription);
+
+/// `cus_` and 32 lowercase hex digits: the shape of every id `RandomIds` makes.
+fn opaque_customer_id(id: &str) -> bool {
+    id.strip_prefix("cus_").is_some_and(|rest| {
+        rest.len() == 32
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+/// Defect 6: the storefront's answer to a subscribe carries the customer's id; a pack buyer's
+/// (made when their paid order granted its credits) is as opaque as a new e-mail's, and names
+/// no order.
+async fn risk_s2_a_customer_id_answered_to_the_storefront_reveals_no_order(db: TestDb) {
+    let shop = Arc::new(EmulatedShop::new(db, CaptureMethod::Automatic).await);
+    let pack = kassa_app::catalog::NewProduct {
+        seller_id: None,
+        name: "100 credits".into(),
+        variants: vec![kassa_app::catalog::NewVariant {
+            sku: "PACK".into(),
+            unit_amount_minor: kassa_testkit::shop::UNIT,
+            currency: "eur".into(),
+            attributes: std::collections::BTreeMap::new(),
+            credits: 100,
+        }],
+    };
+    shop.app.create_product(pack).await.expect("pack");
+    shop.app.set_on_hand("PACK", None, 10).await.expect("stock");
+    let order = shop.paid(&[("PACK", 1)]).await;
+    assert_eq!(shop.status(&order.order_id).await, "paid");
+    let plan = pro_plan(&shop).await;
+    let buyer = subscribe_as(&shop, &plan, "ada@example.com", "k-buyer")
+        .await
+        .expect("the buyer subscribes");
+    let stranger = subscribe_as(&shop, &plan, "grace@example.com", "k-new")
+        .await
+        .expect("a new e-mail subscribes");
+    // The buyer's customer is the one their pack's credits went to.
+    let (balance, entries) = ledger(&shop, &buyer.customer_id).await;
+    assert_eq!(balance, 100, "{entries:?}");
+    assert_eq!(entries[0].business_key, format!("order:{}", order.order_id));
+    let order_hex = order.order_id.trim_start_matches("ord_");
+    for id in [&buyer.customer_id, &stranger.customer_id] {
+        assert!(opaque_customer_id(id), "{id}");
+        assert!(
+            !id.contains(&order.order_id) && !id.contains(order_hex),
+            "{id}"
+        );
+    }
+    assert_ne!(buyer.customer_id, stranger.customer_id);
+}
+both_backends!(risk_s2_a_customer_id_answered_to_the_storefront_reveals_no_order);

@@ -42,6 +42,10 @@ pub enum SubscriptionStart {
     Started(SubscriptionRecord),
     /// The key started a subscription for another plan or e-mail.
     KeyReused,
+    /// Nothing started: the e-mail's customer holds a live subscription (incomplete, active or
+    /// past due) to this plan already; the one that decides (active or past due first, then the
+    /// newest).
+    Held(SubscriptionRecord),
 }
 
 /// What the provider (or Kassa's own call to it) says about a subscription. The subscription is
@@ -74,7 +78,9 @@ pub enum BillingEffect {
 
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {
-    /// The customer for the e-mail (made if there is none) and the subscription, once per key.
+    /// The customer for the e-mail (made if there is none) and the subscription, once per key,
+    /// and only if the customer holds no live subscription to the plan (checked under the
+    /// customer's lock, so two keys at once make one).
     async fn start_subscription(
         &self,
         new: &NewSubscription,

@@ -57,13 +57,28 @@ pub enum PayoutOutcome {
 }
 
 /// A seller's money in one currency: what their transfers carried, what reversals took back,
-/// and what is still to be sent (less what is still to be taken back).
+/// what is still to be sent (less what is still to be taken back), and what they are owed but
+/// waits for a person (held, with why, in `holds`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SellerBalance {
     pub currency: String,
     pub paid_minor: i64,
     pub reversed_minor: i64,
     pub owed_minor: i64,
+    /// Owed of paid orders whose transfers wait: the order needs a person's attention, or a
+    /// dispute of it is open. Not in `owed_minor`.
+    pub held_minor: i64,
+    /// The orders that make up `held_minor`.
+    pub holds: Vec<SellerHold>,
+}
+
+/// What one order owes a seller while its transfers wait, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SellerHold {
+    pub order_id: String,
+    pub amount_minor: i64,
+    /// The order's flag, or the open dispute.
+    pub reason: String,
 }
 
 /// A transfer group's order as Kassa booked it, for the invariant checker.

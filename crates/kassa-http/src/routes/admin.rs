@@ -13,10 +13,10 @@ use serde_json::Value;
 use crate::HttpState;
 use crate::auth::SecretKey;
 use crate::error::ApiError;
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::{ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::wire::{
-    CheckBody, DifferenceBody, NotificationBody, NotificationList, ReconcileBody, ReplayedBody,
-    ViolationBody,
+    CheckBody, DifferenceBody, NoFields, NotificationBody, NotificationList, ReconcileBody,
+    ReplayedBody, ViolationBody,
 };
 
 pub fn router() -> Router<HttpState> {
@@ -85,6 +85,7 @@ pub(crate) async fn notifications(
     post,
     path = "/v1/admin/notifications/{id}/replay",
     tag = "admin",
+    request_body(content = crate::wire::NoFields, description = "optional: no body, or `{}`"),
     params(
         ("id" = String, Path, description = "the notification"),
     ),
@@ -99,6 +100,7 @@ pub(crate) async fn replay_notification(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
+    ApiJsonOrEmpty(NoFields {}): ApiJsonOrEmpty<NoFields>,
 ) -> Result<Json<ReplayedBody>, ApiError> {
     state.app.replay_notification(&id).await?;
     Ok(Json(ReplayedBody {
@@ -111,6 +113,7 @@ pub(crate) async fn replay_notification(
     post,
     path = "/v1/admin/reconcile",
     tag = "admin",
+    request_body(content = crate::wire::NoFields, description = "optional: no body, or `{}`"),
     responses(
         (status = 200, description = "what one reconciliation run found and repaired", body = crate::wire::ReconcileBody),
     ),
@@ -119,6 +122,7 @@ pub(crate) async fn replay_notification(
 pub(crate) async fn reconcile(
     _: SecretKey,
     State(state): State<HttpState>,
+    ApiJsonOrEmpty(NoFields {}): ApiJsonOrEmpty<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let report = state.app.reconcile(&Quietly).await?;
     Ok(Json(report_body(&report)))
@@ -129,6 +133,7 @@ pub(crate) async fn reconcile(
     post,
     path = "/v1/admin/check",
     tag = "admin",
+    request_body(content = crate::wire::NoFields, description = "optional: no body, or `{}`"),
     responses(
         (status = 200, description = "SPEC §3's invariants against the database and Stripe", body = crate::wire::CheckBody),
     ),
@@ -137,6 +142,7 @@ pub(crate) async fn reconcile(
 pub(crate) async fn check(
     _: SecretKey,
     State(state): State<HttpState>,
+    ApiJsonOrEmpty(NoFields {}): ApiJsonOrEmpty<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let report = state.app.check_invariants().await?;
     Ok(Json(check_body(&report)))

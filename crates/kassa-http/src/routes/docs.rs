@@ -222,12 +222,23 @@ pub fn description() -> Value {
             links[*name] = json!({"operationId": operation, "parameters": parameters});
         }
     }
-    // An empty body captures what the order says.
-    if let Some(body) = document
-        .pointer_mut("/paths/~1v1~1orders~1{id}~1capture/post/requestBody")
-        .and_then(Value::as_object_mut)
-    {
-        body.insert("required".into(), json!(false));
+    // A body described as optional may be left out (an empty body is no fields): capture's,
+    // and those of the commands that take none.
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for body in operation
+                .values_mut()
+                .filter_map(|operation| operation.get_mut("requestBody"))
+                .filter_map(Value::as_object_mut)
+                .filter(|body| {
+                    body.get("description")
+                        .and_then(Value::as_str)
+                        .is_some_and(|text| text.starts_with("optional"))
+                })
+            {
+                body.insert("required".into(), json!(false));
+            }
+        }
     }
     let path_id = Rule::Text(TextShape::Identifier {
         max_chars: PATH_SEGMENT_MAX_CHARS,

@@ -14,7 +14,9 @@ use crate::HttpState;
 use crate::auth::{OrderReader, Origin, SecretKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath};
-use crate::wire::{AuditEventBody, AuditEventList, CaptureRequest, EditOrderRequest, OrderBody};
+use crate::wire::{
+    AuditEventBody, AuditEventList, CaptureRequest, EditOrderRequest, NoFields, OrderBody,
+};
 
 pub fn router() -> Router<HttpState> {
     Router::new()
@@ -142,6 +144,7 @@ pub(crate) async fn edit(
     post,
     path = "/v1/orders/{id}/cancel",
     tag = "orders",
+    request_body(content = crate::wire::NoFields, description = "optional: no body, or `{}`"),
     params(
         ("id" = String, Path, description = "the order"),
     ),
@@ -158,6 +161,7 @@ pub(crate) async fn cancel(
     origin: Origin,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
+    ApiJsonOrEmpty(NoFields {}): ApiJsonOrEmpty<NoFields>,
 ) -> Result<Json<OrderBody>, ApiError> {
     let requester = requester(reader);
     let actor = origin.actor(actor_kind(&requester));

@@ -86,7 +86,7 @@ pub(crate) async fn seller(
         ("id" = String, Path, description = "the seller"),
     ),
     responses(
-        (status = 200, description = "per currency, what the seller was paid, what refunds took back, and what is still owed", body = crate::wire::SellerBalanceBody),
+        (status = 200, description = "per currency, what the seller was paid, what refunds took back, what is still owed, and what is held (owed of paid orders waiting for a person or a dispute, each with why)", body = crate::wire::SellerBalanceBody),
         (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
     ),
     security(("secret_key" = [])),

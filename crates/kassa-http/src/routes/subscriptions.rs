@@ -67,10 +67,10 @@ pub(crate) async fn create_plan(
         ("Idempotency-Key" = String, Header, description = "required: the client's key for this request; the same key and body answer with the same subscription and page"),
     ),
     responses(
-        (status = 201, description = "the customer, the `incomplete` subscription and the hosted page to send the customer to; credits come with each paid invoice", body = crate::wire::SubscribeBody),
+        (status = 201, description = "the customer (an opaque id), the `incomplete` subscription and the hosted page to send the customer to; credits come with each paid invoice. An e-mail holds one subscription per plan: while one of its pages is open, another key answers with that same subscription and page", body = crate::wire::SubscribeBody),
         (status = 402, description = "`provider_refused`: Stripe refused the page; the subscription is canceled", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no such plan", body = crate::error::ErrorBody),
-        (status = 409, description = "`invalid_state`: hosted checkout is not configured, or the subscription was ended", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: hosted checkout is not configured; the subscription was ended; or the e-mail already holds this plan (active, past due, or its page paid and not yet reported), named in the message: nothing is started, never a second charge", body = crate::error::ErrorBody),
         (status = 422, description = "`idempotency_key_reused`: the same key for another plan or e-mail", body = crate::error::ErrorBody),
         (status = 503, description = "`provider_unavailable`: Stripe did not answer; retry with the same key", body = crate::error::ErrorBody),
     ),
@@ -100,7 +100,7 @@ pub(crate) async fn subscribe(
     post,
     path = "/v1/subscriptions/{id}/cancel",
     tag = "subscriptions",
-    request_body = crate::wire::CancelSubscriptionRequest,
+    request_body(content = crate::wire::CancelSubscriptionRequest, description = "optional: no body is `{}`"),
     params(
         ("id" = String, Path, description = "the subscription"),
     ),

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use crate::HttpState;
 use crate::auth::SecretKey;
 use crate::error::ApiError;
-use crate::extract::{ApiPath, ApiQuery, read_body, single_header};
-use crate::wire::{ReceivedBody, WebhookEventBody, WebhookEventList};
+use crate::extract::{ApiJsonOrEmpty, ApiPath, ApiQuery, read_body, single_header};
+use crate::wire::{NoFields, ReceivedBody, WebhookEventBody, WebhookEventList};
 
 /// Stripe events with embedded lists can exceed the API's 64 KiB; this is still bounded.
 pub const WEBHOOK_BODY_MAX_BYTES: usize = 512 * 1024;
@@ -50,7 +50,14 @@ pub(crate) async fn receive(
         .ok()
         .flatten()
         .map(str::to_owned);
-    let body = read_body(request, &state).await?;
+    let body = read_body(request, &state)
+        .await
+        .map_err(|error| match error {
+            ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge {
+                limit_bytes: WEBHOOK_BODY_MAX_BYTES,
+            },
+            other => other,
+        })?;
     match state.app.receive_webhook(&body, signature.as_deref()).await {
         Ok(_) => Ok(Json(ReceivedBody { received: true })),
         Err(WebhookError::Rejected(reason)) => {
@@ -112,6 +119,7 @@ pub(crate) async fn list(
     post,
     path = "/v1/admin/webhook-events/{id}/replay",
     tag = "admin",
+    request_body(content = crate::wire::NoFields, description = "optional: no body, or `{}`"),
     params(
         ("id" = String, Path, description = "the event"),
     ),
@@ -126,6 +134,7 @@ pub(crate) async fn replay(
     _: SecretKey,
     State(state): State<HttpState>,
     ApiPath(id): ApiPath<String>,
+    ApiJsonOrEmpty(NoFields {}): ApiJsonOrEmpty<NoFields>,
 ) -> Result<Json<WebhookEventBody>, ApiError> {
     let event = state.app.replay_inbox_event(&id).await?;
     Ok(Json(event_body(&event)))

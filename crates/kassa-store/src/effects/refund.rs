@@ -168,7 +168,8 @@ pub(crate) async fn settle_order(
         .await
         .map_err(unavailable)?;
     if refunded < before {
-        let reason = "refund_reversed: a refund reported succeeded has since failed";
+        let reason = "refund_reversed: a refund reported succeeded has since failed; the customer \
+                      is not paid back: refund again (POST /v1/refunds, or cancel again)";
         flag_order(conn, order_id, reason, actor, now).await?;
     }
     // A refund Kassa started on its own (money taken for a canceled order, a cancel after
