@@ -294,6 +294,7 @@ pub async fn run(config: &Config, options: &ChaosOptions) -> Result<bool> {
     let prefix = format!("CHAOS-{}", options.seed);
     let mut goods = stock_the_shelves(&shop, &prefix, STOCK).await?.to_vec();
     goods.extend(open_sellers_stalls(&shop, &prefix).await?);
+    goods.push(put_up_a_credit_pack(&shop, &prefix).await?);
     let skus = Arc::new(goods);
     let plan = Arc::new(create_plan(&shop).await?);
     let total = u64::try_from(options.customers * options.steps).unwrap_or(u64::MAX);
@@ -512,6 +513,19 @@ async fn open_sellers_stalls(shop: &Shop, prefix: &str) -> Result<Vec<(String, i
         skus.push((sku, *price));
     }
     Ok(skus)
+}
+
+/// A pack of 100 credits for 10.00 (SKU `{prefix}-PACK`), so refunds in parts, back to back or
+/// failing later, claw credits back.
+async fn put_up_a_credit_pack(shop: &Shop, prefix: &str) -> Result<(String, i64)> {
+    let sku = format!("{prefix}-PACK");
+    let price = 1_000;
+    let product = json!({
+        "name": "Chaos credit pack",
+        "variants": [{"sku": sku, "unit_amount": price, "currency": "eur", "credits": 100}],
+    });
+    offer(shop, &sku, product, 100_000).await?;
+    Ok((sku, price))
 }
 
 /// A monthly plan of 100 credits, for the customers who subscribe.
@@ -900,7 +914,9 @@ async fn pay(shop: &Shop, rng: &mut StdRng, placed: &Placed) {
                 )
                 .await;
         }
-        16 => {
+        // A card whose refunds fail after they succeeded: the cancels and refunds of these
+        // orders must leave the order following the money.
+        16..=17 => {
             confirm(shop, placed, "pm_card_refundFail").await;
         }
         _ => {}
