@@ -1,4 +1,4 @@
-//! The invariant checker (SPEC §3): what the database shows broken, and what disagrees with the
+//! The invariant checker (docs/risks.md): what the database shows broken, and what disagrees with the
 //! provider — every PaymentIntent the provider holds as authorized or succeeded is reflected by
 //! its order, and Kassa's succeeded refunds equal the provider's. Used by `kassa check`, by
 //! `POST /v1/admin/check`, and at the end of chaos runs and benchmarks.

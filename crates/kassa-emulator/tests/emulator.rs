@@ -62,11 +62,11 @@ async fn objects_have_every_key_of_stripes_own_examples() {
 fn webhook_signing_reproduces_the_official_vectors() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/stripe_webhook_signatures.json"
+        "/../../fixtures/stripe/stripe_webhook_signatures.json"
     );
     let file: Value = serde_json::from_str(
         &std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)")),
+            .unwrap_or_else(|e| panic!("{path}: {e} (fixtures/stripe/ of the repository)")),
     )
     .expect("json");
     let valid = file["vectors"]

@@ -658,7 +658,7 @@ pub struct ReceivedBody {
     pub received: bool,
 }
 
-/// `POST /v1/admin/check`: SPEC §3's invariants against the database and the provider.
+/// `POST /v1/admin/check`: the invariants of docs/risks.md against the database and the provider.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct CheckBody {
     pub passed: bool,
@@ -670,7 +670,7 @@ pub struct CheckBody {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ViolationBody {
-    /// The invariant's number in SPEC §3.
+    /// The invariant's number in docs/risks.md.
     pub invariant: u8,
     /// The ids involved (orders, payments, refunds, events, SKUs).
     pub ids: Vec<String>,

@@ -1,4 +1,4 @@
-//! The invariants of SPEC §3 that the database alone can show broken, each a query for what
+//! The invariants of docs/risks.md that the database alone can show broken, each a query for what
 //! breaks it. Constraints already refuse some outright (one order per cart, one live payment per
 //! order, refunded ≤ captured, stock counters not negative); they are checked anyway, because a
 //! checker that trusts the schema proves nothing about a database edited by hand.

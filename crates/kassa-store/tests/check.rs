@@ -1,4 +1,4 @@
-//! The invariant checker (SPEC §3) on both backends, against the emulator: a shop's ordinary
+//! The invariant checker (docs/risks.md) on both backends, against the emulator: a shop's ordinary
 //! day passes; each kind of breakage is reported with the ids involved.
 
 use kassa_app::order_commands::Requester;

@@ -333,10 +333,10 @@ mod tests {
     fn stripe_example(resource: &str) -> Value {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/conformance/stripe_openapi_fixtures3.json"
+            "/../../fixtures/stripe/stripe_openapi_fixtures3.json"
         );
         let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)"));
+            .unwrap_or_else(|e| panic!("{path}: {e} (fixtures/stripe/ of the repository)"));
         let fixtures: Value = serde_json::from_str(&text).expect("json");
         fixtures["resources"][resource].clone()
     }

@@ -91,10 +91,10 @@ mod tests {
     fn vectors() -> Vec<serde_json::Value> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/conformance/stripe_webhook_signatures.json"
+            "/../../fixtures/stripe/stripe_webhook_signatures.json"
         );
         let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)"));
+            .unwrap_or_else(|e| panic!("{path}: {e} (fixtures/stripe/ of the repository)"));
         let file: serde_json::Value = serde_json::from_str(&text).expect("vectors are JSON");
         file["vectors"].as_array().expect("a vectors array").clone()
     }

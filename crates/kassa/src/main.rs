@@ -54,7 +54,7 @@ enum Command {
     },
     /// Show the background workers' work: due queues, operations in progress, holds.
     Jobs,
-    /// Check the invariants of SPEC §3 against the database and Stripe (in sandbox mode: ask
+    /// Check the invariants of docs/risks.md against the database and Stripe (in sandbox mode: ask
     /// the running server); exit status 0 when they all hold, 1 when one is broken.
     Check,
     /// Measure a checkout end to end: starts `kassa sim` and `kassa serve` (on a fresh SQLite

@@ -112,7 +112,7 @@ fn report_from(body: &Value) -> ReconcileReport {
     }
 }
 
-/// `kassa check`: the invariants of SPEC §3; `Ok(false)` when any is broken (exit status 1).
+/// `kassa check`: the invariants of docs/risks.md; `Ok(false)` when any is broken (exit status 1).
 pub async fn check(config: &Config) -> Result<bool> {
     let body = match &config.mode {
         Mode::Stripe(_) => {

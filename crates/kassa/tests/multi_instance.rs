@@ -41,7 +41,7 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
         .expect("json")
 }
 
-/// `POST /v1/admin/check` on `base`: the invariants of SPEC §3 hold, against the provider too.
+/// `POST /v1/admin/check` on `base`: the invariants of docs/risks.md hold, against the provider too.
 async fn assert_invariants_hold(http: &reqwest::Client, base: &str) {
     let check = json_of(
         http.post(format!("{base}/v1/admin/check"))

@@ -1,4 +1,4 @@
-//! The database's side of the invariants of SPEC §3, as queries that return what breaks them.
+//! The database's side of the invariants of docs/risks.md, as queries that return what breaks them.
 
 use async_trait::async_trait;
 use kassa_domain::order::OrderStatus;
@@ -6,7 +6,7 @@ use kassa_domain::payment::PaymentStatus;
 
 use super::store::StoreResult;
 
-/// One broken invariant: its number in SPEC §3, the ids involved, what is wrong.
+/// One broken invariant: its number in docs/risks.md, the ids involved, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub invariant: u8,

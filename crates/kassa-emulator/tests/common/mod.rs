@@ -92,11 +92,11 @@ impl Client {
 pub fn stripe_example(resource: &str) -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/stripe_openapi_fixtures3.json"
+        "/../../fixtures/stripe/stripe_openapi_fixtures3.json"
     );
     let fixtures: Value = serde_json::from_str(
         &std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the repository)")),
+            .unwrap_or_else(|e| panic!("{path}: {e} (fixtures/stripe/ of the repository)")),
     )
     .expect("json");
     fixtures["resources"][resource].clone()

@@ -128,14 +128,14 @@ pub(crate) async fn reconcile(
     Ok(Json(report_body(&report)))
 }
 
-/// `POST /v1/admin/check`: the invariants of SPEC §3 against the database and the provider.
+/// `POST /v1/admin/check`: the invariants of docs/risks.md against the database and the provider.
 #[utoipa::path(
     post,
     path = "/v1/admin/check",
     tag = "admin",
     request_body(content = crate::wire::NoFields, description = "optional: no body, or `{}`"),
     responses(
-        (status = 200, description = "SPEC §3's invariants against the database and Stripe", body = crate::wire::CheckBody),
+        (status = 200, description = "the invariants of docs/risks.md against the database and Stripe", body = crate::wire::CheckBody),
     ),
     security(("secret_key" = [])),
 )]
