@@ -86,10 +86,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let client_ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip().to_string());
+        let client_ip = crate::client_addr::client_of(&parts.extensions).map(|ip| ip.to_string());
         Ok(Origin {
             request_id: request_id(&parts.headers),
             client_ip,

@@ -15,6 +15,7 @@ use kassa_domain::limits::REQUEST_BODY_MAX_BYTES;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod auth;
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod wire;
 
 pub use auth::ApiKeys;
+pub use client_addr::TrustedProxies;
 pub use rate_limit::PublicRateLimit;
 pub use routes::checkout::JsonCheckoutRenderer;
 pub use routes::demo::{DemoItem, DemoStorefront};
@@ -38,6 +40,8 @@ pub struct HttpState {
     pub keys: ApiKeys,
     /// `None` when rate limiting is off (`KASSA_RATE_LIMIT=0`).
     pub rate_limit: Option<Arc<PublicRateLimit>>,
+    /// Whose forwarding headers name the client (`KASSA_TRUSTED_PROXIES`); none by default.
+    pub trusted_proxies: TrustedProxies,
     /// Set only in sandbox mode.
     pub sandbox: Option<Arc<SandboxBody>>,
     /// Protocol limits; the body-read time limit is applied by the body extractors.
@@ -58,15 +62,15 @@ pub fn router(state: HttpState) -> Router {
         .merge(routes::checkout::router())
         .merge(routes::orders::router())
         .merge(routes::subscriptions::storefront_router())
-        .merge(
-            routes::webhooks::stripe_router().layer(DefaultBodyLimit::max(
-                routes::webhooks::WEBHOOK_BODY_MAX_BYTES,
-            )),
-        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_public,
         ));
+    // Stripe's deliveries are outside the public limit: a correctly signed one is never refused
+    // for load others caused; the ones that fail verification have a budget of their own.
+    let stripe = routes::webhooks::stripe_router().layer(DefaultBodyLimit::max(
+        routes::webhooks::WEBHOOK_BODY_MAX_BYTES,
+    ));
     // Outside sandbox mode no /demo route exists: every such path is the API's 404.
     let demo = if state.demo.is_some() {
         routes::demo::router()
@@ -76,6 +80,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .merge(routes::catalog::router())
         .merge(public)
+        .merge(stripe)
         .merge(routes::health::router())
         .merge(routes::docs::router())
         .merge(routes::sandbox::router())
@@ -92,6 +97,10 @@ pub fn router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn(middleware::with_request_id))
         .layer(axum::middleware::from_fn(
             middleware::no_referrer_no_framing,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.trusted_proxies.clone(),
+            client_addr::resolve_client,
         ))
         .with_state(state)
 }

@@ -29,9 +29,13 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
         .insert(REQUEST_ID_HEADER, value.clone());
     // Everything logged while handling the request carries its id. The path is logged, never
     // the query or the body: those can carry what S8 keeps out of logs.
+    let client = crate::client_addr::client_of(request.extensions())
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        client_ip = %client,
         method = %request.method(),
         path = %request.uri().path(),
     );

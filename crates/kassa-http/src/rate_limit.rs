@@ -3,11 +3,11 @@
 //! many addresses (risk S7). Token buckets from `governor`; state is bounded by
 //! `TRACKED_CLIENTS_MAX` and pruned in the background.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,12 +19,17 @@ use crate::error::ApiError;
 
 /// A credential is shared by all of a shop's customers, so its bucket is this many IPs wide.
 const CREDENTIAL_QUOTA_FACTOR: u32 = 50;
+/// Webhook deliveries that fail verification, per address: a few a second at most. Stripe's
+/// own deliveries verify and never touch this budget.
+const FAILED_WEBHOOKS_PER_SEC: u32 = 1;
+const FAILED_WEBHOOKS_BURST: u32 = 5;
 /// Above this many tracked keys, stale buckets are pruned on the next request.
 const TRACKED_CLIENTS_MAX: usize = 100_000;
 
 pub struct PublicRateLimit {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_credential: DefaultKeyedRateLimiter<String>,
+    failed_webhooks: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl PublicRateLimit {
@@ -41,7 +46,25 @@ impl PublicRateLimit {
             per_credential: RateLimiter::keyed(
                 Quota::per_second(credential_rate).allow_burst(credential_rate.saturating_mul(two)),
             ),
+            failed_webhooks: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::MIN.saturating_add(FAILED_WEBHOOKS_PER_SEC - 1))
+                    .allow_burst(NonZeroU32::MIN.saturating_add(FAILED_WEBHOOKS_BURST - 1)),
+            ),
         }))
+    }
+
+    /// Counts a webhook delivery from `ip` that failed verification: `Err(429)` once that
+    /// address has failed more than its tight budget allows (risk D1).
+    pub fn failed_webhook(&self, ip: IpAddr) -> Result<(), ApiError> {
+        if self.failed_webhooks.len() > TRACKED_CLIENTS_MAX {
+            self.failed_webhooks.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        self.failed_webhooks
+            .check_key(&ip)
+            .map_err(|not_until| ApiError::RateLimited {
+                retry_after_secs: not_until.wait_time_from(now).as_secs().max(1),
+            })
     }
 
     fn check(&self, ip: IpAddr, credential: Option<String>) -> Result<(), ApiError> {
@@ -72,10 +95,8 @@ pub async fn limit_public(
     next: Next,
 ) -> Response {
     if let Some(limit) = &state.rate_limit {
-        let ip = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+        let ip = crate::client_addr::client_of(request.extensions())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let credential = request
             .headers()
             .get(AUTHORIZATION)

@@ -278,6 +278,7 @@ pub fn test_state(
             publishable: TEST_PUBLISHABLE_KEY.into(),
         },
         rate_limit,
+        trusted_proxies: kassa_http::TrustedProxies::default(),
         sandbox: None,
         limits,
         metrics: None,

@@ -24,6 +24,7 @@ const KNOWN: &[&str] = &[
     "KASSA_SIM_LISTEN",
     "KASSA_SANDBOX_SEED",
     "KASSA_RATE_LIMIT",
+    "KASSA_TRUSTED_PROXIES",
     "KASSA_CAPTURE_METHOD",
     "KASSA_MODIFICATION_WINDOW_SECS",
     "KASSA_RECONCILE_INTERVAL_SECS",
@@ -110,6 +111,8 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub publishable_key: Option<String>,
     pub rate_limit_per_sec: u32,
+    /// Proxies whose forwarding headers name the client (none: the socket peer is the client).
+    pub trusted_proxies: kassa_http::TrustedProxies,
     /// `true`: authorize at checkout, capture later (manual capture).
     pub capture_manually: bool,
     /// How long after checkout the customer may edit or cancel; manual capture runs then.
@@ -236,6 +239,10 @@ impl Config {
                     )
                 })?,
         };
+        let trusted_proxies = kassa_http::TrustedProxies::parse(
+            get("KASSA_TRUSTED_PROXIES").as_deref().unwrap_or_default(),
+        )
+        .map_err(|reason| bad("KASSA_TRUSTED_PROXIES", reason))?;
         let capture_manually = match get("KASSA_CAPTURE_METHOD").as_deref() {
             None | Some("automatic") => false,
             Some("manual") => true,
@@ -342,6 +349,7 @@ impl Config {
             secret_key,
             publishable_key,
             rate_limit_per_sec,
+            trusted_proxies,
             capture_manually,
             modification_window_secs,
             reconcile_interval_secs,

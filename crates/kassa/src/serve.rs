@@ -122,6 +122,7 @@ pub async fn run(config: Config) -> Result<()> {
         app,
         keys: keys.clone(),
         rate_limit: PublicRateLimit::new(config.rate_limit_per_sec),
+        trusted_proxies: config.trusted_proxies.clone(),
         sandbox: payments.sandbox.map(Arc::new),
         limits: config.server_limits,
         metrics: Some(metrics_render()?),

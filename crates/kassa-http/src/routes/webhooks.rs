@@ -39,12 +39,14 @@ pub fn stripe_router() -> Router<HttpState> {
     responses(
         (status = 200, description = "recorded (or recorded before)", body = crate::wire::ReceivedBody),
         (status = 400, description = "`invalid_request`: not accepted (one answer for every failed check)", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: this address sent too many deliveries that failed verification", body = crate::error::ErrorBody),
     ),
 )]
 pub(crate) async fn receive(
     State(state): State<HttpState>,
     request: Request,
 ) -> Result<Json<ReceivedBody>, ApiError> {
+    let client = crate::client_addr::client_of(request.extensions());
     // A delivery with two signature headers is as unverifiable as one with none.
     let signature = single_header(request.headers(), "stripe-signature")
         .ok()
@@ -62,6 +64,11 @@ pub(crate) async fn receive(
         Ok(_) => Ok(Json(ReceivedBody { received: true })),
         Err(WebhookError::Rejected(reason)) => {
             tracing::warn!(%reason, "webhook delivery rejected");
+            // Verification comes first, so only failures spend this address's budget: a
+            // signed delivery is never refused for others' load (risk D1).
+            if let (Some(limit), Some(client)) = (&state.rate_limit, client) {
+                limit.failed_webhook(client)?;
+            }
             // One answer for every failed check: no oracle for forgers (risks G6, S8).
             Err(ApiError::invalid(None, "webhook not accepted"))
         }
