@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use kassa_domain::credits::PeriodGrant;
 use kassa_domain::marketplace::seller_shares;
 use kassa_domain::order::OrderStatus;
 use kassa_domain::payment::PaymentStatus;
@@ -212,8 +213,10 @@ impl App {
     }
 
     /// Invariant 8 against the provider, subscription by subscription: every invoice it holds
-    /// as paying one period has exactly the plan's grant, for the subscription's customer, and
-    /// no grant exists for an invoice it does not hold as paid. (An invoice paid a moment ago
+    /// as paying one period of the plan in full has exactly the plan's grant, for the
+    /// subscription's customer, whatever was paid (risk W6); a period paid that Kassa could not
+    /// grant for (a price it does not know) is reported, with whether it is flagged; and no
+    /// grant exists for an invoice it does not hold as paid. (An invoice paid a moment ago
     /// whose event is still on its way shows as missing its grant until it arrives.)
     async fn check_ledger(&self, report: &mut CheckReport) -> AppResult<()> {
         for subscription in self
@@ -242,30 +245,50 @@ impl App {
             let mut wrong = Vec::new();
             for invoice in invoices {
                 let grant = grants.remove(&format!("invoice:{}", invoice.id));
-                let owed = invoice
-                    .paid_a_period_of(subscription.unit_amount_minor, &subscription.currency)
-                    && subscription.credits_per_period > 0;
-                match grant {
-                    None if owed => {
-                        wrong.push(format!("the paid invoice {} has no grant", invoice.id))
+                let owed =
+                    invoice.period_grant(subscription.unit_amount_minor, &subscription.currency);
+                let credits = subscription.credits_per_period;
+                match (owed, grant) {
+                    (PeriodGrant::Grant, None) if credits > 0 => wrong.push(format!(
+                        "the paid period of invoice {} has no grant",
+                        invoice.id
+                    )),
+                    // A period paid and not granted for is a person's to settle: reported until
+                    // it is, saying whether the subscription carries the flag that asks.
+                    (PeriodGrant::UnknownPrice | PeriodGrant::NotPaidInFull, None)
+                        if credits > 0 =>
+                    {
+                        wrong.push(format!(
+                            "the paid period of invoice {} has no grant ({}; {})",
+                            invoice.id,
+                            owed.reason_code(),
+                            match &subscription.needs_attention {
+                                Some(_) => "the subscription is flagged for attention",
+                                None => "the subscription is NOT flagged",
+                            }
+                        ));
                     }
-                    Some(_) if !owed => wrong.push(format!(
+                    (PeriodGrant::NotAPeriod, Some(_)) => wrong.push(format!(
                         "invoice {} paid no whole period of the plan but was granted credits",
                         invoice.id
                     )),
-                    Some(grant)
+                    (PeriodGrant::UnknownPrice | PeriodGrant::NotPaidInFull, Some(_)) => {
+                        wrong.push(format!(
+                            "invoice {} was granted credits though it is {}",
+                            invoice.id,
+                            owed.reason_code()
+                        ));
+                    }
+                    (PeriodGrant::Grant, Some(grant))
                         if (grant.customer_id.as_str(), grant.amount)
-                            != (
-                                subscription.customer_id.as_str(),
-                                subscription.credits_per_period,
-                            ) =>
+                            != (subscription.customer_id.as_str(), credits) =>
                     {
                         wrong.push(format!(
                             "the grant of invoice {} is {} for {}, not {} for {}",
                             invoice.id,
                             grant.amount,
                             grant.customer_id,
-                            subscription.credits_per_period,
+                            credits,
                             subscription.customer_id
                         ));
                     }

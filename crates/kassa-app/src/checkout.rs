@@ -221,6 +221,17 @@ impl App {
                     .await?
             }
             KeyClaim::Claimed { .. } => {
+                // A provider that stopped answering refuses new checkouts here, at once and
+                // before anything is reserved, instead of holding each for the adapter's whole
+                // retry budget (risk G7). A retry of a placed checkout (the arm above) is not
+                // asked: its stock is already held and finishing it is started work.
+                let _pass = match self.breaker.admit(now) {
+                    Ok(pass) => pass,
+                    Err(refusal) => {
+                        self.store.release_key(&key).await?;
+                        return Err(refusal);
+                    }
+                };
                 if let Some(retry_after_secs) = self.velocity_wait(&input, now).await? {
                     // Nothing was placed: the key is free for the same request later.
                     self.store.release_key(&key).await?;
@@ -259,10 +270,13 @@ impl App {
             if now - item.started_at >= UNKNOWN_OUTCOME_GIVE_UP_SECS {
                 // Never a guess: a person checks the provider for this order's intent.
                 let reason = "unknown_outcome: the payment provider never answered whether this \
-                              checkout's PaymentIntent exists; look it up by metadata kassa_order_id";
+                              checkout's PaymentIntent exists; resolve with retry to ask again \
+                              with the same key";
                 self.store
                     .flag_order(&item.order_id, reason, &actor, now)
                     .await?;
+                // Free for the person's `retry`, which drives the checkout with this key.
+                self.store.release_key(&item.key).await?;
                 continue;
             }
             match self
@@ -347,7 +361,7 @@ impl App {
 
     /// Resumes an order at `OrderCreated`: create the intent if it is still missing, else
     /// rebuild the answer from what was recorded.
-    async fn drive_payment(
+    pub(crate) async fn drive_payment(
         &self,
         key: Option<&KeyRef>,
         order_id: &str,
@@ -464,6 +478,7 @@ impl App {
             }
         };
         let now = self.clock.now_secs();
+        self.breaker.record(&outcome, now);
         match outcome {
             Ok(Created::Intent(intent)) => {
                 self.finish_phase(key, &pending, &intent, actor, now).await
@@ -700,6 +715,11 @@ fn price_for_checkout(
             total: view.priced.total,
         });
     }
+    // Stripe would refuse the PaymentIntent after the stock was held: refuse it here instead.
+    let total = view.priced.total;
+    if total.amount_minor() < total.currency().minimum_charge_minor() {
+        return Err(PlaceRefusal::AmountTooSmall { total });
+    }
     Ok(view.priced)
 }
 
@@ -713,5 +733,9 @@ fn refusal_error(refusal: PlaceRefusal) -> AppError {
         },
         PlaceRefusal::InsufficientStock { skus } => AppError::InsufficientStock { skus },
         PlaceRefusal::SellerUnavailable { seller_id } => AppError::SellerUnavailable { seller_id },
+        PlaceRefusal::AmountTooSmall { total } => AppError::AmountTooSmall {
+            total,
+            minimum: Money::new(total.currency().minimum_charge_minor(), total.currency()),
+        },
     }
 }

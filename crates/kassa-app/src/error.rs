@@ -48,6 +48,13 @@ pub enum AppError {
     /// The provider definitely refused; nothing was charged and the order was canceled.
     #[error("the payment provider refused the payment: {message}")]
     ProviderRefused { message: String },
+    /// The order's total is below the smallest amount Stripe charges in its currency; nothing
+    /// was reserved.
+    #[error("the total {total} is below {minimum}, the smallest amount Stripe charges")]
+    AmountTooSmall {
+        total: kassa_domain::money::Money,
+        minimum: kassa_domain::money::Money,
+    },
     /// A product's seller cannot take charges (risk P10); nothing was reserved.
     #[error("the seller cannot take payments")]
     SellerUnavailable { seller_id: String },

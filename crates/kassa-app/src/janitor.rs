@@ -1,4 +1,5 @@
-//! The janitor (risks G4, G9, P9): abandoned checkouts stop holding stock, idle carts expire.
+//! The janitor (risks G4, G9, P9, D2): abandoned checkouts stop holding stock, idle carts
+//! expire, and rows past their retention are pruned.
 //!
 //! A checkout whose stock hold expired is first asked about at the provider: a payment in
 //! progress (3-D Secure, a slow method) extends the hold, so a customer mid-payment never loses
@@ -16,6 +17,10 @@ use crate::ports::{Actor, ProviderError, SessionStatus};
 
 /// Most checkouts and most carts the janitor handles per round.
 pub const JANITOR_BATCH_MAX: i64 = 100;
+/// Most rows of each kind the janitor prunes per round: a round's deletes stay short (they
+/// share the writer with checkouts), and at a round every 10 s a backlog of millions still
+/// clears within a day.
+pub const PRUNE_BATCH_MAX: i64 = 1_000;
 
 /// What the janitor did with one expired checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +42,21 @@ pub struct JanitorReport {
     pub extended: usize,
     pub paid_meanwhile: usize,
     pub carts_expired: u64,
+    pub pruned: Pruned,
+}
+
+/// Rows past their retention deleted in a round (risk D2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub idempotency_keys: u64,
+    pub webhook_events: u64,
+    pub notifications: u64,
+}
+
+impl Pruned {
+    pub fn total(&self) -> u64 {
+        self.idempotency_keys + self.webhook_events + self.notifications
+    }
 }
 
 /// How far the hosted page's own path took an expiry.
@@ -74,7 +94,39 @@ impl App {
             .store
             .expire_carts(idle_since, JANITOR_BATCH_MAX)
             .await?;
+        report.pruned = self.prune(PRUNE_BATCH_MAX).await?;
         Ok(report)
+    }
+
+    /// Deletes up to `batch_max` rows of each prunable kind past its retention (risk D2): keys
+    /// that hold no checkout in progress, events the inbox finished with, notifications
+    /// delivered or dead. Orders, payments, refunds, disputes, the ledger, subscriptions,
+    /// transfers and the audit trail are never pruned (`kassa_domain::retention`).
+    pub async fn prune(&self, batch_max: i64) -> AppResult<Pruned> {
+        let now = self.clock.now_secs();
+        let before = self.settings.retention.cutoffs(now);
+        let pruned = Pruned {
+            idempotency_keys: self
+                .store
+                .prune_idempotency_keys(before.idempotency_keys, now, batch_max)
+                .await?,
+            webhook_events: self
+                .store
+                .prune_webhook_events(before.webhook_events, batch_max)
+                .await?,
+            notifications: self
+                .store
+                .prune_notifications(before.notifications, batch_max)
+                .await?,
+        };
+        for (table, count) in [
+            ("idempotency_keys", pruned.idempotency_keys),
+            ("webhook_events", pruned.webhook_events),
+            ("notifications", pruned.notifications),
+        ] {
+            metrics::counter!("kassa_rows_pruned_total", "table" => table).increment(count);
+        }
+        Ok(pruned)
     }
 
     /// Expires one checkout whose stock hold ran out, asking the provider first.

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+pub mod attention;
+mod breaker;
 pub mod cart;
 pub mod catalog;
 pub mod check;
@@ -58,6 +60,12 @@ pub struct Settings {
     pub checkout_velocity: checkout::VelocityLimits,
     /// The platform's fee on a seller's sale, in basis points (`KASSA_PLATFORM_FEE_BPS`).
     pub platform_fee_bps: i64,
+    /// When new checkouts stop calling a provider that does not answer, and for how long
+    /// (`KASSA_BREAKER_*`, risk G7); off unless configured.
+    pub stripe_breaker: kassa_domain::breaker::BreakerRule,
+    /// How long the janitor keeps idempotency keys, webhook events and notifications
+    /// (`KASSA_RETENTION_*_DAYS`, risk D2).
+    pub retention: kassa_domain::retention::Retention,
 }
 
 impl Default for Settings {
@@ -72,6 +80,8 @@ impl Default for Settings {
             hosted_checkout: None,
             checkout_velocity: checkout::VelocityLimits::OFF,
             platform_fee_bps: 0,
+            stripe_breaker: kassa_domain::breaker::BreakerRule::OFF,
+            retention: kassa_domain::retention::Retention::DEFAULT,
         }
     }
 }
@@ -99,6 +109,8 @@ pub struct App {
     verifier: Arc<dyn ports::WebhookVerifier>,
     order_tokens: OrderTokens,
     settings: Settings,
+    /// Shared by every clone of this `App`: one breaker per process.
+    breaker: Arc<breaker::ProviderBreaker>,
 }
 
 impl App {
@@ -111,8 +123,14 @@ impl App {
             renderer: parts.renderer,
             verifier: parts.verifier,
             order_tokens: parts.order_tokens,
+            breaker: Arc::new(breaker::ProviderBreaker::new(parts.settings.stripe_breaker)),
             settings: parts.settings,
         }
+    }
+
+    /// Whether the breaker in front of the payment provider holds new checkouts back now.
+    pub fn stripe_breaker_open(&self) -> bool {
+        self.breaker.is_open()
     }
 
     /// Readiness: the database answers and its schema is current.

@@ -2,7 +2,10 @@
 //! counters and histograms recorded as things happen (checkouts by result, provider call latency,
 //! webhook lag), and gauges read from the database when scraped (inbox and outbox depth, payments
 //! in motion by age, reservations held, orders needing attention, operations in progress, due
-//! work and its lag). Names carry units last, as the rest of the code does.
+//! work and its lag), and the payment provider breaker's state (`kassa_stripe_breaker_open`, from
+//! memory). Names carry units last, as the rest of the code does.
+
+use kassa_domain::attention::AttentionReason;
 
 use crate::App;
 use crate::error::AppResult;
@@ -15,6 +18,13 @@ fn value(count: i64) -> f64 {
 impl App {
     /// Sets every gauge from the database's counts now.
     pub async fn record_gauges(&self) -> AppResult<()> {
+        // From memory, not the database: set first, so a scrape during a database outage still
+        // shows whether Stripe is being spared.
+        metrics::gauge!("kassa_stripe_breaker_open").set(if self.breaker.is_open() {
+            1.0
+        } else {
+            0.0
+        });
         let gauges = self.store.gauges(self.clock.now_secs()).await?;
         for (status, count) in gauges.inbox_by_status {
             metrics::gauge!("kassa_webhook_events", "status" => status).set(value(count));
@@ -26,8 +36,23 @@ impl App {
             metrics::gauge!("kassa_payments_in_motion", "age" => age).set(value(count));
         }
         metrics::gauge!("kassa_reservations_held_units").set(value(gauges.reservations_held_units));
-        metrics::gauge!("kassa_orders_needing_attention")
-            .set(value(gauges.orders_needing_attention));
+        // Every reason Kassa flags for is reported, at 0 when no order has it, so a count that
+        // falls to nothing shows as 0 rather than as its last value.
+        let mut by_reason: Vec<(String, i64)> = AttentionReason::all()
+            .into_iter()
+            .map(|reason| (reason.code(), 0))
+            .collect();
+        for (code, count) in gauges.attention_by_reason {
+            match by_reason.iter_mut().find(|(known, _)| *known == code) {
+                Some(known) => known.1 = count,
+                None => by_reason.push((code, count)),
+            }
+        }
+        for (reason, count) in by_reason {
+            metrics::gauge!("kassa_orders_needing_attention", "reason" => reason).set(value(count));
+        }
+        metrics::gauge!("kassa_subscriptions_needing_attention")
+            .set(value(gauges.subscriptions_needing_attention));
         for (operation, count) in gauges.pending_operations {
             metrics::gauge!("kassa_operations_in_progress", "operation" => operation)
                 .set(value(count));

@@ -184,6 +184,19 @@ impl App {
     /// Fetches the order's PaymentIntent from the provider and applies what it says, through
     /// the same compare-and-set path as webhooks (a storefront's "I confirmed" ping, risk P7).
     pub async fn sync_payment(&self, order_id: &str) -> AppResult<Applied> {
+        let actor = Actor {
+            kind: "sync".into(),
+            request_id: None,
+            client_ip: None,
+        };
+        self.refresh_payment(order_id, &actor).await
+    }
+
+    /// `POST /v1/orders/{id}/refresh`: asks the provider about the order's payment now and
+    /// applies the answer through the same plan as its webhook would be, under `actor` — so a
+    /// return page can show `paid` without waiting for the event. Whichever of this and the
+    /// webhook comes second finds nothing left to do (risk P7).
+    pub async fn refresh_payment(&self, order_id: &str, actor: &Actor) -> AppResult<Applied> {
         let order = self.order(order_id).await?;
         let intent_id = order
             .payment
@@ -198,19 +211,14 @@ impl App {
             .map_err(|_| AppError::ProviderUnavailable {
                 retry_after_secs: 2,
             })?;
-        let actor = Actor {
-            kind: "sync".into(),
-            request_id: None,
-            client_ip: None,
-        };
         match self
             .store
-            .observe_payment_intent(&intent, &actor, self.clock.now_secs())
+            .observe_payment_intent(&intent, actor, self.clock.now_secs())
             .await
         {
             Ok(applied) => Ok(applied),
             Err(error) => {
-                self.surface_impossible_move(&error, &actor).await;
+                self.surface_impossible_move(&error, actor).await;
                 Err(error.into())
             }
         }

@@ -130,6 +130,75 @@ impl Billing {
     }
 }
 
+/// What one period of a subscription's plan costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanPrice<'a> {
+    pub unit_amount_minor: i64,
+    pub currency: &'a str,
+}
+
+/// What a paid invoice of a subscription reports, as far as its grant is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaidInvoice<'a> {
+    /// It bills one whole period (the first, or a renewal), not a proration or a manual invoice.
+    pub bills_a_period: bool,
+    pub currency: &'a str,
+    /// What is still owed on it; 0 when paid in full, however (card, balance, coupon).
+    pub amount_remaining_minor: i64,
+    /// The price its subscription line billed: the unit amount before any discount or tax, and
+    /// the quantity. `None` when the invoice has no single subscription line Kassa can read.
+    pub price: Option<(i64, i64)>,
+}
+
+/// What a paid invoice owes its subscription's customer (risk W6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodGrant {
+    /// The period of the plan, paid in full: its credits, once. What was paid does not matter:
+    /// a coupon, a customer balance or tax changes `amount_paid`, never the period bought.
+    Grant,
+    /// Not a period (a proration, a manual invoice): it buys no credits.
+    NotAPeriod,
+    /// A period at a price that is not the plan's (another currency, amount or quantity, or no
+    /// readable subscription line): nothing is granted and a person is asked, never a guess.
+    UnknownPrice,
+    /// Reported paid with money still owed: nothing is granted and a person is asked.
+    NotPaidInFull,
+}
+
+impl PeriodGrant {
+    /// Whether a person must look at the invoice: a period was paid and nothing is granted.
+    pub fn needs_attention(self) -> bool {
+        matches!(self, PeriodGrant::UnknownPrice | PeriodGrant::NotPaidInFull)
+    }
+
+    /// The stable reason code a flag carries.
+    pub fn reason_code(self) -> &'static str {
+        match self {
+            PeriodGrant::Grant => "granted",
+            PeriodGrant::NotAPeriod => "not_a_period",
+            PeriodGrant::UnknownPrice => "unknown_price",
+            PeriodGrant::NotPaidInFull => "not_paid_in_full",
+        }
+    }
+}
+
+/// What a paid `invoice` of a subscription to a plan priced `plan` owes: the period's credits
+/// when it bills one period of exactly the plan's price and is paid in full.
+pub fn period_grant(plan: PlanPrice<'_>, invoice: PaidInvoice<'_>) -> PeriodGrant {
+    if !invoice.bills_a_period {
+        return PeriodGrant::NotAPeriod;
+    }
+    let plans_price = invoice.currency.eq_ignore_ascii_case(plan.currency)
+        && invoice.price == Some((plan.unit_amount_minor, 1));
+    if !plans_price {
+        return PeriodGrant::UnknownPrice;
+    }
+    if invoice.amount_remaining_minor != 0 {
+        return PeriodGrant::NotPaidInFull;
+    }
+    PeriodGrant::Grant
+}
+
 named_states! {
     pub enum EntryKind {
         /// Credits bought: a paid invoice's period, a paid credit pack.
@@ -284,6 +353,77 @@ mod tests {
         assert_eq!(ended.status, S::Canceled);
         assert_eq!(ended.invoice_paid(300).status, S::Canceled);
         assert_eq!(ended.invoice_failed(400).status, S::Canceled);
+    }
+
+    /// Risk W6: a period of the plan's price paid in full grants whatever was paid (a coupon,
+    /// a balance, tax); a proration buys nothing; another price or money still owed asks a
+    /// person.
+    #[test]
+    fn risk_w6_a_period_is_granted_by_its_price_and_being_paid_in_full_not_by_the_amount_paid() {
+        let plan = PlanPrice {
+            unit_amount_minor: 900,
+            currency: "eur",
+        };
+        let period = PaidInvoice {
+            bills_a_period: true,
+            currency: "EUR",
+            amount_remaining_minor: 0,
+            price: Some((900, 1)),
+        };
+        assert_eq!(period_grant(plan, period), PeriodGrant::Grant);
+        let table = [
+            (
+                PaidInvoice {
+                    bills_a_period: false,
+                    ..period
+                },
+                PeriodGrant::NotAPeriod,
+            ),
+            (
+                PaidInvoice {
+                    currency: "usd",
+                    ..period
+                },
+                PeriodGrant::UnknownPrice,
+            ),
+            (
+                PaidInvoice {
+                    price: Some((1_900, 1)),
+                    ..period
+                },
+                PeriodGrant::UnknownPrice,
+            ),
+            (
+                PaidInvoice {
+                    price: Some((900, 2)),
+                    ..period
+                },
+                PeriodGrant::UnknownPrice,
+            ),
+            (
+                PaidInvoice {
+                    price: None,
+                    ..period
+                },
+                PeriodGrant::UnknownPrice,
+            ),
+            (
+                PaidInvoice {
+                    amount_remaining_minor: 300,
+                    ..period
+                },
+                PeriodGrant::NotPaidInFull,
+            ),
+        ];
+        for (invoice, expected) in table {
+            assert_eq!(period_grant(plan, invoice), expected, "{invoice:?}");
+            assert_eq!(
+                expected.needs_attention(),
+                expected != PeriodGrant::NotAPeriod,
+                "{expected:?}"
+            );
+        }
+        assert!(!PeriodGrant::Grant.needs_attention());
     }
 
     #[test]

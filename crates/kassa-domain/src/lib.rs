@@ -4,6 +4,8 @@
 //! ids are passed in. It knows nothing of HTTP, SQL, JSON or Stripe's wire format, so it cannot
 //! fail on I/O and every rule here is testable with plain values.
 
+pub mod attention;
+pub mod breaker;
 pub mod cart;
 pub mod commands;
 pub mod credits;
@@ -15,6 +17,7 @@ pub mod payment;
 pub mod plan;
 pub mod refund;
 pub mod reservation;
+pub mod retention;
 mod states;
 pub mod text;
 

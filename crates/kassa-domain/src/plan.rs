@@ -141,8 +141,29 @@ pub fn decide_payment(held: &PaymentSnapshot, seen: &ObservedPayment<'_>) -> Pay
             notify: Some("order.canceled"),
             ..moves
         },
+        // Funds held (manual capture): the merchant may want to prepare the shipment.
+        (PaymentStatus::RequiresCapture, Some(_)) => PaymentMoves {
+            notify: Some("order.authorized"),
+            ..moves
+        },
+
         _ => moves,
     })
+}
+
+/// The attempt a payment's report says failed, if it does: the intent is back to waiting for a
+/// payment method with an error from its latest charge. Each attempt is a charge of its own at
+/// Stripe, so the merchant hears of each once (`payment.failed`), whether or not the report moves
+/// anything (a first attempt's decline leaves the payment where it was).
+pub fn failed_attempt<'a>(
+    status: PaymentStatus,
+    latest_charge: Option<&'a str>,
+    last_error: Option<&str>,
+) -> Option<&'a str> {
+    match (status, last_error) {
+        (PaymentStatus::RequiresPaymentMethod, Some(_)) => latest_charge,
+        _ => None,
+    }
 }
 
 /// The order move refunds totalling `refunded_minor` of `captured_minor` cause, if any. The
@@ -292,6 +313,25 @@ mod tests {
             (None, StockMove::Keep, None),
             "already canceled locally"
         );
+    }
+
+    #[test]
+    fn a_failed_attempt_is_a_decline_reported_with_its_charge() {
+        let declined = failed_attempt(
+            P::RequiresPaymentMethod,
+            Some("ch_1"),
+            Some("card_declined"),
+        );
+        assert_eq!(declined, Some("ch_1"));
+        assert_eq!(
+            failed_attempt(P::RequiresPaymentMethod, Some("ch_1"), None),
+            None
+        );
+        assert_eq!(
+            failed_attempt(P::RequiresPaymentMethod, None, Some("x")),
+            None
+        );
+        assert_eq!(failed_attempt(P::Succeeded, Some("ch_1"), Some("x")), None);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub mod fields {
     pub const ATTRIBUTE: TextShape = TextShape::Line { max_chars: 100 };
     pub const SKU: TextShape = TextShape::Identifier { max_chars: 64 };
     pub const LOCATION: TextShape = TextShape::Identifier { max_chars: 64 };
+    /// Why a person resolved a flagged order the way they did (kept in the audit trail).
+    pub const RESOLUTION_NOTE: TextShape = TextShape::Line { max_chars: 500 };
 }
 
 /// Longest e-mail address (RFC 5321's path limit less the brackets) and its parts.

@@ -1,5 +1,6 @@
 //! The control API under `/_emulator/` (secret key): what tests and the sandbox need that
 //! Stripe's API has no call for — webhook endpoints, simulated 3-D Secure, disputes, time,
+//! what an operator does in Stripe's dashboard (a customer's balance, a subscription's price),
 //! and fault injection. JSON in and out.
 
 use std::collections::VecDeque;
@@ -33,10 +34,30 @@ pub fn router() -> Router<Shared> {
             "/_emulator/customers/{id}/payment_method",
             post(set_customer_payment_method),
         )
+        .route(
+            "/_emulator/customers/{id}/balance",
+            post(set_customer_balance),
+        )
+        .route(
+            "/_emulator/subscriptions/{id}/price",
+            post(set_subscription_price),
+        )
         .route("/_emulator/accounts/{id}", post(set_account_readiness))
         .route("/_emulator/clock", get(clock))
+        .route("/_emulator/settle", post(settle_now))
         .route("/_emulator/clock/advance", post(advance))
         .route("/_emulator/faults", post(set_faults).delete(clear_faults))
+        .route("/_emulator/requests", get(requests))
+}
+
+/// How many calls of Stripe's API the emulator has received, in all and by endpoint.
+async fn requests(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(response) = guard(&shared, &headers, &Bytes::new()) {
+        return response;
+    }
+    let world = shared.world();
+    let total: u64 = world.requests.values().sum();
+    respond(Ok(json!({ "total": total, "by_endpoint": world.requests })))
 }
 
 /// Secret key and a JSON body (an empty body is `{}`).
@@ -187,6 +208,54 @@ async fn set_customer_payment_method(
     }
 }
 
+/// The integer `field` of a control call's JSON body (secret key).
+fn integer_field(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &Bytes,
+    field: &str,
+) -> Result<i64, Response> {
+    let body = guard(shared, headers, body)?;
+    body[field].as_i64().ok_or_else(|| {
+        respond(Err(invalid(
+            "parameter_invalid",
+            &format!("{field} must be an integer"),
+            Some(field),
+        )))
+    })
+}
+
+/// `{"balance": -300}`: credit (negative) or debt the customer's next invoices take up first.
+async fn set_customer_balance(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match integer_field(&shared, &headers, &body, "balance") {
+        Ok(balance) => respond(shared.world().set_customer_balance(&id, balance)),
+        Err(response) => response,
+    }
+}
+
+/// `{"unit_amount": 1900}`: the subscription's next invoices bill a new price of that amount.
+async fn set_subscription_price(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match integer_field(&shared, &headers, &body, "unit_amount") {
+        Ok(amount) if amount >= 0 => respond(shared.world().set_subscription_price(&id, amount)),
+        Ok(_) => respond(Err(invalid(
+            "parameter_invalid",
+            "unit_amount must not be negative",
+            Some("unit_amount"),
+        ))),
+        Err(response) => response,
+    }
+}
+
 async fn open_dispute(
     State(shared): State<Shared>,
     Path(id): Path<String>,
@@ -211,6 +280,22 @@ async fn close_dispute(
     };
     let won = body["outcome"].as_str().unwrap_or("won") == "won";
     respond(shared.world().close_dispute(&id, won))
+}
+
+/// Settles now what Stripe settles "a moment later" (a `pm_card_refundFail` refund failing, a
+/// delayed payment method settling), so a test that wants the final state asks for it instead
+/// of sleeping past the delays.
+async fn settle_now(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(response) = guard(&shared, &headers, &body) {
+        return response;
+    }
+    let mut world = shared.world();
+    let later = std::time::Instant::now()
+        + crate::world::REFUND_FAILURE_DELAY
+        + crate::sessions::DELAYED_PAYMENT_DELAY;
+    world.fail_due_refunds(later);
+    world.settle_delayed_payments(later);
+    respond(Ok(json!({ "settled": true })))
 }
 
 async fn clock(State(shared): State<Shared>, headers: HeaderMap) -> Response {

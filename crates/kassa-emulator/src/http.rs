@@ -80,7 +80,46 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/events/{id}", get(retrieve_event))
         .merge(crate::control::router())
         .merge(crate::page::router())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            count_request,
+        ))
         .with_state(shared)
+}
+
+/// Counts each call of Stripe's API (`/v1/…`) by endpoint as it arrives, before auth and
+/// faults: a hung or refused call was still made. Tests read the counts to see whether Kassa
+/// called at all; the control API and the hosted page are not Stripe's API and are not counted.
+async fn count_request(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)
+        .filter(|path| path.starts_with("/v1/"))
+        .map(|path| format!("{} {}", request.method(), endpoint_pattern(path)));
+    if let Some(endpoint) = endpoint {
+        *shared.world().requests.entry(endpoint).or_default() += 1;
+    }
+    next.run(request).await
+}
+
+/// A route as the fault rules name it: each `{id}` segment is `*`.
+fn endpoint_pattern(route: &str) -> String {
+    route
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "*"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// A parsed form or query: Stripe's `a[b]=c` nesting kept as flat keys.
@@ -333,6 +372,7 @@ fn claim_key(shared: &Shared, key: &(String, String), request_hash: &str) -> Opt
             false,
         )),
         None => {
+            world.forget_old_keys(now);
             world.idempotency.insert(
                 key.clone(),
                 IdempotentEntry {

@@ -396,6 +396,29 @@ const INVOICE_KEYS: &[&str] = &[
     "total_taxes",
     "webhooks_delivered_at",
 ];
+/// An invoice's line, as Stripe's example has it.
+const INVOICE_LINE_KEYS: &[&str] = &[
+    "amount",
+    "currency",
+    "description",
+    "discount_amounts",
+    "discountable",
+    "discounts",
+    "id",
+    "invoice",
+    "livemode",
+    "metadata",
+    "object",
+    "parent",
+    "period",
+    "pretax_credit_amounts",
+    "pricing",
+    "quantity",
+    "quantity_decimal",
+    "subscription",
+    "subtotal",
+    "taxes",
+];
 pub const API_VERSION: &str = "2025-03-31.basil";
 
 /// Adds every key of `keys` that `object` lacks, as `null`.
@@ -643,6 +666,8 @@ pub fn customer(id: &str, email: Option<&str>, metadata: Value, created: i64) ->
 pub struct NewSubscription<'a> {
     pub id: &'a str,
     pub item_id: &'a str,
+    pub price_id: &'a str,
+    pub product_id: &'a str,
     pub customer: &'a str,
     pub name: &'a str,
     pub unit_amount: i64,
@@ -668,7 +693,8 @@ pub fn subscription(new: NewSubscription<'_>) -> Value {
             "object": "subscription_item",
             "current_period_start": new.period.0,
             "current_period_end": new.period.1,
-            "price": {"object": "price", "currency": new.currency, "unit_amount": new.unit_amount,
+            "price": {"id": new.price_id, "object": "price", "currency": new.currency,
+                      "unit_amount": new.unit_amount, "product": new.product_id,
                       "product_data": {"name": new.name}, "type": "recurring",
                       "recurring": {"interval": new.interval, "interval_count": 1}},
             "quantity": 1,
@@ -685,34 +711,72 @@ pub fn subscription(new: NewSubscription<'_>) -> Value {
 /// An invoice of one period of a subscription.
 pub struct NewInvoice<'a> {
     pub id: &'a str,
+    pub line_id: &'a str,
     pub subscription: &'a Value,
     pub billing_reason: &'a str,
+    /// The customer's balance when it is made: negative is credit the invoice uses up first.
+    pub starting_balance: i64,
     pub created: i64,
 }
 
+/// Finalized at once: the customer's balance is applied (`amount_due` is the total less the
+/// credit used, never below zero) and its one line bills the subscription item's price for the
+/// item's current period, in Stripe's shape since API version 2025-03-31.
 pub fn invoice(new: NewInvoice<'_>) -> Value {
     let item = &new.subscription["items"]["data"][0];
-    let amount = item["price"]["unit_amount"].as_i64().unwrap_or(0);
+    let price = &item["price"];
+    let quantity = item["quantity"].as_i64().unwrap_or(1);
+    let amount = price["unit_amount"].as_i64().unwrap_or(0) * quantity;
+    let due = (amount + new.starting_balance).max(0);
+    let period = json!({"start": item["current_period_start"], "end": item["current_period_end"]});
+    let line = json!({
+        "id": new.line_id,
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": format!("{quantity} × {}", price["product_data"]["name"].as_str().unwrap_or_default()),
+        "discount_amounts": [],
+        "discountable": true,
+        "discounts": [],
+        "invoice": new.id,
+        "livemode": false,
+        "metadata": {},
+        "parent": {"type": "subscription_item_details", "invoice_item_details": null,
+            "subscription_item_details": {"invoice_item": null, "proration": false,
+                "proration_details": {"credited_items": null},
+                "subscription": new.subscription["id"], "subscription_item": item["id"]}},
+        "period": period,
+        "pretax_credit_amounts": [],
+        "pricing": {"type": "price_details",
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "unit_amount_decimal": price["unit_amount"].as_i64().map(|unit| unit.to_string())},
+        "quantity": quantity,
+        "subtotal": amount,
+        "taxes": [],
+    });
     let object = json!({
         "id": new.id,
         "object": "invoice",
-        "amount_due": amount,
+        "amount_due": due,
         "amount_paid": 0,
-        "amount_remaining": amount,
+        "amount_remaining": due,
         "attempt_count": 0,
         "attempted": false,
         "billing_reason": new.billing_reason,
         "collection_method": "charge_automatically",
         "created": new.created,
-        "currency": item["price"]["currency"],
+        "currency": price["currency"],
         "customer": new.subscription["customer"],
-        "lines": {"object": "list", "has_more": false, "data": []},
+        "ending_balance": (amount + new.starting_balance).min(0),
+        "lines": {"object": "list", "has_more": false, "data": [complete(as_map(line), INVOICE_LINE_KEYS)],
+                  "url": format!("/v1/invoices/{}/lines", new.id)},
         "livemode": false,
         "metadata": {},
         "parent": {"type": "subscription_details", "subscription_details": {
             "subscription": new.subscription["id"], "metadata": new.subscription["metadata"]}},
         "period_start": item["current_period_start"],
         "period_end": item["current_period_end"],
+        "starting_balance": new.starting_balance,
         "status": "open",
         "subscription": new.subscription["id"],
         "subtotal": amount,

@@ -116,9 +116,12 @@ impl World {
         self.set_customer_payment_method(&customer_id, payment_method)?;
         let now = self.now();
         let (id, item_id) = (self.new_id("sub"), self.new_id("si"));
+        let (price_id, product_id) = (self.new_id("price"), self.new_id("prod"));
         let subscription = objects::subscription(NewSubscription {
             id: &id,
             item_id: &item_id,
+            price_id: &price_id,
+            product_id: &product_id,
             customer: &customer_id,
             name: line["description"].as_str().unwrap_or_default(),
             unit_amount: line["price"]["unit_amount"].as_i64().unwrap_or(0),
@@ -144,13 +147,21 @@ impl World {
 
     fn open_invoice(&mut self, subscription_id: &str, reason: &str) -> Outcome {
         let subscription = self.subscription(subscription_id)?;
-        let id = self.new_id("in");
+        let customer_id = subscription["customer"].as_str().unwrap_or_default();
+        let balance = self.customer(customer_id)?["balance"].as_i64().unwrap_or(0);
+        let (id, line_id) = (self.new_id("in"), self.new_id("il"));
         let invoice = objects::invoice(NewInvoice {
             id: &id,
+            line_id: &line_id,
             subscription: &subscription,
             billing_reason: reason,
+            starting_balance: balance,
             created: self.now(),
         });
+        // Finalizing applies the balance: the credit it used is gone from the customer.
+        if let Some(customer) = self.customers.get_mut(customer_id) {
+            customer["balance"] = invoice["ending_balance"].clone();
+        }
         self.invoices.insert(id.clone(), invoice.clone());
         if let Some(subscription) = self.subscriptions.get_mut(subscription_id) {
             subscription["latest_invoice"] = json!(id);
@@ -176,7 +187,8 @@ impl World {
             .as_str()
             .unwrap_or("pm_card_chargeDeclined")
             .to_owned();
-        let paid = method != "pm_card_chargeDeclined";
+        // An invoice the customer's balance (or a coupon) paid in full charges no card.
+        let paid = method != "pm_card_chargeDeclined" || invoice["amount_due"] == 0;
         let attempts = invoice["attempt_count"].as_i64().unwrap_or(0) + 1;
         let now = self.now();
         let changes = if paid {
@@ -221,6 +233,35 @@ impl World {
             body["error"]["invoice"] = invoice;
             Err((402, body))
         }
+    }
+
+    /// The customer's balance (the control API sets it, as an operator crediting a customer in
+    /// Stripe's dashboard would): negative is credit the next invoices use up first.
+    pub fn set_customer_balance(&mut self, id: &str, balance: i64) -> Outcome {
+        let customer = self
+            .customers
+            .get_mut(id)
+            .ok_or_else(|| missing("customer", id))?;
+        customer["balance"] = json!(balance);
+        let customer = customer.clone();
+        self.emit("customer.updated", &customer, None);
+        Ok(customer)
+    }
+
+    /// The subscription moves to a new price of `unit_amount` (the control API does it, as an
+    /// operator changing the plan in Stripe's dashboard would): its next invoices bill that.
+    pub fn set_subscription_price(&mut self, id: &str, unit_amount: i64) -> Outcome {
+        let price_id = self.new_id("price");
+        let subscription = self
+            .subscriptions
+            .get_mut(id)
+            .ok_or_else(|| missing("subscription", id))?;
+        let price = &mut subscription["items"]["data"][0]["price"];
+        price["id"] = json!(price_id);
+        price["unit_amount"] = json!(unit_amount);
+        let subscription = subscription.clone();
+        self.emit("customer.subscription.updated", &subscription, None);
+        Ok(subscription)
     }
 
     /// `POST /v1/invoices/{id}/pay`: tries the customer's card again.

@@ -22,8 +22,13 @@ use crate::sessions::{
 pub const AUTHORIZATION_TTL_SECS: i64 = 7 * 86_400;
 /// Idempotency keys are forgotten after this long, as at Stripe.
 pub const IDEMPOTENCY_TTL_SECS: i64 = 86_400;
-/// Most events kept for `GET /v1/events`; the oldest are dropped first.
-pub const EVENTS_KEPT_MAX: usize = 100_000;
+/// Most events kept for `GET /v1/events`; the oldest are dropped first. Kassa's reconciliation
+/// reads back minutes, not days; each event holds a copy of its object, so a long-running
+/// sandbox would otherwise grow by megabytes a minute under load.
+pub const EVENTS_KEPT_MAX: usize = 10_000;
+/// Above this many remembered idempotency keys, the ones older than Stripe's 24 hours are
+/// forgotten at the next new key (a sandbox's emulated time may never be advanced).
+const IDEMPOTENCY_KEYS_SWEEP_AT: usize = 10_000;
 
 /// An API error: HTTP status and Stripe's error body.
 pub type Refusal = (u16, Value);
@@ -117,6 +122,9 @@ pub struct World {
     pub events: VecDeque<Value>,
     pub idempotency: HashMap<(String, String), IdempotentEntry>,
     pub api_faults: Vec<(String, VecDeque<ApiFault>)>,
+    /// Calls of the Stripe API received, by endpoint (`POST /v1/payment_intents/*/capture`),
+    /// faulted or not: `GET /_emulator/requests`.
+    pub requests: BTreeMap<String, u64>,
     pub webhook_faults: WebhookFaults,
     pub endpoints: Vec<String>,
     pub deliveries: Vec<Value>,
@@ -154,6 +162,7 @@ impl World {
             events: VecDeque::new(),
             idempotency: HashMap::new(),
             api_faults: Vec::new(),
+            requests: BTreeMap::new(),
             webhook_faults: WebhookFaults {
                 copies: 1,
                 ..WebhookFaults::default()
@@ -411,8 +420,24 @@ impl World {
         decline_code: &str,
         message: &str,
     ) -> Refusal {
-        let error = json!({"type": "card_error", "code": code, "decline_code": decline_code, "message": message});
-        let intent = self.set(id, json!({"status": "requires_payment_method", "last_payment_error": error, "next_action": null}));
+        // As at Stripe, a declined attempt is a charge of its own, failed, and the intent's
+        // latest charge and error point at it.
+        let now = self.now();
+        let charge_id = self.new_id("ch");
+        let mut charge = objects::charge(
+            &charge_id,
+            &self.intents.get(id).cloned().unwrap_or(Value::Null),
+            false,
+            now,
+        );
+        charge["status"] = json!("failed");
+        charge["paid"] = json!(false);
+        charge["failure_code"] = json!(code);
+        charge["failure_message"] = json!(message);
+        charge["outcome"] = json!({"network_status": "declined_by_network", "type": "issuer_declined", "reason": decline_code, "risk_level": "normal"});
+        self.charges.insert(charge_id.clone(), charge);
+        let error = json!({"type": "card_error", "code": code, "decline_code": decline_code, "message": message, "charge": charge_id});
+        let intent = self.set(id, json!({"status": "requires_payment_method", "last_payment_error": error, "latest_charge": charge_id, "next_action": null}));
         self.emit("payment_intent.payment_failed", &intent, None);
         let mut body = objects::error("card_error", Some(code), message, None);
         body["error"]["decline_code"] = json!(decline_code);
@@ -707,6 +732,14 @@ impl World {
             .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
     }
 
+    /// Forgets idempotency keys older than Stripe keeps them, once there are many.
+    pub fn forget_old_keys(&mut self, now: i64) {
+        if self.idempotency.len() >= IDEMPOTENCY_KEYS_SWEEP_AT {
+            self.idempotency
+                .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
+        }
+    }
+
     /// The next injected fault for `method path`, if one is queued.
     pub fn take_fault(&mut self, method: &str, path: &str) -> Option<ApiFault> {
         let request = format!("{method} {path}");
@@ -759,5 +792,26 @@ mod tests {
             world.emit("payment_intent.created", &object, None);
         }
         assert_eq!(world.outbound.len(), 20_000);
+        // What stays listed is bounded: the newest events.
+        assert_eq!(world.events.len(), EVENTS_KEPT_MAX);
+    }
+
+    /// A sandbox whose emulated time never moves still forgets day-old keys, as Stripe does.
+    #[test]
+    fn day_old_idempotency_keys_are_forgotten_without_advancing_time() {
+        let mut world = World::new(&EmulatorConfig::for_tests());
+        let entry = |created| IdempotentEntry {
+            request_hash: String::new(),
+            answer: None,
+            created,
+        };
+        for n in 0..IDEMPOTENCY_KEYS_SWEEP_AT {
+            let created = if n % 2 == 0 { 0 } else { IDEMPOTENCY_TTL_SECS };
+            world
+                .idempotency
+                .insert(("sk".into(), format!("key-{n}")), entry(created));
+        }
+        world.forget_old_keys(IDEMPOTENCY_TTL_SECS + 1);
+        assert_eq!(world.idempotency.len(), IDEMPOTENCY_KEYS_SWEEP_AT / 2);
     }
 }

@@ -319,6 +319,29 @@ async fn faults_answer_as_injected() {
     emulator.shutdown().await;
 }
 
+/// Every call of Stripe's API is counted by endpoint as it arrives, a faulted one too; the
+/// control API is not Stripe's and is not counted.
+#[tokio::test]
+async fn calls_are_counted_by_endpoint() {
+    let emulator = Emulator::start(EmulatorConfig::for_tests())
+        .await
+        .expect("starts");
+    let client = Client::new(&emulator);
+    let faults =
+        json!({"api": [{"endpoint": "POST /v1/payment_intents", "answers": [{"status": 500}]}]});
+    client.control("/_emulator/faults", faults).await;
+    let form = [("amount", "1000"), ("currency", "usd")];
+    assert_eq!(client.post("/v1/payment_intents", &form, None).await.0, 500);
+    let (_, intent, _) = client.post("/v1/payment_intents", &form, None).await;
+    let id = intent["id"].as_str().expect("id");
+    client.get(&format!("/v1/payment_intents/{id}")).await;
+    let counted = client.get("/_emulator/requests").await;
+    assert_eq!(counted["total"], 3, "{counted}");
+    assert_eq!(counted["by_endpoint"]["POST /v1/payment_intents"], 2);
+    assert_eq!(counted["by_endpoint"]["GET /v1/payment_intents/*"], 1);
+    emulator.shutdown().await;
+}
+
 async fn receiver() -> (
     String,
     tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,

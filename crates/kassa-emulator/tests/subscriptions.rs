@@ -132,6 +132,127 @@ async fn a_paid_subscription_page_starts_a_subscription_in_stripes_order() {
             .collect();
         assert!(missing.is_empty(), "{name} lacks {missing:?}");
     }
+    let theirs = common::stripe_example("invoice")["lines"]["data"][0].clone();
+    let line = &invoice["lines"]["data"][0];
+    let missing: Vec<&String> = theirs
+        .as_object()
+        .expect("fixture")
+        .keys()
+        .filter(|key| line.get(key.as_str()).is_none())
+        .collect();
+    assert!(missing.is_empty(), "the invoice's line lacks {missing:?}");
+    assert_eq!(
+        (
+            line["parent"]["type"].clone(),
+            line["pricing"]["unit_amount_decimal"].clone(),
+            line["quantity"].clone(),
+            invoice["amount_remaining"].clone()
+        ),
+        (
+            json!("subscription_item_details"),
+            json!("900"),
+            json!(1),
+            json!(0)
+        )
+    );
+    emulator.shutdown().await;
+}
+
+/// What an operator does in Stripe's dashboard: a customer's balance pays part of the next
+/// invoice (or all of it, charging no card), and a new price is billed from the next period.
+/// Each invoice still bills the price on its line, paid in full (`amount_remaining` 0).
+#[tokio::test]
+async fn a_customers_balance_pays_part_of_an_invoice_and_a_new_price_is_billed_next() {
+    let (emulator, client) = started().await;
+    let (session, subscription) = subscribed(&client).await;
+    let (customer, id) = (
+        session["customer"].as_str().expect("customer"),
+        subscription["id"].as_str().expect("id"),
+    );
+    client
+        .control(
+            &format!("/_emulator/customers/{customer}/balance"),
+            json!({"balance": -300}),
+        )
+        .await;
+    advance(&client, MONTH + 1).await;
+    let latest = |subscription: &Value| subscription["latest_invoice"].as_str().map(str::to_owned);
+    let invoice_of = async |client: &Client| {
+        let subscription = client.get(&format!("/v1/subscriptions/{id}")).await;
+        let invoice = latest(&subscription).expect("invoice");
+        client.get(&format!("/v1/invoices/{invoice}")).await
+    };
+    let paid = invoice_of(&client).await;
+    let amounts = |invoice: &Value| {
+        [
+            "status",
+            "total",
+            "starting_balance",
+            "amount_paid",
+            "amount_remaining",
+        ]
+        .map(|field| invoice[field].clone())
+    };
+    assert_eq!(
+        amounts(&paid),
+        [json!("paid"), json!(900), json!(-300), json!(600), json!(0)]
+    );
+    assert_eq!(
+        paid["lines"]["data"][0]["pricing"]["unit_amount_decimal"],
+        "900"
+    );
+    // A balance larger than the price pays the whole invoice, whatever the card.
+    client
+        .control(
+            &format!("/_emulator/customers/{customer}/payment_method"),
+            json!({"payment_method": "pm_card_chargeDeclined"}),
+        )
+        .await;
+    client
+        .control(
+            &format!("/_emulator/customers/{customer}/balance"),
+            json!({"balance": -1000}),
+        )
+        .await;
+    advance(&client, MONTH).await;
+    assert_eq!(
+        amounts(&invoice_of(&client).await),
+        [json!("paid"), json!(900), json!(-1000), json!(0), json!(0)]
+    );
+    assert_eq!(
+        client.get(&format!("/v1/customers/{customer}")).await["balance"],
+        -100
+    );
+    // The plan changed at Stripe: the next period bills the new price.
+    client
+        .control(
+            &format!("/_emulator/customers/{customer}/payment_method"),
+            json!({"payment_method": "pm_card_visa"}),
+        )
+        .await;
+    let changed = client
+        .control(
+            &format!("/_emulator/subscriptions/{id}/price"),
+            json!({"unit_amount": 1900}),
+        )
+        .await;
+    assert_eq!(changed["items"]["data"][0]["price"]["unit_amount"], 1900);
+    advance(&client, MONTH).await;
+    let next = invoice_of(&client).await;
+    assert_eq!(
+        amounts(&next),
+        [
+            json!("paid"),
+            json!(1900),
+            json!(-100),
+            json!(1800),
+            json!(0)
+        ]
+    );
+    assert_eq!(
+        next["lines"]["data"][0]["pricing"]["price_details"]["price"],
+        changed["items"]["data"][0]["price"]["id"]
+    );
     emulator.shutdown().await;
 }
 

@@ -45,6 +45,8 @@ pub enum ApiError {
     InsufficientCredits(i64),
     /// 409 `seller_unavailable`, with the `seller_id` that cannot take charges.
     SellerUnavailable(String),
+    /// 422 `amount_too_small`: the total is below Stripe's minimum charge; nothing reserved.
+    AmountTooSmall(String),
     /// 402 `provider_refused`: the provider definitely refused; nothing was charged.
     ProviderRefused(String),
     /// 429 `rate_limited`, with `Retry-After`.
@@ -224,6 +226,11 @@ impl ApiError {
                     )
                 },
             ),
+            ApiError::AmountTooSmall(message) => (
+                S::UNPROCESSABLE_ENTITY,
+                None,
+                detail(ErrorCode::AmountTooSmall, message.clone()),
+            ),
             ApiError::ProviderRefused(message) => (
                 S::PAYMENT_REQUIRED,
                 None,
@@ -331,6 +338,7 @@ pub enum ErrorCode {
     InternalError,
     InsufficientCredits,
     SellerUnavailable,
+    AmountTooSmall,
 }
 
 fn seconds(value: i64) -> u64 {
@@ -365,6 +373,9 @@ impl From<AppError> for ApiError {
             AppError::ProviderRefused { message } => ApiError::ProviderRefused(message),
             AppError::InsufficientCredits { balance } => ApiError::InsufficientCredits(balance),
             AppError::SellerUnavailable { seller_id } => ApiError::SellerUnavailable(seller_id),
+            error @ AppError::AmountTooSmall { .. } => {
+                ApiError::AmountTooSmall(format!("{error}; nothing was reserved"))
+            }
             AppError::AmountExceedsRefundable { refundable_minor } => {
                 ApiError::AmountExceedsRefundable(refundable_minor)
             }

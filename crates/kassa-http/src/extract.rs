@@ -2,14 +2,12 @@
 //! (risks S1, S6): strict JSON bodies (unknown fields refused, numbers out of range named), path
 //! segments, query strings, and the body read itself, bounded in size and in time.
 
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -64,28 +62,74 @@ impl<T: DeserializeOwned + ToSchema + Default + 'static> FromRequest<HttpState>
     }
 }
 
+/// Past a route's limit, this much more of a body is still read (and dropped) before the 413:
+/// a client that writes its whole body before reading the answer then reads the 413, where
+/// closing on its unread bytes would reset the connection and lose the answer. A body larger
+/// still is cut off.
+pub const OVERSIZED_DRAIN_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 /// The whole body, or 408 `request_timeout` if the client has not sent it within
-/// [`crate::ServerLimits::body_read_timeout`], or 413 past the route's size limit.
+/// [`crate::ServerLimits::body_read_timeout`], or 413 past the API's body limit.
 pub async fn read_body(request: Request, state: &HttpState) -> Result<Bytes, ApiError> {
-    read_body_within(request, state.limits.body_read_timeout, state).await
+    read_body_up_to(request, state, kassa_domain::limits::REQUEST_BODY_MAX_BYTES).await
 }
 
-async fn read_body_within(
+/// [`read_body`] with a route's own limit of `max_bytes`.
+pub async fn read_body_up_to(
     request: Request,
-    limit: Duration,
     state: &HttpState,
+    max_bytes: usize,
 ) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(limit, Bytes::from_request(request, state)).await {
+    let too_large = ApiError::PayloadTooLarge {
+        limit_bytes: max_bytes,
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let waits_to_send = request
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // Said too large up front: a client that waits for `100 Continue` is answered before it
+    // sends anything; one whose body is past draining is not read at all.
+    if declared.is_some_and(|length| {
+        length > max_bytes
+            && (waits_to_send || length > max_bytes.saturating_add(OVERSIZED_DRAIN_MAX_BYTES))
+    }) {
+        return Err(too_large);
+    }
+    let read = collect_body(request.into_body(), max_bytes);
+    match tokio::time::timeout(state.limits.body_read_timeout, read).await {
         Err(_) => Err(ApiError::RequestTimeout),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(ApiError::payload_too_large())
-        }
-        Ok(Err(_)) => Err(ApiError::invalid(
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => Err(too_large),
+        Ok(Err(())) => Err(ApiError::invalid(
             None,
             "the request body could not be read",
         )),
     }
+}
+
+/// The body's bytes; `None` past `max_bytes` (read on, and dropped, up to
+/// [`OVERSIZED_DRAIN_MAX_BYTES`] more); `Err` when the connection broke.
+async fn collect_body(mut body: axum::body::Body, max_bytes: usize) -> Result<Option<Bytes>, ()> {
+    use http_body_util::BodyExt;
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ())?.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= max_bytes {
+            kept.extend_from_slice(&data);
+        } else if seen > max_bytes.saturating_add(OVERSIZED_DRAIN_MAX_BYTES) {
+            return Ok(None);
+        }
+    }
+    Ok((seen <= max_bytes).then(|| Bytes::from(kept)))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -23,6 +23,10 @@ const CREDENTIAL_QUOTA_FACTOR: u32 = 50;
 /// own deliveries verify and never touch this budget.
 const FAILED_WEBHOOKS_PER_SEC: u32 = 1;
 const FAILED_WEBHOOKS_BURST: u32 = 5;
+/// `POST /v1/orders/{id}/refresh` asks Stripe on the caller's behalf: per order, once a second
+/// with bursts of three (a return page polls; a loop would spend Stripe's rate limit).
+const REFRESHES_PER_SEC: u32 = 1;
+const REFRESHES_BURST: u32 = 3;
 /// Above this many tracked keys, stale buckets are pruned on the next request.
 const TRACKED_CLIENTS_MAX: usize = 100_000;
 
@@ -30,6 +34,7 @@ pub struct PublicRateLimit {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_credential: DefaultKeyedRateLimiter<String>,
     failed_webhooks: DefaultKeyedRateLimiter<IpAddr>,
+    refreshes: DefaultKeyedRateLimiter<String>,
 }
 
 impl PublicRateLimit {
@@ -50,7 +55,24 @@ impl PublicRateLimit {
                 Quota::per_second(NonZeroU32::MIN.saturating_add(FAILED_WEBHOOKS_PER_SEC - 1))
                     .allow_burst(NonZeroU32::MIN.saturating_add(FAILED_WEBHOOKS_BURST - 1)),
             ),
+            refreshes: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::MIN.saturating_add(REFRESHES_PER_SEC - 1))
+                    .allow_burst(NonZeroU32::MIN.saturating_add(REFRESHES_BURST - 1)),
+            ),
         }))
+    }
+
+    /// Counts a refresh of `order_id`: `Err(429)` past its budget.
+    pub fn refresh(&self, order_id: &str) -> Result<(), ApiError> {
+        if self.refreshes.len() > TRACKED_CLIENTS_MAX {
+            self.refreshes.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        self.refreshes
+            .check_key(&order_id.to_owned())
+            .map_err(|not_until| ApiError::RateLimited {
+                retry_after_secs: not_until.wait_time_from(now).as_secs().max(1),
+            })
     }
 
     /// Counts a webhook delivery from `ip` that failed verification: `Err(429)` once that

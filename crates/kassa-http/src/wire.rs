@@ -335,6 +335,32 @@ pub struct OrderPaymentBody {
     pub payment_intent_id: Option<String>,
 }
 
+/// Why an order waits for a person, and the ways out.
+#[derive(Serialize, ToSchema)]
+pub struct AttentionBody {
+    /// The stable reason code (`stock_unavailable`, `unknown_outcome`, …).
+    pub reason: String,
+    /// What happened, for a person.
+    pub detail: String,
+    /// The actions `POST /v1/orders/{id}/resolve` takes for this reason.
+    pub actions: Vec<String>,
+}
+
+impl AttentionBody {
+    fn of(flag: &str) -> AttentionBody {
+        let flag = kassa_domain::attention::Flag::parse(flag);
+        AttentionBody {
+            reason: flag.code.to_owned(),
+            detail: flag.detail.to_owned(),
+            actions: flag
+                .actions()
+                .iter()
+                .map(|action| action.as_str().to_owned())
+                .collect(),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OrderBody {
     pub id: String,
@@ -352,6 +378,10 @@ pub struct OrderBody {
     pub capture_method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub needs_attention: Option<String>,
+    /// Only for the operator, while the order is flagged: why, and the actions that resolve it
+    /// (`POST /v1/orders/{id}/resolve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttentionBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment: Option<OrderPaymentBody>,
     pub refunds: Vec<RefundBody>,
@@ -398,6 +428,7 @@ impl OrderBody {
             created: order.created_at,
             capture_method: None,
             needs_attention: None,
+            attention: None,
             payment: None,
             can_modify: None,
         }
@@ -408,6 +439,7 @@ impl OrderBody {
         OrderBody {
             capture_method: Some(order.capture_method.as_str().to_owned()),
             needs_attention: order.needs_attention.clone(),
+            attention: order.needs_attention.as_deref().map(AttentionBody::of),
             payment: order.payment.as_ref().map(|payment| OrderPaymentBody {
                 id: payment.id.clone(),
                 status: payment.status.as_str().to_owned(),
@@ -452,6 +484,16 @@ pub struct NoFields {}
 #[serde(deny_unknown_fields)]
 pub struct CaptureRequest {
     pub amount: Option<i64>,
+}
+
+/// `POST /v1/orders/{id}/resolve`: what a person does about a flagged order, and why.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// One of the actions the order's `attention.actions` lists.
+    pub action: String,
+    /// Why, for the audit trail (kept with who resolved it).
+    pub note: String,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -1046,3 +1046,71 @@ async fn risk_s6_prices_stripe_cannot_charge_are_refused_when_set(db: TestDb) {
     assert_eq!(server.post("/v1/plans", SECRET, plan).await.0, 201);
 }
 both_backends!(risk_s6_prices_stripe_cannot_charge_are_refused_when_set);
+
+/// A return page asks "is it paid?" with the order token: Kassa asks Stripe and applies the
+/// answer as the webhook would, so the page shows `paid` without waiting for the event; a
+/// stranger's token asks nothing, and one order cannot be refreshed in a loop (risks P7, S2).
+async fn risk_p7_a_refresh_with_the_token_applies_what_stripe_says_now(db: TestDb) {
+    let provider = std::sync::Arc::new(kassa_testkit::provider::FakeProvider::new());
+    let app = kassa_testkit::app_with_clock(&db, provider.clone(), kassa_testkit::TestClock::new());
+    let server = start_app(db, app, 1_000).await;
+    let cart = server.cart_with_one_mug().await;
+    let created: Value = server
+        .http
+        .post(format!("{}/v1/carts/{cart}/checkout", server.base))
+        .bearer_auth(PUBLISHABLE)
+        .header("Idempotency-Key", "place")
+        .json(&checkout_body("Ada Lovelace", "1 Analytical St", "N1 1AA"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let order_id = created["order"]["id"].as_str().expect("order id");
+    let token = created["order_token"].as_str().expect("token");
+    let intent = created["payment"]["payment_intent_id"]
+        .as_str()
+        .expect("intent");
+    let refresh = format!("/v1/orders/{order_id}/refresh");
+    let (status, body) = server.post(&refresh, "not-the-token", json!({})).await;
+    assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
+    // The customer confirmed at Stripe; no webhook has arrived.
+    provider.set_status(intent, kassa_domain::payment::PaymentStatus::Succeeded);
+    let (status, body) = server
+        .call(reqwest::Method::POST, &refresh, token, None)
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("paid")),
+        "{body}"
+    );
+    // Again and again: the order's budget runs out.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            server
+                .call(reqwest::Method::POST, &refresh, token, None)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let (_, events) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{order_id}/events"),
+            SECRET,
+            None,
+        )
+        .await;
+    assert!(
+        events["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["after"] == "paid" && e["actor"] == "customer (order token)"),
+        "{events}"
+    );
+}
+both_backends!(risk_p7_a_refresh_with_the_token_applies_what_stripe_says_now);

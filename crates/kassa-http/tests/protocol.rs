@@ -377,3 +377,23 @@ async fn risk_s6_connections_beyond_the_maximum_are_refused_with_503() {
     .expect("a freed slot is used again");
     assert_eq!(served.status, 200);
 }
+
+/// A client that writes its whole oversized body before reading (most HTTP libraries do) reads
+/// a 413 in the error shape: the server reads the rest and drops it before answering, instead of
+/// closing on unread bytes (which resets the connection and loses the answer).
+#[tokio::test]
+async fn risk_s6_an_oversized_body_written_whole_gets_a_readable_413() {
+    let server = start(relaxed()).await;
+    let body = " ".repeat(3 * 1024 * 1024);
+    let mut stream = TcpStream::connect(server.address).await.expect("connect");
+    let request = post("/v1/carts", kassa_testkit::TEST_PUBLISHABLE_KEY, "", &body);
+    tokio::time::timeout(PATIENCE, stream.write_all(request.as_bytes()))
+        .await
+        .expect("the whole body is taken")
+        .expect("write");
+    let answer = tokio::time::timeout(PATIENCE, read_answer(&mut stream))
+        .await
+        .expect("answered in time");
+    assert_eq!((answer.status, answer.code()), (413, "payload_too_large"));
+    assert!(answer.header("x-request-id").is_some());
+}

@@ -236,7 +236,7 @@ impl InvariantStore for SqlStore {
             .read_fetch_all(
                 sqlx::query(
                     "SELECT s.id, s.customer_id, s.provider_subscription_id, p.unit_amount,
-                            p.currency, p.credits
+                            p.currency, p.credits, s.needs_attention
                      FROM subscriptions s JOIN plans p ON p.id = s.plan_id
                      WHERE s.provider_subscription_id IS NOT NULL
                      ORDER BY s.created_at DESC, s.id LIMIT $1",
@@ -255,6 +255,7 @@ impl InvariantStore for SqlStore {
                     unit_amount_minor: row.try_get("unit_amount").map_err(unavailable)?,
                     currency: row.try_get("currency").map_err(unavailable)?,
                     credits_per_period: row.try_get("credits").map_err(unavailable)?,
+                    needs_attention: row.try_get("needs_attention").map_err(unavailable)?,
                 })
             })
             .collect()

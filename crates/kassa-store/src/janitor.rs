@@ -1,4 +1,5 @@
-//! The janitor's SQL (risks G4, G9, P9): expired checkouts, extended holds, idle carts.
+//! The janitor's SQL (risks G4, G9, P9, D2): expired checkouts, extended holds, idle carts, and
+//! the rows past their retention.
 
 use async_trait::async_trait;
 use kassa_app::ports::{Actor, JanitorStore, StoreResult};
@@ -136,5 +137,67 @@ impl JanitorStore for SqlStore {
         }
         tx.commit().await?;
         Ok(u64::try_from(idle.len()).unwrap_or(u64::MAX))
+    }
+
+    // Each prune is one statement deleting a bounded batch, oldest first. The conditions are
+    // repeated outside the subquery: PostgreSQL re-checks only those against a row changed
+    // since the subquery's snapshot, so a key claimed by a retry, or a notification or event
+    // replayed, meanwhile is not deleted.
+
+    async fn prune_idempotency_keys(&self, before: i64, now: i64, limit: i64) -> StoreResult<u64> {
+        let pruned = self
+            .lone_execute(
+                sqlx::query(
+                    "DELETE FROM idempotency_keys
+                     WHERE recovery_point IN ('started', 'finished') AND updated_at <= $1
+                       AND (locked_until IS NULL OR locked_until <= $2)
+                       AND (scope, idempotency_key) IN (
+                           SELECT scope, idempotency_key FROM idempotency_keys
+                           WHERE recovery_point IN ('started', 'finished') AND updated_at <= $1
+                             AND (locked_until IS NULL OR locked_until <= $2)
+                           ORDER BY updated_at LIMIT $3)",
+                )
+                .bind(before)
+                .bind(now)
+                .bind(limit),
+            )
+            .await?;
+        Ok(pruned.rows_affected())
+    }
+
+    async fn prune_webhook_events(&self, before: i64, limit: i64) -> StoreResult<u64> {
+        let pruned = self
+            .lone_execute(
+                sqlx::query(
+                    "DELETE FROM webhook_events
+                     WHERE status IN ('processed', 'ignored') AND received_at <= $1
+                       AND id IN (
+                           SELECT id FROM webhook_events
+                           WHERE status IN ('processed', 'ignored') AND received_at <= $1
+                           ORDER BY received_at LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit),
+            )
+            .await?;
+        Ok(pruned.rows_affected())
+    }
+
+    async fn prune_notifications(&self, before: i64, limit: i64) -> StoreResult<u64> {
+        let pruned = self
+            .lone_execute(
+                sqlx::query(
+                    "DELETE FROM outbox
+                     WHERE status IN ('delivered', 'dead') AND created_at <= $1
+                       AND id IN (
+                           SELECT id FROM outbox
+                           WHERE status IN ('delivered', 'dead') AND created_at <= $1
+                           ORDER BY created_at LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit),
+            )
+            .await?;
+        Ok(pruned.rows_affected())
     }
 }

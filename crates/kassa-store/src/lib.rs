@@ -7,6 +7,7 @@
 //! updates backed by CHECK constraints; nothing here calls the network or knows about HTTP.
 //! Placeholders are `$1, $2, …`, which both SQLite and PostgreSQL accept.
 
+mod attention;
 mod audit;
 mod cart;
 mod catalog;

@@ -87,6 +87,18 @@ impl MetricsStore for SqlStore {
             orders_needing_attention: self
                 .count("SELECT COUNT(*) FROM orders WHERE needs_attention IS NOT NULL AND $1 = $1", now)
                 .await?,
+            attention_by_reason: self
+                .counts_by(
+                    "SELECT attention_reason, COUNT(*) FROM orders WHERE attention_reason IS NOT NULL
+                     GROUP BY attention_reason",
+                )
+                .await?,
+            subscriptions_needing_attention: self
+                .count(
+                    "SELECT COUNT(*) FROM subscriptions WHERE needs_attention IS NOT NULL AND $1 = $1",
+                    now,
+                )
+                .await?,
             pending_operations: self
                 .counts_by(
                     "SELECT pending_operation, COUNT(*) FROM orders WHERE pending_operation IS NOT NULL GROUP BY pending_operation",

@@ -18,6 +18,48 @@ pub(crate) async fn notify(
     notify_about(conn, topic, order_id, order_id, now).await
 }
 
+/// Queues a notification about one payment attempt of an order (its charge), at most once per
+/// (topic, attempt), with the provider's `decline_code` if it gave one.
+pub(crate) async fn notify_attempt(
+    conn: &mut AnyConnection,
+    topic: &str,
+    order_id: &str,
+    attempt: &str,
+    decline_code: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    let subject_id = attempt;
+    let mut payload = serde_json::json!({ "type": topic, "order_id": order_id, "id": subject_id });
+    if let Some(code) = decline_code {
+        payload["decline_code"] = serde_json::Value::from(code);
+    }
+    let business_key = format!("{topic}:{subject_id}");
+    queue(conn, topic, &business_key, &payload.to_string(), now).await
+}
+
+/// Queues `order.needs_attention` with the flag's reason code, at most once per (order,
+/// episode): episode 0 has the plain (topic, order) key, so a first announcement keeps the id it
+/// always had; an order flagged again after a person resolved it is announced again.
+pub(crate) async fn notify_attention(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    episode: i64,
+    reason: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let topic = "order.needs_attention";
+    let business_key = if episode == 0 {
+        format!("{topic}:{order_id}")
+    } else {
+        format!("{topic}:{order_id}:{episode}")
+    };
+    let payload = serde_json::json!({
+        "type": topic, "order_id": order_id, "id": order_id, "reason": reason
+    })
+    .to_string();
+    queue(conn, topic, &business_key, &payload, now).await
+}
+
 /// Queues a notification about `subject_id` (a refund, a dispute) of an order, at most once per
 /// (topic, subject).
 pub(crate) async fn notify_about(
@@ -30,13 +72,42 @@ pub(crate) async fn notify_about(
     let business_key = format!("{topic}:{subject_id}");
     let payload =
         serde_json::json!({ "type": topic, "order_id": order_id, "id": subject_id }).to_string();
+    queue(conn, topic, &business_key, &payload, now).await
+}
+
+/// Queues a notification about a subscription's invoice (there is no order), at most once per
+/// (topic, invoice).
+pub(crate) async fn notify_subscription(
+    conn: &mut AnyConnection,
+    topic: &str,
+    subscription_id: &str,
+    invoice_id: &str,
+    reason: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let business_key = format!("{topic}:{invoice_id}");
+    let payload = serde_json::json!({
+        "type": topic, "subscription_id": subscription_id, "id": invoice_id, "reason": reason
+    })
+    .to_string();
+    queue(conn, topic, &business_key, &payload, now).await
+}
+
+/// Writes the row, unless one with its business key exists.
+async fn queue(
+    conn: &mut AnyConnection,
+    topic: &str,
+    business_key: &str,
+    payload: &str,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO outbox (id, topic, business_key, payload, status, attempts, next_attempt_at, created_at)
          VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT (business_key) DO NOTHING",
     )
     .bind(format!("obx_{}", business_key.replace([':', '.'], "_")))
     .bind(topic)
-    .bind(&business_key)
+    .bind(business_key)
     .bind(payload)
     .bind(now)
     .execute(&mut *conn)

@@ -554,3 +554,43 @@ async fn risk_p5_a_cancel_whose_refund_is_refused_says_so_and_can_be_retried(db:
     assert_eq!(shop.provider_refunds(&placed.intent_id).await, (1, UNIT));
 }
 both_backends!(risk_p5_a_cancel_whose_refund_is_refused_says_so_and_can_be_retried);
+
+/// The merchant hears of each failed attempt (with Stripe's decline code) and of an
+/// authorization, once each however often the events arrive (risk W5).
+async fn risk_w5_a_declined_attempt_and_an_authorization_are_announced(db: TestDb) {
+    let shop = manual(db).await;
+    let placed = shop.checkout(&[("MUG", 1)]).await;
+    for _ in 0..2 {
+        shop.confirm(&placed, "pm_card_chargeDeclined").await;
+        shop.deliver_events().await;
+        shop.deliver_events().await;
+    }
+    shop.confirm(&placed, "pm_card_visa").await;
+    shop.deliver_events().await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&placed.order_id).await, "authorized");
+    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT topic, payload FROM outbox ORDER BY created_at, id")
+            .fetch_all(&pool)
+            .await
+            .expect("outbox");
+    pool.close().await;
+    let failed: Vec<serde_json::Value> = rows
+        .iter()
+        .filter(|(topic, _)| topic == "payment.failed")
+        .map(|(_, payload)| serde_json::from_str(payload).expect("json"))
+        .collect();
+    assert_eq!(failed.len(), 2, "one per declined attempt: {rows:?}");
+    for notice in &failed {
+        assert_eq!(notice["decline_code"], "generic_decline", "{notice}");
+        assert_eq!(notice["order_id"], placed.order_id.as_str());
+    }
+    assert_eq!(
+        rows.iter()
+            .filter(|(topic, _)| topic == "order.authorized")
+            .count(),
+        1
+    );
+}
+both_backends!(risk_w5_a_declined_attempt_and_an_authorization_are_announced);

@@ -710,3 +710,46 @@ async fn risk_s7_checkouts_per_email_and_address_are_limited(db: TestDb) {
     );
 }
 both_backends!(risk_s7_checkouts_per_email_and_address_are_limited);
+
+/// A total Stripe would refuse (below its minimum charge for the currency) is refused before
+/// anything is reserved or sent, not answered 402 after the stock was held.
+async fn risk_p4_a_total_below_stripes_minimum_is_refused_before_anything_is_reserved(db: TestDb) {
+    let shop = shop(db, 10).await;
+    kassa_testkit::seed_product(&shop.app, "Sticker", "STICKER", 30, "eur", 10).await;
+    let cart = shop.app.create_cart("eur").await.expect("cart");
+    shop.app
+        .add_cart_line(&cart.id, "STICKER", 1)
+        .await
+        .expect("line");
+    let reply = shop
+        .app
+        .checkout(input(&cart.id, "small", 30))
+        .await
+        .expect("answer");
+    let body = body(&reply);
+    assert_eq!(
+        (reply.response.status, body["error"]["code"].as_str()),
+        (422, Some("amount_too_small")),
+        "{body}"
+    );
+    let level = &shop.app.inventory("STICKER").await.expect("inventory")[0].stock;
+    assert_eq!(
+        (level.reserved, level.committed),
+        (0, 0),
+        "nothing reserved"
+    );
+    assert_eq!(shop.count("SELECT COUNT(*) FROM orders").await, 0);
+    assert_eq!(shop.provider.create_calls(), 0);
+    // Two stickers reach Stripe's 0.50 EUR: the checkout goes through.
+    shop.app
+        .add_cart_line(&cart.id, "STICKER", 1)
+        .await
+        .expect("line");
+    let reply = shop
+        .app
+        .checkout(input(&cart.id, "enough", 60))
+        .await
+        .expect("answer");
+    assert_eq!(reply.response.status, 201);
+}
+both_backends!(risk_p4_a_total_below_stripes_minimum_is_refused_before_anything_is_reserved);

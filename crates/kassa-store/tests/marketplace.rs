@@ -749,12 +749,18 @@ async fn risk_w6_a_paid_order_flagged_amount_mismatch_holds_its_sellers_money_in
         .advance(kassa_app::check::STALE_HOLD_GRACE_SECS + 1);
     assert_books_hold(&shop).await;
 
-    // A person clears the flag: the next round pays each seller once.
-    sqlx::query("UPDATE orders SET needs_attention = NULL WHERE id = $1")
-        .bind(&order_id)
-        .execute(&pool)
+    // A person resolves the flag (risk N1): the next round pays each seller once.
+    shop.app
+        .resolve_attention(
+            &order_id,
+            kassa_app::attention::ResolveRequest {
+                action: "dismiss".into(),
+                note: "the second report was a replay with a wrong amount".into(),
+            },
+            &kassa_testkit::shop::actor(),
+        )
         .await
-        .expect("cleared");
+        .expect("resolved");
     shop.app.pay_sellers(10).await.expect("round");
     shop.app.pay_sellers(10).await.expect("round");
     assert_each_paid_once(&shop, &order_id, [&books, &pens]).await;

@@ -3,7 +3,7 @@
 //! units, as Stripe sends them.
 
 use kassa_app::ports::{
-    Destination, EventPage, ProviderAccount, ProviderCharge, ProviderCheckoutSession,
+    Destination, EventPage, InvoicePrice, ProviderAccount, ProviderCharge, ProviderCheckoutSession,
     ProviderDispute, ProviderEvent, ProviderEventObject, ProviderEventSummary, ProviderInvoice,
     ProviderPaymentIntent, ProviderRefund, ProviderSubscription, ProviderSubscriptionSession,
     ProviderTransfer, ProviderTransferReversal, SessionStatus,
@@ -191,11 +191,14 @@ pub fn subscription(object: &Value) -> Parsed<ProviderSubscription> {
 
 /// Stripe names the invoice's subscription under `parent.subscription_details` since API
 /// version 2025-03-31, and at the top level before; the period an invoice pays for is its
-/// line's (the invoice's own `period_*` cover usage before it).
+/// subscription line's (the invoice's own `period_*` cover usage before it).
 pub fn invoice(object: &Value) -> Parsed<ProviderInvoice> {
     let details = &object["parent"]["subscription_details"];
-    let period_end = object["lines"]["data"][0]["period"]["end"]
-        .as_i64()
+    let line = subscription_line(object);
+    let period_end = line
+        .unwrap_or(&object["lines"]["data"][0])
+        .pointer("/period/end")
+        .and_then(Value::as_i64)
         .map_or_else(|| integer(object, "period_end"), Ok)?;
     Ok(ProviderInvoice {
         id: text(object, "id")?,
@@ -208,10 +211,57 @@ pub fn invoice(object: &Value) -> Parsed<ProviderInvoice> {
             .map(|(_, id)| id),
         paid: text(object, "status")? == "paid",
         amount_paid_minor: optional_integer(object, "amount_paid"),
+        // Required: "paid in full" is never read from an absent field.
+        amount_remaining_minor: integer(object, "amount_remaining")?,
         currency: text(object, "currency")?,
         period_end,
         billing_reason: object["billing_reason"].as_str().map(str::to_owned),
+        price: line.and_then(line_price),
     })
+}
+
+/// The invoice's one subscription line that is not a proration (since API version 2025-03-31
+/// `parent.type` is `subscription_item_details`; before, the line's `type` was `subscription`),
+/// if it has exactly one and the list is complete: a Kassa subscription has one item, and a
+/// price read from part of an invoice is not read at all.
+fn subscription_line(object: &Value) -> Option<&Value> {
+    let lines = &object["lines"];
+    if lines["has_more"].as_bool().unwrap_or(false) {
+        return None;
+    }
+    let mut found = lines["data"].as_array()?.iter().filter(|line| {
+        let item = &line["parent"]["subscription_item_details"];
+        let current =
+            line["parent"]["type"] == "subscription_item_details" && item["proration"] != true;
+        let older = line["type"] == "subscription" && line["proration"] != true;
+        current || older
+    });
+    let line = found.next()?;
+    found.next().is_none().then_some(line)
+}
+
+/// A subscription line's price before discounts and tax: `pricing.unit_amount_decimal` (a
+/// decimal string) since API version 2025-03-31, `price.unit_amount` before; `None` when the
+/// unit amount is not a whole number of minor units or the quantity is missing.
+fn line_price(line: &Value) -> Option<InvoicePrice> {
+    let unit_amount_minor = match &line["pricing"]["unit_amount_decimal"] {
+        Value::String(decimal) => whole_minor_units(decimal),
+        Value::Number(number) => number.as_i64(),
+        _ => line["price"]["unit_amount"].as_i64(),
+    }?;
+    Some(InvoicePrice {
+        unit_amount_minor,
+        quantity: line["quantity"].as_i64()?,
+    })
+}
+
+/// `"900"` or `"900.000"` as 900; `"900.5"` (a fraction of a minor unit) as nothing.
+fn whole_minor_units(decimal: &str) -> Option<i64> {
+    let (whole, fraction) = decimal.split_once('.').unwrap_or((decimal, ""));
+    if !fraction.bytes().all(|digit| digit == b'0') {
+        return None;
+    }
+    whole.parse().ok()
 }
 
 pub fn transfer(object: &Value) -> Parsed<ProviderTransfer> {
@@ -360,6 +410,8 @@ mod tests {
         let paid = super::invoice(&example).expect("invoice");
         assert!(paid.paid);
         assert_eq!(paid.kassa_subscription_id.as_deref(), Some("sub_kassa"));
+        assert_eq!(paid.amount_remaining_minor, 1_000);
+        assert_eq!(paid.price, None, "its one line is an invoice item's");
 
         let subscription = subscription(&stripe_example("subscription")).expect("subscription");
         assert_eq!(
@@ -380,6 +432,72 @@ mod tests {
             panic!("{event:?}");
         };
         assert_eq!(read.subscription_id.as_deref(), Some("sub_1"));
+    }
+
+    /// Risk W6: the price an invoice billed is read from its one subscription line (the
+    /// current shape and the one before 2025-03-31), and is nothing when it cannot be read
+    /// whole: no such line, two of them, a list cut short, a fraction of a minor unit. Without
+    /// `amount_remaining` an invoice is unreadable, never taken as paid in full.
+    #[test]
+    fn risk_w6_an_invoices_price_is_its_subscription_lines_or_nothing() {
+        let mut example = stripe_example("invoice");
+        example["status"] = serde_json::json!("paid");
+        example["amount_paid"] = serde_json::json!(600);
+        example["amount_remaining"] = serde_json::json!(0);
+        let line = &mut example["lines"]["data"][0];
+        line["parent"]["type"] = serde_json::json!("subscription_item_details");
+        line["parent"]["subscription_item_details"]["proration"] = serde_json::json!(false);
+        line["pricing"]["unit_amount_decimal"] = serde_json::json!("900.000000000000");
+        line["period"]["end"] = serde_json::json!(1_800_000_000);
+        let read = invoice(&example).expect("invoice");
+        let price = Some(InvoicePrice {
+            unit_amount_minor: 900,
+            quantity: 1,
+        });
+        assert_eq!(
+            (
+                read.amount_paid_minor,
+                read.amount_remaining_minor,
+                read.price
+            ),
+            (600, 0, price)
+        );
+        assert_eq!(
+            read.period_end, 1_800_000_000,
+            "the subscription line's period"
+        );
+
+        let with = |change: &dyn Fn(&mut Value)| {
+            let mut changed = example.clone();
+            change(&mut changed);
+            invoice(&changed).map(|read| read.price)
+        };
+        let older = with(&|inv| {
+            let line = &mut inv["lines"]["data"][0];
+            line["parent"] = Value::Null;
+            line["pricing"] = Value::Null;
+            line["type"] = serde_json::json!("subscription");
+            line["price"] = serde_json::json!({"unit_amount": 900});
+        });
+        assert_eq!(older, Ok(price), "before 2025-03-31");
+        let fraction = with(&|inv| {
+            inv["lines"]["data"][0]["pricing"]["unit_amount_decimal"] = serde_json::json!("900.5");
+        });
+        assert_eq!(fraction, Ok(None));
+        let proration = with(&|inv| {
+            inv["lines"]["data"][0]["parent"]["subscription_item_details"]["proration"] =
+                serde_json::json!(true);
+        });
+        assert_eq!(proration, Ok(None));
+        let two = with(&|inv| {
+            let line = inv["lines"]["data"][0].clone();
+            inv["lines"]["data"] = serde_json::json!([line.clone(), line]);
+        });
+        assert_eq!(two, Ok(None));
+        let cut_short = with(&|inv| inv["lines"]["has_more"] = serde_json::json!(true));
+        assert_eq!(cut_short, Ok(None));
+        let no_remaining = with(&|inv| inv["amount_remaining"] = Value::Null);
+        assert!(no_remaining.is_err(), "{no_remaining:?}");
     }
 
     /// Another integration's setup-mode session has no amount: its event is read as an object

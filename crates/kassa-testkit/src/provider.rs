@@ -84,6 +84,25 @@ impl FakeProvider {
         }
     }
 
+    /// Moves a Checkout Session as the provider would: to `status`, with the PaymentIntent it
+    /// made, if any (`None` with `Complete`: a page completed with no payment behind it).
+    pub fn set_session(
+        &self,
+        session_id: &str,
+        status: SessionStatus,
+        payment_intent_id: Option<&str>,
+    ) {
+        let mut state = self.lock();
+        if let Some((session, _)) = state
+            .sessions
+            .values_mut()
+            .find(|(session, _)| session.id == session_id)
+        {
+            session.status = status;
+            session.payment_intent_id = payment_intent_id.map(str::to_owned);
+        }
+    }
+
     /// Every session created, with the request that created it.
     pub fn sessions(&self) -> Vec<(ProviderCheckoutSession, CreateCheckoutSession)> {
         self.lock().sessions.values().cloned().collect()

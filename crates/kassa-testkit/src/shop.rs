@@ -84,10 +84,19 @@ pub fn checkout_input(
 
 impl EmulatedShop {
     pub async fn new(db: TestDb, capture: CaptureMethod) -> EmulatedShop {
+        EmulatedShop::with_settings(db, capture, |_| {}).await
+    }
+
+    /// The shop with its app's settings changed by `adjust` (a breaker rule, a limit).
+    pub async fn with_settings(
+        db: TestDb,
+        capture: CaptureMethod,
+        adjust: impl FnOnce(&mut kassa_app::Settings),
+    ) -> EmulatedShop {
         let emulator = Emulator::start(EmulatorConfig::for_tests())
             .await
             .expect("emulator starts");
-        let app = EmulatedShop::app_for(&db, &emulator, capture, 0);
+        let app = EmulatedShop::app_for(&db, &emulator, capture, 0, adjust);
         let clock = app.1;
         let app = app.0;
         for (name, sku) in [("Mug", "MUG"), ("Tee", "TEE")] {
@@ -121,7 +130,7 @@ impl EmulatedShop {
     /// Another instance whose marketplace fee is `platform_fee_bps`.
     pub fn instance_with_fee(&self, capture: CaptureMethod, platform_fee_bps: i64) -> App {
         let (app, clock) =
-            EmulatedShop::app_for(&self.db, &self.emulator, capture, platform_fee_bps);
+            EmulatedShop::app_for(&self.db, &self.emulator, capture, platform_fee_bps, |_| {});
         clock.advance(self.clock.now_secs() - clock.now_secs());
         app
     }
@@ -131,6 +140,7 @@ impl EmulatedShop {
         emulator: &Emulator,
         capture: CaptureMethod,
         platform_fee_bps: i64,
+        adjust: impl FnOnce(&mut kassa_app::Settings),
     ) -> (App, Arc<TestClock>) {
         let mut config = StripeConfig::new(&emulator.base_url(), &emulator.config().secret_key);
         config.request_timeout = Duration::from_millis(800);
@@ -138,6 +148,16 @@ impl EmulatedShop {
         config.backoff_base = Duration::from_millis(10);
         let verifier = StripeWebhookVerifier::new(vec![emulator.config().webhook_secret.clone()]);
         let clock = TestClock::new();
+        let mut settings = kassa_app::Settings {
+            capture_method: capture,
+            hosted_checkout: Some(HostedCheckoutUrls {
+                success_url: SUCCESS_URL.into(),
+                cancel_url: CANCEL_URL.into(),
+            }),
+            platform_fee_bps,
+            ..kassa_app::Settings::default()
+        };
+        adjust(&mut settings);
         let app = App::new(kassa_app::AppParts {
             store: Arc::new(db.store.clone()),
             provider: Arc::new(StripeClient::new(config).expect("client")),
@@ -150,15 +170,7 @@ impl EmulatedShop {
                 30 * 86_400,
                 3_600,
             ),
-            settings: kassa_app::Settings {
-                capture_method: capture,
-                hosted_checkout: Some(HostedCheckoutUrls {
-                    success_url: SUCCESS_URL.into(),
-                    cancel_url: CANCEL_URL.into(),
-                }),
-                platform_fee_bps,
-                ..kassa_app::Settings::default()
-            },
+            settings,
         });
         (app, clock)
     }
@@ -309,6 +321,28 @@ impl EmulatedShop {
             .json()
             .await
             .unwrap_or(Value::Null)
+    }
+
+    /// Serves the shop's app over HTTP with the test keys and no rate limit; its address.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        crate::serve_http(self.app.clone(), None, kassa_http::ServerLimits::default()).await
+    }
+
+    /// How many calls of Stripe's API the emulator has received so far.
+    pub async fn provider_calls(&self) -> u64 {
+        let counted = self
+            .http
+            .get(format!("{}/_emulator/requests", self.emulator.base_url()))
+            .bearer_auth(&self.emulator.config().secret_key)
+            .send()
+            .await
+            .expect("emulator answers")
+            .json::<Value>()
+            .await
+            .unwrap_or(Value::Null);
+        counted["total"]
+            .as_u64()
+            .expect("the emulator counts calls")
     }
 
     /// Stops every injected fault.

@@ -3,7 +3,12 @@
 //! its own, measures the database's raw durable-commit rate on the same file system first, then
 //! runs a closed loop of customers — cart, three lines, checkout, confirmation at the emulator —
 //! for a while without faults, and ends with the invariant check. No figure here is asserted by
-//! a test: this prints what it measured.
+//! a test: this prints what it measured, and what each process spent on the CPU doing it.
+//!
+//! A figure measured while checkouts fail is not a figure: every checkout is a customer of its
+//! own (its own e-mail, so the per-e-mail velocity limit stays on and is never reached), the
+//! limits that cannot tell customers apart here are turned off and named in the output, and any
+//! failed checkout makes the run fail, with the first answers printed.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -40,6 +45,25 @@ const PROBE: Duration = Duration::from_secs(3);
 const CATCH_UP_MAX: Duration = Duration::from_secs(120);
 /// The API calls timed, in the order a checkout makes them.
 const CALLS: [&str; 4] = ["cart", "line", "checkout", "confirm"];
+/// How many failed checkouts' answers are printed.
+const FAILURES_SHOWN: usize = 5;
+/// How much of a failed answer's body is printed.
+const ANSWER_SHOWN_MAX_CHARS: usize = 300;
+/// The server's limits the bench turns off, and why: every bench customer connects from
+/// 127.0.0.1, so a per-address limit would count them all as one.
+const LIMITS_OFF: [(&str, &str); 2] = [
+    ("KASSA_RATE_LIMIT", "0"),
+    ("KASSA_CHECKOUT_LIMIT_PER_IP", "0"),
+];
+
+/// How a bench ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchOutcome {
+    /// Checkouts that did not end confirmed; any makes the figures meaningless.
+    pub failed_checkouts: usize,
+    /// Whether the invariant check passed once the background work caught up.
+    pub check_passed: bool,
+}
 
 /// The bench's scratch directory, removed when the bench ends, however it ends.
 struct Scratch(std::path::PathBuf);
@@ -100,6 +124,10 @@ impl Running {
             bail!("kassa {command} stopped before it started: {printed:?}");
         }
         Ok((running, printed))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
     }
 
     /// The most memory the process has held (VmHWM), in KiB; 0 where /proc cannot say.
@@ -176,8 +204,59 @@ fn millis(micros: u64) -> String {
     format!("{}.{}", micros / 1_000, micros % 1_000 / 100)
 }
 
-/// Runs the bench; `Ok(true)` when the invariant check passed at the end.
-pub async fn run(options: &BenchOptions) -> Result<bool> {
+/// The CPU time a process has used so far, user and system, all its threads (`utime` and
+/// `stime` of `/proc/{pid}/stat`, in clock ticks), in milliseconds; `None` where /proc cannot
+/// say (not Linux, the process gone).
+fn cpu_millis(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5); the first after the name is field 3.
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    let ticks_per_second = rustix::param::clock_ticks_per_second().max(1);
+    Some((utime + stime) * 1_000 / ticks_per_second)
+}
+
+/// CPU milliseconds of `kassa serve`, `kassa sim` and this driver.
+#[derive(Debug, Clone, Copy)]
+struct CpuUse {
+    serve: Option<u64>,
+    sim: Option<u64>,
+    driver: Option<u64>,
+}
+
+impl CpuUse {
+    fn now(server: &Running, sim: &Running) -> CpuUse {
+        CpuUse {
+            serve: cpu_millis(&server.pid().to_string()),
+            sim: cpu_millis(&sim.pid().to_string()),
+            driver: cpu_millis("self"),
+        }
+    }
+
+    /// `cpu per checkout: serve X.X ms, sim Y.Y ms, driver Z.Z ms` over `checkouts` done since
+    /// `before`.
+    fn per_checkout(&self, before: &CpuUse, checkouts: u64) -> String {
+        let each = |after: Option<u64>, before: Option<u64>| match (after, before) {
+            (Some(after), Some(before)) if checkouts > 0 => {
+                let tenths = after.saturating_sub(before) * 10 / checkouts;
+                format!("{}.{} ms", tenths / 10, tenths % 10)
+            }
+            _ => "not measured".to_owned(),
+        };
+        format!(
+            "cpu per checkout: serve {}, sim {}, driver {}",
+            each(self.serve, before.serve),
+            each(self.sim, before.sim),
+            each(self.driver, before.driver)
+        )
+    }
+}
+
+/// Runs the bench: what failed, and whether the invariant check passed at the end.
+pub async fn run(options: &BenchOptions) -> Result<BenchOutcome> {
     let scratch_dir = Scratch::create()?;
     let scratch = scratch_dir.0.clone();
     let database_url = options
@@ -228,13 +307,13 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
             ("KASSA_DATABASE_URL", &database_url),
             ("KASSA_SECRET_KEY", SECRET),
             ("KASSA_PUBLISHABLE_KEY", PUBLISHABLE),
-            ("KASSA_RATE_LIMIT", "0"),
             ("STRIPE_SECRET_KEY", &stripe_secret),
             ("STRIPE_API_BASE", &stripe),
             ("STRIPE_WEBHOOK_SECRETS", &webhook_secret),
             ("RUST_LOG", "warn"),
         ]
         .into_iter()
+        .chain(LIMITS_OFF)
         .chain(
             options
                 .group_commit
@@ -248,8 +327,17 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     // For a profiler attached from outside (`perf record -p`).
     println!(
         "kassa serve (pid {}) at {base}, kassa sim (pid {}) at {stripe}",
-        server.0.id(),
-        sim.0.id()
+        server.pid(),
+        sim.pid()
+    );
+    println!(
+        "limits off for the server under test: {} (every customer connects from 127.0.0.1); \
+         the per-e-mail checkout limit stays on: each checkout is a customer with an e-mail of its own",
+        LIMITS_OFF
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -285,6 +373,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
         timings: Timings::default(),
         checkouts: AtomicUsize::new(0),
         failures: AtomicUsize::new(0),
+        failed_answers: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
     });
     let progress = ProgressBar::new(options.seconds).with_style(
@@ -293,6 +382,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     );
     // A database used before holds earlier runs' events: only this run's are counted.
     let before = ServerCounts::scrape(&shop).await;
+    let cpu_before = CpuUse::now(&server, &sim);
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
     match options.rate {
@@ -338,6 +428,10 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     load.stop.store(true, Ordering::Relaxed);
     while running.join_next().await.is_some() {}
     let elapsed = started.elapsed();
+    // The load's window only: the catch-up below runs the invariant check, which is not a
+    // checkout's cost. Events still queued at the stop are not counted either (the webhook line
+    // says how many there were).
+    let cpu_after = CpuUse::now(&server, &sim);
     progress.finish_and_clear();
     let at_stop = ServerCounts::scrape(&shop).await.since(&before);
     let (events_at_stop, units, batches) = (at_stop.events, at_stop.units, at_stop.batches);
@@ -347,6 +441,7 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
     let check = caught_up.map(|(_, check)| check);
 
     let done = u64::try_from(load.checkouts.load(Ordering::Relaxed)).unwrap_or(u64::MAX);
+    let failed = load.failures.load(Ordering::Relaxed);
     let elapsed_ms = u64::try_from(elapsed.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
@@ -356,10 +451,20 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
         "checkouts: {done} in {:.1?} = {}/s ({} failed); {}.{:03} checkouts per raw commit",
         elapsed,
         per_second(done, elapsed),
-        load.failures.load(Ordering::Relaxed),
+        failed,
         ratio / 1_000,
         ratio % 1_000,
     );
+    if failed > 0 {
+        println!("FAILED checkouts: {failed}; the first answers:");
+        let answers = load
+            .failed_answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for answer in answers.iter() {
+            println!("  {answer}");
+        }
+    }
     println!(
         "webhook events: {events_at_stop} recorded while loaded = {}/s; {events_in_all} once caught up{}",
         per_second(events_at_stop, elapsed),
@@ -385,7 +490,8 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
         server.peak_rss_kib() / 1_024,
         sim.peak_rss_kib() / 1_024
     );
-    let passed = match check {
+    println!("{}", cpu_after.per_checkout(&cpu_before, done));
+    let check_passed = match check {
         Some(payments) => {
             println!("invariant check: PASS ({payments} payments compared with the emulator)");
             true
@@ -395,9 +501,17 @@ pub async fn run(options: &BenchOptions) -> Result<bool> {
             false
         }
     };
+    if failed > 0 {
+        println!(
+            "result: FAIL, {failed} checkouts failed (answers above): these figures are not a measurement"
+        );
+    }
     drop(server);
     drop(sim);
-    Ok(passed)
+    Ok(BenchOutcome {
+        failed_checkouts: failed,
+        check_passed,
+    })
 }
 
 /// What the load's customers share: the shop, the SKUs, what was measured, when to stop.
@@ -409,6 +523,8 @@ struct Load {
     timings: Timings,
     checkouts: AtomicUsize,
     failures: AtomicUsize,
+    /// The first failed checkouts' answers, for the output.
+    failed_answers: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
 
@@ -416,24 +532,53 @@ impl Load {
     /// One checkout with `key`, counted as done or failed.
     async fn checkout(&self, key: &str) {
         let key = format!("{}-{key}", self.prefix);
-        let counter = if one_checkout(&self.shop, &self.skus, &self.timings, &key).await {
-            &self.checkouts
-        } else {
-            &self.failures
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        match one_checkout(&self.shop, &self.skus, &self.timings, &key).await {
+            Ok(()) => {
+                self.checkouts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(answer) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                let mut shown = self
+                    .failed_answers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if shown.len() < FAILURES_SHOWN {
+                    shown.push(answer);
+                }
+            }
+        }
     }
 }
 
-/// One customer's checkout: a cart, three lines, the checkout, the confirmation; `true` when
-/// every call succeeded.
-async fn one_checkout(shop: &Shop, skus: &[(String, i64)], timings: &Timings, key: &str) -> bool {
+/// A failed call and what it answered, for the output.
+fn failed(call: &str, status: u16, body: &serde_json::Value) -> String {
+    let status = match status {
+        0 => "no answer".to_owned(),
+        status => format!("HTTP {status}"),
+    };
+    let body: String = body
+        .to_string()
+        .chars()
+        .take(ANSWER_SHOWN_MAX_CHARS)
+        .collect();
+    format!("{call}: {status} {body}")
+}
+
+/// One customer's checkout: a cart, three lines, the checkout, the confirmation; the first
+/// call that failed and its answer, if one did. The customer's e-mail is theirs alone, made of
+/// the checkout's key.
+async fn one_checkout(
+    shop: &Shop,
+    skus: &[(String, i64)],
+    timings: &Timings,
+    key: &str,
+) -> Result<(), String> {
     let at = Instant::now();
     let cart = shop.new_cart().await;
     timings.record("cart", at);
     let cart_id = cart.text("/id");
     if !cart.ok() {
-        return false;
+        return Err(failed("POST /v1/carts", cart.status, &cart.body));
     }
     let mut total = 0;
     for (sku, price) in skus {
@@ -441,20 +586,28 @@ async fn one_checkout(shop: &Shop, skus: &[(String, i64)], timings: &Timings, ke
         let line = shop.add_line(&cart_id, sku, 1).await;
         timings.record("line", at);
         if !line.ok() {
-            return false;
+            return Err(failed("POST /v1/carts/{id}/lines", line.status, &line.body));
         }
         total += price;
     }
+    let email = format!("{}@bench.example.com", key.to_ascii_lowercase());
     let at = Instant::now();
-    let placed: Option<Placed> = chaos::checkout(shop, &cart_id, total, key).await;
+    let placed = chaos::checkout(shop, &cart_id, total, key, &email).await;
     timings.record("checkout", at);
-    let Some(placed) = placed else {
-        return false;
-    };
+    let placed: Placed = placed
+        .map_err(|answer| failed("POST /v1/carts/{id}/checkout", answer.status, &answer.body))?;
     let at = Instant::now();
     let confirmed = chaos::confirm(shop, &placed, "pm_card_visa").await;
     timings.record("confirm", at);
-    confirmed["status"] == "succeeded"
+    if confirmed["status"] != "succeeded" {
+        let body: String = confirmed
+            .to_string()
+            .chars()
+            .take(ANSWER_SHOWN_MAX_CHARS)
+            .collect();
+        return Err(format!("confirm at the emulator: {body}"));
+    }
+    Ok(())
 }
 
 /// What the server counts, from one scrape of its metrics.

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kassa_app::checkout::{HostedCheckoutUrls, VelocityLimits};
+use kassa_domain::retention::Retention;
 use kassa_http::ServerLimits;
 use kassa_store::CommitMode;
 
@@ -32,6 +33,8 @@ const KNOWN: &[&str] = &[
     "KASSA_CART_TTL_SECS",
     "KASSA_OPERATION_RESUME_SECS",
     "KASSA_STRIPE_TIMEOUT_SECS",
+    "KASSA_BREAKER_FAILURES",
+    "KASSA_BREAKER_COOLDOWN_SECS",
     "KASSA_GROUP_COMMIT",
     "KASSA_GROUP_COMMIT_WAIT_MS",
     "KASSA_NOTIFY_URLS",
@@ -42,6 +45,9 @@ const KNOWN: &[&str] = &[
     "KASSA_CHECKOUT_LIMIT_PER_IP",
     "KASSA_CHECKOUT_LIMIT_WINDOW_SECS",
     "KASSA_PLATFORM_FEE_BPS",
+    "KASSA_RETENTION_IDEMPOTENCY_DAYS",
+    "KASSA_RETENTION_WEBHOOK_EVENTS_DAYS",
+    "KASSA_RETENTION_NOTIFICATIONS_DAYS",
     "KASSA_HEADER_READ_TIMEOUT_SECS",
     "KASSA_BODY_READ_TIMEOUT_SECS",
     "KASSA_KEEP_ALIVE_IDLE_SECS",
@@ -76,6 +82,15 @@ pub const DEFAULT_STRIPE_TIMEOUT_SECS: u64 = 15;
 /// end before the 60 s checkout lock does, so a checkout still talking to Stripe is never
 /// resumed by the completer.
 const STRIPE_TIMEOUT_MAX_SECS: u64 = 18;
+/// Unknown outcomes of checkouts' Stripe calls in a row that open the breaker (risk G7): more
+/// than a passing blip's few timeouts, few enough that little of a rush waits out a dead Stripe.
+pub const DEFAULT_BREAKER_FAILURES: u64 = 5;
+/// How long the open breaker refuses new checkouts before probing Stripe again.
+pub const DEFAULT_BREAKER_COOLDOWN_SECS: u64 = 30;
+/// Checkouts let through at once as probes when the cool-down is over: a few, so that one
+/// customer's slow request does not decide alone, and few enough to hold little if Stripe is
+/// still down.
+const BREAKER_PROBES: u32 = 3;
 /// The longest a commit may wait for more units: every answer waits this long at most.
 const GROUP_COMMIT_WAIT_MAX_MS: u64 = 1_000;
 /// A card authorization lapses after 7 days at Stripe; the window (and so the scheduled
@@ -128,6 +143,8 @@ pub struct Config {
     pub operation_resume_secs: i64,
     /// How long one attempt of a Stripe call may take before its outcome counts as unknown.
     pub stripe_timeout_secs: u64,
+    /// When new checkouts stop calling a Stripe that does not answer, and for how long.
+    pub stripe_breaker: kassa_domain::breaker::BreakerRule,
     /// Whether requests' transactions share commits (by default on for SQLite, off for
     /// PostgreSQL), and how long a commit waits for company.
     pub commit_mode: CommitMode,
@@ -145,6 +162,8 @@ pub struct Config {
     pub checkout_velocity: VelocityLimits,
     /// The platform's fee on a marketplace seller's sale, in basis points.
     pub platform_fee_bps: i64,
+    /// How long the janitor keeps idempotency keys, webhook events and notifications (risk D2).
+    pub retention: Retention,
     pub mode: Mode,
 }
 
@@ -290,6 +309,23 @@ impl Config {
             DEFAULT_STRIPE_TIMEOUT_SECS,
             1..=STRIPE_TIMEOUT_MAX_SECS,
         )?;
+        let stripe_breaker = kassa_domain::breaker::BreakerRule {
+            failures: u32::try_from(whole_number(
+                &get,
+                "KASSA_BREAKER_FAILURES",
+                DEFAULT_BREAKER_FAILURES,
+                0..=1_000,
+            )?)
+            .map_err(|_| bad("KASSA_BREAKER_FAILURES", "too large"))?,
+            cooldown_secs: i64::try_from(whole_number(
+                &get,
+                "KASSA_BREAKER_COOLDOWN_SECS",
+                DEFAULT_BREAKER_COOLDOWN_SECS,
+                1..=3_600,
+            )?)
+            .map_err(|_| bad("KASSA_BREAKER_COOLDOWN_SECS", "too large"))?,
+            probes: BREAKER_PROBES,
+        };
         let wait = Duration::from_millis(whole_number(
             &get,
             "KASSA_GROUP_COMMIT_WAIT_MS",
@@ -322,6 +358,7 @@ impl Config {
         let platform_fee_bps =
             i64::try_from(whole_number(&get, "KASSA_PLATFORM_FEE_BPS", 0, 0..=10_000)?)
                 .map_err(|_| bad("KASSA_PLATFORM_FEE_BPS", "too large"))?;
+        let retention = retention(&get)?;
         let hosted_checkout = hosted_checkout_urls(&get)?;
         if matches!(mode, Mode::Stripe(_)) && !notify_urls.is_empty() && notify_secret.is_none() {
             return Err(bad(
@@ -357,6 +394,7 @@ impl Config {
             cart_ttl_secs,
             operation_resume_secs,
             stripe_timeout_secs,
+            stripe_breaker,
             commit_mode,
             notify_urls,
             notify_secret,
@@ -364,6 +402,7 @@ impl Config {
             hosted_checkout,
             checkout_velocity,
             platform_fee_bps,
+            retention,
             mode,
         })
     }
@@ -398,6 +437,34 @@ fn velocity_limits(
         per_client_ip: count("KASSA_CHECKOUT_LIMIT_PER_IP", per_ip)?,
         window_secs: i64::try_from(window)
             .map_err(|_| bad("KASSA_CHECKOUT_LIMIT_WINDOW_SECS", "too large"))?,
+    })
+}
+
+/// The retentions, in days, each within its bounds (`Retention`'s: a key is kept longer than
+/// Stripe keeps its own, an event longer than Stripe redelivers it).
+fn retention(get: &dyn Fn(&str) -> Option<String>) -> Result<Retention, ConfigError> {
+    let days = |name: &str, default: u32, bounds: std::ops::RangeInclusive<u32>| {
+        let range = u64::from(*bounds.start())..=u64::from(*bounds.end());
+        whole_number(get, name, u64::from(default), range)
+            .and_then(|days| u32::try_from(days).map_err(|_| bad(name, "too large")))
+    };
+    let d = Retention::DEFAULT;
+    Ok(Retention {
+        idempotency_key_days: days(
+            "KASSA_RETENTION_IDEMPOTENCY_DAYS",
+            d.idempotency_key_days,
+            Retention::IDEMPOTENCY_KEY_DAYS,
+        )?,
+        webhook_event_days: days(
+            "KASSA_RETENTION_WEBHOOK_EVENTS_DAYS",
+            d.webhook_event_days,
+            Retention::WEBHOOK_EVENT_DAYS,
+        )?,
+        notification_days: days(
+            "KASSA_RETENTION_NOTIFICATIONS_DAYS",
+            d.notification_days,
+            Retention::NOTIFICATION_DAYS,
+        )?,
     })
 }
 
@@ -622,6 +689,36 @@ mod tests {
             }
         ));
         assert_eq!(config.rate_limit_per_sec, DEFAULT_RATE_LIMIT_PER_SEC);
+        assert_eq!(config.retention, Retention::DEFAULT);
+    }
+
+    /// Risk D2: each retention is a setting, in days, within its bounds: no shorter than
+    /// Stripe keeps its own keys (a day) or redelivers an event (3 days).
+    #[test]
+    fn risk_d2_each_retention_is_a_bounded_setting() {
+        let set = [
+            ("KASSA_RETENTION_IDEMPOTENCY_DAYS", "2"),
+            ("KASSA_RETENTION_WEBHOOK_EVENTS_DAYS", "3"),
+            ("KASSA_RETENTION_NOTIFICATIONS_DAYS", "90"),
+        ];
+        let config = Config::from_sources(&env(&set), &BTreeMap::new()).expect("valid");
+        assert_eq!(
+            config.retention,
+            Retention {
+                idempotency_key_days: 2,
+                webhook_event_days: 3,
+                notification_days: 90,
+            }
+        );
+        for (name, value) in [
+            ("KASSA_RETENTION_IDEMPOTENCY_DAYS", "0"),
+            ("KASSA_RETENTION_WEBHOOK_EVENTS_DAYS", "2"),
+            ("KASSA_RETENTION_NOTIFICATIONS_DAYS", "0"),
+            ("KASSA_RETENTION_NOTIFICATIONS_DAYS", "3651"),
+            ("KASSA_RETENTION_IDEMPOTENCY_DAYS", "a week"),
+        ] {
+            assert_eq!(error_name(&[(name, value)]), name, "{name}={value}");
+        }
     }
 
     /// The hosted page's return URLs: the demo storefront in the sandbox, none outside it
@@ -835,5 +932,41 @@ mod tests {
             "KASSA_LISTN"
         );
         assert!(parse_file("just words").is_err());
+    }
+
+    /// Risk G7: the breaker in front of Stripe is on by default, each of its settings bounded;
+    /// `KASSA_BREAKER_FAILURES=0` turns it off.
+    #[test]
+    fn risk_g7_breaker_settings_are_validated() {
+        let config = Config::from_sources(&BTreeMap::new(), &BTreeMap::new()).expect("valid");
+        assert_eq!(
+            config.stripe_breaker,
+            kassa_domain::breaker::BreakerRule {
+                failures: 5,
+                cooldown_secs: 30,
+                probes: BREAKER_PROBES,
+            }
+        );
+        let set = [
+            ("KASSA_BREAKER_FAILURES", "0"),
+            ("KASSA_BREAKER_COOLDOWN_SECS", "600"),
+        ];
+        let config = Config::from_sources(&env(&set), &BTreeMap::new()).expect("valid");
+        assert_eq!(
+            (
+                config.stripe_breaker.failures,
+                config.stripe_breaker.cooldown_secs
+            ),
+            (0, 600)
+        );
+        for (name, value) in [
+            ("KASSA_BREAKER_FAILURES", "-1"),
+            ("KASSA_BREAKER_FAILURES", "1001"),
+            ("KASSA_BREAKER_COOLDOWN_SECS", "0"),
+            ("KASSA_BREAKER_COOLDOWN_SECS", "3601"),
+            ("KASSA_BREAKER_COOLDOWN_SECS", "half a minute"),
+        ] {
+            assert_eq!(error_name(&[(name, value)]), name, "{name}={value}");
+        }
     }
 }

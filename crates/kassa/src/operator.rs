@@ -1,15 +1,19 @@
 //! Operator commands run from a terminal, each printing a table a person reads.
 //! `kassa reconcile`: in live mode one reconciliation run against the database and Stripe, with a
 //! progress bar; in sandbox mode the emulator lives inside `kassa serve`, so the running server
-//! is asked to reconcile. `kassa orders --status …` and `kassa jobs` read the database.
+//! is asked to reconcile. `kassa orders --status …` and `kassa jobs` read the database;
+//! `kassa resolve` resolves a flagged order (live mode: the database and Stripe; sandbox mode:
+//! the running server).
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kassa_app::reconcile::{ReconcileProgress, ReconcileReport};
 use serde_json::Value;
 
-use kassa_app::ports::{Gauges, MetricsStore, OrderFilter, OrderStore, OrderSummary};
+use kassa_app::attention::ResolveRequest;
+use kassa_app::ports::{Actor, Gauges, MetricsStore, OrderFilter, OrderStore, OrderSummary};
 use kassa_domain::order::OrderStatus;
+use kassa_http::wire::OrderBody;
 use kassa_store::SqlStore;
 
 use crate::config::{Config, Mode};
@@ -200,6 +204,97 @@ fn orders_table(orders: &[OrderSummary]) -> String {
     out
 }
 
+/// `kassa resolve ORDER --action … --note …`: a person's way out for a flagged order, through
+/// the use case `POST /v1/orders/{id}/resolve` runs (see the README's "When an order needs
+/// attention"). In live mode against the database and Stripe, with the operator's note in the
+/// audit trail; in sandbox mode the emulator lives inside `kassa serve`, so the running server is
+/// asked.
+pub async fn resolve(config: &Config, order_id: &str, action: &str, note: &str) -> Result<()> {
+    let body = match &config.mode {
+        Mode::Stripe(_) => {
+            let app = serve::live_app(config).await?;
+            let actor = Actor {
+                kind: "operator (kassa resolve)".into(),
+                request_id: None,
+                client_ip: None,
+            };
+            let request = ResolveRequest {
+                action: action.to_owned(),
+                note: note.to_owned(),
+            };
+            let order = app
+                .resolve_attention(order_id, request, &actor)
+                .await
+                .map_err(|error| anyhow::anyhow!("{order_id} was not resolved: {error}"))?;
+            serde_json::to_value(OrderBody::full(&order))?
+        }
+        Mode::Sandbox { .. } => resolve_in_the_sandbox(config, order_id, action, note).await?,
+    };
+    print!("{}", resolved_summary(&body));
+    Ok(())
+}
+
+/// In sandbox mode: `POST /v1/orders/{id}/resolve` on the running `kassa serve`.
+async fn resolve_in_the_sandbox(
+    config: &Config,
+    order_id: &str,
+    action: &str,
+    note: &str,
+) -> Result<Value> {
+    let secret = serve::sandbox_secret_key(config)?;
+    let url = format!("http://{}/v1/orders/{order_id}/resolve", config.listen);
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(secret)
+        .json(&serde_json::json!({ "action": action, "note": note }))
+        .send()
+        .await
+        .with_context(|| format!("is `kassa serve` running? cannot reach {url}"))?;
+    let status = answer.status();
+    let body: Value = answer
+        .json()
+        .await
+        .context("the sandbox's answer is not JSON")?;
+    if !status.is_success() {
+        bail!(
+            "{order_id} was not resolved ({status}): {}",
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    Ok(body)
+}
+
+/// The resolved order, as a person reads it.
+fn resolved_summary(order: &Value) -> String {
+    let text = |field: &str| order[field].as_str().unwrap_or("-").to_owned();
+    let mut out = format!(
+        "order {}: {}, captured {}, refunded {}\n",
+        text("id"),
+        text("status"),
+        order["captured_amount"].as_i64().unwrap_or(0),
+        order["refunded_amount"].as_i64().unwrap_or(0),
+    );
+    match order["attention"]["reason"].as_str() {
+        // An action whose moves flagged the order anew (a refund refused at once, say).
+        Some(reason) => out.push_str(&format!(
+            "  needs attention again: {reason}: {}\n",
+            order["attention"]["detail"].as_str().unwrap_or_default()
+        )),
+        None => out.push_str("  resolved: no longer needs attention\n"),
+    }
+    for refund in order["refunds"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  refund {}: {} {}\n",
+            refund["id"].as_str().unwrap_or_default(),
+            refund["amount"].as_i64().unwrap_or(0),
+            refund["status"].as_str().unwrap_or_default(),
+        ));
+    }
+    out
+}
+
 /// `kassa jobs`: the work the background workers have, from the database.
 pub async fn jobs(config: &Config) -> Result<()> {
     let store = SqlStore::open_with(&config.database_url, Some(config.commit_mode)).await?;
@@ -231,6 +326,13 @@ fn jobs_table(gauges: &Gauges) -> String {
     row(
         "orders needing attention".into(),
         gauges.orders_needing_attention,
+    );
+    for (reason, count) in &gauges.attention_by_reason {
+        row(format!("  flagged {reason}"), *count);
+    }
+    row(
+        "subscriptions needing attention".into(),
+        gauges.subscriptions_needing_attention,
     );
     for (status, count) in &gauges.inbox_by_status {
         row(format!("webhook events {status}"), *count);
@@ -289,6 +391,36 @@ mod tests {
                 .any(|l| l.contains("missed events recovered") && l.ends_with('2'))
         );
         assert!(text.contains("- ord_1: payment pay_1 differs"));
+    }
+
+    #[test]
+    fn a_resolution_summary_says_whether_the_order_still_needs_attention() {
+        let resolved = serde_json::json!({
+            "id": "ord_1", "status": "canceled", "captured_amount": 2500, "refunded_amount": 0,
+            "refunds": [{"id": "ref_resolve_ord_1_1", "amount": 2500, "status": "pending"}],
+        });
+        let text = resolved_summary(&resolved);
+        assert!(
+            text.starts_with("order ord_1: canceled, captured 2500"),
+            "{text}"
+        );
+        assert!(
+            text.contains("resolved: no longer needs attention"),
+            "{text}"
+        );
+        assert!(
+            text.contains("refund ref_resolve_ord_1_1: 2500 pending"),
+            "{text}"
+        );
+        let again = serde_json::json!({
+            "id": "ord_1", "status": "paid",
+            "attention": {"reason": "kassa_refund_failed", "detail": "refused"},
+        });
+        assert!(
+            resolved_summary(&again).contains("needs attention again: kassa_refund_failed"),
+            "{}",
+            resolved_summary(&again)
+        );
     }
 
     #[test]

@@ -171,7 +171,9 @@ fn build_app(
             operation_resume_secs: config.operation_resume_secs,
             hosted_checkout,
             checkout_velocity: config.checkout_velocity,
+            stripe_breaker: config.stripe_breaker,
             platform_fee_bps: config.platform_fee_bps,
+            retention: config.retention,
             ..Settings::default()
         },
     })

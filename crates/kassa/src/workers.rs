@@ -94,7 +94,9 @@ impl Workers {
             app.clone(),
             |app| async move {
                 let report = app.run_janitor().await?;
-                if report.extended + report.paid_meanwhile > 0 || report.carts_expired > 0 {
+                if report.extended + report.paid_meanwhile > 0
+                    || report.carts_expired + report.pruned.total() > 0
+                {
                     tracing::info!(?report, "janitor round");
                 }
                 Ok(report.canceled)

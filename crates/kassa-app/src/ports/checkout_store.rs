@@ -141,6 +141,11 @@ pub enum PlaceRefusal {
     InsufficientStock {
         skus: Vec<String>,
     },
+    /// The total is below Stripe's minimum charge in its currency: refused before anything is
+    /// reserved.
+    AmountTooSmall {
+        total: Money,
+    },
     /// A line's seller cannot take charges (risk P10): refused before anything is reserved.
     SellerUnavailable {
         seller_id: String,

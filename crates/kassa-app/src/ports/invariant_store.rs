@@ -39,6 +39,8 @@ pub struct SubscriptionToCheck {
     pub currency: String,
     /// What each paid period grants.
     pub credits_per_period: i64,
+    /// Why it waits for a person (a paid period it could not grant for), if it does.
+    pub needs_attention: Option<String>,
 }
 
 /// A grant for a paid invoice: its business key (`invoice:{id}`), customer and amount.

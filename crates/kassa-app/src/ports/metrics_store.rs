@@ -16,6 +16,10 @@ pub struct Gauges {
     /// Units held by reservations.
     pub reservations_held_units: i64,
     pub orders_needing_attention: i64,
+    /// Orders flagged for a person, by their flag's reason code (`kassa_domain::attention`).
+    pub attention_by_reason: Vec<(String, i64)>,
+    /// Subscriptions with a paid period Kassa could not grant for (risk W6).
+    pub subscriptions_needing_attention: i64,
     /// Orders with a capture, cancel or expiry in progress, by operation.
     pub pending_operations: Vec<(String, i64)>,
     /// Work due now, by queue (`inbox`, `outbox`), and how long the oldest has waited.

@@ -1,5 +1,6 @@
 //! The ports: what use cases need from the world, as traits the edge crates implement.
 
+pub mod attention_store;
 pub mod checkout_store;
 pub mod clock;
 pub mod command_store;
@@ -18,6 +19,7 @@ pub mod subscription_store;
 pub mod transfer_store;
 pub mod webhook_store;
 
+pub use attention_store::*;
 pub use checkout_store::*;
 pub use clock::{Clock, IdSource, SystemClock};
 pub use command_store::*;

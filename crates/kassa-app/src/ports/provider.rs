@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use kassa_domain::Currency;
+use kassa_domain::credits::{PaidInvoice, PeriodGrant, PlanPrice, period_grant};
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::refund::RefundStatus;
 
@@ -440,13 +441,27 @@ pub struct ProviderInvoice {
     /// From the subscription's metadata, which the invoice carries.
     pub kassa_subscription_id: Option<String>,
     pub paid: bool,
+    /// What the customer paid: the period's price less a coupon or a customer balance, plus
+    /// tax. Recorded beside a grant; it never decides one (risk W6).
     pub amount_paid_minor: i64,
+    /// What is still owed on it: 0 once paid in full, whatever paid it.
+    pub amount_remaining_minor: i64,
     pub currency: String,
     /// The end of the period it pays for.
     pub period_end: i64,
     /// Why it was made: `subscription_create` (the first period), `subscription_cycle` (a
     /// renewal), or another (`subscription_update`, `manual`, …).
     pub billing_reason: Option<String>,
+    /// The price its subscription line billed; `None` when it has no single subscription line
+    /// Kassa can read (several items, only prorations, a fractional unit amount).
+    pub price: Option<InvoicePrice>,
+}
+
+/// The price an invoice's subscription line billed, before any discount or tax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvoicePrice {
+    pub unit_amount_minor: i64,
+    pub quantity: i64,
 }
 
 impl ProviderInvoice {
@@ -459,13 +474,24 @@ impl ProviderInvoice {
         )
     }
 
-    /// Whether it paid one whole period of a plan priced `unit_amount_minor` in `currency`: only
-    /// such an invoice grants the plan's credits (risk W6).
-    pub fn paid_a_period_of(&self, unit_amount_minor: i64, currency: &str) -> bool {
-        self.paid
-            && self.bills_a_period()
-            && self.amount_paid_minor == unit_amount_minor
-            && self.currency.eq_ignore_ascii_case(currency)
+    /// What this invoice, reported paid, owes a subscriber of a plan priced `unit_amount_minor`
+    /// in `currency`: the period's credits only for one period of the plan's price paid in
+    /// full (risk W6), whatever coupon, balance or tax changed what was paid.
+    pub fn period_grant(&self, unit_amount_minor: i64, currency: &str) -> PeriodGrant {
+        period_grant(
+            PlanPrice {
+                unit_amount_minor,
+                currency,
+            },
+            PaidInvoice {
+                bills_a_period: self.bills_a_period(),
+                currency: &self.currency,
+                amount_remaining_minor: self.amount_remaining_minor,
+                price: self
+                    .price
+                    .map(|price| (price.unit_amount_minor, price.quantity)),
+            },
+        )
     }
 }
 

@@ -187,6 +187,7 @@ pub trait Store:
     CatalogStore
     + CartStore
     + HealthStore
+    + super::AttentionStore
     + super::CheckoutStore
     + super::CreditStore
     + super::OrderStore
@@ -208,6 +209,7 @@ impl<T> Store for T where
     T: CatalogStore
         + CartStore
         + HealthStore
+        + super::AttentionStore
         + super::CheckoutStore
         + super::CreditStore
         + super::OrderStore

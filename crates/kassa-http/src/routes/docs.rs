@@ -13,6 +13,7 @@ use axum::routing::get;
 use kassa_app::refunds::REFUND_REASONS;
 use kassa_app::subscriptions::PLAN_INTERVALS;
 use kassa_app::validate::{CREDITS_MAX, IDEMPOTENCY_KEY_MAX_BYTES};
+use kassa_domain::attention::RESOLVE_ACTION_NAMES;
 use kassa_domain::limits::{
     CART_LINES_MAX, LINE_QUANTITY_MAX, ON_HAND_MAX, PRODUCT_VARIANTS_MAX, UNIT_AMOUNT_MAX_MINOR,
     VARIANT_ATTRIBUTES_MAX,
@@ -51,7 +52,9 @@ use crate::extract::PATH_SEGMENT_MAX_CHARS;
         super::orders::edit,
         super::orders::events,
         super::orders::cancel,
+        super::orders::refresh,
         super::orders::capture,
+        super::orders::resolve,
         super::refunds::create,
         super::subscriptions::create_plan,
         super::subscriptions::subscribe,
@@ -584,6 +587,16 @@ const FIELD_RULES: &[(&str, &str, Rule)] = &[
     ("EditOrderRequest", "lines", Rule::Items(0, CART_LINES_MAX)),
     ("CaptureRequest", "amount", Rule::Between(1, i64::MAX)),
     (
+        "ResolveRequest",
+        "action",
+        Rule::OneOf(RESOLVE_ACTION_NAMES),
+    ),
+    (
+        "ResolveRequest",
+        "note",
+        Rule::Text(fields::RESOLUTION_NOTE),
+    ),
+    (
         "RefundRequest",
         "order_id",
         Rule::Text(TextShape::Identifier {
@@ -887,6 +900,7 @@ mod tests {
             "provider_unavailable",
             "insufficient_credits",
             "seller_unavailable",
+            "amount_too_small",
         ] {
             assert!(
                 codes.contains(&format!("\"{code}\"")),

@@ -1,4 +1,5 @@
-//! Orders: read (`GET /v1/orders/{id}`), change (`PATCH`), cancel and capture, for the operator
+//! Orders: read (`GET /v1/orders/{id}`), change (`PATCH`), cancel and capture, resolve a flag
+//! (`POST /v1/orders/{id}/resolve`, the operator only), for the operator
 //! (secret key) or the customer (order token as the Bearer credential, never in the URL; reads
 //! for 30 days, changes inside the modification window). Every answer is `Cache-Control:
 //! no-store`.
@@ -16,6 +17,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath};
 use crate::wire::{
     AuditEventBody, AuditEventList, CaptureRequest, EditOrderRequest, NoFields, OrderBody,
+    ResolveRequest,
 };
 
 pub fn router() -> Router<HttpState> {
@@ -23,7 +25,9 @@ pub fn router() -> Router<HttpState> {
         .route("/v1/orders/{id}", get(order).patch(edit))
         .route("/v1/orders/{id}/events", get(events))
         .route("/v1/orders/{id}/cancel", post(cancel))
+        .route("/v1/orders/{id}/refresh", post(refresh))
         .route("/v1/orders/{id}/capture", post(capture))
+        .route("/v1/orders/{id}/resolve", post(resolve))
         .layer(axum::middleware::map_response(no_store))
 }
 
@@ -171,6 +175,42 @@ pub(crate) async fn cancel(
 
 #[utoipa::path(
     post,
+    path = "/v1/orders/{id}/refresh",
+    tag = "orders",
+    request_body(content = crate::wire::NoFields, description = "optional: no body, or `{}`"),
+    params(
+        ("id" = String, Path, description = "the order"),
+    ),
+    responses(
+        (status = 200, description = "the order, after Stripe was asked about its payment and the answer applied as its webhook would be", body = crate::wire::OrderBody),
+        (status = 401, description = "`unauthorized`: not this order's token", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: the order has no PaymentIntent yet", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: this order was refreshed too often", body = crate::error::ErrorBody),
+        (status = 503, description = "`provider_unavailable`", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = []), ("order_token" = [])),
+)]
+pub(crate) async fn refresh(
+    reader: OrderReader,
+    origin: Origin,
+    State(state): State<HttpState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJsonOrEmpty(NoFields {}): ApiJsonOrEmpty<NoFields>,
+) -> Result<Json<OrderBody>, ApiError> {
+    let requester = requester(reader);
+    // Only someone who may read the order makes Kassa ask Stripe about it.
+    let _may_read = view(&state, &id, &requester).await?;
+    if let Some(limit) = &state.rate_limit {
+        limit.refresh(&id)?;
+    }
+    let actor = origin.actor(actor_kind(&requester));
+    state.app.refresh_payment(&id, &actor).await?;
+    view(&state, &id, &requester).await
+}
+
+#[utoipa::path(
+    post,
     path = "/v1/orders/{id}/capture",
     tag = "orders",
     request_body(content = crate::wire::CaptureRequest, description = "optional; empty: capture what the order says"),
@@ -195,6 +235,38 @@ pub(crate) async fn capture(
 ) -> Result<Json<OrderBody>, ApiError> {
     let actor = origin.actor("operator (secret key)");
     let order = state.app.capture_order(&id, body.amount, &actor).await?;
+    Ok(Json(OrderBody::full(&order)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/resolve",
+    tag = "orders",
+    request_body = crate::wire::ResolveRequest,
+    params(
+        ("id" = String, Path, description = "the order"),
+    ),
+    responses(
+        (status = 200, description = "the order, its flag cleared by the action (see the README's \"When an order needs attention\"): `attention` is gone and the order's background work resumes", body = crate::wire::OrderBody),
+        (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
+        (status = 409, description = "`invalid_state`: the order is not flagged, its reason does not take this action (the message names those it does), or the order cannot make the action's moves (the stock is still gone, Stripe still reports the difference); nothing changed", body = crate::error::ErrorBody),
+        (status = 503, description = "`provider_unavailable`: Stripe did not answer; the flag stays, retry", body = crate::error::ErrorBody),
+    ),
+    security(("secret_key" = [])),
+)]
+pub(crate) async fn resolve(
+    _: SecretKey,
+    origin: Origin,
+    State(state): State<HttpState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ResolveRequest>,
+) -> Result<Json<OrderBody>, ApiError> {
+    let actor = origin.actor("operator (secret key)");
+    let request = kassa_app::attention::ResolveRequest {
+        action: body.action,
+        note: body.note,
+    };
+    let order = state.app.resolve_attention(&id, request, &actor).await?;
     Ok(Json(OrderBody::full(&order)))
 }
 

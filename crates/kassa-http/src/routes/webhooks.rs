@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::HttpState;
 use crate::auth::SecretKey;
 use crate::error::ApiError;
-use crate::extract::{ApiJsonOrEmpty, ApiPath, ApiQuery, read_body, single_header};
+use crate::extract::{ApiJsonOrEmpty, ApiPath, ApiQuery, read_body_up_to, single_header};
 use crate::wire::{NoFields, ReceivedBody, WebhookEventBody, WebhookEventList};
 
 /// Stripe events with embedded lists can exceed the API's 64 KiB; this is still bounded.
@@ -52,14 +52,7 @@ pub(crate) async fn receive(
         .ok()
         .flatten()
         .map(str::to_owned);
-    let body = read_body(request, &state)
-        .await
-        .map_err(|error| match error {
-            ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge {
-                limit_bytes: WEBHOOK_BODY_MAX_BYTES,
-            },
-            other => other,
-        })?;
+    let body = read_body_up_to(request, &state, WEBHOOK_BODY_MAX_BYTES).await?;
     match state.app.receive_webhook(&body, signature.as_deref()).await {
         Ok(_) => Ok(Json(ReceivedBody { received: true })),
         Err(WebhookError::Rejected(reason)) => {

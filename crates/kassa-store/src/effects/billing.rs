@@ -1,19 +1,22 @@
 //! What the provider reports about subscriptions (seed 003): the provider's ids recorded, the
 //! status moved by the domain's billing rules with a compare-and-set write, and each paid
-//! invoice's credits granted once (business key `invoice:{id}`), all in the caller's transaction
-//! with the inbox mark (risks W1, W2, W3). A subscription's events are applied under its
-//! customer's row lock, the lock the ledger takes, so two of them never interleave.
+//! invoice's credits granted once (business key `invoice:{id}`, what was paid beside it), all in
+//! the caller's transaction with the inbox mark (risks W1, W2, W3). A paid period Kassa cannot
+//! grant for (a price it does not know, money still owed) flags the subscription for a person,
+//! with a notification, never skipped in silence (risk W6). A subscription's events are applied
+//! under its customer's row lock, the lock the ledger takes, so two of them never interleave.
 
 use kassa_app::ports::{
     Actor, Applied, BillingEffect, LedgerWrite, NewCreditEntry, ProviderInvoice, StoreError,
     StoreResult,
 };
-use kassa_domain::credits::{Billing, EntryKind, SubscriptionStatus};
+use kassa_domain::credits::{Billing, EntryKind, PeriodGrant, SubscriptionStatus};
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, Change};
 use crate::credits::{lock_customer, write_entry_in};
 use crate::db::{SqlStore, unavailable};
+use crate::outbox;
 
 /// Fault point: after a paid invoice moved its subscription, before its grant (risk W3).
 pub const FAULT_BEFORE_INVOICE_GRANT: &str = "webhook.before_invoice_grant";
@@ -73,21 +76,23 @@ pub(crate) async fn apply(
         } => link(conn, &subscription, None, provider_customer_id.as_deref()).await?,
         BillingEffect::InvoicePaid(invoice) => {
             let plan = plan_of(conn, &subscription).await?;
-            if !invoice.paid_a_period_of(plan.unit_amount, &plan.currency) {
+            let owed = invoice.period_grant(plan.unit_amount, &plan.currency);
+            if owed == PeriodGrant::NotAPeriod {
                 let reason = format!(
-                    "invoice {} ({:?}) paid {} {}, not one period of its plan ({} {}): no credits",
-                    invoice.id,
-                    invoice.billing_reason,
-                    invoice.amount_paid_minor,
-                    invoice.currency,
-                    plan.unit_amount,
-                    plan.currency
+                    "invoice {} ({:?}) bills no period of its plan: no credits",
+                    invoice.id, invoice.billing_reason
                 );
-                tracing::warn!(subscription_id = %subscription.id, %reason, "invoice not granted");
+                tracing::info!(subscription_id = %subscription.id, %reason, "invoice not granted");
                 return Ok(Applied::Ignored(reason));
             }
+            // The period was paid at Stripe, so the subscription is as Stripe says; only the
+            // credits wait when the invoice is not one Kassa can grant for.
             let next = subscription.billing.invoice_paid(invoice.period_end);
             save(conn, &subscription, next, actor, now).await?;
+            if owed.needs_attention() {
+                flag(conn, &subscription, &plan, invoice, owed, actor, now).await?;
+                return Ok(Applied::Done);
+            }
             store.faults().check(FAULT_BEFORE_INVOICE_GRANT)?;
             grant(conn, &subscription, &plan, invoice, now).await?;
         }
@@ -282,7 +287,8 @@ async fn plan_of(conn: &mut AnyConnection, subscription: &Locked) -> StoreResult
     })
 }
 
-/// The invoice's period of credits, once per invoice.
+/// The invoice's period of credits, once per invoice, with what the customer paid for it beside
+/// the grant (less than the plan's price after a coupon or a balance, more with tax).
 async fn grant(
     conn: &mut AnyConnection,
     subscription: &Locked,
@@ -293,19 +299,111 @@ async fn grant(
     if plan.credits <= 0 {
         return Ok(());
     }
+    let business_key = format!("invoice:{}", invoice.id);
     let entry = NewCreditEntry {
         id: format!("cre_{}", invoice.id),
         customer_id: subscription.customer_id.clone(),
         amount: plan.credits,
-        business_key: format!("invoice:{}", invoice.id),
-        reason: Some(format!("subscription {}", subscription.id)),
+        business_key: business_key.clone(),
+        reason: Some(format!(
+            "subscription {} (paid {} {})",
+            subscription.id, invoice.amount_paid_minor, invoice.currency
+        )),
         subscription_id: Some(subscription.id.clone()),
     };
     match write_entry_in(conn, EntryKind::Grant, &entry, now).await? {
-        LedgerWrite::Written(_) | LedgerWrite::AlreadyThere(_) => Ok(()),
+        LedgerWrite::Written(_) => {
+            sqlx::query(
+                "UPDATE credit_entries SET paid_amount = $2, paid_currency = $3
+                 WHERE business_key = $1 AND paid_amount IS NULL",
+            )
+            .bind(&business_key)
+            .bind(invoice.amount_paid_minor)
+            .bind(invoice.currency.to_ascii_lowercase())
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+            Ok(())
+        }
+        LedgerWrite::AlreadyThere(_) => Ok(()),
         other => Err(StoreError::Corrupt(format!(
             "granting the credits of invoice {}: {other:?}",
             invoice.id
         ))),
     }
+}
+
+/// A paid period Kassa grants nothing for, for a person to look at: the subscription keeps the
+/// first such reason (code and invoice), and each invoice is audited and announced
+/// (`subscription.needs_attention`) once.
+async fn flag(
+    conn: &mut AnyConnection,
+    subscription: &Locked,
+    plan: &PlanTerms,
+    invoice: &ProviderInvoice,
+    owed: PeriodGrant,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let code = owed.reason_code();
+    let billed = match invoice.price {
+        Some(price) => format!("{} × {}", price.quantity, price.unit_amount_minor),
+        None => "no single readable subscription line".to_owned(),
+    };
+    let reason = format!(
+        "{code}: invoice {} ({:?}) billed {billed} {}, paid {}, {} still owed; the plan is {} {}: \
+         no credits granted",
+        invoice.id,
+        invoice.billing_reason,
+        invoice.currency,
+        invoice.amount_paid_minor,
+        invoice.amount_remaining_minor,
+        plan.unit_amount,
+        plan.currency
+    );
+    // Once per invoice for good: the audit trail is never pruned, so an event redelivered after
+    // its inbox row and notification aged out announces nothing twice.
+    let flagged_before: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log
+         WHERE entity_type = 'subscription' AND entity_id = $1 AND action = 'flagged'
+           AND detail LIKE $2",
+    )
+    .bind(&subscription.id)
+    .bind(format!("{code}: invoice {} (%", invoice.id))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if flagged_before > 0 {
+        return Ok(());
+    }
+    tracing::warn!(subscription_id = %subscription.id, invoice_id = %invoice.id, %reason,
+        "a paid period needs attention");
+    sqlx::query(
+        "UPDATE subscriptions SET needs_attention = $2, updated_at = $3
+         WHERE id = $1 AND needs_attention IS NULL",
+    )
+    .bind(&subscription.id)
+    .bind(&reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let change = Change {
+        entity_type: "subscription",
+        entity_id: &subscription.id,
+        action: "flagged",
+        before: None,
+        after: Some("needs_attention"),
+        detail: Some(&reason),
+    };
+    audit::record(conn, change, actor, now).await?;
+    outbox::notify_subscription(
+        conn,
+        "subscription.needs_attention",
+        &subscription.id,
+        &invoice.id,
+        code,
+        now,
+    )
+    .await
 }

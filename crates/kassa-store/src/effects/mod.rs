@@ -57,7 +57,9 @@ pub(crate) async fn apply(
 }
 
 /// Marks an order for a person, with an audit record and an `order.needs_attention`
-/// notification (once per order).
+/// notification (once per order until a person resolves it: a flag raised after that is
+/// announced again). `reason` is `code: detail` (`kassa_domain::attention`); its code is kept
+/// beside it for the metrics. The newest reason stands; each is in the audit trail.
 pub(crate) async fn flag_order(
     conn: &mut AnyConnection,
     order_id: &str,
@@ -65,13 +67,17 @@ pub(crate) async fn flag_order(
     actor: &Actor,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE orders SET needs_attention = $2, updated_at = $3 WHERE id = $1")
-        .bind(order_id)
-        .bind(reason)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
+    let resolutions: Option<i64> = sqlx::query_scalar(
+        "UPDATE orders SET needs_attention = $2, attention_reason = $3, updated_at = $4 WHERE id = $1
+         RETURNING attention_resolutions",
+    )
+    .bind(order_id)
+    .bind(reason)
+    .bind(kassa_domain::attention::flag_code(reason))
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
     let change = Change {
         entity_type: "order",
         entity_id: order_id,
@@ -81,5 +87,6 @@ pub(crate) async fn flag_order(
         detail: Some(reason),
     };
     audit::record(conn, change, actor, now).await?;
-    outbox::notify(conn, "order.needs_attention", order_id, now).await
+    let code = kassa_domain::attention::flag_code(reason);
+    outbox::notify_attention(conn, order_id, resolutions.unwrap_or(0), code, now).await
 }

@@ -7,6 +7,7 @@ use kassa_domain::order::OrderStatus;
 use kassa_domain::payment::PaymentStatus;
 use kassa_domain::plan::{
     ObservedPayment, PaymentMoves, PaymentPlan, PaymentSnapshot, StockMove, decide_payment,
+    failed_attempt,
 };
 use sqlx::{AnyConnection, Row};
 
@@ -14,6 +15,9 @@ use super::flag_order;
 use crate::commands::end_operation_in;
 use crate::db::{SqlStore, unavailable};
 use crate::refunds::insert_requested;
+
+/// The merchant notification of a failed payment attempt.
+const PAYMENT_FAILED: &str = "payment.failed";
 use crate::{outbox, transitions};
 
 /// Fault points inside the effect transaction, for tests.
@@ -106,6 +110,23 @@ pub(crate) async fn observe_for(
         currency: &intent.currency,
         amount_received_minor: intent.amount_received_minor,
     };
+    let failed = failed_attempt(
+        intent.status,
+        intent.latest_charge.as_deref(),
+        intent.last_error.as_deref(),
+    );
+    if let Some(charge) = failed {
+        let decline_code = intent.last_error.as_deref();
+        outbox::notify_attempt(
+            conn,
+            PAYMENT_FAILED,
+            &payment.order_id,
+            charge,
+            decline_code,
+            now,
+        )
+        .await?;
+    }
     match decide_payment(&held, &seen) {
         PaymentPlan::Ignore(reason) => Ok(Applied::Ignored(reason)),
         PaymentPlan::Flag(reason) => {

@@ -4,6 +4,7 @@
 //! — and what follows for the order: refunded total, status (`plan::decide_refunded`), restock.
 
 use kassa_app::ports::{Actor, Applied, ProviderRefund, StoreError, StoreResult};
+use kassa_domain::attention::AttentionReason;
 use kassa_domain::order::OrderStatus;
 use kassa_domain::plan::decide_refunded;
 use kassa_domain::refund::RefundStatus;
@@ -169,23 +170,11 @@ pub(crate) async fn settle_order(
         .map_err(unavailable)?;
     if refunded < before {
         let reason = "refund_reversed: a refund reported succeeded has since failed; the customer \
-                      is not paid back: refund again (POST /v1/refunds, or cancel again)";
+                      is not paid back: resolve with refund to ask again, or dismiss once paid \
+                      back another way";
         flag_order(conn, order_id, reason, actor, now).await?;
     }
-    // A refund Kassa started on its own (money taken for a canceled order, a cancel after
-    // capture) that failed means a customer is not paid back: a person must know, once.
-    let (kassa_failed, flagged): (i64, Option<String>) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM refunds WHERE order_id = $1 AND status = 'failed' AND client_scope = 'kassa'),
-                needs_attention FROM orders WHERE id = $1",
-    )
-    .bind(order_id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    if kassa_failed > 0 && flagged.is_none() {
-        let reason = "kassa_refund_failed: a refund Kassa started was refused; the customer is not paid back";
-        flag_order(conn, order_id, reason, actor, now).await?;
-    }
+    flag_refund_failures(conn, order_id, actor, now).await?;
     let mut restock = false;
     for row in &succeeded {
         let id: String = row.try_get("id").map_err(unavailable)?;
@@ -204,4 +193,40 @@ pub(crate) async fn settle_order(
         }
     }
     Ok(())
+}
+
+/// A refund Kassa started on its own (money taken for a canceled order, a cancel after capture,
+/// a person's resolution) that failed means a customer is not paid back: a person must know,
+/// once per failed refund (`failure_flagged`), so an order resolved since is not flagged again
+/// for it. While the order is flagged for something else the failure waits, and is raised when
+/// that is resolved (the resolution calls this again).
+pub(crate) async fn flag_refund_failures(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    actor: &Actor,
+    now: i64,
+) -> StoreResult<()> {
+    let (unflagged, flagged): (i64, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM refunds WHERE order_id = $1 AND status = 'failed'
+                     AND client_scope = 'kassa' AND failure_flagged = 0),
+                needs_attention FROM orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    if unflagged == 0 || flagged.is_some() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE refunds SET failure_flagged = 1
+         WHERE order_id = $1 AND status = 'failed' AND client_scope = 'kassa' AND failure_flagged = 0",
+    )
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let reason = AttentionReason::KassaRefundFailed
+        .flag("a refund Kassa started was refused; the customer is not paid back");
+    flag_order(conn, order_id, &reason, actor, now).await
 }
