@@ -376,8 +376,11 @@ pub struct OrderBody {
     pub created: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What happened, in words, while the order waits for a person; `null` otherwise (and
+    /// always for the customer's view).
     pub needs_attention: Option<String>,
+    /// The flag's stable code (see "When an order needs attention"); `null` when not flagged.
+    pub attention_reason: Option<String>,
     /// Only for the operator, while the order is flagged: why, and the actions that resolve it
     /// (`POST /v1/orders/{id}/resolve`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -428,6 +431,7 @@ impl OrderBody {
             created: order.created_at,
             capture_method: None,
             needs_attention: None,
+            attention_reason: None,
             attention: None,
             payment: None,
             can_modify: None,
@@ -439,6 +443,10 @@ impl OrderBody {
         OrderBody {
             capture_method: Some(order.capture_method.as_str().to_owned()),
             needs_attention: order.needs_attention.clone(),
+            attention_reason: order
+                .needs_attention
+                .as_deref()
+                .map(|flag| kassa_domain::attention::Flag::parse(flag).code.to_owned()),
             attention: order.needs_attention.as_deref().map(AttentionBody::of),
             payment: order.payment.as_ref().map(|payment| OrderPaymentBody {
                 id: payment.id.clone(),

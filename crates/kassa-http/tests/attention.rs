@@ -108,6 +108,10 @@ async fn risk_n1_a_flagged_order_is_resolved_over_http_by_the_operator_only(db: 
         }),
         "{order}"
     );
+    assert_eq!(
+        order["attention_reason"], "paid_while_paid",
+        "API.md's field"
+    );
 
     for (key, expected) in [
         (TEST_PUBLISHABLE_KEY, (403, "forbidden")),
@@ -159,6 +163,7 @@ async fn risk_n1_a_flagged_order_is_resolved_over_http_by_the_operator_only(db: 
     assert_eq!(status, 200, "{order}");
     assert_eq!(order["attention"], Value::Null, "{order}");
     assert_eq!(order["needs_attention"], Value::Null, "{order}");
+    assert_eq!(order["attention_reason"], Value::Null, "{order}");
     let (_, events) = server
         .call(
             reqwest::Method::GET,
