@@ -82,7 +82,7 @@ impl TextShape {
         }
     }
 
-    /// What the field accepts, in words, for error messages and the README.
+    /// What the field accepts, in words, for error messages and docs/api.md.
     pub fn describe(self) -> String {
         match self {
             TextShape::Line { max_chars } => format!(

@@ -57,7 +57,7 @@ pub enum CommitMode {
 impl CommitMode {
     /// Grouped on SQLite, whose one writer would otherwise wait for one fsync per unit; per
     /// unit on PostgreSQL, whose pool of connections lets the server batch concurrent commits
-    /// into one WAL flush itself (BENCHMARKS.md measures both).
+    /// into one WAL flush itself (docs/benchmarks.md measures both).
     pub fn default_for(backend: Backend) -> CommitMode {
         match backend {
             Backend::Sqlite => CommitMode::Grouped {

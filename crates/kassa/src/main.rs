@@ -53,7 +53,7 @@ enum Command {
         status: String,
     },
     /// Resolve an order flagged for attention with one of the actions its reason takes (`kassa
-    /// orders` lists them; see the README's "When an order needs attention"), e.g.
+    /// orders` lists them; see docs/guides/after-payment.md, "When an order needs attention"), e.g.
     /// `kassa resolve ord_… --action refund --note "stock gone, customer refunded"`.
     Resolve {
         /// The flagged order.

@@ -205,7 +205,7 @@ fn orders_table(orders: &[OrderSummary]) -> String {
 }
 
 /// `kassa resolve ORDER --action … --note …`: a person's way out for a flagged order, through
-/// the use case `POST /v1/orders/{id}/resolve` runs (see the README's "When an order needs
+/// the use case `POST /v1/orders/{id}/resolve` runs (see docs/guides/after-payment.md, "When an order needs
 /// attention"). In live mode against the database and Stripe, with the operator's note in the
 /// audit trail; in sandbox mode the emulator lives inside `kassa serve`, so the running server is
 /// asked.

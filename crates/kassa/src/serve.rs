@@ -385,7 +385,9 @@ fn print_banner(config: &Config, address: SocketAddr, keys: &ApiKeys, emulator: 
         "  curl -s -X POST {base}/v1/carts/$CART/lines -H 'Authorization: Bearer {pk}' -H 'Content-Type: application/json' -d '{{\"sku\":\"TEE-M\",\"quantity\":2}}'"
     );
     println!("  curl -s {base}/v1/carts/$CART -H 'Authorization: Bearer {pk}'");
-    println!("Checkout and paying through the emulator: see README.md, \"A sandbox checkout\".");
+    println!(
+        "Checkout and paying through the emulator: see docs/guides/checkout.md, \"A sandbox checkout\"."
+    );
     println!("Demo storefront (both ways to pay) in a browser: {base}/demo/");
 }
 

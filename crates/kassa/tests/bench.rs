@@ -1,5 +1,5 @@
 //! `kassa bench` runs and reports every figure it promises, on each backend. What the figures
-//! are is measured, never asserted (BENCHMARKS.md holds them); only that a short run completes
+//! are is measured, never asserted (docs/benchmarks.md holds them); only that a short run completes
 //! with no failed checkout, prints them and ends with a passing invariant check.
 
 use std::process::Command;

@@ -477,7 +477,7 @@ impl Kassa {
     }
 }
 
-/// The subscription flow of the README, on the real binary in sandbox mode, with every webhook
+/// The subscription flow of docs/guides/subscriptions.md, on the real binary in sandbox mode, with every webhook
 /// delivered twice and out of order: a plan, a subscription paid on the hosted page, its
 /// credits granted once, spent once per key and never overdrawn, a renewal's credits, and a
 /// cancel at the period's end.

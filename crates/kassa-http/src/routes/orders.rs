@@ -247,7 +247,7 @@ pub(crate) async fn capture(
         ("id" = String, Path, description = "the order"),
     ),
     responses(
-        (status = 200, description = "the order, its flag cleared by the action (see the README's \"When an order needs attention\"): `attention` is gone and the order's background work resumes", body = crate::wire::OrderBody),
+        (status = 200, description = "the order, its flag cleared by the action (see docs/guides/after-payment.md, \"When an order needs attention\"): `attention` is gone and the order's background work resumes", body = crate::wire::OrderBody),
         (status = 404, description = "`not_found`", body = crate::error::ErrorBody),
         (status = 409, description = "`invalid_state`: the order is not flagged, its reason does not take this action (the message names those it does), or the order cannot make the action's moves (the stock is still gone, Stripe still reports the difference); nothing changed", body = crate::error::ErrorBody),
         (status = 503, description = "`provider_unavailable`: Stripe did not answer; the flag stays, retry", body = crate::error::ErrorBody),
