@@ -614,12 +614,12 @@ fn same_amount(
 /// The provider idempotency key of a payment attempt: derived from Kassa's own id, so every
 /// retry of the create call, by anyone, names the same PaymentIntent.
 pub fn provider_key_for_payment(payment_id: &str) -> String {
-    format!("kassa-create-pi-{payment_id}")
+    kassa_domain::provider_keys::create_payment_intent(payment_id)
 }
 
 /// The same for a hosted payment's Checkout Session.
 pub fn provider_key_for_session(payment_id: &str) -> String {
-    format!("kassa-create-cs-{payment_id}")
+    kassa_domain::provider_keys::create_checkout_session(payment_id)
 }
 
 /// What the foreign phase created.

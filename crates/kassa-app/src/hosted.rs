@@ -19,7 +19,7 @@ impl App {
         session_id: &str,
         actor: &Actor,
     ) -> AppResult<ProviderCheckoutSession> {
-        let key = format!("kassa-expire-cs-{payment_id}");
+        let key = kassa_domain::provider_keys::expire_checkout_session(payment_id);
         let session = match self
             .provider
             .expire_checkout_session(session_id, &key)

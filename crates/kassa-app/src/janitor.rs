@@ -246,7 +246,7 @@ impl App {
         if !self.store.begin_expire(order_id, actor, now).await? {
             return Ok(Expiry::Skipped);
         }
-        let key = format!("kassa-cancel-{payment_id}");
+        let key = kassa_domain::provider_keys::cancel_payment_intent(payment_id);
         let current = match self.provider.cancel_payment_intent(intent_id, &key).await {
             Ok(intent) => intent,
             // Not cancelable any more: the customer paid (or is paying) meanwhile.

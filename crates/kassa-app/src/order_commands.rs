@@ -88,7 +88,7 @@ impl App {
             CaptureStart::OrderMissing => return Err(AppError::NotFound { what: "order" }),
         };
         // The amount is part of the key: a later capture of another amount is another request.
-        let key = format!("kassa-capture-{payment_id}-{amount}");
+        let key = kassa_domain::provider_keys::capture(&payment_id, amount);
         match self
             .provider
             .capture_payment_intent(&intent_id, Some(amount), fee, &key)
@@ -188,7 +188,7 @@ impl App {
         intent_id: &str,
         actor: &Actor,
     ) -> AppResult<()> {
-        let key = format!("kassa-cancel-{payment_id}");
+        let key = kassa_domain::provider_keys::cancel_payment_intent(payment_id);
         let current = match self.provider.cancel_payment_intent(intent_id, &key).await {
             Ok(intent) => intent,
             // Not cancelable any more (it succeeded or is processing): what does it hold?

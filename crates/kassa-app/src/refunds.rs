@@ -47,7 +47,7 @@ impl App {
         }
         let refund_id = self.ids.new_id("ref");
         let new = NewRefund {
-            provider_idempotency_key: format!("kassa-refund-{refund_id}"),
+            provider_idempotency_key: kassa_domain::provider_keys::refund(&refund_id),
             refund_id,
             order_id: input.order_id.clone(),
             client_scope: input.key_scope.clone(),

@@ -57,7 +57,7 @@ impl App {
             email: seller.email.clone(),
             country: seller.country.clone(),
             metadata: vec![("kassa_seller_id".into(), seller.id.clone())],
-            idempotency_key: format!("kassa-create-acct-{}", seller.id),
+            idempotency_key: kassa_domain::provider_keys::create_account(&seller.id),
         };
         let account = self
             .provider

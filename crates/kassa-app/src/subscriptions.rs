@@ -197,7 +197,7 @@ impl App {
             // From the subscription, not from now: a retry must send what the first call sent,
             // or Stripe refuses the key's reuse.
             expires_at_secs: subscription.created_at + HOSTED_EXPIRY_MIN_SECS,
-            idempotency_key: format!("kassa-create-cs-{}", subscription.id),
+            idempotency_key: kassa_domain::provider_keys::create_checkout_session(&subscription.id),
         };
         let session = match self.provider.create_subscription_session(request).await {
             Ok(session) => session,
@@ -213,7 +213,7 @@ impl App {
             .await?;
         if recorded.provider_checkout_session_id.as_deref() != Some(session.id.as_str()) {
             // Ended while the page was being made (canceled): nobody may pay this page.
-            let key = format!("kassa-expire-cs-{}", subscription.id);
+            let key = kassa_domain::provider_keys::expire_checkout_session(&subscription.id);
             if let Err(error) = self
                 .provider
                 .expire_checkout_session(&session.id, &key)
@@ -247,7 +247,7 @@ impl App {
         let request = CreateCustomer {
             email: customer.email.clone(),
             metadata: vec![("kassa_customer_id".into(), customer.id.clone())],
-            idempotency_key: format!("kassa-create-cus-{}", customer.id),
+            idempotency_key: kassa_domain::provider_keys::create_customer(&customer.id),
         };
         let created = match self.provider.create_customer(request).await {
             Ok(created) => created,
@@ -381,7 +381,7 @@ impl App {
                 message: "this subscription is not known to the provider yet".into(),
             })?;
         let when = if at_period_end { "end" } else { "now" };
-        let key = format!("kassa-cancel-sub-{}-{when}", subscription.id);
+        let key = kassa_domain::provider_keys::cancel_subscription(&subscription.id, when);
         let reported = self
             .provider
             .cancel_subscription(&provider_id, at_period_end, &key)
@@ -416,7 +416,7 @@ impl App {
         actor: &Actor,
     ) -> AppResult<Option<SubscriptionRecord>> {
         if let Some(session_id) = &subscription.provider_checkout_session_id {
-            let key = format!("kassa-expire-cs-{}", subscription.id);
+            let key = kassa_domain::provider_keys::expire_checkout_session(&subscription.id);
             match self
                 .provider
                 .expire_checkout_session(session_id, &key)

@@ -15,6 +15,7 @@ pub mod money;
 pub mod order;
 pub mod payment;
 pub mod plan;
+pub mod provider_keys;
 pub mod refund;
 pub mod reservation;
 pub mod retention;

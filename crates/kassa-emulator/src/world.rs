@@ -26,6 +26,10 @@ pub const IDEMPOTENCY_TTL_SECS: i64 = 86_400;
 /// reads back minutes, not days; each event holds a copy of its object, so a long-running
 /// sandbox would otherwise grow by megabytes a minute under load.
 pub const EVENTS_KEPT_MAX: usize = 10_000;
+/// Most PaymentIntents kept, with their charges, refunds and disputes; past it the oldest
+/// are forgotten in batches (a long-running sandbox; Kassa asks about recent payments).
+pub const INTENTS_KEPT_MAX: usize = 5_000;
+const INTENTS_FORGOTTEN_AT_ONCE: usize = 500;
 /// Above this many remembered idempotency keys, the ones older than Stripe's 24 hours are
 /// forgotten at the next new key (a sandbox's emulated time may never be advanced).
 const IDEMPOTENCY_KEYS_SWEEP_AT: usize = 10_000;
@@ -274,6 +278,7 @@ impl World {
         }
         self.intents.insert(id.clone(), intent.clone());
         self.intent_order.push(id);
+        self.forget_oldest_payments();
         self.emit("payment_intent.created", &intent, None);
         if form.get("confirm").map(String::as_str) == Some("true") {
             let id = intent["id"].as_str().unwrap_or_default().to_owned();
@@ -732,6 +737,31 @@ impl World {
             .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
     }
 
+    /// Forgets the oldest PaymentIntents and everything that hangs off them once more than
+    /// [`INTENTS_KEPT_MAX`] are kept.
+    fn forget_oldest_payments(&mut self) {
+        if self.intent_order.len() <= INTENTS_KEPT_MAX + INTENTS_FORGOTTEN_AT_ONCE {
+            return;
+        }
+        let forgotten: std::collections::HashSet<String> = self
+            .intent_order
+            .drain(..INTENTS_FORGOTTEN_AT_ONCE)
+            .collect();
+        let gone = |object: &Value| {
+            object["payment_intent"]
+                .as_str()
+                .is_some_and(|intent| forgotten.contains(intent))
+        };
+        self.intents.retain(|id, _| !forgotten.contains(id));
+        self.charges.retain(|_, charge| !gone(charge));
+        self.refunds.retain(|_, refund| !gone(refund));
+        self.disputes.retain(|_, dispute| !gone(dispute));
+        let refunds = &self.refunds;
+        self.refund_order.retain(|id| refunds.contains_key(id));
+        self.session_of_intent
+            .retain(|intent, _| !forgotten.contains(intent));
+    }
+
     /// Forgets idempotency keys older than Stripe keeps them, once there are many.
     pub fn forget_old_keys(&mut self, now: i64) {
         if self.idempotency.len() >= IDEMPOTENCY_KEYS_SWEEP_AT {
@@ -794,6 +824,35 @@ mod tests {
         assert_eq!(world.outbound.len(), 20_000);
         // What stays listed is bounded: the newest events.
         assert_eq!(world.events.len(), EVENTS_KEPT_MAX);
+    }
+
+    /// Payment objects are bounded: the oldest intents go, with their charges.
+    #[test]
+    fn the_oldest_payments_are_forgotten_past_the_bound() {
+        let mut world = World::new(&EmulatorConfig::for_tests());
+        let mut form = BTreeMap::new();
+        form.insert("amount".to_owned(), "1000".to_owned());
+        form.insert("currency".to_owned(), "eur".to_owned());
+        form.insert("confirm".to_owned(), "true".to_owned());
+        form.insert("payment_method".to_owned(), "pm_card_visa".to_owned());
+        let first = world.create_intent(&form, json!({})).expect("created");
+        for _ in 0..INTENTS_KEPT_MAX + INTENTS_FORGOTTEN_AT_ONCE {
+            world.create_intent(&form, json!({})).expect("created");
+        }
+        assert!(world.intents.len() <= INTENTS_KEPT_MAX + INTENTS_FORGOTTEN_AT_ONCE);
+        let first_id = first["id"].as_str().expect("id");
+        assert!(
+            !world.intents.contains_key(first_id),
+            "the oldest is forgotten"
+        );
+        assert!(
+            world
+                .charges
+                .values()
+                .all(|c| c["payment_intent"] != first_id),
+            "with its charge"
+        );
+        assert_eq!(world.intents.len(), world.charges.len());
     }
 
     /// A sandbox whose emulated time never moves still forgets day-old keys, as Stripe does.

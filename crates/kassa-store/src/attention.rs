@@ -508,7 +508,7 @@ async fn record_refund(
     let number = held.resolutions + 1;
     let refund_id = format!("ref_resolve_{order_id}_{number}");
     let new = NewRefund {
-        provider_idempotency_key: format!("kassa-refund-{refund_id}"),
+        provider_idempotency_key: kassa_domain::provider_keys::refund(&refund_id),
         refund_id: refund_id.clone(),
         order_id: order_id.to_owned(),
         client_scope: "kassa".into(),

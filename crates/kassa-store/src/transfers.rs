@@ -204,7 +204,11 @@ async fn plan_transfers_in(
         .bind(share.fee_minor)
         .bind(share.transfer_minor)
         .bind(source_charge)
-        .bind(format!("kassa-transfer-{order_id}-{}", share.seller_id))
+        .bind(kassa_domain::provider_keys::transfer(
+            order_id,
+            &share.seller_id,
+            None,
+        ))
         .bind(now)
         .execute(&mut *conn)
         .await
@@ -293,7 +297,10 @@ async fn plan_reversals_in(
         .bind(&transfer.seller_id)
         .bind(order_id)
         .bind(reversal)
-        .bind(format!("kassa-reversal-{refund_id}-{}", transfer.seller_id))
+        .bind(kassa_domain::provider_keys::reversal(
+            refund_id,
+            &transfer.seller_id,
+        ))
         .bind(now)
         .execute(&mut *conn)
         .await
@@ -491,7 +498,7 @@ impl TransferStore for SqlStore {
         let mut retried = 0;
         for (order_id, seller_id, attempt) in &due {
             let next = attempt + 1;
-            let key = format!("kassa-transfer-{order_id}-{seller_id}-{next}");
+            let key = kassa_domain::provider_keys::transfer(order_id, seller_id, Some(next));
             let moved = sqlx::query(
                 "UPDATE seller_transfers SET refusal = NULL, attempt = $3, provider_key = $4,
                      updated_at = $5

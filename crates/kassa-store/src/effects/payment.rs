@@ -49,7 +49,7 @@ async fn refund_after_cancel(
 ) -> StoreResult<()> {
     let refund_id = format!("ref_after_cancel_{}", payment.id);
     let new = NewRefund {
-        provider_idempotency_key: format!("kassa-refund-{refund_id}"),
+        provider_idempotency_key: kassa_domain::provider_keys::refund(&refund_id),
         refund_id,
         order_id: payment.order_id.clone(),
         client_scope: "kassa".into(),
