@@ -278,15 +278,12 @@ async fn risk_w3_a_pack_refunded_in_parts_takes_back_every_credit(db: TestDb) {
     let report = shop.app.check_invariants().await.expect("checked");
     assert!(report.passed(), "{:#?}", report.violations);
     // One clawback removed by hand: the refunded pack's credits are no longer all taken back.
-    let pool = sqlx::AnyPool::connect(&shop.db.url).await.expect("pool");
-    sqlx::query(
+    shop.tamper(
         "DELETE FROM credit_entries WHERE id =
            (SELECT MIN(id) FROM credit_entries WHERE kind = 'clawback')",
+        &[],
     )
-    .execute(&pool)
-    .await
-    .expect("tamper");
-    pool.close().await;
+    .await;
     let report = shop.app.check_invariants().await.expect("checked");
     assert!(
         report.violations.iter().any(|v| v.invariant == 8

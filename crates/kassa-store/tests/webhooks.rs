@@ -551,7 +551,7 @@ async fn risk_g2_paid_order_whose_stock_was_released_is_recommitted_or_flagged(d
 }
 both_backends!(risk_g2_paid_order_whose_stock_was_released_is_recommitted_or_flagged);
 
-async fn risk_p7_client_sync_and_webhook_race_and_only_one_applies(db: TestDb) {
+async fn risk_p7_client_refresh_and_webhook_race_and_only_one_applies(db: TestDb) {
     let shop = shop(db, 10).await;
     let placed = shop.place(1, "k").await;
     shop.provider
@@ -570,7 +570,13 @@ async fn risk_p7_client_sync_and_webhook_race_and_only_one_applies(db: TestDb) {
         .map(|_| {
             let app = shop.app.clone();
             let order_id = placed.order_id.clone();
-            tokio::spawn(async move { app.sync_payment(&order_id).await })
+            // The use case `POST /v1/orders/{id}/refresh` runs for the customer's return page.
+            let customer = Actor {
+                kind: "customer (order token)".into(),
+                request_id: None,
+                client_ip: None,
+            };
+            tokio::spawn(async move { app.refresh_payment(&order_id, &customer).await })
         })
         .collect();
     webhook.await.expect("task").expect("recorded");
@@ -588,7 +594,7 @@ async fn risk_p7_client_sync_and_webhook_race_and_only_one_applies(db: TestDb) {
     );
     assert_eq!(shop.scalar::<i64>("SELECT COUNT(*) FROM outbox").await, 1);
 }
-both_backends!(risk_p7_client_sync_and_webhook_race_and_only_one_applies);
+both_backends!(risk_p7_client_refresh_and_webhook_race_and_only_one_applies);
 
 async fn risk_g6_unverified_delivery_changes_nothing(db: TestDb) {
     let shop = shop(db, 10).await;

@@ -422,6 +422,18 @@ impl EmulatedShop {
         (level.available(), level.reserved, level.committed)
     }
 
+    /// Changes the database by hand (`$1`, `$2`, … are `binds`), as a tamper test does to show
+    /// that a check notices.
+    pub async fn tamper(&self, sql: &'static str, binds: &[&str]) {
+        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("pool");
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        query.execute(&pool).await.expect("tamper");
+        pool.close().await;
+    }
+
     pub async fn scalar(&self, sql: &'static str) -> i64 {
         let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("pool");
         let value: i64 = sqlx::query_scalar(sql)
