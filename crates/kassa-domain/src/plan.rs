@@ -186,6 +186,20 @@ pub fn decide_refunded(
     (to != order).then_some((event, Move { from: order, to }))
 }
 
+/// The status a paid order's money gives it: `refunded` when refunds cover what was captured,
+/// `partially_refunded` when they cover part, else `paid`. A dispute closing returns the order
+/// to this, not to the status it had when the dispute opened: a refund may have failed (or
+/// succeeded) meanwhile.
+pub fn status_of_refunds(captured_minor: i64, refunded_minor: i64) -> OrderStatus {
+    if refunded_minor <= 0 {
+        OrderStatus::Paid
+    } else if refunded_minor >= captured_minor {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    }
+}
+
 /// The order move a dispute opening or closing causes, if the order can make it.
 pub fn decide_dispute(
     order: OrderStatus,
@@ -313,6 +327,16 @@ mod tests {
             (None, StockMove::Keep, None),
             "already canceled locally"
         );
+    }
+
+    #[test]
+    fn a_closed_dispute_returns_the_order_to_what_its_refunds_say() {
+        assert_eq!(status_of_refunds(1999, 0), O::Paid);
+        assert_eq!(status_of_refunds(1999, 500), O::PartiallyRefunded);
+        assert_eq!(status_of_refunds(1999, 1999), O::Refunded);
+        // Refunded when the dispute opened, the refund failed meanwhile: back to paid.
+        let back = decide_dispute(O::Disputed, Some(status_of_refunds(1999, 0)), true);
+        assert_eq!(back.map(|(_, m)| m.to), Some(O::Paid));
     }
 
     #[test]

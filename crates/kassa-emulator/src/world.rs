@@ -125,6 +125,8 @@ pub struct World {
     pub base_url: String,
     pub events: VecDeque<Value>,
     pub idempotency: HashMap<(String, String), IdempotentEntry>,
+    /// How many remembered keys make the next sweep of old ones.
+    keys_sweep_at: usize,
     pub api_faults: Vec<(String, VecDeque<ApiFault>)>,
     /// Calls of the Stripe API received, by endpoint (`POST /v1/payment_intents/*/capture`),
     /// faulted or not: `GET /_emulator/requests`.
@@ -165,6 +167,7 @@ impl World {
             base_url: String::new(),
             events: VecDeque::new(),
             idempotency: HashMap::new(),
+            keys_sweep_at: IDEMPOTENCY_KEYS_SWEEP_AT,
             api_faults: Vec::new(),
             requests: BTreeMap::new(),
             webhook_faults: WebhookFaults {
@@ -737,16 +740,34 @@ impl World {
             .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
     }
 
-    /// Forgets the oldest PaymentIntents and everything that hangs off them once more than
-    /// [`INTENTS_KEPT_MAX`] are kept.
+    /// Forgets the oldest settled PaymentIntents and everything that hangs off them once more
+    /// than [`INTENTS_KEPT_MAX`] are kept. Only what no later call can need goes: a payment
+    /// succeeded or canceled, of no marketplace (a transfer names its charge), whose Checkout
+    /// Session (if any) is over. An authorization still waiting for its capture stays.
     fn forget_oldest_payments(&mut self) {
         if self.intent_order.len() <= INTENTS_KEPT_MAX + INTENTS_FORGOTTEN_AT_ONCE {
             return;
         }
-        let forgotten: std::collections::HashSet<String> = self
-            .intent_order
-            .drain(..INTENTS_FORGOTTEN_AT_ONCE)
-            .collect();
+        let settled = |intent: &Value| {
+            matches!(intent["status"].as_str(), Some("succeeded" | "canceled"))
+                && intent["transfer_group"].is_null()
+                && intent["transfer_data"].is_null()
+        };
+        let mut forgotten = std::collections::HashSet::new();
+        for id in &self.intent_order {
+            if forgotten.len() == INTENTS_FORGOTTEN_AT_ONCE {
+                break;
+            }
+            let session_open = self
+                .session_of_intent
+                .get(id)
+                .and_then(|session| self.sessions.get(session))
+                .is_some_and(|session| session["status"] == "open");
+            if !session_open && self.intents.get(id).is_some_and(settled) {
+                forgotten.insert(id.clone());
+            }
+        }
+        self.intent_order.retain(|id| !forgotten.contains(id));
         let gone = |object: &Value| {
             object["payment_intent"]
                 .as_str()
@@ -762,11 +783,14 @@ impl World {
             .retain(|intent, _| !forgotten.contains(intent));
     }
 
-    /// Forgets idempotency keys older than Stripe keeps them, once there are many.
+    /// Forgets idempotency keys older than Stripe keeps them, once there are many; the next
+    /// sweep waits until there are twice as many as it left, so a day of young keys is not
+    /// rescanned at every new one.
     pub fn forget_old_keys(&mut self, now: i64) {
-        if self.idempotency.len() >= IDEMPOTENCY_KEYS_SWEEP_AT {
+        if self.idempotency.len() >= self.keys_sweep_at.max(IDEMPOTENCY_KEYS_SWEEP_AT) {
             self.idempotency
                 .retain(|_, entry| entry.created + IDEMPOTENCY_TTL_SECS > now);
+            self.keys_sweep_at = self.idempotency.len().saturating_mul(2);
         }
     }
 

@@ -57,53 +57,59 @@ impl TrustedProxies {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
-/// The client behind `peer`: `peer` itself unless it is trusted; then the right-most forwarded
-/// address that is not trusted (every hop trusted: the left-most one, the farthest any trusted
-/// proxy vouched for). A header that cannot be read as addresses is not believed at all.
+/// The client behind `peer`: `peer` itself unless it is trusted; then the forwarded hops are
+/// walked from the right (the nearest first): the first that is not a trusted proxy is the
+/// client. An entry that is no address ends the walk at the last trusted hop: nothing to the
+/// left of it was vouched for by anyone Kassa trusts, and one bad entry never discards the
+/// good ones to its right.
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     let peer = canonical(peer);
     if !trusted.trusts(peer) {
         return peer;
     }
-    let Some(hops) = forwarded_hops(headers) else {
-        return peer;
-    };
     let mut client = peer;
-    for hop in hops.into_iter().rev() {
-        client = hop;
-        if !trusted.trusts(hop) {
+    for hop in hops_nearest_first(headers) {
+        let Some(address) = hop else {
+            break;
+        };
+        client = address;
+        if !trusted.trusts(address) {
             break;
         }
     }
     client
 }
 
-/// The addresses a request passed through, oldest first: `X-Forwarded-For`, else `Forwarded`'s
-/// `for=` parameters. `None` when neither is there or any entry is not an address (a proxy
-/// writes addresses; anything else came from somewhere untrusted). Several headers of one name
-/// are one list, in order.
-fn forwarded_hops(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
-    let joined = |name: &str| -> Option<String> {
-        let values: Vec<&str> = headers
+/// The addresses a request passed through, nearest first, each `None` where the entry is no
+/// address. `X-Forwarded-For` whenever the request carries one (then `Forwarded` is never
+/// read: a proxy that appends to one header does not clean the other, so the client wrote
+/// it), else `Forwarded`'s `for=` parameters. Several lines of one header are one list, in
+/// order; bytes that are not text are an entry that is no address.
+fn hops_nearest_first(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let entries = |name: &str| -> Vec<String> {
+        headers
             .get_all(name)
             .iter()
-            .map(|value| value.to_str().ok())
-            .collect::<Option<_>>()?;
-        (!values.is_empty()).then(|| values.join(","))
+            .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+            .map(|entry| String::from_utf8_lossy(entry).trim().to_owned())
+            .collect()
     };
-    if let Some(list) = joined("x-forwarded-for") {
-        return list.split(',').map(|hop| parse_hop(hop.trim())).collect();
-    }
-    let list = joined("forwarded")?;
-    list.split(',')
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.eq_ignore_ascii_case("for").then_some(value)
+    let forwarded_for = entries("x-forwarded-for");
+    let hops: Vec<Option<IpAddr>> = if forwarded_for.is_empty() {
+        entries("forwarded")
+            .iter()
+            .map(|element| {
+                let value = element.split(';').find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    name.eq_ignore_ascii_case("for").then_some(value)
+                })?;
+                parse_hop(value.trim().trim_matches('"'))
             })
-        })
-        .map(|value| parse_hop(value.trim().trim_matches('"')))
-        .collect()
+            .collect()
+    } else {
+        forwarded_for.iter().map(|entry| parse_hop(entry)).collect()
+    };
+    hops.into_iter().rev().collect()
 }
 
 /// One hop: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
@@ -217,11 +223,35 @@ mod tests {
             client_address(ip("10.0.0.2"), &inside, &trusted),
             ip("10.1.1.1")
         );
-        // Garbage is not believed: the peer.
-        let garbage = headers(&[("x-forwarded-for", "unknown, 203.0.113.9")]);
+        // A client's junk to the left of its real address changes nothing (Squid and clients
+        // send `unknown`): the first untrusted address from the right is still the client.
+        let junk = headers(&[("x-forwarded-for", "unknown, 203.0.113.9")]);
         assert_eq!(
-            client_address(ip("10.0.0.2"), &garbage, &trusted),
-            ip("10.0.0.2")
+            client_address(ip("10.0.0.2"), &junk, &trusted),
+            ip("203.0.113.9")
+        );
+        // Junk nearer than any untrusted address: the last trusted hop is all that is known.
+        let junk_near = headers(&[("x-forwarded-for", "203.0.113.9, _hidden, 10.1.1.1")]);
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &junk_near, &trusted),
+            ip("10.1.1.1")
+        );
+    }
+
+    /// A header of bytes that are not text must not make Kassa fall back to a header the
+    /// client wrote whole (nginx appends to `X-Forwarded-For` and passes `Forwarded` on).
+    #[test]
+    fn risk_d1_undecodable_bytes_never_open_the_other_header() {
+        let trusted = proxies("127.0.0.1");
+        let mut forged = HeaderMap::new();
+        forged.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff, 198.51.100.7").expect("bytes"),
+        );
+        forged.append("forwarded", "for=203.0.113.77".parse().expect("value"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &forged, &trusted),
+            ip("198.51.100.7")
         );
     }
 

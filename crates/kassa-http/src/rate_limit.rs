@@ -83,7 +83,7 @@ impl PublicRateLimit {
         }
         let now = DefaultClock::default().now();
         self.failed_webhooks
-            .check_key(&ip)
+            .check_key(&bucket_of(ip))
             .map_err(|not_until| ApiError::RateLimited {
                 retry_after_secs: not_until.wait_time_from(now).as_secs().max(1),
             })
@@ -100,13 +100,25 @@ impl PublicRateLimit {
         let limited = |not_until: governor::NotUntil<_>| ApiError::RateLimited {
             retry_after_secs: not_until.wait_time_from(now).as_secs().max(1),
         };
-        self.per_ip.check_key(&ip).map_err(limited)?;
+        self.per_ip.check_key(&bucket_of(ip)).map_err(limited)?;
         if let Some(credential) = credential {
             self.per_credential
                 .check_key(&credential)
                 .map_err(limited)?;
         }
         Ok(())
+    }
+}
+
+/// The bucket an address counts in: itself for IPv4; its /64 for IPv6, since one subscriber is
+/// given a whole /64 and could otherwise take a fresh bucket per address.
+fn bucket_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
     }
 }
 
@@ -137,4 +149,26 @@ pub async fn limit_public(
         }
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn risk_s7_an_ipv6_subscriber_is_one_bucket_whatever_address_it_picks() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().expect("address");
+        let other: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("address");
+        let neighbour: IpAddr = "2001:db8:1:3::1".parse().expect("address");
+        assert_eq!(bucket_of(one), bucket_of(other));
+        assert_ne!(bucket_of(one), bucket_of(neighbour));
+        let v4: IpAddr = "203.0.113.9".parse().expect("address");
+        assert_eq!(bucket_of(v4), v4);
+        let limit = PublicRateLimit::new(1).expect("on");
+        assert!(limit.check(one, None).is_ok() && limit.check(other, None).is_ok());
+        assert!(
+            limit.check(other, None).is_err(),
+            "the /64's burst of 2 is spent"
+        );
+    }
 }

@@ -594,3 +594,52 @@ async fn risk_w5_a_declined_attempt_and_an_authorization_are_announced(db: TestD
     );
 }
 both_backends!(risk_w5_a_declined_attempt_and_an_authorization_are_announced);
+
+/// A refund that fails while a dispute is open: when the dispute closes, the order returns to
+/// what its refunds say now (`paid`), not to the `refunded` it was when the dispute opened
+/// (risk P6: a status never says money went back that did not).
+async fn risk_p6_a_dispute_closing_after_a_refund_failed_returns_the_order_to_paid(db: TestDb) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let placed = shop.checkout(&[("MUG", 1)]).await;
+    shop.confirm(&placed, "pm_card_refundFail").await;
+    shop.deliver_events().await;
+    shop.app
+        .create_refund(kassa_app::refunds::RefundInput {
+            order_id: placed.order_id.clone(),
+            key_scope: "secret".into(),
+            idempotency_key: Some("whole".into()),
+            amount_minor: None,
+            reason: None,
+            restock: false,
+            actor: actor(),
+        })
+        .await
+        .expect("refund");
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&placed.order_id).await, "refunded");
+    let dispute = shop
+        .control(
+            &format!("/_emulator/payment_intents/{}/dispute", placed.intent_id),
+            json!({}),
+        )
+        .await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&placed.order_id).await, "disputed");
+    shop.control("/_emulator/settle", json!({})).await;
+    shop.deliver_events().await;
+    let id = dispute["id"].as_str().expect("dispute id");
+    shop.control(
+        &format!("/_emulator/disputes/{id}/close"),
+        json!({"outcome": "won"}),
+    )
+    .await;
+    shop.deliver_events().await;
+    let order = shop.app.order(&placed.order_id).await.expect("order");
+    assert_eq!(
+        (order.status.as_str(), order.refunded_amount_minor),
+        ("paid", 0)
+    );
+    let report = shop.app.check_invariants().await.expect("checked");
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+both_backends!(risk_p6_a_dispute_closing_after_a_refund_failed_returns_the_order_to_paid);

@@ -5,7 +5,7 @@
 
 use kassa_app::ports::{Actor, Applied, ProviderDispute, StoreResult};
 use kassa_domain::order::OrderStatus;
-use kassa_domain::plan::decide_dispute;
+use kassa_domain::plan::{decide_dispute, status_of_refunds};
 use sqlx::AnyConnection;
 
 use crate::audit::{self, Change};
@@ -95,7 +95,17 @@ async fn move_order(
             .fetch_one(&mut *conn)
             .await
             .map_err(unavailable)?;
-    let before_dispute = before_dispute.as_deref().and_then(OrderStatus::parse);
+    let mut before_dispute = before_dispute.as_deref().and_then(OrderStatus::parse);
+    if closed && before_dispute.is_some() {
+        // Back to what the refunds that stand now say, not what they said when it opened.
+        let (captured, refunded): (i64, i64) =
+            sqlx::query_as("SELECT captured_amount, refunded_amount FROM orders WHERE id = $1")
+                .bind(order_id)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+        before_dispute = Some(status_of_refunds(captured, refunded));
+    }
     let Some((event, step)) = decide_dispute(status, before_dispute, closed) else {
         return Ok(());
     };
