@@ -10,10 +10,10 @@ use kassa_domain::payment::PaymentStatus;
 use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{
-    Actor, Applied, BillingEffect, EventEffect, EventStatus, InboxEvent, ProviderCheckoutSession,
-    ProviderEvent, ProviderEventObject, ProviderInvoice, ProviderPaymentIntent,
-    ProviderSubscription, ProviderSubscriptionSession, Recorded, SessionStatus, StoreError,
-    WebhookRejected,
+    Actor, Applied, BillingEffect, EventEffect, EventStatus, FailedAttempt, InboxEvent,
+    ProviderCheckoutSession, ProviderEvent, ProviderEventObject, ProviderInvoice,
+    ProviderPaymentIntent, ProviderSubscription, ProviderSubscriptionSession, Recorded,
+    SessionStatus, StoreError, WebhookRejected,
 };
 
 /// Attempts before an event is dead-lettered.
@@ -241,13 +241,27 @@ impl App {
         }
         // Bounded: this runs before the webhook is answered, and Stripe waits only seconds. On
         // timeout the event stays recorded as failed and the inbox worker applies it later.
+        // The attempt this event reports failed, kept from its own snapshot: the intent may
+        // have been paid (or failed again) since, and each failed attempt is announced.
+        let failed = kassa_domain::plan::failed_attempt(
+            intent.status,
+            intent.latest_charge.as_deref(),
+            intent.last_error.as_deref(),
+        )
+        .map(|charge| FailedAttempt {
+            charge_id: charge.to_owned(),
+            decline_code: intent.last_error.clone(),
+        });
         let fetched = tokio::time::timeout(
             REFETCH_TIMEOUT,
             self.provider.retrieve_payment_intent(&intent.id),
         )
         .await;
         match fetched {
-            Ok(Ok(current)) => Ok(EventEffect::PaymentIntent(current)),
+            Ok(Ok(current)) => Ok(match failed {
+                Some(failed) => EventEffect::PaymentAttemptFailed { current, failed },
+                None => EventEffect::PaymentIntent(current),
+            }),
             Ok(Err(_)) | Err(_) => Err(AppError::ProviderUnavailable {
                 retry_after_secs: 5,
             }),

@@ -91,7 +91,7 @@ impl WebhookStore for SqlStore {
         now: i64,
     ) -> StoreResult<Applied> {
         let mut tx = self.begin().await?;
-        let applied = effects::payment::observe(self, &mut tx, intent, actor, now).await?;
+        let applied = effects::payment::observe(self, &mut tx, intent, None, actor, now).await?;
         tx.commit().await?;
         Ok(applied)
     }

@@ -643,3 +643,19 @@ async fn risk_p6_a_dispute_closing_after_a_refund_failed_returns_the_order_to_pa
     assert!(report.passed(), "{:#?}", report.violations);
 }
 both_backends!(risk_p6_a_dispute_closing_after_a_refund_failed_returns_the_order_to_paid);
+
+/// A declined attempt whose event arrives after the next attempt succeeded is still announced
+/// (the re-fetched intent has moved on; the event's own snapshot names the failed charge).
+async fn risk_w5_a_decline_reported_after_the_payment_succeeded_is_still_announced(db: TestDb) {
+    let shop = EmulatedShop::new(db, CaptureMethod::Automatic).await;
+    let placed = shop.checkout(&[("MUG", 1)]).await;
+    shop.confirm(&placed, "pm_card_chargeDeclined").await;
+    shop.confirm(&placed, "pm_card_visa").await;
+    shop.deliver_events().await;
+    assert_eq!(shop.status(&placed.order_id).await, "paid");
+    let failed = shop
+        .scalar("SELECT COUNT(*) FROM outbox WHERE topic = 'payment.failed'")
+        .await;
+    assert_eq!(failed, 1, "the first attempt's decline is announced");
+}
+both_backends!(risk_w5_a_decline_reported_after_the_payment_succeeded_is_still_announced);

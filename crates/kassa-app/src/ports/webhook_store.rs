@@ -63,11 +63,24 @@ pub struct InboxEvent {
     pub received_at: i64,
 }
 
+/// A payment attempt that failed: its charge at the provider and the provider's decline code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    pub charge_id: String,
+    pub decline_code: Option<String>,
+}
+
 /// What an event asks Kassa to do, already parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventEffect {
     /// The provider reports this PaymentIntent state.
     PaymentIntent(ProviderPaymentIntent),
+    /// An attempt failed, as the event reported it; `current` is the intent as the provider
+    /// holds it now (it may have moved on: the merchant still hears of the failed attempt).
+    PaymentAttemptFailed {
+        current: ProviderPaymentIntent,
+        failed: FailedAttempt,
+    },
     /// The provider reports these refunds of a PaymentIntent.
     Refunds {
         payment_intent_id: String,

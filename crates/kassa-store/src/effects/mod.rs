@@ -26,7 +26,10 @@ pub(crate) async fn apply(
 ) -> StoreResult<Applied> {
     match effect {
         EventEffect::PaymentIntent(intent) => {
-            payment::observe(store, conn, intent, actor, now).await
+            payment::observe(store, conn, intent, None, actor, now).await
+        }
+        EventEffect::PaymentAttemptFailed { current, failed } => {
+            payment::observe(store, conn, current, Some(failed), actor, now).await
         }
         EventEffect::Refunds {
             payment_intent_id,

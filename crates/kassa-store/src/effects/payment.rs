@@ -1,7 +1,9 @@
 //! A PaymentIntent state reported by the provider (webhook, client sync, reconciliation): the
 //! payment and its order are locked, `plan::decide_payment` decides, and the moves are made.
 
-use kassa_app::ports::{Actor, Applied, NewRefund, ProviderPaymentIntent, StoreError, StoreResult};
+use kassa_app::ports::{
+    Actor, Applied, FailedAttempt, NewRefund, ProviderPaymentIntent, StoreError, StoreResult,
+};
 use kassa_domain::commands::Operation;
 use kassa_domain::order::OrderStatus;
 use kassa_domain::payment::PaymentStatus;
@@ -77,11 +79,13 @@ pub(crate) struct PaymentRow {
     pub(crate) order_id: String,
 }
 
-/// Applies the intent's reported state to Kassa's payment for it.
+/// Applies the intent's reported state to Kassa's payment for it, and announces the attempt
+/// that failed: `failed` as its event reported it, else as the intent says now.
 pub(crate) async fn observe(
     store: &SqlStore,
     conn: &mut AnyConnection,
     intent: &ProviderPaymentIntent,
+    failed: Option<&FailedAttempt>,
     actor: &Actor,
     now: i64,
 ) -> StoreResult<Applied> {
@@ -91,6 +95,26 @@ pub(crate) async fn observe(
             intent.id
         )));
     };
+    let attempt = match failed {
+        Some(failed) => Some((failed.charge_id.as_str(), failed.decline_code.as_deref())),
+        None => failed_attempt(
+            intent.status,
+            intent.latest_charge.as_deref(),
+            intent.last_error.as_deref(),
+        )
+        .map(|charge| (charge, intent.last_error.as_deref())),
+    };
+    if let Some((charge, decline_code)) = attempt {
+        outbox::notify_attempt(
+            conn,
+            PAYMENT_FAILED,
+            &payment.order_id,
+            charge,
+            decline_code,
+            now,
+        )
+        .await?;
+    }
     observe_for(store, conn, &payment, intent, actor, now).await
 }
 
@@ -110,23 +134,6 @@ pub(crate) async fn observe_for(
         currency: &intent.currency,
         amount_received_minor: intent.amount_received_minor,
     };
-    let failed = failed_attempt(
-        intent.status,
-        intent.latest_charge.as_deref(),
-        intent.last_error.as_deref(),
-    );
-    if let Some(charge) = failed {
-        let decline_code = intent.last_error.as_deref();
-        outbox::notify_attempt(
-            conn,
-            PAYMENT_FAILED,
-            &payment.order_id,
-            charge,
-            decline_code,
-            now,
-        )
-        .await?;
-    }
     match decide_payment(&held, &seen) {
         PaymentPlan::Ignore(reason) => Ok(Applied::Ignored(reason)),
         PaymentPlan::Flag(reason) => {
