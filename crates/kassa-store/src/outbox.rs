@@ -28,12 +28,11 @@ pub(crate) async fn notify_attempt(
     decline_code: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    let subject_id = attempt;
-    let mut payload = serde_json::json!({ "type": topic, "order_id": order_id, "id": subject_id });
+    let mut payload = serde_json::json!({ "type": topic, "order_id": order_id, "id": attempt });
     if let Some(code) = decline_code {
         payload["decline_code"] = serde_json::Value::from(code);
     }
-    let business_key = format!("{topic}:{subject_id}");
+    let business_key = format!("{topic}:{attempt}");
     queue(conn, topic, &business_key, &payload.to_string(), now).await
 }
 
